@@ -1,0 +1,14 @@
+//! hashgate: a Stratum V1 proxy for Bitcoin mining sites that validates every share
+//! itself, keeps honest per-miner numbers and gates miners to a container's power budget.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`stratum`] | Stratum V1 wire messages and the bounded line codec |
+//! | [`work`] | jobs, difficulty ↔ target, header building and SHA-256d share validation |
+//! | [`cli`] | the command-line interface of the `hashgate` binary |
+
+pub mod cli;
+pub mod stratum;
+pub mod work;

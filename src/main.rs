@@ -1,0 +1,5 @@
+//! The `hashgate` binary: the command-line edge of the library.
+
+fn main() -> anyhow::Result<()> {
+    hashgate::cli::run()
+}

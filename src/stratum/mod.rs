@@ -1,0 +1,1 @@
+//! Stratum V1 wire messages and codec.

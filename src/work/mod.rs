@@ -1,0 +1,1 @@
+//! Jobs, targets and share validation.
