@@ -1,0 +1,3 @@
+//! Power-aware gating: miner management APIs and the budget controller.
+
+pub mod api;
