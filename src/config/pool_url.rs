@@ -1,0 +1,73 @@
+//! `stratum+tcp://host:port` pool addresses.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A pool's host and port; the host is resolved at connect time, so DNS changes are followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUrl {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl PoolUrl {
+    /// `host:port`, as `tokio::net::TcpStream::connect` takes it.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for PoolUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stratum+tcp://{}", self.authority())
+    }
+}
+
+impl FromStr for PoolUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PoolUrl, String> {
+        let rest = match s.split_once("://") {
+            Some(("stratum+tcp" | "tcp", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "scheme {scheme:?} is not supported; use stratum+tcp://host:port"
+                ));
+            }
+            None => s,
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: unclosed '[' in IPv6 address"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| format!("{s:?}: missing :port"))?;
+            (host, port)
+        } else {
+            rest.rsplit_once(':').ok_or_else(|| {
+                format!("{s:?}: missing :port (e.g. stratum+tcp://pool.example:3333)")
+            })?
+        };
+        if host.is_empty() {
+            return Err(format!("{s:?}: empty host"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: port {port:?} is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(format!("{s:?}: port 0 is not a pool port"));
+        }
+        Ok(PoolUrl {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}

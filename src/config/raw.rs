@@ -1,0 +1,286 @@
+//! The configuration file as written: optional fields with defaults, unknown fields refused.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{
+    Config, ConfigError, FailoverConfig, PoolConfig, PoolUrl, ProxyConfig, UpstreamWorker,
+    VardiffSettings,
+};
+
+/// The whole file, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[proxy]`
+    #[serde(default)]
+    pub proxy: RawProxy,
+    /// `[[pools]]`, in failover order.
+    #[serde(default)]
+    pub pools: Vec<RawPool>,
+    /// `[vardiff]`
+    #[serde(default)]
+    pub vardiff: RawVardiff,
+    /// `[failover]`
+    #[serde(default)]
+    pub failover: RawFailover,
+}
+
+/// `[proxy]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    /// Listen address, default `0.0.0.0:3333`.
+    pub listen: Option<String>,
+    /// Connection cap, default 20,000.
+    pub max_connections: Option<usize>,
+    /// Seconds to subscribe and authorize, default 10.
+    pub setup_timeout_secs: Option<f64>,
+    /// Seconds of silence before a miner is dropped, default 600.
+    pub idle_timeout_secs: Option<f64>,
+    /// Longest line in bytes, default 65,536.
+    pub max_line_bytes: Option<usize>,
+    /// Outbound queue per miner, default 64 messages.
+    pub outbound_queue: Option<usize>,
+    /// The site's pool account (required unless every pool names a user).
+    pub account: Option<String>,
+    /// `per-miner` (default) or `account`.
+    pub upstream_worker: Option<String>,
+    /// Largest miner extranonce2 in bytes, default 8.
+    pub max_miner_extranonce2: Option<u8>,
+    /// Miners per upstream connection, default 4,096.
+    pub miners_per_upstream: Option<usize>,
+    /// Seconds a share's ntime may run ahead of its job, default 7,200.
+    pub ntime_window_secs: Option<f64>,
+    /// Difficulty a new miner starts at, default 1,024 (vardiff moves it).
+    pub initial_difficulty: Option<f64>,
+}
+
+/// One `[[pools]]` entry as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// Name for logs and metrics; default `pool<N>`.
+    pub name: Option<String>,
+    /// `stratum+tcp://host:port`.
+    pub url: Option<String>,
+    /// Account on this pool; default the proxy account.
+    pub user: Option<String>,
+    /// Password; default `x`.
+    pub password: Option<String>,
+}
+
+/// `[vardiff]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVardiff {
+    /// Seconds between shares aimed at, default 5.
+    pub target_interval_secs: Option<f64>,
+    /// Lowest difficulty, default 0.001.
+    pub min_difficulty: Option<f64>,
+    /// Highest difficulty, default 2^40.
+    pub max_difficulty: Option<f64>,
+}
+
+/// `[failover]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    /// Seconds of pool silence before failing over, default 3.
+    pub silence_timeout_secs: Option<f64>,
+    /// First reconnect delay in seconds, default 0.25.
+    pub reconnect_min_secs: Option<f64>,
+    /// Longest reconnect delay in seconds, default 30.
+    pub reconnect_max_secs: Option<f64>,
+    /// Seconds the preferred pool must be healthy before failing back, default 10.
+    pub failback_after_secs: Option<f64>,
+    /// Seconds to wait for a pool's answer to a submit, default 10.
+    pub submit_timeout_secs: Option<f64>,
+}
+
+impl RawConfig {
+    /// Reads a file without validating it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        RawConfig::parse(&text)
+    }
+
+    /// Parses TOML text without validating it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] with the line and column of the problem.
+    pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Checks every field and turns the file into typed values.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let p = &self.proxy;
+        let listen_text = p.listen.as_deref().unwrap_or("0.0.0.0:3333");
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError::invalid(
+                "proxy.listen",
+                format!("{listen_text:?} is not an address:port (e.g. 0.0.0.0:3333)"),
+            )
+        })?;
+        let account = p.account.clone().unwrap_or_default();
+        if account.chars().any(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                "proxy.account",
+                "must not contain spaces",
+            ));
+        }
+        let upstream_worker = match p.upstream_worker.as_deref().unwrap_or("per-miner") {
+            "per-miner" => UpstreamWorker::PerMiner,
+            "account" => UpstreamWorker::Account,
+            other => {
+                return Err(ConfigError::invalid(
+                    "proxy.upstream_worker",
+                    format!("{other:?}: use \"per-miner\" or \"account\""),
+                ));
+            }
+        };
+        let max_miner_extranonce2 = p.max_miner_extranonce2.unwrap_or(8);
+        if !(2..=16).contains(&max_miner_extranonce2) {
+            return Err(ConfigError::invalid(
+                "proxy.max_miner_extranonce2",
+                "must be 2 to 16 bytes (WhatsMiner firmware takes at most 8)",
+            ));
+        }
+        let initial_difficulty = p.initial_difficulty.unwrap_or(1024.0);
+        positive("proxy.initial_difficulty", initial_difficulty)?;
+        let proxy = ProxyConfig {
+            listen,
+            max_connections: nonzero("proxy.max_connections", p.max_connections, 20_000)?,
+            setup_timeout: secs("proxy.setup_timeout_secs", p.setup_timeout_secs, 10.0)?,
+            idle_timeout: secs("proxy.idle_timeout_secs", p.idle_timeout_secs, 600.0)?,
+            max_line_bytes: nonzero("proxy.max_line_bytes", p.max_line_bytes, 64 * 1024)?,
+            outbound_queue: nonzero("proxy.outbound_queue", p.outbound_queue, 64)?,
+            account: account.clone(),
+            upstream_worker,
+            max_miner_extranonce2,
+            miners_per_upstream: nonzero("proxy.miners_per_upstream", p.miners_per_upstream, 4096)?,
+            ntime_window: secs("proxy.ntime_window_secs", p.ntime_window_secs, 7200.0)?,
+            initial_difficulty,
+        };
+        if proxy.max_line_bytes.get() < 1024 {
+            return Err(ConfigError::invalid(
+                "proxy.max_line_bytes",
+                "must be at least 1024: a mining.notify with a deep merkle branch needs ~2 KiB",
+            ));
+        }
+
+        if self.pools.is_empty() {
+            return Err(ConfigError::invalid(
+                "pools",
+                "at least one [[pools]] entry (url = \"stratum+tcp://host:port\") is needed",
+            ));
+        }
+        let mut pools = Vec::with_capacity(self.pools.len());
+        for (i, raw) in self.pools.iter().enumerate() {
+            let field = |name: &str| format!("pools[{i}].{name}");
+            let url_text = raw
+                .url
+                .as_deref()
+                .ok_or_else(|| ConfigError::invalid(field("url"), "missing"))?;
+            let url: PoolUrl = url_text
+                .parse()
+                .map_err(|reason: String| ConfigError::invalid(field("url"), reason))?;
+            let user = raw.user.clone().unwrap_or_else(|| account.clone());
+            if user.is_empty() {
+                return Err(ConfigError::invalid(
+                    field("user"),
+                    "no user for this pool and no proxy.account to default to",
+                ));
+            }
+            let name = raw.name.clone().unwrap_or_else(|| format!("pool{i}"));
+            if pools.iter().any(|p: &PoolConfig| p.name == name) {
+                return Err(ConfigError::invalid(
+                    field("name"),
+                    format!("{name:?} is used twice"),
+                ));
+            }
+            pools.push(PoolConfig {
+                name,
+                url,
+                user,
+                password: raw.password.clone().unwrap_or_else(|| "x".to_owned()),
+            });
+        }
+
+        let v = &self.vardiff;
+        let min_difficulty = v.min_difficulty.unwrap_or(0.001);
+        let max_difficulty = v.max_difficulty.unwrap_or(2f64.powi(40));
+        positive("vardiff.min_difficulty", min_difficulty)?;
+        positive("vardiff.max_difficulty", max_difficulty)?;
+        if min_difficulty > max_difficulty {
+            return Err(ConfigError::invalid(
+                "vardiff.min_difficulty",
+                format!("{min_difficulty} is above vardiff.max_difficulty {max_difficulty}"),
+            ));
+        }
+        let vardiff = VardiffSettings {
+            target_interval: secs("vardiff.target_interval_secs", v.target_interval_secs, 5.0)?,
+            min_difficulty,
+            max_difficulty,
+        };
+
+        let f = &self.failover;
+        let failover = FailoverConfig {
+            silence_timeout: secs("failover.silence_timeout_secs", f.silence_timeout_secs, 3.0)?,
+            reconnect_min: secs("failover.reconnect_min_secs", f.reconnect_min_secs, 0.25)?,
+            reconnect_max: secs("failover.reconnect_max_secs", f.reconnect_max_secs, 30.0)?,
+            failback_after: secs("failover.failback_after_secs", f.failback_after_secs, 10.0)?,
+            submit_timeout: secs("failover.submit_timeout_secs", f.submit_timeout_secs, 10.0)?,
+        };
+        if failover.reconnect_min > failover.reconnect_max {
+            return Err(ConfigError::invalid(
+                "failover.reconnect_min_secs",
+                "is above failover.reconnect_max_secs",
+            ));
+        }
+
+        Ok(Config {
+            proxy,
+            pools,
+            vardiff,
+            failover,
+        })
+    }
+}
+
+fn positive(field: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            field,
+            format!("{value} must be a positive number"),
+        ))
+    }
+}
+
+fn secs(field: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    positive(field, value)?;
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| ConfigError::invalid(field, format!("{value} seconds is out of range")))
+}
+
+fn nonzero(field: &str, value: Option<usize>, default: usize) -> Result<NonZeroUsize, ConfigError> {
+    NonZeroUsize::new(value.unwrap_or(default))
+        .ok_or_else(|| ConfigError::invalid(field, "must be at least 1"))
+}
