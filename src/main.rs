@@ -1,5 +1,5 @@
 //! The `hashgate` binary: the command-line edge of the library.
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     hashgate::cli::run()
 }
