@@ -193,7 +193,9 @@ pub fn number(raw: &RawValue, field: &'static str) -> Result<f64, ParseErrorKind
             expected: "a number",
         });
     }
-    match serde_json::from_str::<f64>(text) {
+    // std's parser rounds correctly (serde_json's default float parsing is best-effort),
+    // so an encoded difficulty reads back bit-identical; the raw text is already valid JSON.
+    match text.parse::<f64>() {
         Ok(value) if value.is_finite() => Ok(value),
         _ => Err(ParseErrorKind::NumberOutOfRange { field }),
     }

@@ -61,6 +61,14 @@ impl Message {
     /// A [`ParseError`] naming the defect and, when it could be read, the request id.
     pub fn parse(line: &[u8]) -> Result<Message, ParseError> {
         let text = std::str::from_utf8(line).map_err(|_| ParseErrorKind::InvalidUtf8)?;
+        // serde's derived struct would also accept an array as positional members.
+        if !text.trim_start().starts_with('{') {
+            return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => ParseErrorKind::NotAnObject(String::from("not an object")),
+                Err(e) => ParseErrorKind::InvalidJson(e.to_string()),
+            }
+            .into());
+        }
         let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
             if e.is_data() {
                 ParseErrorKind::NotAnObject(e.to_string())
