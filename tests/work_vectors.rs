@@ -354,3 +354,75 @@ fn accepted_shares_in_the_extras_sessions_meet_their_difficulty() {
     let e = check_session(section(&text, 'E'), &unhex("5f2e056b"), 1.0);
     assert_eq!(e, 1, "the one difficulty-1 share");
 }
+
+/// A display-order (explorer) hex hash as raw bytes.
+fn raw_from_display(s: &str) -> [u8; 32] {
+    let mut b = unhex32(s);
+    b.reverse();
+    b
+}
+
+/// Mainnet block 100000: four transactions, so the coinbase's branch has two levels (its
+/// sibling txid, then the hash of the other pair). Public block data: header fields,
+/// the four txids and the raw coinbase (scriptSig `04 4c86041b 02 0602`: nbits, then a
+/// 2-byte extranonce, split here as 1 byte extranonce1 + 1 byte extranonce2).
+#[test]
+fn mainnet_block_100000_with_a_two_level_branch() {
+    let txids = [
+        "8c14f0db3df150123e6f3dbbf30f8b955a8249b62ac1d1ff16284aefa3d06d87",
+        "fff2525b8931402dd09222c50775608f75787bd2b87e56995a7bdd30f79702c4",
+        "6359f0868171b1d194cbee1af2f16ea598ae8fad666d9b012c8ed2b79a236ec4",
+        "e9a66845e05d5abc0ad04ec80f774a7e585c6e8db975962d069a522137b80c1d",
+    ]
+    .map(raw_from_display);
+    let mut pair = [0u8; 64];
+    pair[..32].copy_from_slice(&txids[2]);
+    pair[32..].copy_from_slice(&txids[3]);
+    let right = hashgate::work::sha256d::sha256d_64(&pair);
+    let prev_header_order =
+        raw_from_display("000000000002d01c1fccc21636b607dfd930d31d01c3a62104612a1719011250");
+    let job = Job::new(JobTemplate {
+        id: "100000".into(),
+        // Stratum's word-swapped form; the swap is its own inverse.
+        prevhash: hashgate::work::prevhash_to_header_order(&prev_header_order),
+        coinb1: unhex(
+            "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff08044c86041b02",
+        ),
+        coinb2: unhex(
+            "ffffffff0100f2052a010000004341041b0e8c2567c12536aa13357b79a073dc4444acb83c4ec7a0e2f99dd7457516c5817242da796924ca4e99947d087fedf9ce467cb9f7c6287078f801df276fdf84ac00000000",
+        ),
+        merkle_branch: vec![txids[1], right],
+        version: 1,
+        nbits: 0x1b04_864c,
+        ntime: 1_293_623_863,
+        clean_jobs: true,
+    })
+    .unwrap();
+    let submit = Submit {
+        extranonce1: &[0x06],
+        extranonce2: &[0x02],
+        ntime: 1_293_623_863,
+        nonce: 274_148_111,
+        version_bits: None,
+    };
+    let root = hashgate::work::merkle_root(&job, submit.extranonce1, submit.extranonce2);
+    assert_eq!(
+        root,
+        raw_from_display("f3e94742aca4b5ef85488dc37c06c3282295ffec960994b2c0d5ac2a25a95766")
+    );
+    let share = validate(&job, &submit, &SubmitPolicy::new(1, Target::DIFF1)).unwrap();
+    assert_eq!(
+        share.hash().to_string(),
+        "000000000003ba27aa200b1cecaad478d2b00432346c3f1f3986da1afd33e506"
+    );
+    assert!(share.is_block());
+    // A wrong extranonce2 changes the coinbase, so the same nonce no longer works.
+    let other = Submit {
+        extranonce2: &[0x03],
+        ..submit
+    };
+    assert_eq!(
+        validate(&job, &other, &SubmitPolicy::new(1, Target::DIFF1)),
+        Err(ShareReject::LowDifficulty)
+    );
+}
