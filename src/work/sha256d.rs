@@ -1,0 +1,239 @@
+//! SHA-256 and SHA-256d over the fixed shapes a share needs, on the raw compression function.
+//!
+//! A share costs about 45 compressions; the generic `Digest` API adds buffering, padding
+//! and finalisation work around each one. Here every message shape that recurs per share
+//! (a 64-byte merkle pair, the 80-byte header, a 32-byte digest for the second pass) is
+//! padded by hand into stack blocks, and the coinbase is hashed from a per-job midstate.
+//! `sha2::compress256` picks the SHA-NI backend at run time when the CPU has it.
+
+use sha2::compress256;
+use sha2::digest::generic_array::GenericArray;
+use sha2::digest::typenum::U64;
+
+/// One 64-byte SHA-256 block in the layout `compress256` takes.
+type Block = GenericArray<u8, U64>;
+
+/// SHA-256 initial hash value (FIPS 180-4 §5.3.3).
+const IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// The padding block that follows any message of exactly 64 bytes: it is the same for
+/// every merkle step, so it is a constant rather than rebuilt per step.
+const PAD_64: [u8; 64] = {
+    let mut b = [0u8; 64];
+    b[0] = 0x80;
+    // Message length 512 bits, big-endian in the last 8 bytes.
+    b[62] = 0x02;
+    b
+};
+
+/// Serialises a SHA-256 state as the digest bytes (big-endian words).
+#[inline]
+fn state_bytes(state: &[u32; 8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// Compresses one block into `state`.
+#[inline]
+fn compress_one(state: &mut [u32; 8], block: &[u8; 64]) {
+    let block: &Block = block.into();
+    compress256(state, core::slice::from_ref(block));
+}
+
+/// SHA-256 of a 32-byte digest: the second half of every SHA-256d, a single block.
+#[inline]
+pub fn sha256_of_digest(digest: &[u8; 32]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(digest);
+    block[32] = 0x80;
+    // Message length 256 bits.
+    block[62] = 0x01;
+    let mut state = IV;
+    compress_one(&mut state, &block);
+    state_bytes(&state)
+}
+
+/// SHA-256d of a 64-byte message (one merkle step: left ‖ right), three compressions.
+#[inline]
+pub fn sha256d_64(data: &[u8; 64]) -> [u8; 32] {
+    let blocks: [Block; 2] = [(*data).into(), PAD_64.into()];
+    let mut state = IV;
+    compress256(&mut state, &blocks);
+    sha256_of_digest(&state_bytes(&state))
+}
+
+/// SHA-256d of an 80-byte block header, three compressions.
+#[inline]
+pub fn sha256d_80(header: &[u8; 80]) -> [u8; 32] {
+    let mut first = [0u8; 64];
+    first.copy_from_slice(&header[..64]);
+    let mut second = [0u8; 64];
+    second[..16].copy_from_slice(&header[64..]);
+    second[16] = 0x80;
+    // Message length 640 bits = 0x0280.
+    second[62] = 0x02;
+    second[63] = 0x80;
+    let blocks: [Block; 2] = [first.into(), second.into()];
+    let mut state = IV;
+    compress256(&mut state, &blocks);
+    sha256_of_digest(&state_bytes(&state))
+}
+
+/// An incremental SHA-256 on a stack buffer that can start from a saved midstate.
+///
+/// Used for the coinbase: the job saves the state after coinb1's whole blocks, and each
+/// share only hashes coinb1's tail ‖ extranonce1 ‖ extranonce2 ‖ coinb2.
+#[derive(Clone, Debug)]
+pub struct Sha256Stream {
+    /// Chaining state after all whole blocks absorbed so far.
+    state: [u32; 8],
+    /// Bytes not yet forming a whole block.
+    buf: [u8; 64],
+    /// How many bytes of `buf` are filled (always < 64 between calls).
+    buf_len: usize,
+    /// Total message bytes absorbed, for the length field of the padding.
+    total_len: u64,
+}
+
+impl Default for Sha256Stream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sha256Stream {
+    /// A fresh hasher at the SHA-256 initial value.
+    pub fn new() -> Self {
+        Self {
+            state: IV,
+            buf: [0u8; 64],
+            buf_len: 0,
+            total_len: 0,
+        }
+    }
+
+    /// Absorbs `data`; compresses whole blocks straight from the input when it can.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.total_len = self.total_len.wrapping_add(data.len() as u64);
+        if self.buf_len > 0 {
+            let take = (64 - self.buf_len).min(data.len());
+            let (head, rest) = data.split_at(take);
+            self.buf[self.buf_len..self.buf_len + take].copy_from_slice(head);
+            self.buf_len += take;
+            data = rest;
+            if self.buf_len < 64 {
+                return;
+            }
+            compress_one(&mut self.state, &self.buf);
+            self.buf_len = 0;
+        }
+        let mut chunks = data.chunks_exact(64);
+        for chunk in &mut chunks {
+            let block: &Block = GenericArray::from_slice(chunk);
+            compress256(&mut self.state, core::slice::from_ref(block));
+        }
+        let rest = chunks.remainder();
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.buf_len = rest.len();
+    }
+
+    /// The chaining state and the unabsorbed tail: what a job keeps as its midstate.
+    pub fn midstate(&self) -> ([u32; 8], &[u8]) {
+        (self.state, &self.buf[..self.buf_len])
+    }
+
+    /// Rebuilds a hasher from a chaining state that has absorbed `compressed_len` bytes
+    /// (a multiple of 64) followed by `tail` (< 64 bytes, else it is absorbed normally).
+    pub fn from_midstate(state: [u32; 8], compressed_len: u64, tail: &[u8]) -> Self {
+        let mut s = Self {
+            state,
+            buf: [0u8; 64],
+            buf_len: 0,
+            total_len: compressed_len,
+        };
+        s.update(tail);
+        s
+    }
+
+    /// Pads and returns the SHA-256 digest.
+    pub fn finish(mut self) -> [u8; 32] {
+        let bit_len = self.total_len.wrapping_mul(8);
+        self.buf[self.buf_len] = 0x80;
+        self.buf[self.buf_len + 1..].fill(0);
+        if self.buf_len >= 56 {
+            compress_one(&mut self.state, &self.buf);
+            self.buf = [0u8; 64];
+        }
+        self.buf[56..].copy_from_slice(&bit_len.to_be_bytes());
+        compress_one(&mut self.state, &self.buf);
+        state_bytes(&self.state)
+    }
+
+    /// Pads and returns SHA-256d (SHA-256 of the SHA-256 digest).
+    pub fn finish_double(self) -> [u8; 32] {
+        sha256_of_digest(&self.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn reference_sha256d(data: &[u8]) -> [u8; 32] {
+        Sha256::digest(Sha256::digest(data)).into()
+    }
+
+    #[test]
+    fn fixed_shapes_match_the_generic_hasher() {
+        let data64: [u8; 64] = core::array::from_fn(|i| i as u8 ^ 0x5a);
+        assert_eq!(sha256d_64(&data64), reference_sha256d(&data64));
+        let data80: [u8; 80] = core::array::from_fn(|i| (i * 7) as u8);
+        assert_eq!(sha256d_80(&data80), reference_sha256d(&data80));
+        let d: [u8; 32] = core::array::from_fn(|i| i as u8);
+        assert_eq!(sha256_of_digest(&d), <[u8; 32]>::from(Sha256::digest(d)));
+    }
+
+    #[test]
+    fn stream_matches_for_every_length_and_split() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 31 + 7) as u8).collect();
+        for len in 0..data.len() {
+            let msg = &data[..len];
+            for split in [0, 1, 55, 56, 63, 64, 65, 128, len / 2, len] {
+                let split = split.min(len);
+                let mut s = Sha256Stream::new();
+                s.update(&msg[..split]);
+                s.update(&msg[split..]);
+                assert_eq!(
+                    s.finish_double(),
+                    reference_sha256d(msg),
+                    "len {len} split {split}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn midstate_resumes_where_it_stopped() {
+        let data: Vec<u8> = (0..200u32).map(|i| (i ^ 0xa5) as u8).collect();
+        let mut s = Sha256Stream::new();
+        s.update(&data[..150]);
+        let (state, tail) = s.midstate();
+        let compressed = (150 - tail.len()) as u64;
+        let mut resumed = Sha256Stream::from_midstate(state, compressed, tail);
+        resumed.update(&data[150..]);
+        assert_eq!(resumed.finish_double(), reference_sha256d(&data));
+    }
+}

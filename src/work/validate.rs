@@ -1,0 +1,172 @@
+//! Share validation: rebuild the header a miner hashed and check its SHA-256d.
+
+use super::hash::Hash256;
+use super::header::HeaderFields;
+use super::job::Job;
+use super::reject::ShareReject;
+use super::sha256d::{sha256d_64, sha256d_80};
+use super::target::Target;
+
+/// What a session allows in a submit: fixed when the miner subscribes and configures,
+/// the target changing with vardiff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubmitPolicy {
+    /// The extranonce2 size announced to the miner in its subscribe answer.
+    pub extranonce2_len: usize,
+    /// The negotiated BIP310 version-rolling mask (0 when the miner did not configure it).
+    pub version_mask: u32,
+    /// Seconds past the job's ntime at which ntime is refused (exclusive bound).
+    pub ntime_window_secs: u32,
+    /// The miner's current share target.
+    pub miner_target: Target,
+}
+
+impl SubmitPolicy {
+    /// Default ntime window. ckpool answers "Ntime out of range" at exactly +7200 s (see
+    /// `session-extras-ckpool.txt`), so the window is exclusive: +7199 s passes.
+    pub const DEFAULT_NTIME_WINDOW_SECS: u32 = 7200;
+
+    /// A policy with no version rolling and the default ntime window.
+    pub fn new(extranonce2_len: usize, miner_target: Target) -> Self {
+        SubmitPolicy {
+            extranonce2_len,
+            version_mask: 0,
+            ntime_window_secs: Self::DEFAULT_NTIME_WINDOW_SECS,
+            miner_target,
+        }
+    }
+}
+
+/// The decoded values of one `mining.submit`, borrowed from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submit<'a> {
+    /// The extranonce1 the session gave this miner.
+    pub extranonce1: &'a [u8],
+    /// The miner's extranonce2 bytes.
+    pub extranonce2: &'a [u8],
+    /// Block time the miner used (hex read as a big-endian number).
+    pub ntime: u32,
+    /// The nonce (hex read as a big-endian number).
+    pub nonce: u32,
+    /// BIP310 version bits, when the miner rolled the version.
+    pub version_bits: Option<u32>,
+}
+
+/// A share whose header hashes to at or below the miner's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// SHA-256d of the header.
+    hash: Hash256,
+    /// The header that was hashed, for block submission and logs.
+    header: [u8; 80],
+    /// Whether the hash meets the job's network target.
+    is_block: bool,
+}
+
+impl Share {
+    /// The header hash.
+    pub fn hash(&self) -> &Hash256 {
+        &self.hash
+    }
+
+    /// The 80-byte header.
+    pub fn header(&self) -> &[u8; 80] {
+        &self.header
+    }
+
+    /// The block version the miner used after rolling.
+    pub fn version(&self) -> u32 {
+        u32::from_le_bytes([
+            self.header[0],
+            self.header[1],
+            self.header[2],
+            self.header[3],
+        ])
+    }
+
+    /// The difficulty this share achieved (diff1 / hash).
+    pub fn difficulty(&self) -> f64 {
+        self.hash.difficulty()
+    }
+
+    /// Whether the share meets `target` (e.g. the upstream pool's).
+    #[inline]
+    pub fn meets(&self, target: &Target) -> bool {
+        target.is_met_by(&self.hash)
+    }
+
+    /// Whether the share is a block (meets the job's network target).
+    pub fn is_block(&self) -> bool {
+        self.is_block
+    }
+}
+
+/// Validates a submit against its job: rebuilds coinbase → txid → merkle root → header,
+/// hashes it and checks it against the miner's target.
+///
+/// Allocates nothing: the coinbase is hashed from the job's coinb1 midstate through a stack
+/// buffer and every other hash is a fixed-size block.
+///
+/// # Errors
+/// [`ShareReject::BadExtranonce2Len`], [`ShareReject::BadVersionBits`],
+/// [`ShareReject::NtimeOutOfRange`] before hashing; [`ShareReject::LowDifficulty`] when the
+/// hash is above `policy.miner_target`.
+pub fn validate(
+    job: &Job,
+    submit: &Submit<'_>,
+    policy: &SubmitPolicy,
+) -> Result<Share, ShareReject> {
+    if submit.extranonce2.len() != policy.extranonce2_len {
+        return Err(ShareReject::BadExtranonce2Len);
+    }
+    let version = match submit.version_bits {
+        None => job.version(),
+        Some(bits) if bits & !policy.version_mask != 0 => {
+            return Err(ShareReject::BadVersionBits);
+        }
+        Some(bits) => (job.version() & !policy.version_mask) | bits,
+    };
+    let earliest = u64::from(job.ntime());
+    let ntime = u64::from(submit.ntime);
+    if ntime < earliest || ntime >= earliest + u64::from(policy.ntime_window_secs) {
+        return Err(ShareReject::NtimeOutOfRange);
+    }
+
+    let header = HeaderFields {
+        version,
+        prev_blockhash: *job.prev_blockhash(),
+        merkle_root: merkle_root(job, submit.extranonce1, submit.extranonce2),
+        time: submit.ntime,
+        nbits: job.nbits(),
+        nonce: submit.nonce,
+    }
+    .to_bytes();
+    let hash = Hash256::from_bytes(sha256d_80(&header));
+    if !policy.miner_target.is_met_by(&hash) {
+        return Err(ShareReject::LowDifficulty);
+    }
+    Ok(Share {
+        hash,
+        header,
+        is_block: job.network_target().is_met_by(&hash),
+    })
+}
+
+/// The merkle root for a coinbase with these extranonces: txid folded up the branch.
+#[inline]
+pub fn merkle_root(job: &Job, extranonce1: &[u8], extranonce2: &[u8]) -> [u8; 32] {
+    let mut coinbase = job.coinbase_hasher();
+    coinbase.update(extranonce1);
+    coinbase.update(extranonce2);
+    coinbase.update(job.coinb2());
+    let mut pair = [0u8; 64];
+    pair[..32].copy_from_slice(&coinbase.finish_double());
+    for step in job.merkle_branch() {
+        pair[32..].copy_from_slice(step);
+        let parent = sha256d_64(&pair);
+        pair[..32].copy_from_slice(&parent);
+    }
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&pair[..32]);
+    root
+}
