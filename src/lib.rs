@@ -8,10 +8,12 @@
 //! | [`stratum`] | Stratum V1 wire messages and the bounded line codec |
 //! | [`work`] | jobs, difficulty ↔ target, header building and SHA-256d share validation |
 //! | [`power`] | miner management APIs and the power/temperature budget controller |
+//! | [`extranonce`] | extranonce splitting: per-miner prefixes leased from each upstream connection |
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
+pub mod extranonce;
 pub mod power;
 pub mod stratum;
 pub mod vardiff;
