@@ -8,11 +8,17 @@
 //! | [`stratum`] | Stratum V1 wire messages and the bounded line codec |
 //! | [`work`] | jobs, difficulty ↔ target, header building and SHA-256d share validation |
 //! | [`power`] | miner management APIs and the power/temperature budget controller |
+//! | [`extranonce`] | extranonce splitting: per-miner prefixes leased from each upstream connection |
+//! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
+//! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
 pub mod config;
+pub mod extranonce;
 pub mod power;
+pub mod stats;
 pub mod stratum;
+pub mod vardiff;
 pub mod work;

@@ -1,0 +1,7 @@
+//! Per-miner statistics computed from the shares the proxy validates.
+//!
+//! Pure bookkeeping: callers pass `now`, nothing here reads a clock or does I/O.
+
+pub mod hashrate;
+
+pub use hashrate::{HashrateMeter, MIN_REPORT_AGE, Window};
