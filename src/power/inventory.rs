@@ -494,6 +494,19 @@ impl PowerConfig {
     }
 }
 
+/// Upper bounds that catch unit slips (W written as kW, H/s as TH/s) and keep J/TH finite.
+const MAX_NOMINAL_WATTS: f64 = 100_000.0;
+const MIN_NOMINAL_THS: f64 = 1e-6;
+const MAX_NOMINAL_THS: f64 = 100_000.0;
+const MAX_BUDGET_KW: f64 = 1_000_000.0;
+
+fn at_most(value: f64, max: f64) -> Result<f64, String> {
+    if value > max {
+        return Err(format!("must be <= {max}"));
+    }
+    Ok(value)
+}
+
 fn positive_secs(secs: Option<u64>, default: Duration) -> Result<Duration, String> {
     match secs {
         None => Ok(default),
@@ -586,7 +599,10 @@ impl ContainerRaw {
         if self.name.trim().is_empty() {
             return Err(err("name")("must not be empty".into()));
         }
-        let budget = check_number(self.budget_kw, Some(0.0), None).map_err(err("budget_kw"))? * 1e3;
+        let budget = check_number(self.budget_kw, Some(0.0), None)
+            .and_then(|kw| at_most(kw, MAX_BUDGET_KW))
+            .map_err(err("budget_kw"))?
+            * 1e3;
         let margin = match self.margin_kw {
             None => budget * 0.01,
             Some(kw) => check_number(kw, None, Some(0.0)).map_err(err("margin_kw"))? * 1e3,
@@ -679,10 +695,19 @@ impl MinerRaw {
         }
         let address = Address::parse(&self.address, Some(default_port(self.family)))
             .map_err(err("address"))?;
-        let nominal_watts =
-            check_number(self.nominal_watts, Some(0.0), None).map_err(err("nominal_watts"))?;
-        let nominal_ths =
-            check_number(self.nominal_ths, Some(0.0), None).map_err(err("nominal_ths"))?;
+        let nominal_watts = check_number(self.nominal_watts, Some(0.0), None)
+            .and_then(|w| at_most(w, MAX_NOMINAL_WATTS))
+            .map_err(err("nominal_watts"))?;
+        let nominal_ths = check_number(self.nominal_ths, Some(0.0), None)
+            .and_then(|ths| at_most(ths, MAX_NOMINAL_THS))
+            .and_then(|ths| {
+                if ths < MIN_NOMINAL_THS {
+                    Err(format!("must be >= {MIN_NOMINAL_THS}"))
+                } else {
+                    Ok(ths)
+                }
+            })
+            .map_err(err("nominal_ths"))?;
         let standby_watts = match self.standby_watts {
             None => nominal_watts * DEFAULT_STANDBY_FRACTION,
             Some(w) => check_number(w, None, Some(0.0)).map_err(err("standby_watts"))?,
@@ -777,6 +802,20 @@ mod tests {
         assert_eq!(
             error_of(&text),
             "miner \"c1-r3-07\": nominal_ths must be a finite number"
+        );
+    }
+
+    #[test]
+    fn implausible_nameplates_are_refused() {
+        let text = with_miner_line("nominal_watts = 3068", "nominal_watts = 3068000");
+        assert_eq!(
+            error_of(&text),
+            "miner \"c1-r3-07\": nominal_watts must be <= 100000"
+        );
+        let text = with_miner_line("nominal_ths = 104", "nominal_ths = 1e-12");
+        assert_eq!(
+            error_of(&text),
+            "miner \"c1-r3-07\": nominal_ths must be >= 0.000001"
         );
     }
 
