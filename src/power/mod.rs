@@ -1,3 +1,5 @@
-//! Power-aware gating: miner management APIs and the budget controller.
+//! Power-aware gating: miner management APIs, the inventory and the budget controller.
 
 pub mod api;
+pub mod controller;
+pub mod inventory;

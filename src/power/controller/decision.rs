@@ -1,0 +1,237 @@
+//! What one controller tick decided and saw: decisions with reasons, and per-container and
+//! per-miner figures for metrics and the status API.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What the driver should do to a miner (or what could not be done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Send the miner to sleep through its management API.
+    Sleep,
+    /// Wake the miner through its management API.
+    Wake,
+    /// An action was needed but no miner could take it (everything pinned or in dwell);
+    /// nothing is sent, the operator is told.
+    Blocked,
+}
+
+impl Action {
+    /// Stable snake_case label for logs and the `action` metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Sleep => "sleep",
+            Action::Wake => "wake",
+            Action::Blocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Why a decision was taken; the set is closed so metric labels stay bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Load is above the budget: shed the least efficient.
+    OverBudget,
+    /// Inlet temperature is above the limit: shed the least efficient, then hottest.
+    OverTemperature,
+    /// Load is under the budget by more than the hysteresis and this miner fits.
+    Headroom,
+    /// Pinned keep-off: sleep whatever the budget.
+    PinnedOff,
+    /// Pinned keep-on and asleep: woken first once it fits.
+    PinnedOn,
+    /// An ordered sleep was not confirmed in time and the miner still reports mining.
+    SleepNotConfirmed,
+    /// Over budget, and no awake miner may be put to sleep (all pinned on or in maintenance).
+    NothingSleepable,
+    /// Over the temperature limit, and no awake miner may be put to sleep now.
+    NothingSleepableHot,
+}
+
+impl Reason {
+    /// Stable snake_case label for logs and the `reason` metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::OverBudget => "over_budget",
+            Reason::OverTemperature => "over_temperature",
+            Reason::Headroom => "headroom",
+            Reason::PinnedOff => "pinned_off",
+            Reason::PinnedOn => "pinned_on",
+            Reason::SleepNotConfirmed => "sleep_not_confirmed",
+            Reason::NothingSleepable => "nothing_sleepable",
+            Reason::NothingSleepableHot => "nothing_sleepable_hot",
+        }
+    }
+
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [Reason; 8] = [
+        Reason::OverBudget,
+        Reason::OverTemperature,
+        Reason::Headroom,
+        Reason::PinnedOff,
+        Reason::PinnedOn,
+        Reason::SleepNotConfirmed,
+        Reason::NothingSleepable,
+        Reason::NothingSleepableHot,
+    ];
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One decision of a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Container the decision is for.
+    pub container: Arc<str>,
+    /// The miner to command; `None` for [`Action::Blocked`].
+    pub miner: Option<Arc<str>>,
+    /// What to do.
+    pub action: Action,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Where a container's load figure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// A fresh feed meter reading (plus ramping miners at nominal).
+    Meter,
+    /// The sum of per-miner estimates (telemetry, nameplate where no answer).
+    Miners,
+}
+
+impl LoadSource {
+    /// Stable snake_case label.
+    pub fn label(self) -> &'static str {
+        match self {
+            LoadSource::Meter => "meter",
+            LoadSource::Miners => "miners",
+        }
+    }
+}
+
+/// Why a configured meter was not used this tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterFallback {
+    /// No reading has arrived yet.
+    Missing,
+    /// The latest reading is older than the meter's `max_age`.
+    Stale,
+    /// The latest reading was negative or not a number.
+    Invalid,
+}
+
+impl MeterFallback {
+    /// Stable snake_case label.
+    pub fn label(self) -> &'static str {
+        match self {
+            MeterFallback::Missing => "missing",
+            MeterFallback::Stale => "stale",
+            MeterFallback::Invalid => "invalid",
+        }
+    }
+}
+
+/// How a miner's power was counted this tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Fresh telemetry power (or standby when asleep and not reported).
+    Telemetry,
+    /// Nameplate, because the firmware reports no power while mining.
+    NameplateUnreported,
+    /// Nameplate, because the miner did not answer or its telemetry is stale (fail safe).
+    NameplateNoAnswer,
+    /// Nameplate, because a sleep was ordered and is not yet confirmed.
+    NameplateSleepPending,
+    /// At least nameplate, because it was woken recently (inrush and ramp).
+    NameplateRamping,
+}
+
+/// The controller's view of a miner's power state, exported as a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    /// Asleep on purpose (sleep confirmed or not yet contradicted).
+    Asleep,
+    /// Awake and past its ramp.
+    Awake,
+    /// Woken, still within its ramp.
+    Waking,
+    /// Sleep ordered, not yet confirmed.
+    FallingAsleep,
+    /// Pinned for maintenance: never commanded.
+    Maintenance,
+}
+
+impl PowerState {
+    /// Gauge value of `hashgate_miner_power_state`.
+    pub fn gauge(self) -> f64 {
+        match self {
+            PowerState::Asleep => 0.0,
+            PowerState::Awake => 1.0,
+            PowerState::Waking => 2.0,
+            PowerState::FallingAsleep => 3.0,
+            PowerState::Maintenance => 4.0,
+        }
+    }
+}
+
+/// One container's figures after a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerReport {
+    /// Container name.
+    pub name: Arc<str>,
+    /// Budget in force (config or demand-response override), W.
+    pub budget_watts: f64,
+    /// Fail-safe load estimate before this tick's decisions, W.
+    pub load_watts: f64,
+    /// Expected load once this tick's and earlier pending orders have taken effect, W.
+    pub projected_watts: f64,
+    /// Where `load_watts` came from.
+    pub source: LoadSource,
+    /// Why a configured meter was not used, if it was not.
+    pub meter_fallback: Option<MeterFallback>,
+    /// The fallback started, ended or changed reason this tick (log it once, not every tick).
+    pub meter_fallback_changed: bool,
+    /// Hottest plausible inlet reading among answering miners, °C.
+    pub temperature_c: Option<f64>,
+    /// Shedding for heat until back under limit minus hysteresis.
+    pub hot: bool,
+    /// Over budget with nothing left to sleep.
+    pub stuck_over_budget: bool,
+}
+
+/// One miner's figures after a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinerReport {
+    /// Miner id.
+    pub id: Arc<str>,
+    /// Container name.
+    pub container: Arc<str>,
+    /// Power state after this tick's decisions.
+    pub state: PowerState,
+    /// Power counted for it before this tick's decisions, W.
+    pub counted_watts: f64,
+    /// How it was counted.
+    pub counted: Counted,
+}
+
+/// Everything one tick produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    /// Commands for the driver, and blocked actions for the operator, in order.
+    pub decisions: Vec<Decision>,
+    /// One entry per container, in config order.
+    pub containers: Vec<ContainerReport>,
+    /// One entry per miner, in config order.
+    pub miners: Vec<MinerReport>,
+}

@@ -1,0 +1,154 @@
+//! Publishes a tick's decisions and figures: `metrics` gauges and counters, `tracing` events.
+//!
+//! Kept apart from the policy so the policy stays pure; the driver calls [`record_tick`]
+//! once per tick with whatever [`Controller::tick`](super::Controller::tick) returned.
+//! Per-miner series are bounded by the inventory the operator wrote, not by who connects.
+
+use metrics::{counter, gauge};
+
+use super::decision::{Action, TickReport};
+
+/// Records one tick: every decision is counted and logged with container, miner, action and
+/// reason; container load, budget and temperature and each miner's power state are set.
+pub fn record_tick(report: &TickReport) {
+    for d in &report.decisions {
+        counter!(
+            "hashgate_power_actions_total",
+            "action" => d.action.label(),
+            "reason" => d.reason.label()
+        )
+        .increment(1);
+        let miner = d.miner.as_deref().unwrap_or("");
+        match d.action {
+            Action::Blocked => tracing::warn!(
+                container = %d.container,
+                miner,
+                action = d.action.label(),
+                reason = d.reason.label(),
+                "power action needed but no miner can take it"
+            ),
+            Action::Sleep | Action::Wake => tracing::info!(
+                container = %d.container,
+                miner,
+                action = d.action.label(),
+                reason = d.reason.label(),
+                "power decision"
+            ),
+        }
+    }
+    for c in &report.containers {
+        let name = c.name.clone();
+        gauge!("hashgate_container_power_watts", "container" => name.clone()).set(c.load_watts);
+        gauge!("hashgate_container_budget_watts", "container" => name.clone()).set(c.budget_watts);
+        gauge!("hashgate_container_projected_power_watts", "container" => name.clone())
+            .set(c.projected_watts);
+        gauge!("hashgate_container_hot", "container" => name.clone())
+            .set(f64::from(u8::from(c.hot)));
+        gauge!("hashgate_container_stuck_over_budget", "container" => name.clone())
+            .set(f64::from(u8::from(c.stuck_over_budget)));
+        if let Some(t) = c.temperature_c {
+            gauge!("hashgate_container_inlet_celsius", "container" => name.clone()).set(t);
+        }
+        if let Some(why) = c.meter_fallback {
+            counter!(
+                "hashgate_power_meter_fallback_ticks_total",
+                "container" => name.clone(),
+                "reason" => why.label()
+            )
+            .increment(1);
+        }
+        if c.meter_fallback_changed {
+            match c.meter_fallback {
+                Some(why) => tracing::warn!(
+                    container = %c.name,
+                    reason = why.label(),
+                    "power meter unusable; load estimated from miner telemetry and nameplate"
+                ),
+                None => tracing::info!(container = %c.name, "power meter reading in use again"),
+            }
+        }
+    }
+    for m in &report.miners {
+        gauge!(
+            "hashgate_miner_power_state",
+            "container" => m.container.clone(),
+            "miner" => m.id.clone()
+        )
+        .set(m.state.gauge());
+        gauge!(
+            "hashgate_miner_counted_power_watts",
+            "container" => m.container.clone(),
+            "miner" => m.id.clone()
+        )
+        .set(m.counted_watts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::*;
+    use crate::power::controller::decision::{
+        ContainerReport, Counted, Decision, LoadSource, MeterFallback, MinerReport, PowerState,
+        Reason,
+    };
+
+    #[test]
+    fn tick_is_rendered_with_stable_names_and_labels() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let c1: Arc<str> = Arc::from("c1");
+        let report = TickReport {
+            decisions: vec![
+                Decision {
+                    container: c1.clone(),
+                    miner: Some(Arc::from("c1-r1-01")),
+                    action: Action::Sleep,
+                    reason: Reason::OverBudget,
+                },
+                Decision {
+                    container: c1.clone(),
+                    miner: None,
+                    action: Action::Blocked,
+                    reason: Reason::NothingSleepable,
+                },
+            ],
+            containers: vec![ContainerReport {
+                name: c1.clone(),
+                budget_watts: 1_500_000.0,
+                load_watts: 1_510_000.0,
+                projected_watts: 1_480_000.0,
+                source: LoadSource::Miners,
+                meter_fallback: Some(MeterFallback::Stale),
+                meter_fallback_changed: true,
+                temperature_c: Some(31.5),
+                hot: false,
+                stuck_over_budget: true,
+            }],
+            miners: vec![MinerReport {
+                id: Arc::from("c1-r1-01"),
+                container: c1,
+                state: PowerState::FallingAsleep,
+                counted_watts: 3250.0,
+                counted: Counted::NameplateSleepPending,
+            }],
+        };
+        metrics::with_local_recorder(&recorder, || record_tick(&report));
+        let text = handle.render();
+        for line in [
+            "hashgate_power_actions_total{action=\"sleep\",reason=\"over_budget\"} 1",
+            "hashgate_power_actions_total{action=\"blocked\",reason=\"nothing_sleepable\"} 1",
+            "hashgate_container_power_watts{container=\"c1\"} 1510000",
+            "hashgate_container_budget_watts{container=\"c1\"} 1500000",
+            "hashgate_container_stuck_over_budget{container=\"c1\"} 1",
+            "hashgate_container_inlet_celsius{container=\"c1\"} 31.5",
+            "hashgate_power_meter_fallback_ticks_total{container=\"c1\",reason=\"stale\"} 1",
+            "hashgate_miner_power_state{container=\"c1\",miner=\"c1-r1-01\"} 3",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}

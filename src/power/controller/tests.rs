@@ -1,0 +1,611 @@
+//! Controller policy tests on a simulated container with synthetic time: miners obey
+//! commands on the next reading, telemetry may carry noise or go silent.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::power::api::{MinerState, Telemetry};
+use crate::power::inventory::PowerConfig;
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// `count` miners named m00.., each 3000 + 50·i W at 100 TH/s: higher index is less efficient.
+fn miners_toml(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "[[miners]]\nid = \"m{i:02}\"\ncontainer = \"c1\"\naddress = \"10.0.{}.{}\"\n\
+                 family = \"luxos\"\nmodel = \"S19\"\nnominal_watts = {}\nnominal_ths = 100\n",
+                i / 200,
+                i % 200 + 1,
+                3000 + 50 * i
+            )
+        })
+        .collect()
+}
+
+fn config(container: &str, count: usize) -> PowerConfig {
+    let text = format!(
+        "[controller]\ntelemetry_max_age_secs = 60\nsleep_confirm_timeout_secs = 60\n\
+         wake_ramp_secs = 30\n[[containers]]\nname = \"c1\"\n{container}\n{}",
+        miners_toml(count)
+    );
+    match PowerConfig::from_toml_str(&text) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e}\n{text}"),
+    }
+}
+
+struct SimMiner {
+    id: String,
+    nominal: f64,
+    state: MinerState,
+    answering: bool,
+}
+
+/// A container whose miners do what they are told and report it on the next poll.
+struct Sim {
+    ctl: Controller,
+    now: Instant,
+    miners: Vec<SimMiner>,
+    rng: StdRng,
+    /// Relative telemetry noise, e.g. 0.03 for ±3 %.
+    noise: f64,
+    inlet_c: f64,
+    /// Every decision with the tick time it was made at.
+    log: Vec<(Instant, Decision)>,
+}
+
+impl Sim {
+    fn new(cfg: &PowerConfig) -> Self {
+        Self {
+            ctl: Controller::new(cfg),
+            now: Instant::now(),
+            miners: cfg
+                .miners
+                .iter()
+                .map(|m| SimMiner {
+                    id: m.id.to_string(),
+                    nominal: m.nominal_watts,
+                    state: MinerState::Mining,
+                    answering: true,
+                })
+                .collect(),
+            rng: StdRng::seed_from_u64(7),
+            noise: 0.0,
+            inlet_c: 28.0,
+            log: Vec::new(),
+        }
+    }
+
+    fn miner(&mut self, id: &str) -> &mut SimMiner {
+        match self.miners.iter_mut().find(|m| m.id == id) {
+            Some(m) => m,
+            None => panic!("no sim miner {id}"),
+        }
+    }
+
+    fn poll(&mut self) {
+        for m in &self.miners {
+            if !m.answering {
+                self.ctl.observe_no_answer(&m.id, self.now).expect("known");
+                continue;
+            }
+            let jitter = 1.0 + self.rng.random_range(-self.noise..=self.noise);
+            let power = match m.state {
+                MinerState::Sleeping => 30.0,
+                MinerState::Mining | MinerState::Idle => m.nominal * jitter,
+            };
+            let t = Telemetry {
+                power_watts: Some(power),
+                inlet_temp_c: Some(self.inlet_c),
+                board_temps_c: vec![self.inlet_c + 35.0],
+                hashrate_ths: Some(100.0),
+                fan_rpm: vec![4000],
+                state: m.state,
+            };
+            self.ctl
+                .observe_telemetry(&m.id, self.now, t)
+                .expect("known");
+        }
+    }
+
+    /// Polls, ticks at the current time, applies the commands, then advances by `dt`.
+    fn step(&mut self, dt: Duration) -> TickReport {
+        self.poll();
+        let report = self.ctl.tick(self.now);
+        for d in &report.decisions {
+            self.log.push((self.now, d.clone()));
+            let Some(id) = d.miner.as_deref() else {
+                continue;
+            };
+            let state = match d.action {
+                Action::Sleep => MinerState::Sleeping,
+                Action::Wake => MinerState::Mining,
+                Action::Blocked => continue,
+            };
+            self.miner(id).state = state;
+        }
+        self.now += dt;
+        report
+    }
+
+    fn run(&mut self, ticks: usize, dt: Duration) -> Vec<TickReport> {
+        (0..ticks).map(|_| self.step(dt)).collect()
+    }
+
+    fn asleep(&self) -> Vec<&str> {
+        self.miners
+            .iter()
+            .filter(|m| m.state == MinerState::Sleeping)
+            .map(|m| m.id.as_str())
+            .collect()
+    }
+
+    fn true_load(&self) -> f64 {
+        self.miners
+            .iter()
+            .map(|m| match m.state {
+                MinerState::Sleeping => 30.0,
+                _ => m.nominal,
+            })
+            .sum()
+    }
+}
+
+fn container(report: &TickReport) -> &ContainerReport {
+    report.containers.first().expect("one container")
+}
+
+fn index_of(id: &str) -> usize {
+    id.trim_start_matches('m').parse().expect("mNN")
+}
+
+#[test]
+fn budget_cut_to_half_is_met_within_one_tick_least_efficient_first() {
+    let cfg = config("budget_kw = 80\nmin_dwell_secs = 60", 20);
+    let mut sim = Sim::new(&cfg);
+    let settle = sim.run(3, 10 * SEC);
+    assert!(
+        settle.iter().all(|r| r.decisions.is_empty()),
+        "69.5 kW fits 80 kW"
+    );
+
+    sim.ctl.set_budget("c1", Some(40_000.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    let c = container(&r);
+    assert!(c.load_watts > 40_000.0);
+    assert!(c.projected_watts <= 40_000.0 - 400.0, "{c:?}");
+    assert!(
+        r.decisions
+            .iter()
+            .all(|d| d.action == Action::Sleep && d.reason == Reason::OverBudget)
+    );
+    // The sleepers are exactly the least efficient: a suffix of the index order.
+    let asleep: Vec<usize> = sim.asleep().iter().map(|id| index_of(id)).collect();
+    let first = 20 - asleep.len();
+    assert_eq!(asleep, (first..20).collect::<Vec<_>>());
+    assert!(sim.true_load() <= 40_000.0);
+
+    // Until confirmed, the sleepers still count at nominal; nothing more is shed meanwhile.
+    let r = sim.step(10 * SEC);
+    assert!(r.decisions.is_empty(), "{:?}", r.decisions);
+    assert!(
+        container(&r).load_watts <= 40_000.0,
+        "confirmed by telemetry"
+    );
+}
+
+#[test]
+fn budget_restored_wakes_one_per_stagger_most_efficient_first() {
+    let cfg = config(
+        "budget_kw = 80\nmin_dwell_secs = 60\nwake_stagger_secs = 30",
+        20,
+    );
+    let mut sim = Sim::new(&cfg);
+    sim.ctl.set_budget("c1", Some(40_000.0)).expect("valid");
+    let cut_at = sim.now;
+    sim.run(2, 10 * SEC);
+    let slept = sim.asleep().len();
+    assert!(slept >= 8);
+
+    sim.ctl.set_budget("c1", None).expect("valid");
+    sim.run(200, 5 * SEC);
+    let wakes: Vec<(Instant, usize)> = sim
+        .log
+        .iter()
+        .filter(|(t, d)| *t >= cut_at && d.action == Action::Wake)
+        .map(|(t, d)| (*t, index_of(d.miner.as_deref().expect("miner"))))
+        .collect();
+    assert_eq!(wakes.len(), slept, "all fit 80 kW again");
+    assert!(sim.asleep().is_empty());
+    assert!(
+        wakes.windows(2).all(|w| w[1].1 > w[0].1),
+        "most efficient first: {wakes:?}"
+    );
+    assert!(
+        wakes.windows(2).all(|w| w[1].0 - w[0].0 >= 30 * SEC),
+        "staggered: {wakes:?}"
+    );
+    assert!(
+        wakes.iter().all(|w| w.0 - cut_at >= 60 * SEC),
+        "dwell before first wake"
+    );
+}
+
+#[test]
+fn temperature_spike_sheds_stepwise_and_recovers() {
+    let cfg = config(
+        "budget_kw = 80\nmin_dwell_secs = 60\nwake_stagger_secs = 10\ntemp_limit_c = 35\n\
+         temp_hysteresis_c = 2\ntemp_shed_step_kw = 7\ntemp_shed_interval_secs = 60",
+        20,
+    );
+    let mut sim = Sim::new(&cfg);
+    sim.run(2, 10 * SEC);
+    sim.inlet_c = 37.0;
+    let r = sim.step(10 * SEC);
+    assert!(container(&r).hot);
+    let first: Vec<usize> = r
+        .decisions
+        .iter()
+        .map(|d| {
+            assert_eq!(
+                (d.action, d.reason),
+                (Action::Sleep, Reason::OverTemperature)
+            );
+            index_of(d.miner.as_deref().expect("miner"))
+        })
+        .collect();
+    assert_eq!(first, vec![19, 18], "one 7 kW step, least efficient first");
+
+    // Next step only after the interval; still hot inside the band (34 °C) keeps shedding.
+    let r = sim.run(5, 10 * SEC);
+    assert!(r.iter().all(|r| r.decisions.is_empty()));
+    sim.inlet_c = 34.0;
+    let r = sim.step(10 * SEC);
+    assert_eq!(r.decisions.len(), 2);
+    assert!(container(&r).hot);
+
+    // Below limit − hysteresis: the latch opens and miners come back, staggered.
+    sim.inlet_c = 32.0;
+    let r = sim.run(60, 10 * SEC);
+    assert!(!container(&r[0]).hot);
+    assert!(
+        sim.asleep().is_empty(),
+        "all woken again: {:?}",
+        sim.asleep()
+    );
+}
+
+#[test]
+fn noisy_telemetry_does_not_flap_over_an_hour() {
+    // 100 miners (~548 kW nominal) on a 300 kW feed; ±3 % noise on every reading.
+    let cfg = config(
+        "budget_kw = 300\nmargin_kw = 6\nhysteresis_kw = 12\nmin_dwell_secs = 300\n\
+         wake_stagger_secs = 30",
+        100,
+    );
+    let mut sim = Sim::new(&cfg);
+    sim.noise = 0.03;
+    // Half an hour to settle: the first shed assumes nameplate standby for sleepers, the
+    // real (lower) standby then frees room for a wake or two after the dwell.
+    let settle = sim.run(180, 10 * SEC);
+    assert!(
+        settle
+            .iter()
+            .all(|r| container(r).projected_watts <= 300_000.0)
+    );
+    let toggles_before = sim.log.len();
+    assert!(toggles_before > 0, "initial shed happened");
+    let hour = sim.run(360, 10 * SEC);
+    assert_eq!(
+        sim.log.len(),
+        toggles_before,
+        "flapping: {:?}",
+        &sim.log[toggles_before..]
+    );
+    assert!(
+        hour.iter()
+            .all(|r| container(r).load_watts <= 300_000.0 * 1.03)
+    );
+    assert!(sim.true_load() <= 300_000.0);
+}
+
+#[test]
+fn unreachable_or_stale_miner_counts_at_nominal() {
+    let cfg = config("budget_kw = 80", 3);
+    let mut sim = Sim::new(&cfg);
+    sim.miner("m01").answering = false;
+    let r = sim.step(10 * SEC);
+    let m = &r.miners[1];
+    assert_eq!(
+        (m.counted, m.counted_watts),
+        (Counted::NameplateNoAnswer, 3050.0)
+    );
+
+    // A reading older than telemetry_max_age is as good as none.
+    let t = Telemetry {
+        power_watts: Some(100.0),
+        inlet_temp_c: None,
+        board_temps_c: vec![],
+        hashrate_ths: None,
+        fan_rpm: vec![],
+        state: MinerState::Sleeping,
+    };
+    let old = sim.now;
+    sim.ctl.observe_telemetry("m01", old, t).expect("known");
+    assert_eq!(sim.ctl.tick(old).miners[1].counted_watts, 100.0);
+    let r = sim.ctl.tick(old + 61 * SEC);
+    assert_eq!(r.miners[1].counted, Counted::NameplateNoAnswer);
+}
+
+#[test]
+fn unreachable_miner_pushes_the_container_over_budget() {
+    // Two miners report low power, but one stops answering: counted at nominal, the
+    // budget is exceeded, and the least efficient answering miner goes to sleep.
+    let cfg = config("budget_kw = 9.2\nmargin_kw = 0.1", 3);
+    let mut sim = Sim::new(&cfg);
+    let r = sim.step(10 * SEC);
+    assert!(r.decisions.is_empty(), "{:?}", container(&r));
+    sim.miner("m02").answering = false;
+    let r = sim.step(10 * SEC);
+    assert!(r.decisions.is_empty(), "9150 W fits: {:?}", container(&r));
+    sim.ctl.set_budget("c1", Some(9_000.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    let d = r.decisions.first().expect("a shed");
+    assert_eq!(d.miner.as_deref(), Some("m01"), "answering before silent");
+}
+
+#[test]
+fn pins_are_respected() {
+    let cfg = config("budget_kw = 80\nmin_dwell_secs = 60", 6);
+    let mut sim = Sim::new(&cfg);
+    sim.ctl.set_pin("m05", Some(Pin::KeepOn)).expect("known");
+    sim.ctl
+        .set_pin("m04", Some(Pin::Maintenance))
+        .expect("known");
+    sim.ctl.set_pin("m00", Some(Pin::KeepOff)).expect("known");
+    let r = sim.step(10 * SEC);
+    assert_eq!(r.decisions.len(), 1);
+    assert_eq!(r.decisions[0].reason, Reason::PinnedOff);
+    assert_eq!(sim.asleep(), vec!["m00"]);
+
+    // Budget cut: m05 (keep on) and m04 (maintenance) are skipped; m03 goes first.
+    sim.ctl.set_budget("c1", Some(15_000.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    let slept: Vec<&str> = r
+        .decisions
+        .iter()
+        .filter_map(|d| d.miner.as_deref())
+        .collect();
+    assert_eq!(slept, vec!["m03"]);
+
+    // Cut below what the pinned miners draw: one blocked decision, not one per tick.
+    sim.ctl.set_budget("c1", Some(5_000.0)).expect("valid");
+    let reports = sim.run(5, 10 * SEC);
+    let blocked: Vec<&Decision> = reports
+        .iter()
+        .flat_map(|r| &r.decisions)
+        .filter(|d| d.action == Action::Blocked)
+        .collect();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].reason, Reason::NothingSleepable);
+    assert!(
+        reports
+            .last()
+            .is_some_and(|r| container(r).stuck_over_budget)
+    );
+    assert_eq!(
+        sim.miner("m04").state,
+        MinerState::Mining,
+        "maintenance untouched"
+    );
+    assert_eq!(
+        sim.miner("m05").state,
+        MinerState::Mining,
+        "keep-on untouched"
+    );
+
+    // Budget back: keep-off stays asleep, the rest return.
+    sim.ctl.set_budget("c1", None).expect("valid");
+    sim.run(100, 10 * SEC);
+    assert_eq!(sim.asleep(), vec!["m00"]);
+}
+
+#[test]
+fn keep_on_miner_is_woken_first() {
+    // m01 + m02 awake (6150 W) under 7 kW: neither m00 nor m03 fits.
+    let cfg = config(
+        "budget_kw = 7\nmin_dwell_secs = 600\nwake_stagger_secs = 10",
+        4,
+    );
+    let mut sim = Sim::new(&cfg);
+    sim.miner("m03").state = MinerState::Sleeping;
+    sim.miner("m00").state = MinerState::Sleeping;
+    let r = sim.run(3, 10 * SEC);
+    assert!(
+        r.iter().all(|r| r.decisions.is_empty()),
+        "adopted as asleep, nothing fits"
+    );
+    sim.ctl.set_pin("m03", Some(Pin::KeepOn)).expect("known");
+    let r = sim.step(10 * SEC);
+    assert!(
+        r.decisions.is_empty(),
+        "keep-on still has to fit the budget"
+    );
+    sim.ctl.set_budget("c1", Some(10_000.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    assert_eq!(r.decisions[0].miner.as_deref(), Some("m03"));
+    assert_eq!(r.decisions[0].reason, Reason::PinnedOn);
+}
+
+#[test]
+fn dwell_blocks_early_wake_and_heat_shed_but_not_the_budget() {
+    let cfg = config(
+        "budget_kw = 80\nmin_dwell_secs = 600\nwake_stagger_secs = 10\ntemp_limit_c = 35\n\
+         temp_shed_step_kw = 3",
+        6,
+    );
+    let mut sim = Sim::new(&cfg);
+    sim.ctl.set_budget("c1", Some(12_000.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    assert_eq!(r.decisions.len(), 3, "{:?}", r.decisions);
+    sim.ctl.set_budget("c1", None).expect("valid");
+    let r = sim.run(59, 10 * SEC);
+    assert!(
+        r.iter().all(|r| r.decisions.is_empty()),
+        "no wake inside 600 s of dwell"
+    );
+    let r = sim.step(10 * SEC);
+    assert_eq!(r.decisions.first().map(|d| d.action), Some(Action::Wake));
+    let woken = r.decisions[0].miner.clone().expect("miner");
+
+    // Hot right after the wake: the just-woken miner is in dwell, so heat skips it.
+    sim.inlet_c = 40.0;
+    let r = sim.step(10 * SEC);
+    let heat: Vec<&str> = r
+        .decisions
+        .iter()
+        .filter_map(|d| d.miner.as_deref())
+        .collect();
+    assert_eq!(heat.len(), 1);
+    assert_ne!(Some(heat[0]), woken.as_ref().into());
+
+    // Only in-dwell miners left awake: the budget still gets its way.
+    sim.inlet_c = 28.0;
+    sim.ctl.set_budget("c1", Some(1_000.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    assert!(r.decisions.iter().any(|d| d.miner.as_ref() == Some(&woken)));
+}
+
+#[test]
+fn unconfirmed_sleep_counts_at_nominal_and_is_retried() {
+    let cfg = config("budget_kw = 17\nmargin_kw = 0.1", 6);
+    let mut sim = Sim::new(&cfg);
+    let r = sim.step(10 * SEC);
+    let slept = r.decisions[0].miner.clone().expect("miner");
+    // The miner ignores the command.
+    sim.miner(&slept).state = MinerState::Mining;
+    for _ in 0..5 {
+        let r = sim.step(10 * SEC);
+        assert!(
+            r.decisions.is_empty(),
+            "pending sleep is credited, no double shed"
+        );
+        let m = r.miners.iter().find(|m| m.id == slept).expect("listed");
+        assert_eq!(m.counted, Counted::NameplateSleepPending);
+        assert_eq!(m.state, PowerState::FallingAsleep);
+    }
+    let r = sim.step(10 * SEC);
+    assert_eq!(
+        r.decisions.first().map(|d| (d.miner.clone(), d.reason)),
+        Some((Some(slept), Reason::SleepNotConfirmed))
+    );
+}
+
+#[test]
+fn a_woken_miner_counts_at_nominal_until_its_ramp_ends() {
+    // The meter reading predates the wakes (meters lag); without counting each woken
+    // miner at nominal, all four (12.3 kW) would be woken into a 10 kW budget.
+    let cfg = config(
+        "budget_kw = 10\nmargin_kw = 0.1\nhysteresis_kw = 0.2\nmin_dwell_secs = 10\n\
+         wake_stagger_secs = 10\nmeter = { address = \"10.9.0.1:502\", max_age_secs = 30 }",
+        4,
+    );
+    let mut sim = Sim::new(&cfg);
+    for m in &mut sim.miners {
+        m.state = MinerState::Sleeping;
+    }
+    sim.ctl.observe_meter("c1", sim.now, 120.0).expect("known");
+    let reports = sim.run(4, 10 * SEC);
+    assert!(
+        reports
+            .iter()
+            .all(|r| container(r).source == LoadSource::Meter)
+    );
+    let loads: Vec<f64> = reports.iter().map(|r| container(r).load_watts).collect();
+    assert!(loads[1] >= 3000.0 && loads[2] >= 5_900.0, "{loads:?}");
+    let woken = sim
+        .log
+        .iter()
+        .filter(|(_, d)| d.action == Action::Wake)
+        .count();
+    assert_eq!(woken, 3);
+    assert!(sim.true_load() <= 10_000.0);
+}
+
+#[test]
+fn stale_or_missing_meter_falls_back_with_reason() {
+    let cfg = config(
+        "budget_kw = 80\nmeter = { address = \"10.9.0.1:502\", max_age_secs = 30 }",
+        2,
+    );
+    let mut sim = Sim::new(&cfg);
+    let r = sim.step(10 * SEC);
+    let c = container(&r);
+    assert_eq!(
+        (c.source, c.meter_fallback),
+        (LoadSource::Miners, Some(MeterFallback::Missing))
+    );
+    assert!(c.meter_fallback_changed);
+    sim.ctl
+        .observe_meter("c1", sim.now, 6_500.0)
+        .expect("known");
+    let r = sim.step(10 * SEC);
+    let c = container(&r);
+    assert_eq!((c.source, c.load_watts), (LoadSource::Meter, 6_500.0));
+    assert!(c.meter_fallback_changed);
+    let r = sim.run(4, 10 * SEC);
+    let c = container(&r[3]);
+    assert_eq!(
+        (c.source, c.meter_fallback),
+        (LoadSource::Miners, Some(MeterFallback::Stale))
+    );
+    assert_eq!(c.load_watts, 6_050.0);
+    sim.ctl
+        .observe_meter("c1", sim.now, f64::NAN)
+        .expect("known");
+    let r = sim.step(10 * SEC);
+    assert_eq!(container(&r).meter_fallback, Some(MeterFallback::Invalid));
+}
+
+#[test]
+fn failed_sleep_command_moves_on_to_another_miner() {
+    let cfg = config("budget_kw = 80\nmargin_kw = 0.1", 4);
+    let mut sim = Sim::new(&cfg);
+    sim.step(10 * SEC);
+    sim.ctl.set_budget("c1", Some(9_500.0)).expect("valid");
+    sim.poll();
+    let r = sim.ctl.tick(sim.now);
+    assert_eq!(r.decisions[0].miner.as_deref(), Some("m03"));
+    sim.ctl
+        .command_failed("m03", Action::Sleep, sim.now)
+        .expect("known");
+    sim.now += 10 * SEC;
+    sim.poll();
+    let r = sim.ctl.tick(sim.now);
+    assert_eq!(r.decisions[0].miner.as_deref(), Some("m02"));
+}
+
+#[test]
+fn control_requests_name_what_is_unknown_or_invalid() {
+    let mut ctl = Controller::new(&config("budget_kw = 80", 1));
+    assert_eq!(
+        ctl.set_budget("c9", Some(1.0)),
+        Err(ControlError::UnknownContainer("c9".into()))
+    );
+    assert!(matches!(
+        ctl.set_budget("c1", Some(-1.0)),
+        Err(ControlError::InvalidBudget { .. })
+    ));
+    assert!(ctl.set_budget("c1", Some(f64::NAN)).is_err());
+    assert_eq!(
+        ctl.set_pin("zz", None),
+        Err(ControlError::UnknownMiner("zz".into()))
+    );
+    assert_eq!(ctl.budget_watts("c1"), Some(80_000.0));
+    assert_eq!(ctl.intended_state("m00"), Some(IntendedState::Awake));
+}
