@@ -12,6 +12,7 @@
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
+//! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod extranonce;
 pub mod power;
 pub mod stats;
+pub mod sim;
 pub mod stratum;
 pub mod vardiff;
 pub mod work;

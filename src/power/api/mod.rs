@@ -130,3 +130,51 @@ pub trait MinerApi: Send + Sync {
     /// Caps the miner's power draw in watts, where the firmware supports it.
     fn set_power_limit(&self, watts: u32) -> ApiFuture<'_, ()>;
 }
+
+pub mod antminer;
+pub mod avalon;
+pub mod braiins;
+pub mod cgminer;
+pub mod command;
+pub mod digest;
+pub mod fanout;
+mod http;
+pub mod luxos;
+pub mod whatsminer;
+pub mod whatsminer_crypto;
+
+pub use cgminer::Timeouts;
+pub use command::{MinerCommand, run_miner_command};
+pub use fanout::run_bounded;
+
+/// Builds the client for `family`, as a trait object so mixed families share one list.
+///
+/// `addr` is the management address: TCP 4028 for the cgminer-style families, the REST
+/// address (port 80) for Braiins OS. Stock Antminer also takes its CGI writes on port 80 of
+/// the same host; use [`antminer::AntminerClient::new`] to point them elsewhere.
+pub fn client(
+    family: Family,
+    addr: std::net::SocketAddr,
+    credentials: Credentials,
+    timeouts: Timeouts,
+) -> Box<dyn MinerApi> {
+    match family {
+        Family::Antminer => {
+            let http = std::net::SocketAddr::new(addr.ip(), 80);
+            Box::new(antminer::AntminerClient::new(
+                addr,
+                http,
+                credentials,
+                timeouts,
+            ))
+        }
+        Family::Avalon => Box::new(avalon::AvalonClient::new(addr, timeouts)),
+        Family::Luxos => Box::new(luxos::LuxosClient::new(addr, timeouts)),
+        Family::Braiins => Box::new(braiins::BraiinsClient::new(addr, credentials, timeouts)),
+        Family::Whatsminer => Box::new(whatsminer::WhatsminerClient::new(
+            addr,
+            credentials,
+            timeouts,
+        )),
+    }
+}

@@ -1,0 +1,257 @@
+//! LuxOS: the cgminer-style API on 4028, plus a `logon` session for writes.
+//!
+//! Reads: `summary` (hashrate), `power` (watts), `temps`, `fans`, `config` (curtail mode).
+//! Writes carry the session id as the first parameter: `curtail <sid>,sleep|wakeup`,
+//! `profileset <sid>,<profile>`. LuxOS keeps one session and expires it when idle, so a
+//! write refused for its session logs on again once and retries.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::cgminer::{self, Timeouts, check_status, field, section, section_list};
+use super::{ApiError, ApiFuture, Family, MinerApi, MinerState, Telemetry};
+
+/// Client for one LuxOS miner.
+#[derive(Debug)]
+pub struct LuxosClient {
+    /// The miner's API address (TCP 4028).
+    addr: SocketAddr,
+    /// Deadlines for every call.
+    timeouts: Timeouts,
+    /// The session id from the last `logon`, reused until the miner refuses it.
+    session: Mutex<Option<String>>,
+}
+
+impl LuxosClient {
+    /// A client for the LuxOS API at `addr`.
+    pub fn new(addr: SocketAddr, timeouts: Timeouts) -> LuxosClient {
+        LuxosClient {
+            addr,
+            timeouts,
+            session: Mutex::new(None),
+        }
+    }
+
+    async fn read(&self, command: &str) -> Result<Value, ApiError> {
+        let reply = cgminer::command(self.addr, command, None, self.timeouts).await?;
+        check_status(&reply)?;
+        Ok(reply)
+    }
+
+    /// Reads every section telemetry needs, as raw replies (for `miner status`).
+    ///
+    /// # Errors
+    /// Any transport error, or the miner refusing a read.
+    pub async fn raw_status(&self) -> Result<Value, ApiError> {
+        cgminer::with_deadline(self.timeouts.call, async {
+            let mut all = serde_json::Map::new();
+            for name in ["summary", "power", "temps", "fans", "config"] {
+                all.insert(name.into(), self.read(name).await?);
+            }
+            Ok(Value::Object(all))
+        })
+        .await
+    }
+
+    async fn logon(&self) -> Result<String, ApiError> {
+        let reply = cgminer::command(self.addr, "logon", None, self.timeouts).await?;
+        let reply = match check_status(&reply) {
+            Ok(()) => reply,
+            // Only one session exists at a time; when another is open, `session` names it.
+            Err(ApiError::Refused(_)) => {
+                let reply = cgminer::command(self.addr, "session", None, self.timeouts).await?;
+                check_status(&reply).map_err(|e| ApiError::Auth(e.to_string()))?;
+                reply
+            }
+            Err(e) => return Err(e),
+        };
+        let sid = section(&reply, "SESSION")
+            .and_then(|s| s.get("SessionID"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::Auth("logon gave no session id".into()))?
+            .to_string();
+        if let Ok(mut guard) = self.session.lock() {
+            *guard = Some(sid.clone());
+        }
+        Ok(sid)
+    }
+
+    fn cached_session(&self) -> Option<String> {
+        self.session.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn forget_session(&self) {
+        if let Ok(mut guard) = self.session.lock() {
+            *guard = None;
+        }
+    }
+
+    /// Runs a session-bound write: `<command> <sid>,<args>`, logging on again once when the
+    /// miner says the session is gone.
+    async fn write(&self, command: &str, args: &str) -> Result<Value, ApiError> {
+        cgminer::with_deadline(self.timeouts.call, async {
+            let mut retried = false;
+            loop {
+                let sid = match self.cached_session() {
+                    Some(sid) => sid,
+                    None => self.logon().await?,
+                };
+                let param = format!("{sid},{args}");
+                let reply =
+                    cgminer::command(self.addr, command, Some(&param), self.timeouts).await?;
+                match check_status(&reply) {
+                    Ok(()) => return Ok(reply),
+                    Err(ApiError::Refused(msg)) if is_session_error(&msg) => {
+                        self.forget_session();
+                        if retried {
+                            return Err(ApiError::Auth(msg));
+                        }
+                        retried = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn is_session_error(msg: &str) -> bool {
+    let msg = msg.to_ascii_lowercase();
+    msg.contains("session") || msg.contains("logon")
+}
+
+/// Builds telemetry from the `summary`, `power`, `temps`, `fans` and `config` replies.
+///
+/// # Errors
+/// [`ApiError::Protocol`] when the summary has no hashrate.
+pub fn parse_telemetry(
+    summary: &Value,
+    power: &Value,
+    temps: &Value,
+    fans: &Value,
+    config: &Value,
+) -> Result<Telemetry, ApiError> {
+    let hashrate_ths = section(summary, "SUMMARY")
+        .and_then(|s| field(s, "GHS 5s").or_else(|| field(s, "GHS av")))
+        .map(|ghs| ghs / 1000.0)
+        .ok_or_else(|| ApiError::Protocol("summary has no GHS 5s".into()))?;
+    let power_watts = section(power, "POWER").and_then(|p| field(p, "Watts"));
+
+    // Sensor names differ per model; METADATA labels say which ones face the intake.
+    let intake_keys: Vec<&str> = section(temps, "METADATA")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| {
+                    v.get("Label")
+                        .and_then(Value::as_str)
+                        .is_some_and(|l| l.contains("Intake"))
+                })
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut board_temps_c = Vec::new();
+    let mut inlet: Option<f64> = None;
+    for board in section_list(temps, "TEMPS") {
+        let Some(obj) = board.as_object() else {
+            continue;
+        };
+        let hottest = obj
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "ID" | "TEMP"))
+            .filter_map(|(_, v)| cgminer::number(Some(v)))
+            .fold(None, |acc: Option<f64>, t| {
+                Some(acc.map_or(t, |a| a.max(t)))
+            });
+        if let Some(t) = hottest {
+            board_temps_c.push(t);
+        }
+        for key in &intake_keys {
+            if let Some(t) = field(board, key) {
+                inlet = Some(inlet.map_or(t, |i| i.min(t)));
+            }
+        }
+    }
+    let fan_rpm = section_list(fans, "FANS")
+        .iter()
+        .filter_map(|f| field(f, "RPM"))
+        .map(|r| r.max(0.0) as u32)
+        .collect();
+    let curtail = section(config, "CONFIG")
+        .and_then(|c| c.get("CurtailMode"))
+        .and_then(Value::as_str)
+        .unwrap_or("None");
+    let state = if !curtail.eq_ignore_ascii_case("none") && !curtail.is_empty() {
+        MinerState::Sleeping
+    } else if hashrate_ths > 0.0 {
+        MinerState::Mining
+    } else {
+        MinerState::Idle
+    };
+    Ok(Telemetry {
+        power_watts,
+        inlet_temp_c: inlet,
+        board_temps_c,
+        hashrate_ths: Some(hashrate_ths),
+        fan_rpm,
+        state,
+    })
+}
+
+/// Picks the highest-power profile at or under `watts` from a `profiles` reply.
+///
+/// # Errors
+/// [`ApiError::Refused`] when every profile draws more than `watts`.
+pub fn pick_profile(profiles: &Value, watts: u32) -> Result<String, ApiError> {
+    section_list(profiles, "PROFILES")
+        .iter()
+        .filter_map(|p| {
+            let name = p.get("Profile Name")?.as_str()?;
+            let w = field(p, "Watts")?;
+            (w <= f64::from(watts)).then_some((w, name))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name.to_string())
+        .ok_or_else(|| ApiError::Refused(format!("no LuxOS profile at or under {watts} W")))
+}
+
+impl MinerApi for LuxosClient {
+    fn family(&self) -> Family {
+        Family::Luxos
+    }
+
+    fn telemetry(&self) -> ApiFuture<'_, Telemetry> {
+        Box::pin(async move {
+            let raw = self.raw_status().await?;
+            let get = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
+            parse_telemetry(
+                &get("summary"),
+                &get("power"),
+                &get("temps"),
+                &get("fans"),
+                &get("config"),
+            )
+        })
+    }
+
+    fn sleep(&self) -> ApiFuture<'_, ()> {
+        Box::pin(async move { self.write("curtail", "sleep").await.map(drop) })
+    }
+
+    fn wake(&self) -> ApiFuture<'_, ()> {
+        Box::pin(async move { self.write("curtail", "wakeup").await.map(drop) })
+    }
+
+    fn set_power_limit(&self, watts: u32) -> ApiFuture<'_, ()> {
+        Box::pin(async move {
+            let profiles = self.read("profiles").await?;
+            let name = pick_profile(&profiles, watts)?;
+            self.write("profileset", &name).await.map(drop)
+        })
+    }
+}
