@@ -688,6 +688,39 @@ mod tests {
         assert_eq!(pool.in_use(), 10_000);
     }
 
+    proptest::proptest! {
+        /// Distinct prefixes never yield the same pool extranonce2, whatever the miners roll,
+        /// and the miner's coinbase bytes are the pool's.
+        #[test]
+        fn compose_is_injective_and_consistent(
+            n in 3usize..=16,
+            miners in 1usize..100_000,
+            a in 0u32..65_536,
+            b in 0u32..65_536,
+            e2a in proptest::collection::vec(proptest::num::u8::ANY, 8),
+            e2b in proptest::collection::vec(proptest::num::u8::ANY, 8),
+        ) {
+            let plan = split(n, miners).unwrap();
+            let cap = plan.capacity_per_channel() as u32;
+            let (a, b) = (a % cap, b % cap);
+            proptest::prop_assume!(a != b);
+            let m = plan.miner_extranonce2_size();
+            let pa = Prefix::new(a, plan.prefix_len());
+            let pb = Prefix::new(b, plan.prefix_len());
+            let ca = plan.compose(pa, &e2a[..m]).unwrap();
+            let cb = plan.compose(pb, &e2b[..m]).unwrap();
+            proptest::prop_assert_ne!(ca.as_bytes(), cb.as_bytes());
+            proptest::prop_assert_eq!(ca.as_bytes().len(), n);
+            let e1 = [0xe1, 0xe2, 0xe3, 0xe4];
+            let mut miner_side = Vec::new();
+            plan.extend_coinb1(&e1, &mut miner_side);
+            miner_side.extend_from_slice(pa.as_bytes());
+            miner_side.extend_from_slice(&e2a[..m]);
+            let pool_side = [&e1[..], ca.as_bytes()].concat();
+            proptest::prop_assert_eq!(miner_side, pool_side);
+        }
+    }
+
     #[test]
     fn bad_prefix_len_is_an_error() {
         assert_eq!(

@@ -413,6 +413,51 @@ mod tests {
     }
 
     #[test]
+    fn miner_under_vardiff_is_measured_right() {
+        use crate::vardiff::{Vardiff, VardiffConfig};
+        let t0 = Instant::now();
+        for seed in 0..10 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut m = HashrateMeter::new(t0);
+            // Starts far too low; vardiff raises it with the next job every 30 s.
+            let mut v = Vardiff::new(VardiffConfig::default(), 64.0, t0).unwrap();
+            let mut d = v.current();
+            let mut t: f64 = 0.0;
+            let mut shares_last_15m = 0u32;
+            while t < 7200.0 {
+                let u: f64 = rng.random();
+                let gap = -(1.0 - u).ln() * d * HASHES_PER_DIFFICULTY / H;
+                let next_job = (t / 30.0).floor() * 30.0 + 30.0;
+                if t + gap >= next_job {
+                    // Memoryless: jump to the job and redraw at the difficulty it carries.
+                    t = next_job;
+                    let now = t0 + Duration::from_secs_f64(t);
+                    let _ = v.poll(now);
+                    if let Some(next) = v.pending() {
+                        v.applied(now);
+                        d = next;
+                    }
+                    continue;
+                }
+                t += gap;
+                let now = t0 + Duration::from_secs_f64(t);
+                v.on_share(now, d);
+                let _ = v.poll(now);
+                m.record(now, d);
+                if t >= 7200.0 - 900.0 {
+                    shares_last_15m += 1;
+                }
+            }
+            let sigma = 1.0 / f64::from(shares_last_15m).sqrt();
+            let err = rel_err(m.rate(t0 + Duration::from_secs(7200), Window::M15).unwrap());
+            assert!(
+                err.abs() < 4.0 * sigma,
+                "seed {seed}: {err} (sigma {sigma})"
+            );
+        }
+    }
+
+    #[test]
     fn window_labels_and_lengths() {
         let labels: Vec<_> = Window::ALL.iter().map(|w| w.label()).collect();
         assert_eq!(labels, ["1m", "5m", "15m", "1h"]);

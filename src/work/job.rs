@@ -161,3 +161,53 @@ impl Job {
         Sha256Stream::from_midstate(self.coinb1_midstate, self.coinb1_compressed as u64, tail)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(coinb1_len: usize) -> JobTemplate {
+        JobTemplate {
+            id: "j".into(),
+            prevhash: [7; 32],
+            coinb1: (0..coinb1_len).map(|i| i as u8).collect(),
+            coinb2: vec![9; 40],
+            merkle_branch: vec![[1; 32]],
+            version: 0x2000_0000,
+            nbits: 0x1d00_ffff,
+            ntime: 1000,
+            clean_jobs: false,
+        }
+    }
+
+    #[test]
+    fn derived_job_equals_one_built_from_the_joined_coinb1() {
+        for (len, suffix) in [(0, 4), (60, 4), (63, 1), (64, 64), (100, 30), (127, 200)] {
+            let suffix: Vec<u8> = (0..suffix).map(|i| 0xf0 ^ i as u8).collect();
+            let derived = Job::new(template(len)).unwrap().with_coinb1_suffix(&suffix);
+            let mut joined = template(len);
+            joined.coinb1.extend_from_slice(&suffix);
+            assert_eq!(derived, Job::new(joined).unwrap(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn bad_nbits_is_a_typed_error() {
+        let t = JobTemplate {
+            nbits: 0x0480_0001,
+            ..template(10)
+        };
+        assert_eq!(
+            Job::new(t),
+            Err(JobError::BadNbits(CompactError::Negative(0x0480_0001)))
+        );
+    }
+
+    #[test]
+    fn prevhash_is_stored_in_header_order() {
+        let mut t = template(10);
+        t.prevhash[..4].copy_from_slice(&[1, 2, 3, 4]);
+        let job = Job::new(t).unwrap();
+        assert_eq!(&job.prev_blockhash()[..4], &[4, 3, 2, 1]);
+    }
+}

@@ -170,3 +170,75 @@ pub fn merkle_root(job: &Job, extranonce1: &[u8], extranonce2: &[u8]) -> [u8; 32
     root.copy_from_slice(&pair[..32]);
     root
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::work::JobTemplate;
+
+    fn job(ntime: u32) -> Job {
+        Job::new(JobTemplate {
+            id: "t".into(),
+            prevhash: [0; 32],
+            coinb1: vec![1; 70],
+            coinb2: vec![2; 30],
+            merkle_branch: vec![],
+            version: 0x2000_0000,
+            nbits: 0x1d00_ffff,
+            ntime,
+            clean_jobs: false,
+        })
+        .unwrap()
+    }
+
+    fn submit(ntime: u32) -> Submit<'static> {
+        Submit {
+            extranonce1: &[0xaa; 4],
+            extranonce2: &[0; 4],
+            ntime,
+            nonce: 0,
+            version_bits: None,
+        }
+    }
+
+    #[test]
+    fn ntime_window_does_not_wrap_at_u32_max() {
+        let j = job(u32::MAX - 10);
+        let p = SubmitPolicy::new(4, Target::MAX);
+        assert!(validate(&j, &submit(u32::MAX), &p).is_ok());
+        assert_eq!(
+            validate(&j, &submit(5), &p),
+            Err(ShareReject::NtimeOutOfRange)
+        );
+        let zero_window = SubmitPolicy {
+            ntime_window_secs: 0,
+            ..p
+        };
+        assert_eq!(
+            validate(&j, &submit(u32::MAX - 10), &zero_window),
+            Err(ShareReject::NtimeOutOfRange)
+        );
+    }
+
+    #[test]
+    fn checks_run_before_hashing_in_a_fixed_order() {
+        let j = job(100);
+        let p = SubmitPolicy::new(8, Target::ZERO);
+        // Wrong extranonce2 size wins over everything else.
+        let s = Submit {
+            version_bits: Some(1),
+            ..submit(1)
+        };
+        assert_eq!(validate(&j, &s, &p), Err(ShareReject::BadExtranonce2Len));
+        let p = SubmitPolicy::new(4, Target::ZERO);
+        assert_eq!(validate(&j, &s, &p), Err(ShareReject::BadVersionBits));
+        assert_eq!(
+            validate(&j, &submit(1), &p),
+            Err(ShareReject::NtimeOutOfRange)
+        );
+        assert_eq!(
+            validate(&j, &submit(100), &p),
+            Err(ShareReject::LowDifficulty)
+        );
+    }
+}
