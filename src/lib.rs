@@ -11,6 +11,7 @@
 //! | [`extranonce`] | extranonce splitting: per-miner prefixes leased from each upstream connection |
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
+//! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod extranonce;
 pub mod power;
+pub mod proxy;
 pub mod sim;
 pub mod stats;
 pub mod stratum;

@@ -5,3 +5,6 @@
 pub mod hashrate;
 
 pub use hashrate::{HashrateMeter, MIN_REPORT_AGE, Window};
+pub mod miner;
+
+pub use miner::{MinerIdentity, MinerSnapshot, MinerStats, PoolReject, Undelivered};
