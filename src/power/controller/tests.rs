@@ -573,6 +573,45 @@ fn stale_or_missing_meter_falls_back_with_reason() {
 }
 
 #[test]
+fn miner_woken_from_outside_is_sheddable_again() {
+    let cfg = config("budget_kw = 9.2\nmargin_kw = 0.1\nmin_dwell_secs = 60", 3);
+    let mut sim = Sim::new(&cfg);
+    sim.miner("m02").state = MinerState::Sleeping;
+    let r = sim.run(3, 10 * SEC);
+    assert!(r.iter().all(|r| r.decisions.is_empty()));
+    assert_eq!(sim.ctl.intended_state("m02"), Some(IntendedState::Asleep));
+    // A technician wakes it from the web UI: 9150 W fits, nothing to do but follow it.
+    sim.miner("m02").state = MinerState::Mining;
+    let r = sim.step(10 * SEC);
+    assert!(r.decisions.is_empty());
+    assert_eq!(sim.ctl.intended_state("m02"), Some(IntendedState::Awake));
+    // A budget cut must be able to put it back to sleep.
+    sim.ctl.set_budget("c1", Some(6_500.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    let slept: Vec<&str> = r
+        .decisions
+        .iter()
+        .filter_map(|d| d.miner.as_deref())
+        .collect();
+    assert_eq!(slept, vec!["m02"]);
+}
+
+#[test]
+fn keep_off_miner_woken_from_outside_is_slept_again() {
+    let cfg = config("budget_kw = 80", 2);
+    let mut sim = Sim::new(&cfg);
+    sim.ctl.set_pin("m01", Some(Pin::KeepOff)).expect("known");
+    sim.run(3, 10 * SEC);
+    assert_eq!(sim.asleep(), vec!["m01"]);
+    sim.miner("m01").state = MinerState::Mining;
+    let r = sim.step(10 * SEC);
+    assert_eq!(
+        r.decisions.first().map(|d| (d.miner.as_deref(), d.reason)),
+        Some((Some("m01"), Reason::PinnedOff))
+    );
+}
+
+#[test]
 fn failed_sleep_command_moves_on_to_another_miner() {
     let cfg = config("budget_kw = 80\nmargin_kw = 0.1", 4);
     let mut sim = Sim::new(&cfg);
