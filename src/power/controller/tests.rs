@@ -648,3 +648,40 @@ fn control_requests_name_what_is_unknown_or_invalid() {
     assert_eq!(ctl.budget_watts("c1"), Some(80_000.0));
     assert_eq!(ctl.intended_state("m00"), Some(IntendedState::Awake));
 }
+
+#[test]
+fn heat_sheds_the_hottest_among_equally_efficient_miners() {
+    let miners: String = (0..3)
+        .map(|i| {
+            format!(
+                "[[miners]]\nid = \"s{i}\"\ncontainer = \"c1\"\naddress = \"10.0.0.{}\"\n\
+                 family = \"braiins\"\nmodel = \"S19 XP\"\nnominal_watts = 3010\nnominal_ths = 141\n",
+                i + 1
+            )
+        })
+        .collect();
+    let text = format!(
+        "[[containers]]\nname = \"c1\"\nbudget_kw = 20\ntemp_limit_c = 35\ntemp_shed_step_kw = 1\n{miners}"
+    );
+    let cfg = PowerConfig::from_toml_str(&text).expect("valid");
+    let mut ctl = Controller::new(&cfg);
+    let now = Instant::now();
+    for (id, board) in [("s0", 70.0), ("s1", 84.0), ("s2", 77.0)] {
+        let t = Telemetry {
+            power_watts: Some(3000.0),
+            inlet_temp_c: Some(36.0),
+            board_temps_c: vec![board - 5.0, board],
+            hashrate_ths: Some(141.0),
+            fan_rpm: vec![],
+            state: MinerState::Mining,
+        };
+        ctl.observe_telemetry(id, now, t).expect("known");
+    }
+    let r = ctl.tick(now);
+    let slept: Vec<(&str, Reason)> = r
+        .decisions
+        .iter()
+        .filter_map(|d| Some((d.miner.as_deref()?, d.reason)))
+        .collect();
+    assert_eq!(slept, vec![("s1", Reason::OverTemperature)]);
+}
