@@ -86,7 +86,7 @@ pub fn record_tick(report: &TickReport) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -95,6 +95,36 @@ mod tests {
         ContainerReport, Counted, Decision, LoadSource, MeterFallback, MinerReport, PowerState,
         Reason,
     };
+
+    /// Collects formatted log lines so the test can read the fields back.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl LogBuffer {
+        fn text(&self) -> String {
+            let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut b) = self.0.lock() {
+                b.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+        type Writer = LogBuffer;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
 
     #[test]
     fn tick_is_rendered_with_stable_names_and_labels() {
@@ -136,7 +166,23 @@ mod tests {
                 counted: Counted::NameplateSleepPending,
             }],
         };
-        metrics::with_local_recorder(&recorder, || record_tick(&report));
+        let logs = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            metrics::with_local_recorder(&recorder, || record_tick(&report));
+        });
+        let logged = logs.text();
+        for field in [
+            "container=c1 miner=\"c1-r1-01\" action=\"sleep\" reason=\"over_budget\"",
+            "WARN",
+            "reason=\"nothing_sleepable\"",
+            "reason=\"stale\"",
+        ] {
+            assert!(logged.contains(field), "missing {field} in\n{logged}");
+        }
         let text = handle.render();
         for line in [
             "hashgate_power_actions_total{action=\"sleep\",reason=\"over_budget\"} 1",

@@ -238,6 +238,15 @@ impl MinerRuntime {
         {
             self.intent = Intent::Asleep;
         }
+        // Woken from outside (web UI, power cycle) after a confirmed sleep: it draws power
+        // again, so it must be sheddable again; a keep-off pin then sleeps it once more.
+        if self.intent == Intent::Asleep
+            && self.pending.is_none()
+            && state != MinerState::Sleeping
+            && self.last_toggle.is_none_or(|t| at > t)
+        {
+            self.intent = Intent::Awake;
+        }
     }
 
     pub fn power_state(&self, now: Instant, s: &ControllerSettings) -> PowerState {

@@ -573,6 +573,45 @@ fn stale_or_missing_meter_falls_back_with_reason() {
 }
 
 #[test]
+fn miner_woken_from_outside_is_sheddable_again() {
+    let cfg = config("budget_kw = 9.2\nmargin_kw = 0.1\nmin_dwell_secs = 60", 3);
+    let mut sim = Sim::new(&cfg);
+    sim.miner("m02").state = MinerState::Sleeping;
+    let r = sim.run(3, 10 * SEC);
+    assert!(r.iter().all(|r| r.decisions.is_empty()));
+    assert_eq!(sim.ctl.intended_state("m02"), Some(IntendedState::Asleep));
+    // A technician wakes it from the web UI: 9150 W fits, nothing to do but follow it.
+    sim.miner("m02").state = MinerState::Mining;
+    let r = sim.step(10 * SEC);
+    assert!(r.decisions.is_empty());
+    assert_eq!(sim.ctl.intended_state("m02"), Some(IntendedState::Awake));
+    // A budget cut must be able to put it back to sleep.
+    sim.ctl.set_budget("c1", Some(6_500.0)).expect("valid");
+    let r = sim.step(10 * SEC);
+    let slept: Vec<&str> = r
+        .decisions
+        .iter()
+        .filter_map(|d| d.miner.as_deref())
+        .collect();
+    assert_eq!(slept, vec!["m02"]);
+}
+
+#[test]
+fn keep_off_miner_woken_from_outside_is_slept_again() {
+    let cfg = config("budget_kw = 80", 2);
+    let mut sim = Sim::new(&cfg);
+    sim.ctl.set_pin("m01", Some(Pin::KeepOff)).expect("known");
+    sim.run(3, 10 * SEC);
+    assert_eq!(sim.asleep(), vec!["m01"]);
+    sim.miner("m01").state = MinerState::Mining;
+    let r = sim.step(10 * SEC);
+    assert_eq!(
+        r.decisions.first().map(|d| (d.miner.as_deref(), d.reason)),
+        Some((Some("m01"), Reason::PinnedOff))
+    );
+}
+
+#[test]
 fn failed_sleep_command_moves_on_to_another_miner() {
     let cfg = config("budget_kw = 80\nmargin_kw = 0.1", 4);
     let mut sim = Sim::new(&cfg);
@@ -608,4 +647,41 @@ fn control_requests_name_what_is_unknown_or_invalid() {
     );
     assert_eq!(ctl.budget_watts("c1"), Some(80_000.0));
     assert_eq!(ctl.intended_state("m00"), Some(IntendedState::Awake));
+}
+
+#[test]
+fn heat_sheds_the_hottest_among_equally_efficient_miners() {
+    let miners: String = (0..3)
+        .map(|i| {
+            format!(
+                "[[miners]]\nid = \"s{i}\"\ncontainer = \"c1\"\naddress = \"10.0.0.{}\"\n\
+                 family = \"braiins\"\nmodel = \"S19 XP\"\nnominal_watts = 3010\nnominal_ths = 141\n",
+                i + 1
+            )
+        })
+        .collect();
+    let text = format!(
+        "[[containers]]\nname = \"c1\"\nbudget_kw = 20\ntemp_limit_c = 35\ntemp_shed_step_kw = 1\n{miners}"
+    );
+    let cfg = PowerConfig::from_toml_str(&text).expect("valid");
+    let mut ctl = Controller::new(&cfg);
+    let now = Instant::now();
+    for (id, board) in [("s0", 70.0), ("s1", 84.0), ("s2", 77.0)] {
+        let t = Telemetry {
+            power_watts: Some(3000.0),
+            inlet_temp_c: Some(36.0),
+            board_temps_c: vec![board - 5.0, board],
+            hashrate_ths: Some(141.0),
+            fan_rpm: vec![],
+            state: MinerState::Mining,
+        };
+        ctl.observe_telemetry(id, now, t).expect("known");
+    }
+    let r = ctl.tick(now);
+    let slept: Vec<(&str, Reason)> = r
+        .decisions
+        .iter()
+        .filter_map(|d| Some((d.miner.as_deref()?, d.reason)))
+        .collect();
+    assert_eq!(slept, vec![("s1", Reason::OverTemperature)]);
 }

@@ -1,0 +1,398 @@
+//! One container's tick: load estimate, pins and retries, budget shedding, heat shedding,
+//! staggered wake. The order of the steps is the policy; see the table in the module docs.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::power::api::MinerState;
+use crate::power::inventory::Pin;
+
+use super::Controller;
+use super::decision::{Action, ContainerReport, Decision, LoadSource, Reason};
+use super::state::{Estimate, Intent, Pending};
+
+/// A miner that may be put to sleep, with the keys that order the choice.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    index: usize,
+    in_dwell: bool,
+    answering: bool,
+    jth: f64,
+    hottest: f64,
+}
+
+/// Sleep order among candidates: out of dwell before in dwell, answering before silent
+/// (a command to a silent miner likely fails), least efficient, hottest, config order.
+fn shed_order(a: &Candidate, b: &Candidate) -> Ordering {
+    a.in_dwell
+        .cmp(&b.in_dwell)
+        .then(b.answering.cmp(&a.answering))
+        .then(b.jth.total_cmp(&a.jth))
+        .then(b.hottest.total_cmp(&a.hottest))
+        .then(a.index.cmp(&b.index))
+}
+
+/// What one container's tick works on, and its running figures.
+struct Pass<'a> {
+    ci: usize,
+    /// A copy of the container's miner indices, so `self` can be borrowed mutably meanwhile.
+    members: Vec<usize>,
+    now: Instant,
+    est: &'a [Estimate],
+    temperature: Option<f64>,
+    /// Fail-safe load before this tick's decisions, W.
+    load: f64,
+    /// Load once pending and new orders take effect, W.
+    projected: f64,
+    /// Something was put to sleep this tick; no wake then.
+    shed_any: bool,
+}
+
+impl Controller {
+    pub(super) fn tick_container(
+        &mut self,
+        ci: usize,
+        now: Instant,
+        est: &[Estimate],
+        decisions: &mut Vec<Decision>,
+    ) -> ContainerReport {
+        let s = self.settings;
+        let members = self.members.get(ci).cloned().unwrap_or_default();
+        let Some(c) = self.containers.get(ci) else {
+            return self.empty_report(ci);
+        };
+        let name = c.spec.name.clone();
+        let budget = c.budget();
+        let sum: f64 = members
+            .iter()
+            .filter_map(|&i| est.get(i))
+            .map(|e| e.counted)
+            .sum();
+        let (load, source, fallback) = match c.meter_watts(now) {
+            None => (sum, LoadSource::Miners, None),
+            Some(Err(why)) => (sum, LoadSource::Miners, Some(why)),
+            Some(Ok((metered_at, metered))) => {
+                let ramp_gap: f64 = members
+                    .iter()
+                    .filter_map(|&i| self.miners.get(i))
+                    .map(|m| m.ramp_gap(metered_at, now, &s))
+                    .sum();
+                (metered + ramp_gap, LoadSource::Meter, None)
+            }
+        };
+        let temperature = members
+            .iter()
+            .filter_map(|&i| self.miners.get(i)?.inlet_c(now, &s))
+            .reduce(f64::max);
+        let credit: f64 = members
+            .iter()
+            .filter_map(|&i| est.get(i))
+            .map(|e| e.pending_credit)
+            .sum();
+        let mut pass = Pass {
+            ci,
+            members,
+            now,
+            est,
+            temperature,
+            load,
+            projected: load - credit,
+            shed_any: false,
+        };
+
+        self.apply_pins_and_retries(&mut pass, decisions);
+        let stuck = self.shed_for_budget(&mut pass, decisions);
+        let hot = self.shed_for_heat(&mut pass, decisions);
+        if !pass.shed_any && !hot {
+            self.wake_one(&mut pass, decisions);
+        }
+
+        let meter_fallback_changed = match self.containers.get_mut(ci) {
+            Some(c) => {
+                let changed = c.meter_fallback != fallback;
+                c.meter_fallback = fallback;
+                changed
+            }
+            None => false,
+        };
+        ContainerReport {
+            name,
+            budget_watts: budget,
+            load_watts: pass.load,
+            projected_watts: pass.projected,
+            source,
+            meter_fallback: fallback,
+            meter_fallback_changed,
+            temperature_c: temperature,
+            hot,
+            stuck_over_budget: stuck,
+        }
+    }
+
+    fn empty_report(&self, ci: usize) -> ContainerReport {
+        ContainerReport {
+            name: self
+                .containers
+                .get(ci)
+                .map_or_else(|| Arc::from(""), |c| c.spec.name.clone()),
+            budget_watts: 0.0,
+            load_watts: 0.0,
+            projected_watts: 0.0,
+            source: LoadSource::Miners,
+            meter_fallback: None,
+            meter_fallback_changed: false,
+            temperature_c: None,
+            hot: false,
+            stuck_over_budget: false,
+        }
+    }
+
+    /// Records an order in the miner's memory and emits the decision.
+    fn order(
+        &mut self,
+        i: usize,
+        action: Action,
+        reason: Reason,
+        now: Instant,
+        decisions: &mut Vec<Decision>,
+    ) {
+        let Some(m) = self.miners.get_mut(i) else {
+            return;
+        };
+        match action {
+            Action::Sleep => {
+                m.intent = Intent::Asleep;
+                m.pending = Some(Pending::Sleep { at: now });
+            }
+            Action::Wake => {
+                m.intent = Intent::Awake;
+                m.pending = Some(Pending::Wake { at: now });
+                m.woken_at = Some(now);
+            }
+            Action::Blocked => return,
+        }
+        m.last_toggle = Some(now);
+        let container = self
+            .containers
+            .get(m.spec.container)
+            .map_or_else(|| Arc::from(""), |c| c.spec.name.clone());
+        decisions.push(Decision {
+            container,
+            miner: Some(m.spec.id.clone()),
+            action,
+            reason,
+        });
+    }
+
+    /// Orders a sleep and takes the miner's saving off the projected load.
+    fn order_sleep(
+        &mut self,
+        pass: &mut Pass<'_>,
+        i: usize,
+        reason: Reason,
+        decisions: &mut Vec<Decision>,
+    ) -> f64 {
+        let saving = match (self.miners.get(i), pass.est.get(i)) {
+            (Some(m), Some(e)) => m.saving(e),
+            _ => return 0.0,
+        };
+        self.order(i, Action::Sleep, reason, pass.now, decisions);
+        pass.projected -= saving;
+        pass.shed_any = true;
+        saving
+    }
+
+    fn apply_pins_and_retries(&mut self, pass: &mut Pass<'_>, decisions: &mut Vec<Decision>) {
+        let s = self.settings;
+        let now = pass.now;
+        for i in pass.members.clone() {
+            let Some(m) = self.miners.get(i) else {
+                continue;
+            };
+            let reason = match (m.pin, m.intent, m.pending) {
+                (Some(Pin::Maintenance), _, _) => continue,
+                (Some(Pin::KeepOff), Intent::Awake, _) => Reason::PinnedOff,
+                (_, Intent::Asleep, Some(Pending::Sleep { at: ordered })) => {
+                    let timed_out =
+                        now.saturating_duration_since(ordered) >= s.sleep_confirm_timeout;
+                    let still_on = m
+                        .fresh(now, &s)
+                        .is_some_and(|(at, t)| at > ordered && t.state != MinerState::Sleeping);
+                    if !(timed_out && still_on) {
+                        continue;
+                    }
+                    Reason::SleepNotConfirmed
+                }
+                _ => continue,
+            };
+            self.order_sleep(pass, i, reason, decisions);
+        }
+    }
+
+    /// Awake, unpinned miners in shed order; with `allow_dwell` false, those in dwell are left out.
+    fn candidates(&self, pass: &Pass<'_>, allow_dwell: bool) -> Vec<Candidate> {
+        let s = self.settings;
+        let Some(spec) = self.containers.get(pass.ci).map(|c| &c.spec) else {
+            return Vec::new();
+        };
+        let mut list: Vec<Candidate> = pass
+            .members
+            .iter()
+            .filter_map(|&i| {
+                let m = self.miners.get(i)?;
+                let sheddable = m.pin.is_none() && m.intent == Intent::Awake;
+                let in_dwell = m.in_dwell(pass.now, spec);
+                (sheddable && (allow_dwell || !in_dwell)).then(|| Candidate {
+                    index: i,
+                    in_dwell,
+                    answering: pass.est.get(i).is_some_and(|e| e.answering),
+                    jth: m.spec.joules_per_th(),
+                    hottest: m.hottest_c(pass.now, &s),
+                })
+            })
+            .collect();
+        list.sort_unstable_by(shed_order);
+        list
+    }
+
+    /// Sheds for the budget; returns whether the container is stuck over budget with
+    /// nothing left to sleep.
+    fn shed_for_budget(&mut self, pass: &mut Pass<'_>, decisions: &mut Vec<Decision>) -> bool {
+        let Some(c) = self.containers.get(pass.ci) else {
+            return false;
+        };
+        let (budget, target, name, was_stuck) = (
+            c.budget(),
+            c.budget() - c.spec.margin_watts,
+            c.spec.name.clone(),
+            c.stuck_over_budget,
+        );
+        let mut stuck = false;
+        if pass.load > budget && pass.projected > target {
+            // The budget is the breaker: dwell only orders the candidates, it never blocks.
+            for cand in self.candidates(pass, true) {
+                if pass.projected <= target {
+                    break;
+                }
+                self.order_sleep(pass, cand.index, Reason::OverBudget, decisions);
+            }
+            stuck = pass.projected > target;
+        }
+        if stuck && !was_stuck {
+            decisions.push(Decision {
+                container: name,
+                miner: None,
+                action: Action::Blocked,
+                reason: Reason::NothingSleepable,
+            });
+        }
+        if let Some(c) = self.containers.get_mut(pass.ci) {
+            c.stuck_over_budget = stuck;
+        }
+        stuck
+    }
+
+    /// Updates the hot latch and sheds one step when due; returns whether the container is hot.
+    fn shed_for_heat(&mut self, pass: &mut Pass<'_>, decisions: &mut Vec<Decision>) -> bool {
+        let now = pass.now;
+        let Some(c) = self.containers.get_mut(pass.ci) else {
+            return false;
+        };
+        let Some(limit) = c.spec.temperature else {
+            return false;
+        };
+        match pass.temperature {
+            Some(t) if t > limit.limit_c => c.hot = true,
+            Some(t) if t >= limit.limit_c - limit.hysteresis_c => {}
+            // Below the band, or nothing answering with an inlet reading: there is no heat
+            // to act on, and holding the latch blind would keep every miner asleep forever.
+            _ => {
+                c.hot = false;
+                c.last_temp_shed = None;
+                c.stuck_hot = false;
+            }
+        }
+        let due = c
+            .last_temp_shed
+            .is_none_or(|t| now.saturating_duration_since(t) >= limit.shed_interval);
+        if !c.hot || !due {
+            return c.hot;
+        }
+        c.last_temp_shed = Some(now);
+        let (name, was_stuck) = (c.spec.name.clone(), c.stuck_hot);
+        // Heat is not a breaker: miners in dwell are left alone.
+        let mut shed = 0.0;
+        for cand in self.candidates(pass, false) {
+            if shed >= limit.shed_step_watts {
+                break;
+            }
+            shed += self.order_sleep(pass, cand.index, Reason::OverTemperature, decisions);
+        }
+        let stuck = shed == 0.0;
+        if stuck && !was_stuck {
+            decisions.push(Decision {
+                container: name,
+                miner: None,
+                action: Action::Blocked,
+                reason: Reason::NothingSleepableHot,
+            });
+        }
+        if let Some(c) = self.containers.get_mut(pass.ci) {
+            c.stuck_hot = stuck;
+        }
+        true
+    }
+
+    /// Wakes at most one miner: a keep-on sleeper first, else the most efficient that fits.
+    fn wake_one(&mut self, pass: &mut Pass<'_>, decisions: &mut Vec<Decision>) {
+        let now = pass.now;
+        let Some(c) = self.containers.get(pass.ci) else {
+            return;
+        };
+        let budget = c.budget();
+        let fit_limit = budget - c.spec.margin_watts;
+        let stagger_ok = c
+            .last_wake
+            .is_none_or(|t| now.saturating_duration_since(t) >= c.spec.wake_stagger);
+        let cool = match (c.spec.temperature, pass.temperature) {
+            (Some(limit), Some(t)) => t < limit.limit_c - limit.hysteresis_c,
+            _ => true,
+        };
+        if !stagger_ok || !cool || pass.load > budget {
+            return;
+        }
+        let headroom = budget - pass.load > c.spec.hysteresis_watts;
+        let spec = &c.spec;
+        // (not pinned keep-on, J/TH, index, nominal W): keep-on first, then most efficient.
+        let mut list: Vec<(bool, f64, usize, f64)> = pass
+            .members
+            .iter()
+            .filter_map(|&i| {
+                let m = self.miners.get(i)?;
+                let keep_on = m.pin == Some(Pin::KeepOn);
+                let eligible = m.intent == Intent::Asleep
+                    && m.pending.is_none()
+                    && (keep_on || (m.pin.is_none() && headroom && !m.in_dwell(now, spec)));
+                eligible.then(|| (!keep_on, m.spec.joules_per_th(), i, m.spec.nominal_watts))
+            })
+            .collect();
+        list.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let Some(&(not_pinned, _, i, nominal)) = list
+            .iter()
+            .find(|(_, _, _, nominal)| pass.load + nominal <= fit_limit)
+        else {
+            return;
+        };
+        let reason = if not_pinned {
+            Reason::Headroom
+        } else {
+            Reason::PinnedOn
+        };
+        self.order(i, Action::Wake, reason, now, decisions);
+        pass.projected += nominal;
+        if let Some(c) = self.containers.get_mut(pass.ci) {
+            c.last_wake = Some(now);
+        }
+    }
+}
