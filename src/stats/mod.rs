@@ -8,3 +8,6 @@ pub use hashrate::{HashrateMeter, MIN_REPORT_AGE, Window};
 pub mod miner;
 
 pub use miner::{MinerIdentity, MinerSnapshot, MinerStats, PoolReject, Undelivered};
+pub mod registry;
+
+pub use registry::{MinerRegistration, Registry, UpstreamSnapshot, UpstreamState, UpstreamStats};
