@@ -131,23 +131,22 @@ async fn power_limits_where_supported() {
 }
 
 #[tokio::test]
-async fn luxos_session_expires_and_client_logs_on_again() {
-    let spec = SimMinerSpec {
-        session_idle: Duration::from_millis(200),
-        ..instant_spec()
-    };
-    let sim = mgmt::spawn(
-        Family::Luxos,
-        SimMinerState::new(spec, 25.0, Instant::now()),
-    )
-    .await
-    .unwrap();
-    let client = sim.client(root(), timeouts());
-    client.sleep().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The cached session id is dead now; the client must log on again by itself.
-    client.wake().await.unwrap();
-    assert_eq!(sim.state.command_log(), vec!["sleep", "wake"]);
+async fn expired_session_or_token_logs_on_again() {
+    for family in [Family::Luxos, Family::Braiins] {
+        let spec = SimMinerSpec {
+            session_idle: Duration::from_millis(200),
+            ..instant_spec()
+        };
+        let sim = mgmt::spawn(family, SimMinerState::new(spec, 25.0, Instant::now()))
+            .await
+            .unwrap();
+        let client = sim.client(root(), timeouts());
+        client.sleep().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The cached session / token is dead now; the client must log on again by itself.
+        client.wake().await.unwrap();
+        assert_eq!(sim.state.command_log(), vec!["sleep", "wake"], "{family}");
+    }
 }
 
 #[tokio::test]

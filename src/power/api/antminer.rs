@@ -63,9 +63,12 @@ impl AntminerClient {
     /// # Errors
     /// Any transport error, or the miner refusing a read.
     pub async fn raw_status(&self) -> Result<Value, ApiError> {
-        let summary = self.read("summary").await?;
-        let stats = self.read("stats").await?;
-        Ok(serde_json::json!({ "summary": summary, "stats": stats }))
+        cgminer::with_deadline(self.timeouts.call, async {
+            let summary = self.read("summary").await?;
+            let stats = self.read("stats").await?;
+            Ok(serde_json::json!({ "summary": summary, "stats": stats }))
+        })
+        .await
     }
 
     /// One CGI request with Digest auth: try, answer the 401 challenge, try again.
