@@ -278,3 +278,18 @@ async fn reqwest_free_get_conf(sim: &SimMgmtServer) -> serde_json::Value {
     let body = second.split("\r\n\r\n").nth(1).unwrap();
     serde_json::from_str(body).unwrap()
 }
+
+#[tokio::test]
+async fn whatsminer_client_reuses_its_token_under_the_32_token_limit() {
+    let sim = start(Family::Whatsminer).await;
+    let client = sim.client(root(), timeouts());
+    // 40 writes: a client fetching a token per write would be refused (code 136) at 33.
+    for _ in 0..20 {
+        client.sleep().await.unwrap();
+        client.wake().await.unwrap();
+    }
+    assert_eq!(sim.state.command_log().len(), 40);
+    // Another client (another process) still gets its own token.
+    let other = sim.client(root(), timeouts());
+    other.set_power_limit(3000).await.unwrap();
+}
