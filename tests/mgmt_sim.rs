@@ -131,23 +131,22 @@ async fn power_limits_where_supported() {
 }
 
 #[tokio::test]
-async fn luxos_session_expires_and_client_logs_on_again() {
-    let spec = SimMinerSpec {
-        session_idle: Duration::from_millis(200),
-        ..instant_spec()
-    };
-    let sim = mgmt::spawn(
-        Family::Luxos,
-        SimMinerState::new(spec, 25.0, Instant::now()),
-    )
-    .await
-    .unwrap();
-    let client = sim.client(root(), timeouts());
-    client.sleep().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The cached session id is dead now; the client must log on again by itself.
-    client.wake().await.unwrap();
-    assert_eq!(sim.state.command_log(), vec!["sleep", "wake"]);
+async fn expired_session_or_token_logs_on_again() {
+    for family in [Family::Luxos, Family::Braiins] {
+        let spec = SimMinerSpec {
+            session_idle: Duration::from_millis(200),
+            ..instant_spec()
+        };
+        let sim = mgmt::spawn(family, SimMinerState::new(spec, 25.0, Instant::now()))
+            .await
+            .unwrap();
+        let client = sim.client(root(), timeouts());
+        client.sleep().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The cached session / token is dead now; the client must log on again by itself.
+        client.wake().await.unwrap();
+        assert_eq!(sim.state.command_log(), vec!["sleep", "wake"], "{family}");
+    }
 }
 
 #[tokio::test]
@@ -226,4 +225,71 @@ async fn run_miner_command_status_sleep_wake() {
     assert_eq!(status["telemetry"]["state"], "mining");
     let err = run_miner_command(&target, MinerCommand::PowerLimit(2000)).await;
     assert!(matches!(err, Err(ApiError::Unsupported { .. })));
+}
+
+#[tokio::test]
+async fn antminer_sleep_keeps_the_pool_configuration() {
+    let sim = start(Family::Antminer).await;
+    let client = sim.client(root(), timeouts());
+    client.sleep().await.unwrap();
+    client.wake().await.unwrap();
+    // Read the stored configuration back through the same Digest-protected page.
+    let target = Target {
+        family: Family::Antminer,
+        addr: sim.addr,
+        web: sim.web_addr,
+        credentials: root(),
+        timeouts: timeouts(),
+    };
+    let status = run_miner_command(&target, MinerCommand::Status)
+        .await
+        .unwrap();
+    assert_eq!(status["telemetry"]["state"], "mining");
+    let conf = reqwest_free_get_conf(&sim).await;
+    assert_eq!(conf["pools"][0]["url"], "stratum+tcp://pool.example:3333");
+    assert_eq!(conf["bitmain-work-mode"], "0");
+}
+
+/// Fetches get_miner_conf.cgi with Digest auth using the library's own primitives.
+async fn reqwest_free_get_conf(sim: &SimMgmtServer) -> serde_json::Value {
+    use hashgate::power::api::digest::Challenge;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = sim.web_addr.unwrap();
+    let path = "/cgi-bin/get_miner_conf.cgi";
+    let get = |auth: Option<String>| async move {
+        let mut s = tokio::net::TcpStream::connect(web).await.unwrap();
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let first = get(None).await;
+    let header = first
+        .lines()
+        .find_map(|l| l.strip_prefix("www-authenticate: "))
+        .expect("challenge");
+    let challenge = Challenge::parse(header).unwrap();
+    let auth = challenge.authorization("root", "root", "GET", path, "abc", 1);
+    let second = get(Some(auth)).await;
+    let body = second.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test]
+async fn whatsminer_client_reuses_its_token_under_the_32_token_limit() {
+    let sim = start(Family::Whatsminer).await;
+    let client = sim.client(root(), timeouts());
+    // 40 writes: a client fetching a token per write would be refused (code 136) at 33.
+    for _ in 0..20 {
+        client.sleep().await.unwrap();
+        client.wake().await.unwrap();
+    }
+    assert_eq!(sim.state.command_log().len(), 40);
+    // Another client (another process) still gets its own token.
+    let other = sim.client(root(), timeouts());
+    other.set_power_limit(3000).await.unwrap();
 }

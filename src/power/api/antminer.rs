@@ -2,8 +2,10 @@
 //!
 //! Reads: `summary` (GHS 5s) and `stats` (per-board temperatures, fans). Stock firmware
 //! reports no wall power. Sleep / wake: `POST /cgi-bin/set_miner_conf.cgi` with
-//! `{"miner-mode":1}` / `{"miner-mode":0}` behind HTTP Digest auth; the sleep state is
-//! read back from `get_miner_conf.cgi` (`bitmain-work-mode`) when the miner hashes nothing.
+//! `"miner-mode":1` / `"miner-mode":0` behind HTTP Digest auth, written back into the
+//! full configuration read from `get_miner_conf.cgi` (the page replaces the whole
+//! configuration). The sleep state is read from `bitmain-work-mode` there when the miner
+//! hashes nothing.
 
 use std::net::SocketAddr;
 
@@ -63,9 +65,12 @@ impl AntminerClient {
     /// # Errors
     /// Any transport error, or the miner refusing a read.
     pub async fn raw_status(&self) -> Result<Value, ApiError> {
-        let summary = self.read("summary").await?;
-        let stats = self.read("stats").await?;
-        Ok(serde_json::json!({ "summary": summary, "stats": stats }))
+        cgminer::with_deadline(self.timeouts.call, async {
+            let summary = self.read("summary").await?;
+            let stats = self.read("stats").await?;
+            Ok(serde_json::json!({ "summary": summary, "stats": stats }))
+        })
+        .await
     }
 
     /// One CGI request with Digest auth: try, answer the 401 challenge, try again.
@@ -123,8 +128,12 @@ impl AntminerClient {
         }
     }
 
+    /// Switches the work mode by read-modify-write of the whole configuration: the CGI
+    /// page replaces the configuration it is given, so posting the mode alone would wipe
+    /// the pools.
     async fn set_mode(&self, mode: u8) -> Result<(), ApiError> {
-        let body = serde_json::json!({ "miner-mode": mode });
+        let conf = self.cgi(reqwest::Method::GET, GET_CONF_PATH, None).await?;
+        let body = mode_change(&conf, mode)?;
         let reply = self
             .cgi(reqwest::Method::POST, SET_CONF_PATH, Some(&body))
             .await?;
@@ -144,6 +153,28 @@ impl AntminerClient {
         let conf = self.cgi(reqwest::Method::GET, GET_CONF_PATH, None).await?;
         Ok(cgminer::number(conf.get("bitmain-work-mode")).map(|m| m as u32))
     }
+}
+
+/// The `set_miner_conf.cgi` body that changes only the work mode of configuration `conf`
+/// (as read from `get_miner_conf.cgi`): every field kept, `bitmain-work-mode` (the read
+/// name) replaced by `miner-mode` (the write name).
+///
+/// # Errors
+/// [`ApiError::Protocol`] when `conf` is not an object or has no pools (a configuration
+/// that cannot be written back safely).
+pub fn mode_change(conf: &Value, mode: u8) -> Result<Value, ApiError> {
+    let mut body = conf
+        .as_object()
+        .cloned()
+        .ok_or_else(|| ApiError::Protocol("get_miner_conf is not an object".into()))?;
+    if !body.get("pools").is_some_and(Value::is_array) {
+        return Err(ApiError::Protocol(
+            "get_miner_conf has no pools; refusing to write a configuration without them".into(),
+        ));
+    }
+    body.remove("bitmain-work-mode");
+    body.insert("miner-mode".into(), Value::from(mode));
+    Ok(Value::Object(body))
 }
 
 /// Builds telemetry from the `summary` and `stats` replies (state is Mining or Idle; the
@@ -222,5 +253,30 @@ impl MinerApi for AntminerClient {
                 what: "a power limit",
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mode_change_keeps_everything_but_the_mode() {
+        let conf = json!({"pools":[{"url":"u"}],"bitmain-fan-pwm":"80","bitmain-work-mode":"0"});
+        let body = mode_change(&conf, 1).unwrap();
+        assert_eq!(
+            body,
+            json!({"pools":[{"url":"u"}],"bitmain-fan-pwm":"80","miner-mode":1})
+        );
+    }
+
+    #[test]
+    fn mode_change_refuses_a_configuration_without_pools() {
+        assert!(matches!(
+            mode_change(&json!({"bitmain-work-mode":"0"}), 1),
+            Err(ApiError::Protocol(_))
+        ));
+        assert!(mode_change(&json!([]), 1).is_err());
     }
 }

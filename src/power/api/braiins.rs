@@ -122,6 +122,7 @@ impl BraiinsClient {
                 .map_err(|e| http::error(e, self.timeouts))?;
             match resp.status() {
                 StatusCode::UNAUTHORIZED if !retried => {
+                    tracing::debug!(miner = %self.addr, path, "Braiins token refused; logging in again");
                     retried = true;
                     if let Ok(mut guard) = self.token.lock() {
                         *guard = None;

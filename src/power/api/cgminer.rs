@@ -137,16 +137,17 @@ async fn read_reply(stream: &mut TcpStream) -> Result<Vec<u8>, ApiError> {
                 Err(e) => Err(e),
             };
         }
-        if let Some(end) = scanner.feed(read) {
-            buf.extend_from_slice(read.get(..end).unwrap_or(read));
-            return Ok(buf);
-        }
-        if buf.len() + n > MAX_REPLY_BYTES {
+        let end = scanner.feed(read);
+        let take = read.get(..end.unwrap_or(n)).unwrap_or(read);
+        if buf.len() + take.len() > MAX_REPLY_BYTES {
             return Err(ApiError::Protocol(format!(
                 "reply exceeds {MAX_REPLY_BYTES} bytes"
             )));
         }
-        buf.extend_from_slice(read);
+        buf.extend_from_slice(take);
+        if end.is_some() {
+            return Ok(buf);
+        }
     }
 }
 

@@ -110,7 +110,7 @@ impl Challenge {
     }
 }
 
-/// The `response` field: MD5(HA1:nonce[:nc:cnonce:auth]:HA2).
+/// The `response` field: `MD5(HA1:nonce:nc:cnonce:auth:HA2)`, or `MD5(HA1:nonce:HA2)` without qop.
 pub fn response_hash(
     realm: &str,
     nonce: &str,

@@ -5,8 +5,11 @@ use super::cgminer::Timeouts;
 
 /// Builds a client with the call's deadlines; miners get no connection pool kept warm
 /// beyond a few seconds, since thousands of idle sockets would cost more than reconnects.
+/// Proxy variables of the environment are ignored: miners sit on the site LAN, and a
+/// proxy meant for the internet must not see their passwords.
 pub(crate) fn client(timeouts: Timeouts) -> reqwest::Client {
     reqwest::Client::builder()
+        .no_proxy()
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.call)
         .pool_idle_timeout(std::time::Duration::from_secs(5))

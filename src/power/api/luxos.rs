@@ -105,6 +105,7 @@ impl LuxosClient {
                 match check_status(&reply) {
                     Ok(()) => return Ok(reply),
                     Err(ApiError::Refused(msg)) if is_session_error(&msg) => {
+                        tracing::debug!(miner = %self.addr, %msg, "LuxOS session refused; logging on again");
                         self.forget_session();
                         if retried {
                             return Err(ApiError::Auth(msg));

@@ -42,6 +42,25 @@ impl fmt::Display for Family {
     }
 }
 
+impl std::str::FromStr for Family {
+    type Err = String;
+
+    /// Parses the lower-case name (`antminer`, `avalon`, `luxos`, `braiins`, `whatsminer`),
+    /// as the CLI's `--family` and the inventory spell it.
+    fn from_str(s: &str) -> Result<Family, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "antminer" => Ok(Family::Antminer),
+            "avalon" => Ok(Family::Avalon),
+            "luxos" => Ok(Family::Luxos),
+            "braiins" => Ok(Family::Braiins),
+            "whatsminer" => Ok(Family::Whatsminer),
+            other => Err(format!(
+                "unknown firmware family {other:?} (expected antminer, avalon, luxos, braiins or whatsminer)"
+            )),
+        }
+    }
+}
+
 /// What a miner says it is doing, as far as its API tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,5 +195,25 @@ pub fn client(
             credentials,
             timeouts,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_names_round_trip() {
+        for family in [
+            Family::Antminer,
+            Family::Avalon,
+            Family::Luxos,
+            Family::Braiins,
+            Family::Whatsminer,
+        ] {
+            assert_eq!(family.to_string().parse::<Family>(), Ok(family));
+        }
+        assert_eq!(" LuxOS ".parse::<Family>(), Ok(Family::Luxos));
+        assert!("bitaxe".parse::<Family>().unwrap_err().contains("bitaxe"));
     }
 }

@@ -121,7 +121,8 @@ impl WhatsminerClient {
                     None => reply,
                 };
                 match token_error(&reply) {
-                    Err(ApiError::Auth(_)) if !retried => {
+                    Err(ApiError::Auth(e)) if !retried => {
+                        tracing::debug!(miner = %self.addr, error = %e, "Whatsminer token refused; fetching a new one");
                         retried = true;
                         if let Ok(mut guard) = self.session.lock() {
                             *guard = None;

@@ -1,7 +1,7 @@
 //! Simulated stock Antminer: bmminer reads on 4028 (with its `}{` quirk in `stats`) and
 //! the Digest-protected CGI pages that switch the work mode.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
@@ -68,6 +68,8 @@ fn handle(state: &SimMinerState, req: &Value, now: Instant) -> String {
 struct Web {
     state: SimMinerState,
     nonce: String,
+    /// The miner's stored configuration; a write replaces it whole, as the firmware does.
+    conf: Arc<Mutex<Value>>,
 }
 
 /// The CGI pages of the web interface.
@@ -75,6 +77,14 @@ pub(crate) fn router(state: SimMinerState) -> Router {
     let web = Web {
         state,
         nonce: format!("{:032x}", rand::random::<u128>()),
+        conf: Arc::new(Mutex::new(json!({
+            "bitmain-fan-ctrl": false,
+            "bitmain-fan-pwm": "100",
+            "freq-level": "100",
+            "pools": [
+                {"url": "stratum+tcp://pool.example:3333", "user": "site.worker", "pass": "x"},
+            ],
+        }))),
     };
     Router::new()
         .route(GET_CONF_PATH, get(get_conf))
@@ -122,13 +132,14 @@ async fn get_conf(State(web): State<Web>, headers: HeaderMap) -> Response {
         return challenge(&web);
     }
     let r = web.state.reading(Instant::now());
-    axum::Json(json!({
-        "bitmain-fan-ctrl": false,
-        "bitmain-fan-pwm": "100",
-        "bitmain-work-mode": if r.awake { "0" } else { "1" },
-        "pools": [],
-    }))
-    .into_response()
+    let mut conf = web.conf.lock().map(|c| c.clone()).unwrap_or(Value::Null);
+    if let Some(obj) = conf.as_object_mut() {
+        obj.insert(
+            "bitmain-work-mode".into(),
+            json!(if r.awake { "0" } else { "1" }),
+        );
+    }
+    axum::Json(conf).into_response()
 }
 
 async fn set_conf(State(web): State<Web>, headers: HeaderMap, body: String) -> Response {
@@ -138,9 +149,8 @@ async fn set_conf(State(web): State<Web>, headers: HeaderMap, body: String) -> R
     if !authorized(&web, &headers, &Method::POST) {
         return challenge(&web);
     }
-    let mode = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("miner-mode").and_then(Value::as_u64));
+    let posted = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
+    let mode = posted.get("miner-mode").and_then(Value::as_u64);
     let now = Instant::now();
     match mode {
         Some(1) => web.state.set_awake(false, now),
@@ -149,6 +159,12 @@ async fn set_conf(State(web): State<Web>, headers: HeaderMap, body: String) -> R
             return axum::Json(json!({"stat": "error", "code": "M001", "msg": "bad miner-mode"}))
                 .into_response();
         }
+    }
+    // Like the firmware: what was posted becomes the whole configuration.
+    if let (Ok(mut conf), Some(obj)) = (web.conf.lock(), posted.as_object()) {
+        let mut stored = obj.clone();
+        stored.remove("miner-mode");
+        *conf = Value::Object(stored);
     }
     axum::Json(json!({"stat": "success", "code": "M000", "msg": "OK!"})).into_response()
 }

@@ -1,7 +1,7 @@
 //! Simulated Braiins OS REST API (`/api/v1`, 25.07+): login token, reads shaped like
 //! `fixtures/miner-api/braiins/v25_07`, pause / resume / power target.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,15 +22,15 @@ const STATUS_NORMAL: i64 = 2;
 #[derive(Clone)]
 struct Api {
     state: SimMinerState,
-    /// Tokens handed out by `auth/login`.
-    tokens: Arc<Mutex<HashSet<String>>>,
+    /// Tokens handed out by `auth/login`, with their last use (they expire when idle).
+    tokens: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// The REST routes.
 pub(crate) fn router(state: SimMinerState) -> Router {
     let api = Api {
         state,
-        tokens: Arc::new(Mutex::new(HashSet::new())),
+        tokens: Arc::new(Mutex::new(HashMap::new())),
     };
     Router::new()
         .route("/api/v1/auth/login", post(login))
@@ -60,9 +60,10 @@ async fn login(State(api): State<Api>, body: String) -> Response {
     }
     let token = format!("{:032x}", rand::random::<u128>());
     if let Ok(mut t) = api.tokens.lock() {
-        t.insert(token.clone());
+        t.insert(token.clone(), Instant::now());
     }
-    Json(json!({ "token": token, "timeout_s": 3600 })).into_response()
+    Json(json!({ "token": token, "timeout_s": api.state.spec().session_idle.as_secs() }))
+        .into_response()
 }
 
 /// Fault gate then token check; `Err(response)` to send instead.
@@ -75,10 +76,18 @@ async fn guard(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|h| h.to_str().ok())
         .map(|t| t.trim_start_matches("Bearer ").trim().to_string())
         .unwrap_or_default();
+    let idle = api.state.spec().session_idle;
+    let now = Instant::now();
     let known = api
         .tokens
         .lock()
-        .map(|t| t.contains(&token))
+        .map(|mut t| match t.get_mut(&token) {
+            Some(used) if now.saturating_duration_since(*used) < idle => {
+                *used = now;
+                true
+            }
+            _ => false,
+        })
         .unwrap_or(false);
     if known {
         Ok(())

@@ -35,7 +35,7 @@ pub struct SimMinerSpec {
     pub fans: usize,
     /// Login the management API accepts.
     pub credentials: Credentials,
-    /// LuxOS: a session unused this long expires.
+    /// A LuxOS session or Braiins token unused this long expires.
     pub session_idle: Duration,
 }
 

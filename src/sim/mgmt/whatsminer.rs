@@ -18,9 +18,14 @@ const DESCRIPTION: &str = "cgminer 4.9.2";
 const SALT: &str = "BQ5hoXV9";
 /// Tokens kept per miner; the real one allows 32 per client address.
 const MAX_TOKENS: usize = 32;
+/// A token's life on the real firmware.
+const TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// One token handed out: its `time`, its `newsalt`, and when.
+type Issued = (String, String, Instant);
 
 pub(crate) fn handler(state: SimMinerState) -> Handler {
-    let tokens: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let tokens: Arc<Mutex<Vec<Issued>>> = Arc::new(Mutex::new(Vec::new()));
     Arc::new(move |req: &Value, now: Instant| handle(&state, &tokens, req, now))
 }
 
@@ -42,12 +47,7 @@ fn random_salt() -> String {
         .collect()
 }
 
-fn handle(
-    state: &SimMinerState,
-    tokens: &Mutex<Vec<(String, String)>>,
-    req: &Value,
-    now: Instant,
-) -> String {
+fn handle(state: &SimMinerState, tokens: &Mutex<Vec<Issued>>, req: &Value, now: Instant) -> String {
     if req.get("enc").is_some() {
         return encrypted(state, tokens, req, now);
     }
@@ -93,10 +93,11 @@ fn handle(
             let time = format!("{:04}", rand::random_range(0..10_000u32));
             let newsalt = random_salt();
             if let Ok(mut t) = tokens.lock() {
+                t.retain(|(_, _, at)| now.saturating_duration_since(*at) < TOKEN_LIFE);
                 if t.len() >= MAX_TOKENS {
                     return btminer("E", 136, json!("token over max times"));
                 }
-                t.push((time.clone(), newsalt.clone()));
+                t.push((time.clone(), newsalt.clone(), now));
             }
             btminer(
                 "S",
@@ -110,7 +111,7 @@ fn handle(
 
 fn encrypted(
     state: &SimMinerState,
-    tokens: &Mutex<Vec<(String, String)>>,
+    tokens: &Mutex<Vec<Issued>>,
     req: &Value,
     now: Instant,
 ) -> String {
@@ -118,9 +119,17 @@ fn encrypted(
         return btminer("E", 23, json!("invalid JSON message"));
     };
     let password = state.password();
-    let issued = tokens.lock().map(|t| t.clone()).unwrap_or_default();
+    let issued: Vec<Issued> = tokens
+        .lock()
+        .map(|t| {
+            t.iter()
+                .filter(|(_, _, at)| now.saturating_duration_since(*at) < TOKEN_LIFE)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     // Any token this miner issued may be in use; find the one whose key opens the envelope.
-    let opened = issued.iter().rev().find_map(|(time, newsalt)| {
+    let opened = issued.iter().rev().find_map(|(time, newsalt, _)| {
         let session = Session::derive(&password, SALT, time, newsalt);
         let plain = session.decrypt(data).ok()?;
         let cmd: Value = serde_json::from_str(&plain).ok()?;
