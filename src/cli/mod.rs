@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+mod miner;
+
+pub use miner::{MinerAction, MinerArgs, MinerTarget};
+
 /// Exit code for a bad configuration (BSD `EX_USAGE`), so service managers can tell it apart.
 pub const EXIT_BAD_CONFIG: u8 = 64;
 
@@ -27,6 +31,8 @@ pub enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Ask one miner's management API for its status, or sleep / wake / power-limit it.
+    Miner(MinerArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -37,6 +43,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Miner(args) => miner::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
