@@ -32,6 +32,7 @@ impl<'a> Params<'a> {
     }
 
     /// Splits a raw params value, which must be an array (or `null`, read as empty).
+    /// `raw` must be the text of one valid JSON value, as taken from a `RawValue`.
     ///
     /// # Errors
     /// [`ParseErrorKind::ParamsNotArray`].
