@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 mod miner;
+mod run;
 
 pub use miner::{MinerAction, MinerArgs, MinerTarget};
+pub use run::RunArgs;
 
 /// Exit code for a bad configuration (BSD `EX_USAGE`), so service managers can tell it apart.
 pub const EXIT_BAD_CONFIG: u8 = 64;
