@@ -52,8 +52,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(cfg) => {
+            let power = match &cfg.power {
+                Some(p) => format!(
+                    "power gating: {} container(s), {} miner(s)",
+                    p.containers.len(),
+                    p.miners.len()
+                ),
+                None => "no power gating".to_owned(),
+            };
             println!(
-                "{}: ok (listen {}, {} pool(s): {})",
+                "{}: ok (listen {}, {} pool(s): {}; {power})",
                 file.display(),
                 cfg.proxy.listen,
                 cfg.pools.len(),

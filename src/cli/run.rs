@@ -67,7 +67,10 @@ mod tests {
     fn flags_make_a_config_without_a_file() {
         let args = RunArgs {
             listen: Some("127.0.0.1:3333".into()),
-            pools: vec!["stratum+tcp://a.example:3333".into(), "b.example:443".into()],
+            pools: vec![
+                "stratum+tcp://a.example:3333".into(),
+                "b.example:443".into(),
+            ],
             user: Some("site".into()),
             ..RunArgs::default()
         };
@@ -96,7 +99,11 @@ mod tests {
 
     #[test]
     fn no_file_and_no_pool_names_the_missing_field() {
-        let err = RunArgs::default().raw_config().unwrap().validate().unwrap_err();
+        let err = RunArgs::default()
+            .raw_config()
+            .unwrap()
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().starts_with("pools:"), "{err}");
     }
 }
