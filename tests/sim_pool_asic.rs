@@ -862,3 +862,72 @@ async fn raw_submits_are_judged_strictly_and_survive_set_extranonce() {
     })
     .await;
 }
+
+/// A share for `job` on `en1` meeting difficulty 1e-6 but not `above`.
+fn find_share_below(job: &Job, en1: &[u8], above: f64) -> (Vec<u8>, u32) {
+    let target = Difficulty::new(1e-6).expect("ok").to_target();
+    let mut work = Work::new(Arc::new(job.clone()), en1.to_vec(), 8, 0, 0);
+    (0..1000)
+        .find_map(|_| {
+            let (found, _) = work.hash(1000, &target);
+            found.into_iter().find(|s| {
+                let policy = SubmitPolicy::new(8, Difficulty::new(above).expect("ok").to_target());
+                let submit = Submit {
+                    extranonce1: en1,
+                    extranonce2: &s.extranonce2,
+                    ntime: s.ntime,
+                    nonce: s.nonce,
+                    version_bits: None,
+                };
+                validate(job, &submit, &policy).is_err()
+            })
+        })
+        .map(|s| (s.extranonce2, s.nonce))
+        .expect("a share in a million hashes")
+}
+
+#[tokio::test]
+async fn a_raised_difficulty_spares_jobs_sent_before_it() {
+    bounded(10, async {
+        let pool = SimPool::start(pool_config()).await.expect("pool starts");
+        let mut raw = Raw::connect(pool.addr()).await;
+        raw.send(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).await;
+        let (sub, _) = raw.answer(1).await;
+        let en1 = unhex(&sub["result"][1]);
+        raw.send(r#"{"id":2,"method":"mining.authorize","params":["acct.d","x"]}"#).await;
+        let (_, calls) = raw.answer(2).await;
+        let first = job_from_params(
+            &calls
+                .iter()
+                .find(|v| v["method"] == "mining.notify")
+                .expect("first job")["params"],
+        );
+        let submit = |id: u64, job: &Job, en2: &[u8], nonce: u32| {
+            format!(
+                r#"{{"id":{id},"method":"mining.submit","params":["acct.d","{}","{}","{:08x}","{nonce:08x}"]}}"#,
+                job.id(),
+                hex::encode(en2),
+                job.ntime()
+            )
+        };
+        let (en2, nonce) = find_share_below(&first, &en1, 1e-5);
+
+        pool.set_difficulty(1e-5);
+        let v = raw.next(Duration::from_secs(3)).await.expect("set_difficulty");
+        assert_eq!(v["method"], "mining.set_difficulty");
+        raw.send(&submit(3, &first, &en2, nonce)).await;
+        assert_eq!(raw.answer(3).await.0["result"], true, "old job, old difficulty");
+
+        pool.new_job();
+        let v = raw.next(Duration::from_secs(3)).await.expect("notify");
+        let second = job_from_params(&v["params"]);
+        let (en2, nonce) = find_share_below(&second, &en1, 1e-5);
+        raw.send(&submit(4, &second, &en2, nonce)).await;
+        assert_eq!(raw.answer(4).await.0["error"][0], 23, "new job, new difficulty");
+        let log = pool.accepted_shares();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].difficulty, 1e-6, "credited at the difficulty it was mined at");
+        pool.shutdown().await;
+    })
+    .await;
+}
