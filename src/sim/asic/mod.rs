@@ -11,7 +11,8 @@
 //! | `mining.set_extranonce` | takes the new extranonce1/size and restarts the current job |
 //! | `mining.set_version_mask` | rolls within the new mask ∩ its own |
 //! | `client.reconnect` | closes, waits `wait` s, connects to host:port (same server when empty) |
-//! | connection lost | reconnects with exponential back-off |
+//! | connection lost, subscribe refused | reconnects with exponential back-off |
+//! | authorize refused | stays connected but does not hash (as firmware with a bad worker) |
 //!
 //! A power gate ([`SimMinerState`]) stops hashing and submitting while asleep; the
 //! connection stays up, as a real miner's control board keeps it.
