@@ -19,6 +19,7 @@
 
 mod client;
 pub mod miner;
+mod session;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
