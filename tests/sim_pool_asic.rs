@@ -6,8 +6,10 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hashgate::sim::asic::miner::Work;
 use hashgate::sim::asic::{BadShare, SimAsic, SimAsicConfig, SimAsicStats};
 use hashgate::sim::mgmt::{SimMinerSpec, SimMinerState};
 use hashgate::sim::pool::judge::{self, ShareInput};
@@ -566,9 +568,11 @@ async fn silence_fault_answers_nothing_but_keeps_the_socket() {
             "silent pool pushed a job"
         );
         let quiet = asic.stats();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        until("the ASIC keeps submitting", Duration::from_secs(5), || {
+            asic.stats().submitted >= quiet.submitted + 3
+        })
+        .await;
         let later = asic.stats();
-        assert!(later.submitted > quiet.submitted, "the ASIC keeps mining");
         assert!(
             later.accepted <= quiet.accepted + 1,
             "at most one answer was in flight"
@@ -646,7 +650,10 @@ async fn client_reconnect_moves_the_asic_to_another_pool() {
         let s = asic.stats();
         assert_eq!(s.server, Some(b.addr()));
         assert_eq!(s.reconnect_requests, 1);
-        assert_eq!(a.stats().connections_open, 0);
+        until("the old connection closed", Duration::from_secs(3), || {
+            a.stats().connections_open == 0
+        })
+        .await;
         asic.stop().await;
         a.shutdown().await;
         b.shutdown().await;
@@ -735,4 +742,192 @@ async fn bad_config_is_refused_before_binding() {
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("sim pool"), "{err}");
     }
+}
+
+/// A job from a raw `mining.notify` line's params.
+fn job_from_params(p: &Value) -> Job {
+    let branch = p[4]
+        .as_array()
+        .expect("branch")
+        .iter()
+        .map(|b| unhex(b).try_into().expect("32 bytes"))
+        .collect();
+    Job::new(JobTemplate {
+        id: p[0].as_str().expect("id").to_owned(),
+        prevhash: unhex(&p[1]).try_into().expect("32 bytes"),
+        coinb1: unhex(&p[2]),
+        coinb2: unhex(&p[3]),
+        merkle_branch: branch,
+        version: hex_u32(&p[5]),
+        nbits: hex_u32(&p[6]),
+        ntime: hex_u32(&p[7]),
+        clean_jobs: p[8].as_bool().expect("clean"),
+    })
+    .expect("valid job")
+}
+
+/// Whether this share meets difficulty 1e-6 (checked by the proxy-side validator).
+fn meets(job: &Job, en1: &[u8], en2: &[u8], nonce: u32) -> bool {
+    let policy = SubmitPolicy::new(en2.len(), Difficulty::new(1e-6).expect("ok").to_target());
+    let submit = Submit {
+        extranonce1: en1,
+        extranonce2: en2,
+        ntime: job.ntime(),
+        nonce,
+        version_bits: None,
+    };
+    validate(job, &submit, &policy).is_ok()
+}
+
+/// A share at difficulty 1e-6 on `job` for `en1`, found by the sim ASIC's hashing core
+/// (extranonce2 of 8 bytes, no rolling); returns its extranonce2 and nonce.
+fn find_share(job: &Job, en1: &[u8]) -> (Vec<u8>, u32) {
+    let target = Difficulty::new(1e-6).expect("ok").to_target();
+    let mut work = Work::new(Arc::new(job.clone()), en1.to_vec(), 8, 0, 0);
+    let share = (0..1000)
+        .find_map(|_| work.hash(1000, &target).0.into_iter().next())
+        .expect("a share in a million hashes");
+    assert!(meets(job, en1, &share.extranonce2, share.nonce));
+    (share.extranonce2, share.nonce)
+}
+
+#[tokio::test]
+async fn raw_submits_are_judged_strictly_and_survive_set_extranonce() {
+    bounded(10, async {
+        let pool = SimPool::start(pool_config()).await.expect("pool starts");
+        let mut raw = Raw::connect(pool.addr()).await;
+        raw.send(r#"{"id":1,"method":"mining.subscribe","params":["raw/1"]}"#).await;
+        let (sub, _) = raw.answer(1).await;
+        let en1_a = unhex(&sub["result"][1]);
+        raw.send(r#"{"id":2,"method":"mining.extranonce.subscribe","params":[]}"#).await;
+        raw.send(r#"{"id":3,"method":"mining.authorize","params":["acct.raw","x"]}"#).await;
+        let (_, calls) = raw.answer(3).await;
+        let notify = calls
+            .iter()
+            .find(|v| v["method"] == "mining.notify")
+            .expect("first job");
+        let job = job_from_params(&notify["params"]);
+        let ntime = format!("{:08x}", job.ntime());
+        let submit = |id: u64, en2: &str, ntime: &str, nonce: u32, extra: &str| {
+            format!(
+                r#"{{"id":{id},"method":"mining.submit","params":["acct.raw","{}","{en2}","{ntime}","{nonce:08x}"{extra}]}}"#,
+                job.id()
+            )
+        };
+        let (en2, good) = find_share(&job, &en1_a);
+        let en2_hex = hex::encode(&en2);
+        let bad = (1..)
+            .map(|d| good.wrapping_add(d))
+            .find(|&n| !meets(&job, &en1_a, &en2, n))
+            .expect("a failing nonce");
+
+        raw.send(&submit(10, &en2_hex, &ntime, bad, "")).await;
+        assert_eq!(raw.answer(10).await.0["error"][0], 23, "tampered nonce");
+        raw.send(&submit(11, "00", &ntime, good, "")).await;
+        assert_eq!(raw.answer(11).await.0["error"][0], 20, "short extranonce2");
+        let late = format!("{:08x}", job.ntime() + 7200);
+        raw.send(&submit(12, &en2_hex, &late, good, "")).await;
+        assert_eq!(raw.answer(12).await.0["error"][0], 20, "ntime +2 h");
+        raw.send(&submit(13, &en2_hex, &ntime, good, r#","00002000""#)).await;
+        assert_eq!(raw.answer(13).await.0["error"][0], 20, "version bits never negotiated");
+
+        // A share found on extranonce1 A, submitted after the pool moved to B: honest work.
+        pool.set_extranonce(None);
+        let mut en1_b = None;
+        while en1_b.is_none() {
+            let v = raw.next(Duration::from_secs(3)).await.expect("set_extranonce");
+            if v["method"] == "mining.set_extranonce" {
+                en1_b = Some(unhex(&v["params"][0]));
+            }
+        }
+        assert_ne!(en1_b.as_deref(), Some(en1_a.as_slice()), "a fresh extranonce1");
+        raw.send(&submit(14, &en2_hex, &ntime, good, "")).await;
+        let (ok, _) = raw.answer(14).await;
+        assert_eq!(ok["result"], true, "{ok}");
+        raw.send(&submit(15, &en2_hex, &ntime, good, "")).await;
+        assert_eq!(raw.answer(15).await.0["error"][0], 22, "duplicate");
+        // Work on an extranonce1 this connection never had is worthless here.
+        let (foreign_en2, foreign) = find_share(&job, &[9, 9, 9, 9]);
+        let en1_b = en1_b.unwrap_or_default();
+        if !meets(&job, &en1_a, &foreign_en2, foreign) && !meets(&job, &en1_b, &foreign_en2, foreign)
+        {
+            let en2 = hex::encode(&foreign_en2);
+            raw.send(&submit(16, &en2, &ntime, foreign, "")).await;
+            assert_eq!(raw.answer(16).await.0["error"][0], 23, "foreign extranonce1");
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.accepted, 1);
+        assert_eq!(pool.accepted_shares()[0].key.extranonce1, en1_a);
+        pool.shutdown().await;
+    })
+    .await;
+}
+
+/// A share for `job` on `en1` meeting difficulty 1e-6 but not `above`.
+fn find_share_below(job: &Job, en1: &[u8], above: f64) -> (Vec<u8>, u32) {
+    let target = Difficulty::new(1e-6).expect("ok").to_target();
+    let mut work = Work::new(Arc::new(job.clone()), en1.to_vec(), 8, 0, 0);
+    (0..1000)
+        .find_map(|_| {
+            let (found, _) = work.hash(1000, &target);
+            found.into_iter().find(|s| {
+                let policy = SubmitPolicy::new(8, Difficulty::new(above).expect("ok").to_target());
+                let submit = Submit {
+                    extranonce1: en1,
+                    extranonce2: &s.extranonce2,
+                    ntime: s.ntime,
+                    nonce: s.nonce,
+                    version_bits: None,
+                };
+                validate(job, &submit, &policy).is_err()
+            })
+        })
+        .map(|s| (s.extranonce2, s.nonce))
+        .expect("a share in a million hashes")
+}
+
+#[tokio::test]
+async fn a_raised_difficulty_spares_jobs_sent_before_it() {
+    bounded(10, async {
+        let pool = SimPool::start(pool_config()).await.expect("pool starts");
+        let mut raw = Raw::connect(pool.addr()).await;
+        raw.send(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).await;
+        let (sub, _) = raw.answer(1).await;
+        let en1 = unhex(&sub["result"][1]);
+        raw.send(r#"{"id":2,"method":"mining.authorize","params":["acct.d","x"]}"#).await;
+        let (_, calls) = raw.answer(2).await;
+        let first = job_from_params(
+            &calls
+                .iter()
+                .find(|v| v["method"] == "mining.notify")
+                .expect("first job")["params"],
+        );
+        let submit = |id: u64, job: &Job, en2: &[u8], nonce: u32| {
+            format!(
+                r#"{{"id":{id},"method":"mining.submit","params":["acct.d","{}","{}","{:08x}","{nonce:08x}"]}}"#,
+                job.id(),
+                hex::encode(en2),
+                job.ntime()
+            )
+        };
+        let (en2, nonce) = find_share_below(&first, &en1, 1e-5);
+
+        pool.set_difficulty(1e-5);
+        let v = raw.next(Duration::from_secs(3)).await.expect("set_difficulty");
+        assert_eq!(v["method"], "mining.set_difficulty");
+        raw.send(&submit(3, &first, &en2, nonce)).await;
+        assert_eq!(raw.answer(3).await.0["result"], true, "old job, old difficulty");
+
+        pool.new_job();
+        let v = raw.next(Duration::from_secs(3)).await.expect("notify");
+        let second = job_from_params(&v["params"]);
+        let (en2, nonce) = find_share_below(&second, &en1, 1e-5);
+        raw.send(&submit(4, &second, &en2, nonce)).await;
+        assert_eq!(raw.answer(4).await.0["error"][0], 23, "new job, new difficulty");
+        let log = pool.accepted_shares();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].difficulty, 1e-6, "credited at the difficulty it was mined at");
+        pool.shutdown().await;
+    })
+    .await;
 }

@@ -21,7 +21,9 @@
 //!
 //! A share is judged against the lower of the connection's current difficulty and the
 //! one in force when its job was sent, so a miner that applies `set_difficulty` at the
-//! next job and one that applies it at once are both treated fairly.
+//! next job and one that applies it at once are both treated fairly. Likewise a share
+//! may use any extranonce1 its job was sent with on that connection, so one in flight
+//! across a `mining.set_extranonce` is not lost.
 
 mod jobs;
 pub mod judge;

@@ -28,8 +28,21 @@ const NTIME_WINDOW_SECS: u64 = 7200;
 /// A peer that does not take our bytes within this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Per-job difficulties remembered per connection; beyond the pool's open jobs anyway.
-const JOB_DIFFICULTIES: usize = 64;
+/// Job sends remembered per connection; beyond the pool's open jobs anyway.
+const SENT_JOBS: usize = 64;
+
+/// The terms a job was sent to this connection under.
+#[derive(Debug, Clone)]
+struct Sent {
+    /// The job.
+    job_id: String,
+    /// Share difficulty in force then.
+    difficulty: f64,
+    /// Extranonce1 in force then.
+    extranonce1: Vec<u8>,
+    /// Extranonce2 size in force then.
+    extranonce2_size: usize,
+}
 
 /// What one connection has negotiated.
 struct Session {
@@ -51,8 +64,8 @@ struct Session {
     authorized: HashSet<String>,
     /// Current share difficulty.
     difficulty: f64,
-    /// Difficulty in force when each job was sent to this connection, newest last.
-    job_difficulty: VecDeque<(String, f64)>,
+    /// How each recent job was sent to this connection, newest last.
+    sent: VecDeque<Sent>,
 }
 
 /// Serves one connection until it closes, the pool stops or a fault drops it.
@@ -71,7 +84,7 @@ pub(crate) async fn run(
         version_mask: 0,
         authorized: HashSet::new(),
         difficulty: shared.default_difficulty(),
-        job_difficulty: VecDeque::new(),
+        sent: VecDeque::new(),
         peer,
         shared: Arc::clone(&shared),
     };
@@ -85,6 +98,10 @@ impl Session {
     async fn serve(&mut self, stream: TcpStream, cancel: CancellationToken) -> Result<(), String> {
         let (mut rd, mut wr) = stream.into_split();
         let mut faults = self.shared.fault.subscribe();
+        // The fault may have been switched on between accept and here.
+        if *faults.borrow_and_update() == PoolFault::Disconnect {
+            return Err("disconnect fault".into());
+        }
         let mut pushes = self.shared.pushes.subscribe();
         let mut codec = StratumCodec::default();
         let mut inbuf = BytesMut::with_capacity(4096);
@@ -256,7 +273,14 @@ impl Session {
             .job(&submit.job_id)
             .ok_or((21, "Job not found"))?;
         let n = &job.notify;
-        if submit.extranonce2.len() != self.extranonce2_size {
+        // The extranonces this job went out with on this connection: after a
+        // `set_extranonce` a share already in flight on the old one is still honest work.
+        let candidates = self.sent_with(&submit.job_id);
+        let sized: Vec<&Sent> = candidates
+            .iter()
+            .filter(|c| c.extranonce2_size == submit.extranonce2.len())
+            .collect();
+        if sized.is_empty() {
             return Err((20, "Invalid extranonce2 size"));
         }
         if let Some(bits) = submit.version_bits
@@ -269,33 +293,37 @@ impl Session {
         if ntime < earliest || ntime >= earliest + NTIME_WINDOW_SECS {
             return Err((20, "Ntime out of range"));
         }
-        let input = ShareInput {
-            prevhash: &n.prevhash,
-            coinb1: &n.coinb1,
-            coinb2: &n.coinb2,
-            branch: &n.merkle_branch,
-            job_version: n.version,
-            nbits: n.nbits,
-            extranonce1: &self.extranonce1,
-            extranonce2: submit.extranonce2.as_bytes(),
-            ntime: submit.ntime,
-            nonce: submit.nonce,
-            version_bits: submit.version_bits,
-            version_mask: self.version_mask,
-        };
-        let header = judge::header(&input);
-        let hash = judge::sha256d(&header);
-        let number = judge::hash_as_number(&hash);
-        let difficulty = self.difficulty_for(&submit.job_id);
-        if number > judge::target_for_difficulty(difficulty) {
+        let judged = sized.iter().find_map(|sent| {
+            let input = ShareInput {
+                prevhash: &n.prevhash,
+                coinb1: &n.coinb1,
+                coinb2: &n.coinb2,
+                branch: &n.merkle_branch,
+                job_version: n.version,
+                nbits: n.nbits,
+                extranonce1: &sent.extranonce1,
+                extranonce2: submit.extranonce2.as_bytes(),
+                ntime: submit.ntime,
+                nonce: submit.nonce,
+                version_bits: submit.version_bits,
+                version_mask: self.version_mask,
+            };
+            let header = judge::header(&input);
+            let hash = judge::sha256d(&header);
+            let number = judge::hash_as_number(&hash);
+            let difficulty = sent.difficulty.min(self.difficulty);
+            (number <= judge::target_for_difficulty(difficulty))
+                .then(|| (header, hash, number, difficulty, sent.extranonce1.clone()))
+        });
+        let Some((header, hash, number, difficulty, extranonce1)) = judged else {
             return Err((23, "Above target"));
-        }
+        };
         let block = judge::target_for_nbits(n.nbits).is_some_and(|t| number <= t);
         let version = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let share = AcceptedShare {
             key: ShareKey {
                 job_id: submit.job_id.clone(),
-                extranonce1: self.extranonce1.clone(),
+                extranonce1,
                 extranonce2: submit.extranonce2.as_bytes().to_vec(),
                 ntime: submit.ntime,
                 nonce: submit.nonce,
@@ -318,13 +346,25 @@ impl Session {
         Ok(())
     }
 
-    /// The lower of the current difficulty and the one the job was sent under.
-    fn difficulty_for(&self, job_id: &str) -> f64 {
-        self.job_difficulty
+    /// How this job was sent to this connection, newest first; the current values when
+    /// it never was (or its record aged out).
+    fn sent_with(&self, job_id: &str) -> Vec<Sent> {
+        let sent: Vec<Sent> = self
+            .sent
             .iter()
             .rev()
-            .find(|(id, _)| id == job_id)
-            .map_or(self.difficulty, |&(_, d)| d.min(self.difficulty))
+            .filter(|s| s.job_id == job_id)
+            .cloned()
+            .collect();
+        if sent.is_empty() {
+            return vec![Sent {
+                job_id: job_id.to_owned(),
+                difficulty: self.difficulty,
+                extranonce1: self.extranonce1.clone(),
+                extranonce2_size: self.extranonce2_size,
+            }];
+        }
+        sent
     }
 
     /// Sends a pushed item to this connection.
@@ -370,10 +410,14 @@ impl Session {
     fn send_job(&mut self, job: &PoolJob, clean: bool, out: &mut BytesMut) {
         let mut n = job.notify.clone();
         n.clean_jobs = clean;
-        self.job_difficulty
-            .push_back((n.job_id.clone(), self.difficulty));
-        while self.job_difficulty.len() > JOB_DIFFICULTIES {
-            self.job_difficulty.pop_front();
+        self.sent.push_back(Sent {
+            job_id: n.job_id.clone(),
+            difficulty: self.difficulty,
+            extranonce1: self.extranonce1.clone(),
+            extranonce2_size: self.extranonce2_size,
+        });
+        while self.sent.len() > SENT_JOBS {
+            self.sent.pop_front();
         }
         notify(out, Method::Notify(n));
     }
