@@ -13,7 +13,7 @@
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
-//! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
+//! | [`sim`] | simulated pool, ASICs (really hashing) and management APIs for the demo, tests and load |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
