@@ -14,10 +14,12 @@
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated pool, ASICs (really hashing) and management APIs for the demo, tests and load |
+//! | [`demo`] | the `demo` command: the real proxy against a simulated site (pools, ASICs, management APIs) |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod extranonce;
 pub mod power;
 pub mod proxy;
