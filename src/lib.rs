@@ -12,6 +12,7 @@
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
+//! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
@@ -24,5 +25,6 @@ pub mod proxy;
 pub mod sim;
 pub mod stats;
 pub mod stratum;
+pub mod upstream;
 pub mod vardiff;
 pub mod work;
