@@ -789,3 +789,25 @@ async fn shutdown_delivers_what_it_can_and_counts_the_rest() {
     assert!(link.is_closed(), "no new work taken after shutdown");
     assert_eq!(registry.upstreams()[0].state, UpstreamState::Down);
 }
+
+#[tokio::test]
+async fn a_pool_with_too_small_an_extranonce2_is_skipped_for_the_next() {
+    // Two bytes leave no room for a prefix and a rollable miner part.
+    let tiny = FakePool::start("aaaaaaaa", 2, "ja").await;
+    let b = FakePool::start("bbbbbbbb", 4, "jb").await;
+    let mut proxy = start_proxy(config(&[tiny.addr, b.addr], FAST)).await;
+    let job = proxy.job("job from b", |j| &*j.link.pool == "p1").await;
+    assert_eq!(
+        proxy.hub.sizes(),
+        Some(MinerSizes {
+            prefix_len: 2,
+            extranonce2_size: 2
+        })
+    );
+    assert_eq!(job.plan.pool_extranonce2_size(), 4);
+    eventually("tiny pool marked down", || {
+        proxy.pool_state("p0").reconnects >= 1
+    })
+    .await;
+    proxy.stop().await;
+}

@@ -411,7 +411,12 @@ impl Session {
             }
             Some(Ok(Message::Response(answer))) => {
                 self.health.answered(now);
-                self.on_answer(answer, now)
+                self.on_answer(answer, now)?;
+                if !self.ready && self.extranonce.is_some() && self.latest.is_some() {
+                    // A pool that sent its first job before answering subscribe.
+                    self.hand_over(true).await?;
+                }
+                Ok(())
             }
             Some(Ok(Message::Request(request))) => {
                 self.health.heard(now);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +34,7 @@ pub fn spawn(
         shutdown,
         sizing: Mutex::new(()),
         next_conn: AtomicU64::new(1),
+        resized: watch::channel(0).0,
     });
     tokio::spawn(run(shared, channels))
 }

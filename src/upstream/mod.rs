@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -69,6 +70,9 @@ struct Shared {
     sizing: Mutex<()>,
     /// Next connection number (process-unique, for `UpstreamLink::connection`).
     next_conn: AtomicU64,
+    /// Bumped whenever a channel resizes the miners, so every other channel republishes
+    /// its job under the new sizes at once instead of at the pool's next notify.
+    resized: watch::Sender<u64>,
 }
 
 impl Shared {

@@ -148,6 +148,54 @@ mod tests {
         );
     }
 
+    fn share(miner: &std::sync::Arc<crate::stats::MinerStats>, now: Instant) -> UpstreamSubmit {
+        let plan =
+            crate::extranonce::choose_split(8, 10, crate::extranonce::SplitLimits::default())
+                .unwrap();
+        let lease = crate::extranonce::PrefixPool::for_plan(&plan)
+            .lease()
+            .unwrap();
+        UpstreamSubmit {
+            worker: "a.w".into(),
+            pool_job_id: "j".into(),
+            extranonce2: plan.compose(lease.prefix(), &[0; 7]).unwrap(),
+            ntime: 1,
+            nonce: 2,
+            version_bits: None,
+            is_block: false,
+            difficulty: 1.0,
+            miner: miner.clone(),
+            validated_at: now,
+        }
+    }
+
+    #[test]
+    fn expiry_takes_the_oldest_first_and_answers_find_their_share() {
+        let t0 = Instant::now();
+        let miner = std::sync::Arc::new(crate::stats::MinerStats::new(
+            t0,
+            std::time::SystemTime::now(),
+            1.0,
+        ));
+        let mut p = Pending::default();
+        for (id, at) in [(4, 0), (5, 100), (6, 200), (7, 300)] {
+            p.insert(id, share(&miner, t0), t0 + Duration::from_millis(at));
+        }
+        assert!(p.take(6).is_some());
+        assert!(p.take(6).is_none(), "an answer counts once");
+        let timeout = Duration::from_secs(1);
+        assert!(
+            p.expire(t0 + Duration::from_millis(999), timeout)
+                .is_empty()
+        );
+        let gone = p.expire(t0 + Duration::from_millis(1150), timeout);
+        let sent: Vec<Instant> = gone.iter().map(|f| f.sent_at).collect();
+        assert_eq!(sent, [t0, t0 + Duration::from_millis(100)]);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.drain().len(), 1);
+        assert!(p.is_empty());
+    }
+
     #[test]
     fn worker_names_map_onto_each_pool_user() {
         assert_eq!(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -68,6 +68,8 @@ pub struct ChannelServer {
     tracker: TaskTracker,
     /// The version mask of the last job published, to tell miners when it changes.
     published_mask: Option<u32>,
+    /// Wakes when any channel resized the miners: republish under the new sizes.
+    resized: watch::Receiver<u64>,
 }
 
 impl ChannelServer {
@@ -100,6 +102,7 @@ impl ChannelServer {
             .collect();
         let (events_tx, events_rx) = mpsc::channel(EVENT_BACKLOG);
         ChannelServer {
+            resized: shared.resized.subscribe(),
             cancel: shared.shutdown.child_token(),
             shared,
             index,
@@ -136,6 +139,12 @@ impl ChannelServer {
                     }
                 }
                 Some(event) = self.events_rx.recv() => self.on_event(event),
+                Ok(()) = self.resized.changed() => {
+                    self.resized.borrow_and_update();
+                    if let Some(active) = self.failover.active() {
+                        self.publish_latest(active, true, now);
+                    }
+                }
                 _ = sleep_until(wake) => {}
             }
         }
@@ -314,7 +323,7 @@ impl ChannelServer {
     /// The split for the active pool's work, resizing the miners when its extranonce2 is
     /// too small for the sizes they hold.
     fn plan_for_active(
-        &self,
+        &mut self,
         pool: usize,
         work: &PoolWork,
     ) -> Option<crate::extranonce::ExtranoncePlan> {
@@ -337,7 +346,13 @@ impl ChannelServer {
                     miner_extranonce2_size = plan.miner_extranonce2_size(),
                     "pool extranonce2 too small for the miners' sizes: resizing miners"
                 );
-                hub.set_sizes(&plan);
+                if hub.set_sizes(&plan) {
+                    self.shared
+                        .resized
+                        .send_modify(|generation| *generation += 1);
+                    // This channel publishes under the new sizes right now.
+                    self.resized.borrow_and_update();
+                }
                 Some(plan)
             }
             Err(err) => {
