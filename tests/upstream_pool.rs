@@ -811,3 +811,40 @@ async fn a_pool_with_too_small_an_extranonce2_is_skipped_for_the_next() {
     .await;
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_channel_gets_its_own_pool_connection() {
+    let pool = FakePool::start("e02e056b", 8, "j1").await;
+    let text = format!(
+        "[proxy]\naccount = \"site\"\nminers_per_upstream = 100\n[failover]\n{FAST}[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{}\"\n",
+        pool.addr
+    );
+    let mut proxy = start_proxy(Arc::new(Config::from_toml(&text).unwrap())).await;
+    let first = proxy.job("channel 0 job", |_| true).await;
+    // A 1-byte prefix: 256 miners per channel; the 257th opens channel 1.
+    assert_eq!(proxy.hub.sizes().unwrap().prefix_len, 1);
+    let mut leases = Vec::new();
+    let second = loop {
+        let (channel, lease) = proxy.hub.join().unwrap();
+        leases.push(lease);
+        if channel.index() == 1 {
+            break channel;
+        }
+    };
+    assert_eq!(leases.len(), 256, "channel 0 held 255 more miners");
+    let mut work = second.watch();
+    let job = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(job) = work.borrow_and_update().clone() {
+                return job;
+            }
+            work.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("channel 1 got no job");
+    assert_ne!(job.link.connection, first.link.connection);
+    assert!(job.clean_jobs());
+    assert_eq!(pool.accepted().len(), 2, "one pool connection per channel");
+    proxy.stop().await;
+}
