@@ -757,6 +757,8 @@ impl Session {
             HealthCheck::Fine => Ok(()),
             HealthCheck::Silent(quiet) => Err(UpstreamError::Silent(quiet).into()),
             HealthCheck::Probe => {
+                // Re-authorizing the pool user is the one request every SV1 pool answers
+                // (there is no standard ping), and it changes nothing at the pool.
                 self.request(Pending0::Probe, self.authorize_pool_user());
                 self.flush().await
             }
