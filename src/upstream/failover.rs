@@ -70,6 +70,10 @@ pub struct Failover {
     slots: Vec<Slot>,
     active: Option<usize>,
     failback_after: Duration,
+    /// Whether any pool has been active yet: at start a less preferred pool that answers
+    /// first does not take the miners while a more preferred one is still connecting
+    /// (that would only mean a failback moments later).
+    started: bool,
 }
 
 impl Failover {
@@ -88,6 +92,7 @@ impl Failover {
             slots: vec![slot; pools],
             active: None,
             failback_after,
+            started: false,
         }
     }
 
@@ -156,6 +161,7 @@ impl Failover {
                 to: chosen,
             });
             self.active = chosen;
+            self.started |= chosen.is_some();
         }
         let mut ready_before = 0;
         let mut hopeful_before = 0;
@@ -235,7 +241,19 @@ impl Failover {
                 });
                 Some(failback.unwrap_or(a))
             }
-            None => (0..self.slots.len()).find(|&p| self.is_ready(p)),
+            None => {
+                let first = (0..self.slots.len()).find(|&p| self.is_ready(p))?;
+                let preferred_connecting = (0..first).any(|q| {
+                    matches!(
+                        self.slots.get(q).map(|s| s.state),
+                        Some(LinkState::Connecting)
+                    )
+                });
+                if !self.started && preferred_connecting {
+                    return None;
+                }
+                Some(first)
+            }
         }
     }
 }
@@ -258,31 +276,38 @@ mod tests {
     }
 
     #[test]
-    fn starts_with_two_pools_and_activates_the_first_ready() {
+    fn starts_on_the_preferred_pool_and_fails_back_to_it() {
         let t0 = Instant::now();
         let mut f = machine(3);
         let d = f.decide(t0);
         assert_eq!(d.connect, [0, 1]);
         assert_eq!(d.switch, None);
-        // The backup is ready first: it serves until the preferred pool comes.
+        // The backup answers first, but the preferred pool is still connecting: wait.
         f.ready(1, t0 + ms(10));
-        let d = f.decide(t0 + ms(10));
+        assert_eq!(f.decide(t0 + ms(10)).switch, None);
+        f.ready(0, t0 + ms(20));
+        let d = f.decide(t0 + ms(20));
         assert_eq!(
             d.switch,
             Some(Switch {
                 from: None,
-                to: Some(1)
+                to: Some(0)
             })
         );
-        f.ready(0, t0 + ms(20));
-        assert_eq!(f.decide(t0 + ms(20)), Decision::default());
-        assert_eq!(f.active(), Some(1));
-        assert_eq!(
-            f.next_deadline(),
-            Some(t0 + ms(20) + Duration::from_secs(10))
-        );
-        // Failback once pool 0 has been healthy for 10 s.
-        let d = f.decide(t0 + ms(20) + Duration::from_secs(10));
+        assert_eq!(f.backup(), Some(1));
+        // Pool 0 drops and comes back: pool 1 serves until 0 has been healthy 10 s.
+        f.down(0, t0 + ms(30), 1.0, None);
+        let d = f.decide(t0 + ms(30));
+        assert_eq!(d.switch.and_then(|s| s.to), Some(1));
+        assert_eq!(d.connect, [2], "a new backup behind the new active pool");
+        assert_eq!(f.decide(t0 + ms(280)).connect, [0]);
+        f.ready(0, t0 + ms(300));
+        let d = f.decide(t0 + ms(300));
+        assert_eq!((d.switch, d.close), (None, vec![2]));
+        let back = t0 + ms(300) + Duration::from_secs(10);
+        assert_eq!(f.next_deadline(), Some(back));
+        assert_eq!(f.decide(back - ms(1)).switch, None);
+        let d = f.decide(back);
         assert_eq!(
             d.switch,
             Some(Switch {
@@ -291,6 +316,17 @@ mod tests {
             })
         );
         assert_eq!(f.backup(), Some(1));
+    }
+
+    #[test]
+    fn at_start_a_failed_preferred_pool_does_not_hold_up_the_next() {
+        let t0 = Instant::now();
+        let mut f = machine(2);
+        f.decide(t0);
+        f.ready(1, t0);
+        assert_eq!(f.decide(t0).switch, None);
+        f.down(0, t0 + ms(5), 0.0, None);
+        assert_eq!(f.decide(t0 + ms(5)).switch.and_then(|s| s.to), Some(1));
     }
 
     #[test]
