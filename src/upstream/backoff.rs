@@ -36,7 +36,11 @@ impl Backoff {
         } else {
             0.0
         };
-        nominal.mul_f64(0.5 + 0.5 * jitter).max(self.min)
+        // `mul_f64` panics when rounding lands past `Duration::MAX`; keep the nominal then.
+        Duration::try_from_secs_f64(nominal.as_secs_f64() * (0.5 + 0.5 * jitter))
+            .unwrap_or(nominal)
+            .min(nominal)
+            .max(self.min)
     }
 
     /// The un-jittered delay the next failure would get.

@@ -149,7 +149,7 @@ pub struct ConnSpec {
 
 /// What an answer with our id was for.
 #[derive(Debug)]
-enum Pending0 {
+enum Asked {
     Configure,
     Subscribe,
     Authorize,
@@ -244,7 +244,7 @@ struct Session {
     /// Next request id of ours; 1–3 are the handshake.
     next_id: u64,
     /// Non-submit requests awaiting an answer.
-    requests: HashMap<u64, Pending0>,
+    requests: HashMap<u64, Asked>,
     /// Submits awaiting an answer.
     pending: Pending,
     /// The connection's submit queue.
@@ -345,15 +345,15 @@ impl Session {
             }),
             ..Configure::default()
         };
-        self.request(Pending0::Configure, Method::Configure(configure));
+        self.request(Asked::Configure, Method::Configure(configure));
         self.request(
-            Pending0::Subscribe,
+            Asked::Subscribe,
             Method::Subscribe(Subscribe {
                 user_agent: Some(USER_AGENT.to_owned()),
                 session_id: None,
             }),
         );
-        self.request(Pending0::Authorize, self.authorize_pool_user());
+        self.request(Asked::Authorize, self.authorize_pool_user());
         self.flush().await
     }
 
@@ -365,7 +365,7 @@ impl Session {
     }
 
     /// Encodes a request under a fresh id of ours and remembers what it was.
-    fn request(&mut self, kind: Pending0, method: Method) {
+    fn request(&mut self, kind: Asked, method: Method) {
         let id = self.take_id();
         self.requests.insert(id, kind);
         self.health.sent_request(now());
@@ -435,7 +435,7 @@ impl Session {
             return Ok(());
         }
         match self.requests.remove(&id) {
-            Some(Pending0::Configure) => {
+            Some(Asked::Configure) => {
                 self.version_mask = match &answer.result {
                     ResultValue::Configure(c) if c.version_rolling == Some(true) => {
                         c.version_rolling_mask.unwrap_or(0) & REQUESTED_VERSION_MASK
@@ -445,8 +445,8 @@ impl Session {
                 tracing::debug!(pool = %self.spec.name, mask = format_args!("{:08x}", self.version_mask), "version rolling");
                 Ok(())
             }
-            Some(Pending0::Subscribe) => self.on_subscribed(answer),
-            Some(Pending0::Authorize) => {
+            Some(Asked::Subscribe) => self.on_subscribed(answer),
+            Some(Asked::Authorize) => {
                 if answer.is_accepted() {
                     tracing::debug!(pool = %self.spec.name, user = %self.spec.config.user, "authorized");
                     Ok(())
@@ -461,13 +461,13 @@ impl Session {
                     .into())
                 }
             }
-            Some(Pending0::WorkerAuthorize(worker)) => {
+            Some(Asked::WorkerAuthorize(worker)) => {
                 if !answer.is_accepted() {
                     tracing::warn!(pool = %self.spec.name, worker, reason = answer.reject_message().unwrap_or(""), "pool refused a miner's worker name; its shares will be rejected");
                 }
                 Ok(())
             }
-            Some(Pending0::Probe) | None => Ok(()),
+            Some(Asked::Probe) | None => Ok(()),
         }
     }
 
@@ -482,10 +482,9 @@ impl Session {
         if self
             .requests
             .values()
-            .any(|r| matches!(r, Pending0::Configure))
+            .any(|r| matches!(r, Asked::Configure))
         {
-            self.requests
-                .retain(|_, r| !matches!(r, Pending0::Configure));
+            self.requests.retain(|_, r| !matches!(r, Asked::Configure));
             self.version_mask = 0;
         }
         self.check_extranonce(result.extranonce2_size)?;
@@ -703,7 +702,7 @@ impl Session {
             upstream_worker(per_miner, &proxy.account, &self.spec.config.user, worker).into();
         if *name != *self.spec.config.user {
             self.request(
-                Pending0::WorkerAuthorize(name.to_string()),
+                Asked::WorkerAuthorize(name.to_string()),
                 Method::Authorize(Authorize {
                     user: name.to_string(),
                     password: Some(self.spec.config.password.clone()),
@@ -742,7 +741,12 @@ impl Session {
 
     async fn on_tick(&mut self) -> Result<(), Ended> {
         let now = now();
-        let setup = self.shared.config.failover.silence_timeout * 2;
+        let setup = self
+            .shared
+            .config
+            .failover
+            .silence_timeout
+            .saturating_mul(2);
         if !self.ready && now.saturating_duration_since(self.connected_at) >= setup {
             return Err(UpstreamError::SetupTimeout(setup).into());
         }
@@ -759,7 +763,7 @@ impl Session {
             HealthCheck::Probe => {
                 // Re-authorizing the pool user is the one request every SV1 pool answers
                 // (there is no standard ping), and it changes nothing at the pool.
-                self.request(Pending0::Probe, self.authorize_pool_user());
+                self.request(Asked::Probe, self.authorize_pool_user());
                 self.flush().await
             }
         }

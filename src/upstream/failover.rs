@@ -146,7 +146,7 @@ impl Failover {
             None => slot.backoff.next_delay(jitter),
         };
         slot.state = LinkState::Down {
-            retry_at: now + delay,
+            retry_at: later(now, delay),
         };
         delay
     }
@@ -214,7 +214,7 @@ impl Failover {
             .filter_map(|(i, slot)| match slot.state {
                 LinkState::Down { retry_at } => Some(retry_at),
                 LinkState::Ready { since } if active.is_some_and(|a| i < a) => {
-                    Some(since + self.failback_after)
+                    Some(later(since, self.failback_after))
                 }
                 _ => None,
             })
@@ -256,6 +256,13 @@ impl Failover {
             }
         }
     }
+}
+
+/// `at + by`, or a year on for durations past what `Instant` can hold (a configured
+/// delay of 1e15 s must not panic).
+fn later(at: Instant, by: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    at.checked_add(by.min(YEAR)).unwrap_or(at)
 }
 
 #[cfg(test)]
@@ -316,6 +323,17 @@ mod tests {
             })
         );
         assert_eq!(f.backup(), Some(1));
+    }
+
+    #[test]
+    fn absurd_delays_do_not_overflow() {
+        let t0 = Instant::now();
+        let mut f = Failover::new(1, Duration::MAX, Duration::MAX, Duration::MAX);
+        f.decide(t0);
+        f.down(0, t0, 1.0, None);
+        f.down(0, t0, 1.0, Some(Duration::MAX));
+        assert!(f.next_deadline().is_some_and(|at| at > t0));
+        assert!(f.decide(t0).connect.is_empty());
     }
 
     #[test]
