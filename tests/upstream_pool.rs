@@ -848,3 +848,37 @@ async fn a_second_channel_gets_its_own_pool_connection() {
     assert_eq!(pool.accepted().len(), 2, "one pool connection per channel");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn shares_go_under_each_pool_users_name() {
+    let pool = FakePool::start("e02e056b", 8, "j1").await;
+    let text = format!(
+        "[proxy]\naccount = \"site\"\n[failover]\n{FAST}[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{}\"\nuser = \"other\"\npassword = \"pw\"\n",
+        pool.addr
+    );
+    let mut proxy = start_proxy(Arc::new(Config::from_toml(&text).unwrap())).await;
+    let job = proxy.job("first job", |_| true).await;
+    let m = miner();
+    job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    eventually("two accepts", || {
+        m.snapshot(Instant::now()).pool_accepted == 2
+    })
+    .await;
+    let lines = pool.received();
+    assert_eq!(lines[2].1["params"], json!(["other", "pw"]));
+    let worker_auths: Vec<&Value> = lines
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| method_is(v, "mining.authorize") && v["params"][0] == "other.rig1")
+        .collect();
+    assert_eq!(worker_auths.len(), 1, "authorized once per connection");
+    assert_eq!(worker_auths[0]["params"], json!(["other.rig1", "pw"]));
+    assert!(
+        lines
+            .iter()
+            .filter(|(_, v)| method_is(v, "mining.submit"))
+            .all(|(_, v)| v["params"][0] == "other.rig1")
+    );
+    proxy.stop().await;
+}

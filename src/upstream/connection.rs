@@ -320,8 +320,9 @@ impl Session {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(SUBMIT_BATCH);
         loop {
+            // Unbiased: a pool flooding lines must not starve the submit queue or the
+            // health tick, nor a burst of shares the pool's answers.
             let step = tokio::select! {
-                biased;
                 _ = self.cancel.cancelled() => return Ended::Closed,
                 line = read_message(&mut self.reader, &mut self.read_buf, &mut self.codec) => {
                     self.on_line(line).await
