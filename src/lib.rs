@@ -12,6 +12,7 @@
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
+//! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated pool, ASICs (really hashing) and management APIs for the demo, tests and load |
 //! | [`demo`] | the `demo` command: the real proxy against a simulated site (pools, ASICs, management APIs) |
@@ -26,5 +27,6 @@ pub mod proxy;
 pub mod sim;
 pub mod stats;
 pub mod stratum;
+pub mod upstream;
 pub mod vardiff;
 pub mod work;
