@@ -12,12 +12,14 @@
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
+//! | [`downstream`] | the miner-facing accept loop and per-miner Stratum sessions |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
 pub mod config;
+pub mod downstream;
 pub mod extranonce;
 pub mod power;
 pub mod proxy;
