@@ -124,6 +124,8 @@ pub struct Session {
     vardiff: Vardiff,
     /// The difficulty before the last retarget and when it changed (see [`RETARGET_GRACE`]).
     previous: Option<(f64, Instant)>,
+    /// Whether the miner was ever sent a difficulty (the first one replaces nothing).
+    difficulty_sent: bool,
     /// Jobs the miner may submit for.
     jobs: JobList,
     /// This miner's counters.
@@ -165,6 +167,7 @@ impl Session {
             version_mask: 0,
             vardiff,
             previous: None,
+            difficulty_sent: false,
             jobs: JobList::default(),
             stats,
             registration: None,
@@ -579,9 +582,10 @@ impl Session {
         let next = self.vardiff.pending().unwrap_or(before);
         out.push(replies::set_difficulty(next))?;
         self.vardiff.applied(now);
-        if next != before {
+        if self.difficulty_sent && next != before {
             self.previous = Some((before, now));
         }
+        self.difficulty_sent = true;
         self.stats.set_difficulty(next);
         Ok(())
     }
