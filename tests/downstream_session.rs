@@ -287,6 +287,14 @@ async fn malformed_lines_are_answered_counted_and_others_unaffected() {
         bad.send_raw("[1,2,3]").await;
     }
     bad.until_closed().await;
+    let closed = async {
+        while h.counters.ended("malformed") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, closed)
+        .await
+        .expect("closed for malformed lines");
 
     // The other miner did not notice.
     let a = good

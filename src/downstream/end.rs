@@ -50,20 +50,43 @@ pub enum SessionEnd {
 }
 
 impl SessionEnd {
-    /// A stable short label for metrics (`reason="idle_timeout"`).
-    pub const fn label(&self) -> &'static str {
+    /// Every label, in [`SessionEnd::index`] order.
+    pub const LABELS: [&'static str; 11] = [
+        "peer_closed",
+        "shutdown",
+        "setup_timeout",
+        "idle_timeout",
+        "line_too_long",
+        "malformed",
+        "slow_consumer",
+        "no_upstream",
+        "full",
+        "reconnected",
+        "io",
+    ];
+
+    /// Position of this reason in [`SessionEnd::LABELS`].
+    pub const fn index(&self) -> usize {
         match self {
-            SessionEnd::PeerClosed => "peer_closed",
-            SessionEnd::Shutdown => "shutdown",
-            SessionEnd::SetupTimeout => "setup_timeout",
-            SessionEnd::IdleTimeout => "idle_timeout",
-            SessionEnd::LineTooLong { .. } => "line_too_long",
-            SessionEnd::TooManyMalformed { .. } => "malformed",
-            SessionEnd::SlowConsumer { .. } => "slow_consumer",
-            SessionEnd::NoUpstream => "no_upstream",
-            SessionEnd::Full(_) => "full",
-            SessionEnd::Reconnected => "reconnected",
-            SessionEnd::Io(_) => "io",
+            SessionEnd::PeerClosed => 0,
+            SessionEnd::Shutdown => 1,
+            SessionEnd::SetupTimeout => 2,
+            SessionEnd::IdleTimeout => 3,
+            SessionEnd::LineTooLong { .. } => 4,
+            SessionEnd::TooManyMalformed { .. } => 5,
+            SessionEnd::SlowConsumer { .. } => 6,
+            SessionEnd::NoUpstream => 7,
+            SessionEnd::Full(_) => 8,
+            SessionEnd::Reconnected => 9,
+            SessionEnd::Io(_) => 10,
+        }
+    }
+
+    /// A stable short label for metrics (`reason="idle_timeout"`).
+    pub fn label(&self) -> &'static str {
+        match Self::LABELS.get(self.index()) {
+            Some(label) => label,
+            None => "io",
         }
     }
 }

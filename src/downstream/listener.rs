@@ -17,6 +17,7 @@ use crate::proxy::Hub;
 use crate::stats::Registry;
 
 use super::connection::{Shared, serve};
+use super::end::SessionEnd;
 use super::settings::Settings;
 
 /// Pending connections the kernel may queue: a site's miners all reconnect at once after
@@ -44,6 +45,8 @@ pub struct ListenerCounters {
     refused: AtomicU64,
     /// `accept` failures (descriptor exhaustion and others).
     accept_errors: AtomicU64,
+    /// Ended sessions by reason, in [`SessionEnd::LABELS`] order.
+    ended: [AtomicU64; SessionEnd::LABELS.len()],
 }
 
 impl ListenerCounters {
@@ -60,6 +63,15 @@ impl ListenerCounters {
     /// Failed accepts so far.
     pub fn accept_errors(&self) -> u64 {
         self.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// Sessions ended so far for the reason with this label (see [`SessionEnd::label`]).
+    pub fn ended(&self, label: &str) -> u64 {
+        SessionEnd::LABELS
+            .iter()
+            .position(|l| *l == label)
+            .and_then(|i| self.ended.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -179,6 +191,7 @@ impl Listener {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let shared = self.shared.clone();
+        let counters = self.counters.clone();
         let cancel = self.shutdown.child_token();
         let span = tracing::info_span!("miner", %peer);
         self.tracker.spawn(
@@ -188,6 +201,9 @@ impl Listener {
                 metrics::counter!("hashgate_downstream_disconnects_total", "reason" => end.label())
                     .increment(1);
                 tracing::info!(reason = end.label(), "miner disconnected: {end}");
+                if let Some(cell) = counters.ended.get(end.index()) {
+                    cell.fetch_add(1, Ordering::Relaxed);
+                }
                 drop(permit);
             }
             .instrument(span),

@@ -222,8 +222,13 @@ impl Miner {
 
     /// The next line, or `None` at EOF; panics on timeout.
     pub async fn try_recv(&mut self) -> Option<Value> {
+        self.try_recv_within(WAIT).await
+    }
+
+    /// The next line, or `None` at EOF; panics if nothing comes within `wait`.
+    pub async fn try_recv_within(&mut self, wait: Duration) -> Option<Value> {
         let mut line = String::new();
-        let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+        let n = tokio::time::timeout(wait, self.reader.read_line(&mut line))
             .await
             .expect("a line in time")
             .ok()?;
