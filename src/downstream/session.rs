@@ -566,6 +566,16 @@ impl Session {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<(), SessionEnd> {
+        let fits = self.subscription().is_some_and(|sub| {
+            job.plan.prefix_len() == sub.sizes.prefix_len
+                && job.plan.miner_extranonce2_size() == sub.sizes.extranonce2_size
+        });
+        if !fits {
+            // Built for the extranonce sizes before a resize: the miner could not work
+            // it; the pool's next job will be built for the new sizes.
+            tracing::debug!(job = %job.id, "job skipped: built for other extranonce sizes");
+            return Ok(());
+        }
         if self.vardiff.pending().is_some() {
             self.send_difficulty(now, out)?;
         }

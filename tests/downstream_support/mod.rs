@@ -127,6 +127,17 @@ impl Harness {
         upstream_target: Target,
         version_mask: u32,
     ) -> Arc<MinerJob> {
+        self.publish_job(self.plan, clean_jobs, upstream_target, version_mask)
+    }
+
+    /// Publishes a job built for `plan`.
+    pub fn publish_job(
+        &self,
+        plan: ExtranoncePlan,
+        clean_jobs: bool,
+        upstream_target: Target,
+        version_mask: u32,
+    ) -> Arc<MinerJob> {
         let channel = self.hub.channels().into_iter().next().expect("channel 0");
         let notify = sample_notify();
         let job = MinerJob::build(
@@ -134,7 +145,7 @@ impl Harness {
             MinerJobParts {
                 notify: &notify,
                 pool_extranonce1: &POOL_E1,
-                plan: self.plan,
+                plan,
                 upstream_target,
                 version_mask,
                 link: self.link.clone(),
