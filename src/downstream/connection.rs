@@ -322,3 +322,37 @@ async fn next_control(
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::MinerStats;
+
+    /// The state a connection keeps for its whole life: the task's future (which holds
+    /// the session inline) and the miner's counters on the heap. Byte buffers are not
+    /// counted because an idle connection holds none.
+    #[tokio::test]
+    async fn an_idle_connection_stays_well_under_4_kib() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let config = crate::config::Config::from_toml(
+            "[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:1\"\n",
+        )
+        .expect("config");
+        let (hub, _rx) = Hub::new(1);
+        let shared = Arc::new(Shared {
+            settings: Arc::new(Settings::from_config(&config)),
+            hub,
+            registry: Registry::new(),
+        });
+        let task = serve(stream, peer, shared, CancellationToken::new());
+        let future = std::mem::size_of_val(&task);
+        let stats = std::mem::size_of::<MinerStats>();
+        eprintln!("per connection: task future {future} B, miner stats {stats} B");
+        assert!(future + stats < 4096, "{future} + {stats}");
+    }
+}

@@ -193,7 +193,7 @@ impl Listener {
         let shared = self.shared.clone();
         let counters = self.counters.clone();
         let cancel = self.shutdown.child_token();
-        let span = tracing::info_span!("miner", %peer);
+        let span = tracing::info_span!("miner", %peer, worker = tracing::field::Empty);
         self.tracker.spawn(
             async move {
                 tracing::debug!("miner connected");
@@ -225,5 +225,56 @@ impl Listener {
             // A connection reset before accept completed and the like: the next is fine.
             tracing::debug!(%error, "accept failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(shutdown: CancellationToken) -> Listener {
+        let config = Config::from_toml(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"a\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:1\"\n",
+        )
+        .expect("config");
+        let (hub, _rx) = Hub::new(1);
+        Listener::bind(&config, hub, Registry::new(), shutdown).expect("bind")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn descriptor_exhaustion_pauses_accepts_and_other_errors_do_not() {
+        let l = listener(CancellationToken::new());
+        let start = tokio::time::Instant::now();
+        l.accept_failed(&io::Error::from_raw_os_error(EMFILE)).await;
+        assert_eq!(start.elapsed(), EMFILE_BACKOFF);
+        l.accept_failed(&io::Error::from_raw_os_error(ENFILE)).await;
+        assert_eq!(start.elapsed(), EMFILE_BACKOFF * 2);
+        l.accept_failed(&io::Error::from(io::ErrorKind::ConnectionAborted))
+            .await;
+        assert_eq!(start.elapsed(), EMFILE_BACKOFF * 2);
+        assert_eq!(l.counters().accept_errors(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cuts_the_back_off_short() {
+        let shutdown = CancellationToken::new();
+        let l = listener(shutdown.clone());
+        shutdown.cancel();
+        let start = tokio::time::Instant::now();
+        l.accept_failed(&io::Error::from_raw_os_error(EMFILE)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_vardiff_config_is_refused_at_bind() {
+        let mut config = Config::from_toml(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:1\"\nuser = \"u\"\n",
+        )
+        .expect("config");
+        config.vardiff.target_interval = Duration::ZERO;
+        let (hub, _rx) = Hub::new(1);
+        let err = Listener::bind(&config, hub, Registry::new(), CancellationToken::new())
+            .expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -50,6 +50,10 @@ pub const MAX_MALFORMED_IN_ROW: u32 = 16;
 /// for this long: real miners have work in flight at the old target for a few seconds.
 pub const RETARGET_GRACE: Duration = Duration::from_secs(10);
 
+/// Workers one connection may authorize. An ASIC authorizes one; a small farm controller
+/// a handful. The cap keeps a misbehaving peer from growing the list without end.
+pub const MAX_WORKERS_PER_CONNECTION: usize = 64;
+
 /// Source of subscription ids; only their uniqueness within the process matters.
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 
@@ -359,6 +363,13 @@ impl Session {
             Err(error) => return out.push(replies::refused(id, 20, &error.to_string())),
         };
         if !self.workers.iter().any(|w| *w.name == *authorize.user) {
+            if self.workers.len() >= MAX_WORKERS_PER_CONNECTION {
+                return out.push(replies::refused(
+                    id,
+                    20,
+                    "Too many workers on one connection",
+                ));
+            }
             self.workers.push(Worker {
                 name: authorize.user.as_str().into(),
                 upstream: upstream.into(),
@@ -371,6 +382,7 @@ impl Session {
             self.phase = phase;
             return Ok(());
         };
+        tracing::Span::current().record("worker", authorize.user.as_str());
         self.stats.set_identity(MinerIdentity {
             worker: authorize.user.clone(),
             remote: self.peer,
@@ -507,9 +519,7 @@ impl Session {
                 worker.upstream.clone(),
             )
         });
-        if !self.jobs.first_sighting(&s.job_id, share.hash()) {
-            return Err(ShareReject::Duplicate);
-        }
+        self.jobs.record(&s.job_id, share.hash())?;
         self.stats
             .record_accepted(now, wall, credited, share.difficulty());
         self.vardiff.on_share(now, credited);
