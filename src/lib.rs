@@ -13,6 +13,7 @@
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
+//! | [`downstream`] | the miner-facing accept loop and per-miner Stratum sessions |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated pool, ASICs (really hashing) and management APIs for the demo, tests and load |
 //! | [`demo`] | the `demo` command: the real proxy against a simulated site (pools, ASICs, management APIs) |
@@ -21,6 +22,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod downstream;
 pub mod extranonce;
 pub mod power;
 pub mod proxy;

@@ -8,7 +8,9 @@ use crate::power::api::Timeouts;
 async fn the_demo_site_starts_and_its_config_validates() {
     let mut raw = RawConfig::parse(DEMO_TOML).unwrap();
     let site = SimSite::start(&mut raw, 2_000.0, 1e-6).await.unwrap();
-    let config = raw.validate().expect("demo config validates once pointed at the simulators");
+    let config = raw
+        .validate()
+        .expect("demo config validates once pointed at the simulators");
     assert_eq!(config.pools.len(), site.pools.len());
     assert_eq!(config.pools[0].url.port, site.pools[0].addr().port());
     let power = config.power.expect("demo has a power section");
@@ -26,8 +28,15 @@ async fn the_demo_site_starts_and_its_config_validates() {
         call: Duration::from_secs(5),
     };
     for (id, client) in site.clients(&raw, timeouts) {
-        let telemetry = client.telemetry().await.unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(telemetry.state, crate::power::api::MinerState::Mining, "{id}");
+        let telemetry = client
+            .telemetry()
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(
+            telemetry.state,
+            crate::power::api::MinerState::Mining,
+            "{id}"
+        );
     }
     assert_eq!(site.hashing(Instant::now()), site.miners.len());
 }
