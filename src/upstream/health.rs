@@ -4,7 +4,7 @@
 //! A pool that closes or resets the connection is noticed at once by the reader. A pool
 //! that stays connected but stops talking (a hung process, a black-holed route) only shows
 //! as silence, and an idle pool is silent too: so after [`PROBE_AFTER`] without a line
-//! the connection sends a probe (see `connection.rs`: a re-authorize of the pool user,
+//! the connection sends a probe (see `connection/`: a re-authorize of the pool user,
 //! the one request every Stratum V1 pool must answer), and a pool that then stays silent
 //! for the whole silence timeout is declared down.
 

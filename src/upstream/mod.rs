@@ -2,7 +2,7 @@
 //!
 //! [`spawn`] starts a manager that serves every [`Channel`](crate::proxy::Channel) the hub
 //! opens. Each channel gets its own task (`serve.rs`) holding one connection per wanted
-//! pool (`connection.rs`): the active pool's jobs are published to the channel's miners,
+//! pool (`connection/`): the active pool's jobs are published to the channel's miners,
 //! the next pool is kept subscribed with its latest job ready, and a failed or silent pool
 //! is replaced at once by that backup (its job published with `clean_jobs = true`) and
 //! retried with back-off until it can be failed back to.
@@ -11,7 +11,8 @@
 //! |---|---|---|
 //! | `manager.rs` | [`spawn`]: one task per channel, shutdown | spawns tasks |
 //! | `serve.rs` | one channel: connections per pool, publishing, switching | spawns connections |
-//! | `connection.rs` | one SV1 client session: handshake, jobs, submits, probes | TCP |
+//! | `connection/` | one SV1 client session: handshake, jobs, probes (`mod.rs`); shares out, verdicts back, final accounting (`submit.rs`) | TCP |
+//! | `event.rs` | what a connection hands its channel server: work, how it ended | no |
 //! | `failover.rs` | which pool is active, which to connect or close ([`Failover`]) | no |
 //! | `health.rs` | when to probe, when silence means down ([`Health`]) | no |
 //! | `backoff.rs` | reconnect delays ([`Backoff`]) | no |
@@ -22,6 +23,7 @@
 mod backoff;
 mod connection;
 mod error;
+mod event;
 mod failover;
 mod health;
 mod manager;
