@@ -14,6 +14,7 @@
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
 //! | [`downstream`] | the miner-facing accept loop and per-miner Stratum sessions |
+//! | [`site`] | the assembled proxy (registry, hub, upstream manager, miner listener) as `run` and `demo` start it |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated pool, ASICs (really hashing) and management APIs for the demo, tests and load |
 //! | [`demo`] | the `demo` command: the real proxy against a simulated site (pools, ASICs, management APIs) |
@@ -27,6 +28,7 @@ pub mod extranonce;
 pub mod power;
 pub mod proxy;
 pub mod sim;
+pub mod site;
 pub mod stats;
 pub mod stratum;
 pub mod upstream;
