@@ -65,11 +65,21 @@ const HASHES_PER_TH: f64 = 1e12;
 impl ShareJoin {
     /// Builds the index over `miners` (config order), reading hashrate over `window`.
     pub fn new(miners: &[MinerSpec], window: Window) -> ShareJoin {
-        let by_key = miners
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| key_of(m).map(|k| (k, i)))
-            .collect();
+        let mut by_key = HashMap::new();
+        let mut ambiguous = Vec::new();
+        for (i, m) in miners.iter().enumerate() {
+            if let Some(k) = key_of(m)
+                && let Some(_) = by_key.insert(k.clone(), i)
+            {
+                ambiguous.push(k);
+            }
+        }
+        // Two miners behind one IP (NAT, a port-forwarding gateway) cannot be told apart by
+        // their connections' address: joining either would credit it with the other's
+        // shares, so neither is joined by IP (a `worker` still joins them).
+        for k in ambiguous {
+            by_key.remove(&k);
+        }
         ShareJoin { by_key, window }
     }
 
@@ -223,6 +233,19 @@ mod tests {
             ago >= Duration::from_secs(9) && ago <= Duration::from_secs(11),
             "{ago:?}"
         );
+    }
+
+    #[test]
+    fn two_miners_behind_one_ip_are_not_joined_by_ip() {
+        let text = INVENTORY.replace("10.0.0.8", "10.0.0.7:4029");
+        let text = text.replace("worker = \"site.rack1\"", "");
+        let cfg = PowerConfig::from_toml_str(&text).expect("valid");
+        let join = ShareJoin::new(&cfg.miners, Window::M1);
+        let t0 = Instant::now();
+        let wall = SystemTime::now();
+        let snaps = vec![(1, connection("acct.a", "10.0.0.7:40001", t0, wall))];
+        let proven = join.prove(cfg.miners.len(), &snaps, t0 + Duration::from_secs(60), wall);
+        assert!(proven.iter().all(|p| !p.connected), "{proven:?}");
     }
 
     #[test]
