@@ -33,6 +33,9 @@ pub enum InventoryError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The admin API token is unusable.
+    #[error("power.admin_token {0}")]
+    AdminToken(String),
     /// A container setting is out of range.
     #[error("container \"{container}\": {field} {problem}")]
     Container {
@@ -575,13 +578,7 @@ impl PowerConfigRaw {
     pub fn validate(&self) -> Result<PowerConfig, InventoryError> {
         let admin_token = match &self.admin_token {
             None => None,
-            Some(t) => Some(
-                AdminToken::new(t).map_err(|problem| InventoryError::Setting {
-                    section: "power",
-                    field: "admin_token",
-                    problem,
-                })?,
-            ),
+            Some(t) => Some(AdminToken::new(t).map_err(InventoryError::AdminToken)?),
         };
         let driver = self.driver.validate()?;
         let controller = self.controller.validate()?;
