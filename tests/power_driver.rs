@@ -233,3 +233,85 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
     feeder.abort();
     site.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_inventory_builds_real_clients_from_family_address_and_credentials() {
+    use hashgate::power::PowerDriver;
+    use hashgate::power::inventory::PowerConfig;
+    use hashgate::sim::mgmt::{self, SimMinerSpec, SimMinerState};
+    use hashgate::stats::Registry;
+    use tokio_util::sync::CancellationToken;
+
+    let now = Instant::now();
+    let mut sims = Vec::new();
+    let mut text = String::from("[[containers]]\nname = \"c1\"\nbudget_kw = 50\n");
+    for (id, family) in [
+        ("lux", Family::Luxos),
+        ("bos", Family::Braiins),
+        ("wm", Family::Whatsminer),
+    ] {
+        let sim = mgmt::spawn(
+            family,
+            SimMinerState::new(SimMinerSpec::default(), 25.0, now),
+        )
+        .await
+        .expect("bind");
+        text.push_str(&format!(
+            "[[miners]]\nid = \"{id}\"\ncontainer = \"c1\"\naddress = \"{}\"\nfamily = \"{family}\"\n\
+             model = \"S19 Pro\"\nnominal_watts = 3250\nnominal_ths = 110\n\
+             credentials = {{ user = \"root\", password = \"root\" }}\n",
+            sim.addr
+        ));
+        sims.push(sim);
+    }
+    let mut config = PowerConfig::from_toml_str(&text).expect("valid");
+    config.driver.tick = TICK;
+    let (driver, handle) = PowerDriver::from_inventory(config.clone(), Registry::new())
+        .await
+        .expect("clients");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(driver.run(shutdown.clone()));
+    wait_for("every miner answering", LIMIT, || async {
+        handle
+            .status()
+            .miners
+            .iter()
+            .all(|m| m.observed == Observed::Mining && m.reported_watts.is_some())
+    })
+    .await;
+    // A pin through the handle reaches the miner through the client built from the
+    // inventory (Whatsminer: encrypted write with the configured password).
+    handle
+        .set_pin("wm", Some(hashgate::power::inventory::Pin::KeepOff))
+        .expect("known miner");
+    wait_for("wm asleep", LIMIT, || async {
+        !sims[2].state.is_hashing(Instant::now())
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(LIMIT, task)
+        .await
+        .expect("stops")
+        .expect("task");
+
+    // Every inventory miner needs a client, and no client may name a stranger.
+    let err = PowerDriver::new(config.clone(), Vec::new(), Registry::new()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no management API client for miner \"lux\""
+    );
+    let stranger = sims[0].client(
+        power_driver_support::root(),
+        power_driver_support::timeouts(),
+    );
+    let err = PowerDriver::new(
+        config,
+        vec![(Arc::from("nobody"), Arc::from(stranger))],
+        Registry::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "client for miner \"nobody\" which is not in the inventory"
+    );
+}

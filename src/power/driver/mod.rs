@@ -98,6 +98,8 @@ pub struct PowerDriver {
     settings: DriverSettings,
     alarms: crate::power::inventory::AlarmRules,
     miners: Vec<Driven>,
+    /// Miner id → index in `miners`, to find a decision's client at once.
+    index: HashMap<Arc<str>, usize>,
     meters: Vec<Meter>,
     http: reqwest::Client,
     registry: Arc<Registry>,
@@ -169,6 +171,11 @@ impl PowerDriver {
                 &config.miners,
                 window_for(config.alarms.hashrate_min_window),
             ),
+            index: miners
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.id.clone(), i))
+                .collect(),
             miners,
             meters,
             http: meter_client(settings),
@@ -329,12 +336,12 @@ impl PowerDriver {
         let jobs: Vec<(Option<Arc<dyn MinerApi>>, Action)> = decisions
             .iter()
             .map(|d| {
-                let api = d.miner.as_ref().and_then(|id| {
-                    self.miners
-                        .iter()
-                        .find(|m| m.id == *id)
-                        .map(|m| m.api.clone())
-                });
+                let api = d
+                    .miner
+                    .as_ref()
+                    .and_then(|id| self.index.get(id))
+                    .and_then(|&i| self.miners.get(i))
+                    .map(|m| m.api.clone());
                 (api, d.action)
             })
             .collect();

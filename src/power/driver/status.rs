@@ -352,9 +352,4 @@ impl PowerHandle {
         self.shared.poke.notify_one();
         Ok(())
     }
-
-    /// Whether a container of this name is in the inventory.
-    pub fn has_container(&self, name: &str) -> bool {
-        lock(&self.shared.controller).budget_watts(name).is_some()
-    }
 }
