@@ -18,6 +18,7 @@
 mod join;
 mod meter;
 mod status;
+mod target;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ pub use status::{
     ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus,
     RECENT_DECISIONS,
 };
+pub use target::miner_target;
 
 use status::{DecisionRecord as Record, Shared, lock};
 
@@ -58,6 +60,9 @@ pub enum DriverError {
     /// A client was given for a miner the inventory does not list.
     #[error("client for miner \"{0}\" which is not in the inventory")]
     UnknownMiner(String),
+    /// No miner of this id is in the inventory.
+    #[error("no miner \"{0}\" in the power inventory")]
+    NoSuchMiner(String),
     /// An inventory miner has no client.
     #[error("no management API client for miner \"{0}\"")]
     MissingClient(String),
@@ -80,6 +85,8 @@ struct Driven {
     id: Arc<str>,
     api: Arc<dyn MinerApi>,
     seen: Seen,
+    /// Whether the last poll answered (none before the first), to log only changes.
+    answering: Option<bool>,
     /// Alarm labels raised at the last tick, to log only changes.
     alarms: Vec<&'static str>,
 }
@@ -147,6 +154,7 @@ impl PowerDriver {
                     id: m.id.clone(),
                     api,
                     seen: Seen::NoAnswer,
+                    answering: None,
                     alarms: Vec::new(),
                 })
             })
@@ -265,6 +273,17 @@ impl PowerDriver {
             c.tick(now)
         };
         for (driven, (at, result)) in self.miners.iter_mut().zip(&readings) {
+            // Logged on the change only: a dead miner would otherwise fill the log each tick.
+            match (result, driven.answering) {
+                (Err(e), Some(true) | None) => {
+                    tracing::warn!(miner = %driven.id, error = %e, "miner management API does not answer; counted at nameplate");
+                }
+                (Ok(_), Some(false)) => {
+                    tracing::info!(miner = %driven.id, "miner management API answers again");
+                }
+                _ => {}
+            }
+            driven.answering = Some(result.is_ok());
             driven.seen = next_seen(driven.seen, *at, result);
         }
         let outcomes = self.execute(&report.decisions).await;
@@ -536,7 +555,7 @@ fn meter_client(settings: DriverSettings) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-async fn resolve(address: &Address) -> Result<SocketAddr, String> {
+pub(super) async fn resolve(address: &Address) -> Result<SocketAddr, String> {
     match address {
         Address::Socket(addr) => Ok(*addr),
         Address::Host { host, port } => tokio::net::lookup_host((host.as_str(), *port))
