@@ -223,8 +223,8 @@ impl PowerDriver {
         PowerDriver::new(config, clients, registry)
     }
 
-    /// Ticks until `shutdown` is cancelled; returns after the tick in progress ends (a
-    /// tick is bounded by the call deadlines, so shutdown waits at most one of them).
+    /// Ticks until `shutdown` is cancelled. A tick in progress is dropped at once: the
+    /// controller's state dies with the process, and a command already sent stands.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.settings.tick);
         // A slow poll (many dead miners) stretches one tick; the next one starts a full
