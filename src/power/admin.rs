@@ -104,8 +104,10 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> 
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110); the token is not.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .ok_or(AdminError::Unauthorized)?;
     if same_secret(presented.as_bytes(), token.expose().as_bytes()) {
         Ok(())

@@ -506,10 +506,7 @@ impl PowerDriver {
             s.alarms.clone_from(&driven.alarms);
         }
         for (d, outcome) in report.decisions.iter().zip(outcomes) {
-            if book.recent.len() == RECENT_DECISIONS {
-                book.recent.pop_front();
-            }
-            book.recent.push_back(Record::new(
+            book.push_decision(Record::new(
                 wall,
                 d.container.clone(),
                 d.miner.clone(),

@@ -197,6 +197,16 @@ pub(super) struct StatusBook {
     pub pins: HashMap<Arc<str>, Pin>,
 }
 
+impl StatusBook {
+    /// Appends a decision, dropping the oldest once [`RECENT_DECISIONS`] are kept.
+    pub fn push_decision(&mut self, record: DecisionRecord) {
+        while self.recent.len() >= RECENT_DECISIONS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(record);
+    }
+}
+
 /// Locks a mutex, taking the data even if a panic poisoned it: the values stay consistent
 /// (every writer replaces whole fields), and power control must go on.
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -351,5 +361,68 @@ impl PowerHandle {
         );
         self.shared.poke.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::power::inventory::PowerConfig;
+
+    const INVENTORY: &str = r#"
+        [[containers]]
+        name = "c1"
+        budget_kw = 100
+        [[miners]]
+        id = "m1"
+        container = "c1"
+        address = "10.0.0.7"
+        family = "luxos"
+        model = "S19"
+        nominal_watts = 3000
+        nominal_ths = 100
+        pin = "keep_on"
+    "#;
+
+    #[test]
+    fn decision_ring_keeps_the_latest_only() {
+        let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
+        let shared = Shared::new(&cfg);
+        let mut book = lock(&shared.status);
+        for i in 0..RECENT_DECISIONS + 10 {
+            book.push_decision(DecisionRecord::new(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(i as u64),
+                Arc::from("c1"),
+                Some(Arc::from("m1")),
+                Action::Sleep,
+                Reason::OverBudget,
+                "ok".into(),
+            ));
+        }
+        assert_eq!(book.recent.len(), RECENT_DECISIONS);
+        assert_eq!(book.recent.front().map(|d| d.at_unix_ms), Some(10));
+        assert_eq!(
+            book.recent.back().map(|d| d.at_unix_ms),
+            Some((RECENT_DECISIONS + 9) as u64)
+        );
+    }
+
+    #[test]
+    fn handle_shows_config_then_admin_pins_and_budgets() {
+        let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
+        let handle = PowerHandle {
+            shared: Arc::new(Shared::new(&cfg)),
+        };
+        let s = handle.status();
+        assert_eq!(s.miners[0].pin, Some("keep_on"));
+        assert_eq!(s.containers[0].budget_watts, 100_000.0);
+        assert_eq!(s.miners[0].observed, Observed::Unknown);
+        handle.set_pin("m1", None).expect("known");
+        handle.set_budget("c1", Some(50_000.0)).expect("known");
+        let s = handle.status();
+        assert_eq!(s.miners[0].pin, None);
+        assert_eq!(s.containers[0].budget_watts, 50_000.0);
+        assert_eq!(s.containers[0].configured_budget_watts, 100_000.0);
+        assert!(handle.set_pin("m9", Some(Pin::KeepOff)).is_err());
     }
 }
