@@ -126,6 +126,21 @@ async fn writes_need_the_bearer_token() {
     let (status, view) = a.send("GET", "/api/v1/power", None, Value::Null).await;
     assert_eq!(status, 200);
     assert_eq!(view["containers"][0]["budget_watts"], json!(15_000.0));
+    // The scheme is case-insensitive; a Basic header with the right secret is not a bearer.
+    for (header, expected) in [
+        (format!("bearer {TOKEN}"), 200),
+        (format!("Basic {TOKEN}"), 401),
+    ] {
+        let resp = a
+            .http
+            .put(format!("{}{path}", a.base))
+            .header("authorization", header)
+            .json(&json!({ "budget_kw": 15.0 }))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), expected);
+    }
     let (status, ok) = a
         .send("PUT", path, Some(TOKEN), json!({ "budget_kw": null }))
         .await;
