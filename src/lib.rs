@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`stratum`] | Stratum V1 wire messages and the bounded line codec |
 //! | [`work`] | jobs, difficulty ↔ target, header building and SHA-256d share validation |
-//! | [`power`] | miner management APIs and the power/temperature budget controller |
+//! | [`power`] | miner management APIs, the power/temperature budget controller, its driver and the admin API |
 //! | [`extranonce`] | extranonce splitting: per-miner prefixes leased from each upstream connection |
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
