@@ -184,3 +184,20 @@ async fn shutdown_stops_accepting_and_ends_every_session() {
     assert_eq!(h.counters.ended("shutdown"), 2);
     assert!(tokio::net::TcpStream::connect(h.addr).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_subscribe_with_no_pool_by_the_deadline_is_answered_and_closed() {
+    let mut cfg = config();
+    cfg.proxy.setup_timeout = Duration::from_secs(3);
+    let h = Harness::without_pool(cfg).await;
+    let mut m = Miner::connect(h.addr).await;
+    let start = Instant::now();
+    let answer = m.call("mining.subscribe", json!([])).await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "waited for a pool"
+    );
+    assert_eq!(error_code(&answer), Some(20), "{answer}");
+    assert!(m.until_closed().await.is_empty());
+    ended(&h, "no_upstream", 1).await;
+}
