@@ -384,12 +384,7 @@ impl Session {
             return Ok(());
         };
         tracing::Span::current().record("worker", authorize.user.as_str());
-        self.stats.set_identity(MinerIdentity {
-            worker: authorize.user.clone(),
-            remote: self.peer,
-            user_agent: self.user_agent.clone(),
-            prefix_hex: hex::encode(sub.lease.prefix().as_bytes()),
-        });
+        self.record_identity(&sub);
         self.registration = Some(self.registry.add_miner(self.stats.clone()));
         let current = sub.channel.current();
         self.phase = Phase::Authorized(sub);
@@ -398,6 +393,17 @@ impl Session {
             self.push_job(job, now, out)?;
         }
         Ok(())
+    }
+
+    /// Publishes who the miner is: its first worker, address, agent and current prefix.
+    fn record_identity(&self, sub: &Subscription) {
+        let worker = self.workers.first().map(|w| w.name.to_string());
+        self.stats.set_identity(MinerIdentity {
+            worker: worker.unwrap_or_default(),
+            remote: self.peer,
+            user_agent: self.user_agent.clone(),
+            prefix_hex: hex::encode(sub.lease.prefix().as_bytes()),
+        });
     }
 
     fn configure(
@@ -694,6 +700,9 @@ impl Session {
                 sub.lease = lease;
                 sub.sizes = sizes;
             }
+        }
+        if let Phase::Authorized(sub) = &self.phase {
+            self.record_identity(sub);
         }
         // Old jobs were built for the old extranonce: shares for them are void.
         self.jobs.clear();
