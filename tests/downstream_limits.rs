@@ -98,6 +98,7 @@ async fn past_the_connection_cap_new_miners_are_refused_and_others_keep_working(
     assert!(refused.until_closed().await.is_empty());
     assert_eq!(h.counters.refused(), 1);
     assert_eq!(h.counters.accepted(), 2);
+    assert_eq!(h.counters.open(), 2);
 
     let answer = a
         .submit(
@@ -182,6 +183,7 @@ async fn shutdown_stops_accepting_and_ends_every_session() {
         .expect("no panic");
     assert!(result.is_ok());
     assert_eq!(h.counters.ended("shutdown"), 2);
+    assert_eq!(h.counters.open(), 0);
     assert!(tokio::net::TcpStream::connect(h.addr).await.is_err());
 }
 
