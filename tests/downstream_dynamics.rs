@@ -150,6 +150,15 @@ async fn resize_moves_extranonce_subscribers_and_reconnects_the_rest() {
         format!("000000000000{prefix}{E2}")
     );
     assert_eq!(h.counters.ended("reconnected"), 1);
+    let snaps = h.registry.miners(std::time::Instant::now());
+    let identity = snaps
+        .iter()
+        .find_map(|(_, s)| s.identity.clone().filter(|i| i.worker == "a"))
+        .expect("miner a listed");
+    assert_eq!(
+        identity.prefix_hex, prefix,
+        "identity follows the new prefix"
+    );
 }
 
 #[tokio::test]

@@ -98,6 +98,7 @@ async fn past_the_connection_cap_new_miners_are_refused_and_others_keep_working(
     assert!(refused.until_closed().await.is_empty());
     assert_eq!(h.counters.refused(), 1);
     assert_eq!(h.counters.accepted(), 2);
+    assert_eq!(h.counters.open(), 2);
 
     let answer = a
         .submit(
@@ -182,5 +183,23 @@ async fn shutdown_stops_accepting_and_ends_every_session() {
         .expect("no panic");
     assert!(result.is_ok());
     assert_eq!(h.counters.ended("shutdown"), 2);
+    assert_eq!(h.counters.open(), 0);
     assert!(tokio::net::TcpStream::connect(h.addr).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscribe_with_no_pool_by_the_deadline_is_answered_and_closed() {
+    let mut cfg = config();
+    cfg.proxy.setup_timeout = Duration::from_secs(3);
+    let h = Harness::without_pool(cfg).await;
+    let mut m = Miner::connect(h.addr).await;
+    let start = Instant::now();
+    let answer = m.call("mining.subscribe", json!([])).await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "waited for a pool"
+    );
+    assert_eq!(error_code(&answer), Some(20), "{answer}");
+    assert!(m.until_closed().await.is_empty());
+    ended(&h, "no_upstream", 1).await;
 }

@@ -315,3 +315,35 @@ async fn several_workers_may_authorize_on_one_connection() {
     assert_eq!(m.submit("acct.b", &job, E2, 1).await["result"], json!(true));
     assert_eq!(m.submit("acct.a", &job, E2, 2).await["result"], json!(true));
 }
+
+/// cpuminer 2.5.1's lines as captured in `shared/fixtures/stratum/session-cpuminer-ckpool.txt`
+/// (spaces after colons, the id last, every submit with id 4), with the proxy's job id.
+#[tokio::test]
+async fn cpuminer_lines_as_captured_are_served() {
+    let h = Harness::start(config()).await;
+    let job = h.publish(true, Target::ZERO);
+    let mut m = Miner::connect(h.addr).await;
+    m.send_raw(r#"{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}"#)
+        .await;
+    let sub = m.recv().await;
+    assert_eq!(sub["id"], json!(1));
+    assert_eq!(sub["result"][2], json!(8));
+    m.send_raw(r#"{"id": 2, "method": "mining.authorize", "params": ["labuser.worker1", "x"]}"#)
+        .await;
+    assert_eq!(m.recv().await["result"], json!(true));
+    assert_eq!(m.recv().await["method"], json!("mining.set_difficulty"));
+    assert_eq!(m.recv().await["method"], json!("mining.notify"));
+    for nonce in ["e35e4300", "0bfa1a01"] {
+        m.send_raw(&format!(
+            r#"{{"method": "mining.submit", "params": ["labuser.worker1", "{}", "0000000000000000", "65000000", "{nonce}"], "id":4}}"#,
+            job.id
+        ))
+        .await;
+        let a = m.recv().await;
+        assert_eq!(
+            (a["id"].clone(), a["result"].clone()),
+            (json!(4), json!(true)),
+            "{a}"
+        );
+    }
+}

@@ -7,9 +7,11 @@
 //! readiness first and only then read into a 4 KiB buffer that is freed again as soon as
 //! every complete line in it is handled. The outbound queue holds shared `Bytes` (a notify
 //! is one allocation for all miners) and is freed when it drains. What stays is the
-//! session state (vardiff, a job list of up to 8 `Arc`s and their small duplicate sets,
-//! the lease, the watch and broadcast receivers, the miner's counters: about 1–2 KB) and
-//! the task itself.
+//! task's future with the session inline (vardiff, a job list of up to 8 `Arc`s and their
+//! small duplicate sets, the lease, the watch and broadcast receivers): 1,976 bytes, plus
+//! the miner's counters on the heap (888 bytes, mostly the hashrate windows), plus a few
+//! small strings (worker name, user agent). About 3 KB of user space per idle miner,
+//! checked by a unit test against a 4 KiB bound; the kernel adds ~4.9 KB per socket.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -244,8 +246,11 @@ impl Connection {
                 self.session
                     .handle(parsed, &line, now, SystemTime::now(), &mut self.out)?;
             self.apply(effect);
-            // Answer as we go, so a burst of submits does not pile up in the queue.
-            self.flush()?;
+            // Answers to one read go out in one write (a syscall per answer would cost
+            // more than validating the share), unless a burst fills half the queue.
+            if self.out.half_full() {
+                self.flush()?;
+            }
         }
         if self.buf.is_empty() {
             // Free the read buffer: an idle miner holds none.

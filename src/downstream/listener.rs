@@ -45,6 +45,8 @@ pub struct ListenerCounters {
     refused: AtomicU64,
     /// `accept` failures (descriptor exhaustion and others).
     accept_errors: AtomicU64,
+    /// Sessions running now.
+    open: AtomicU64,
     /// Ended sessions by reason, in [`SessionEnd::LABELS`] order.
     ended: [AtomicU64; SessionEnd::LABELS.len()],
 }
@@ -58,6 +60,11 @@ impl ListenerCounters {
     /// Connections refused at the cap so far.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Miner connections open now (authorized or not).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Failed accepts so far.
@@ -185,7 +192,9 @@ impl Listener {
             return;
         };
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let open = self.counters.open.fetch_add(1, Ordering::Relaxed) + 1;
         metrics::counter!("hashgate_downstream_accepted_total").increment(1);
+        metrics::gauge!("hashgate_downstream_connections").set(open as f64);
         // Stratum lines are small and latency matters more than packet count.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
@@ -204,6 +213,11 @@ impl Listener {
                 if let Some(cell) = counters.ended.get(end.index()) {
                     cell.fetch_add(1, Ordering::Relaxed);
                 }
+                let open = counters
+                    .open
+                    .fetch_sub(1, Ordering::Relaxed)
+                    .saturating_sub(1);
+                metrics::gauge!("hashgate_downstream_connections").set(open as f64);
                 drop(permit);
             }
             .instrument(span),

@@ -41,6 +41,11 @@ impl Outbox {
         Ok(())
     }
 
+    /// Whether half the bound is used: time to write before reading on.
+    pub fn half_full(&self) -> bool {
+        self.lines.len() * 2 >= self.limit
+    }
+
     /// Whether nothing waits to be written.
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()

@@ -128,8 +128,9 @@ pub struct Session {
     vardiff: Vardiff,
     /// The difficulty before the last retarget and when it changed (see [`RETARGET_GRACE`]).
     previous: Option<(f64, Instant)>,
-    /// Whether the miner was ever sent a difficulty (the first one replaces nothing).
-    difficulty_sent: bool,
+    /// The difficulty last sent to the miner: what it works at, even when vardiff was
+    /// rebuilt since (a BIP310 minimum-difficulty) and the change is still pending.
+    announced: Option<f64>,
     /// Jobs the miner may submit for.
     jobs: JobList,
     /// This miner's counters.
@@ -171,7 +172,7 @@ impl Session {
             version_mask: 0,
             vardiff,
             previous: None,
-            difficulty_sent: false,
+            announced: None,
             jobs: JobList::default(),
             stats,
             registration: None,
@@ -383,12 +384,7 @@ impl Session {
             return Ok(());
         };
         tracing::Span::current().record("worker", authorize.user.as_str());
-        self.stats.set_identity(MinerIdentity {
-            worker: authorize.user.clone(),
-            remote: self.peer,
-            user_agent: self.user_agent.clone(),
-            prefix_hex: hex::encode(sub.lease.prefix().as_bytes()),
-        });
+        self.record_identity(&sub);
         self.registration = Some(self.registry.add_miner(self.stats.clone()));
         let current = sub.channel.current();
         self.phase = Phase::Authorized(sub);
@@ -397,6 +393,17 @@ impl Session {
             self.push_job(job, now, out)?;
         }
         Ok(())
+    }
+
+    /// Publishes who the miner is: its first worker, address, agent and current prefix.
+    fn record_identity(&self, sub: &Subscription) {
+        let worker = self.workers.first().map(|w| w.name.to_string());
+        self.stats.set_identity(MinerIdentity {
+            worker: worker.unwrap_or_default(),
+            remote: self.peer,
+            user_agent: self.user_agent.clone(),
+            prefix_hex: hex::encode(sub.lease.prefix().as_bytes()),
+        });
     }
 
     fn configure(
@@ -480,7 +487,7 @@ impl Session {
             .find(|w| *w.name == *s.worker)
             .ok_or(ShareReject::Unauthorized)?;
         let job = self.jobs.get(&s.job_id).ok_or(ShareReject::Stale)?;
-        let current = self.vardiff.current();
+        let current = self.announced.unwrap_or(self.vardiff.current());
         let previous = self
             .previous
             .filter(|(_, at)| now.saturating_duration_since(*at) < RETARGET_GRACE)
@@ -598,14 +605,15 @@ impl Session {
     /// Sends `mining.set_difficulty` with the pending difficulty (or the current one) and
     /// commits it.
     fn send_difficulty(&mut self, now: Instant, out: &mut Outbox) -> Result<(), SessionEnd> {
-        let before = self.vardiff.current();
-        let next = self.vardiff.pending().unwrap_or(before);
+        let next = self.vardiff.pending().unwrap_or(self.vardiff.current());
         out.push(replies::set_difficulty(next))?;
         self.vardiff.applied(now);
-        if self.difficulty_sent && next != before {
+        if let Some(before) = self.announced
+            && before != next
+        {
             self.previous = Some((before, now));
         }
-        self.difficulty_sent = true;
+        self.announced = Some(next);
         self.stats.set_difficulty(next);
         Ok(())
     }
@@ -692,6 +700,9 @@ impl Session {
                 sub.lease = lease;
                 sub.sizes = sizes;
             }
+        }
+        if let Phase::Authorized(sub) = &self.phase {
+            self.record_identity(sub);
         }
         // Old jobs were built for the old extranonce: shares for them are void.
         self.jobs.clear();
