@@ -9,6 +9,7 @@ use crate::config::Config;
 
 mod miner;
 mod run;
+mod serve;
 
 pub use miner::{MinerAction, MinerArgs, MinerTarget};
 pub use run::RunArgs;
@@ -28,6 +29,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the proxy: listen for miners, mine through the configured pools.
+    Run(RunArgs),
     /// Validate a configuration file and name the first bad field.
     CheckConfig {
         /// The TOML file to check.
@@ -44,6 +47,10 @@ pub enum Command {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            init_tracing();
+            serve::run(&args)
+        }
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Miner(args) => miner::run(args).map(|()| ExitCode::SUCCESS),
     }
@@ -78,4 +85,14 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_BAD_CONFIG)
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` (e.g. `hashgate=debug`) overrides the default `info` level.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
