@@ -13,12 +13,16 @@
 //! | [`stats`] | per-miner statistics: share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
+//! | [`exporter`] | Prometheus `/metrics`: recorder output plus per-miner, per-pool and site series read from [`stats`] at scrape time |
+//! | [`http`] | the read-only HTTP server: `/metrics` and the JSON status API (`/api/v1/...`) |
 //! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
 pub mod config;
+pub mod exporter;
 pub mod extranonce;
+pub mod http;
 pub mod power;
 pub mod proxy;
 pub mod sim;
