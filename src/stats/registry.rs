@@ -325,7 +325,8 @@ impl Registry {
 
     /// Calls `read` with snapshots of every connected miner and the departed totals, taken
     /// together so no connection is counted twice or missed. Departures wait meanwhile, so
-    /// keep `read` short (no I/O, no await).
+    /// keep `read` short (no I/O, no await), and do not call back into
+    /// [`Registry::departed_worker`] from it (the lock is not reentrant).
     pub fn view<R>(
         &self,
         now: Instant,
