@@ -4,6 +4,7 @@
 //! come and go with connections: the recorder would keep a departed miner's series until an
 //! idle timeout, whereas here each scrape writes exactly what the registry holds.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 
 /// Longest label value written; longer values (a user agent is whatever the miner sent) are
@@ -32,6 +33,11 @@ impl Kind {
 #[derive(Debug, Default)]
 pub struct TextWriter {
     out: String,
+    /// Families already in the text (from the recorder): a second `# TYPE` line for one
+    /// name makes Prometheus refuse the whole scrape, so such a family is left out here.
+    taken: HashSet<String>,
+    /// Whether the current family is being left out.
+    skipping: bool,
 }
 
 impl TextWriter {
@@ -40,18 +46,40 @@ impl TextWriter {
         if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        TextWriter { out }
+        let taken = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        TextWriter {
+            out,
+            taken,
+            skipping: false,
+        }
     }
 
     /// Starts a family: its `# HELP` and `# TYPE` lines. Every sample of the family must
-    /// follow before the next family starts.
+    /// follow before the next family starts. A family the text already holds is left out
+    /// (with an error logged), so one stray `counter!` cannot break every scrape.
     pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        self.skipping = self.taken.contains(name);
+        if self.skipping {
+            tracing::error!(
+                metric = name,
+                "metric recorded through the metrics macros clashes with an exporter series; exporter series left out"
+            );
+            return;
+        }
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
     }
 
     /// Writes one sample; label values are escaped and cut to [`MAX_LABEL_VALUE`].
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        if self.skipping {
+            return;
+        }
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -142,5 +170,19 @@ mod tests {
             lines[7],
             format!("hashgate_x{{ua=\"{}\"}} 0", "é".repeat(64))
         );
+    }
+
+    #[test]
+    fn a_family_the_recorder_already_wrote_is_left_out() {
+        let head = "# TYPE hashgate_clash counter\nhashgate_clash 3\n".to_owned();
+        let mut w = TextWriter::new(head);
+        w.family("hashgate_clash", Kind::Counter, "Clashing.");
+        w.sample("hashgate_clash", &[("worker", "a")], 1.0);
+        w.family("hashgate_fine", Kind::Gauge, "Fine.");
+        w.sample("hashgate_fine", &[], 2.0);
+        let text = w.finish();
+        assert_eq!(text.matches("# TYPE hashgate_clash").count(), 1);
+        assert!(!text.contains("worker=\"a\""));
+        assert!(text.ends_with("hashgate_fine 2\n"), "{text}");
     }
 }
