@@ -53,6 +53,10 @@ fn scrape(c: &mut Criterion) {
     c.bench_function("exporter/render_10000_miners", |b| {
         b.iter(|| black_box(exporter.render(black_box(now))));
     });
+    // The part that holds the registry's view lock (disconnects wait for it).
+    c.bench_function("stats/registry_view_10000_miners", |b| {
+        b.iter(|| registry.view(black_box(now), |live, _| black_box(live.len())));
+    });
     drop(guards);
 }
 

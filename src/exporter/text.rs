@@ -118,6 +118,11 @@ pub fn label_value(value: &str) -> &str {
 }
 
 fn escape_into(out: &mut String, value: &str) {
+    // Nearly every value (worker names, reasons, addresses) needs no escaping.
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
