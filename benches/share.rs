@@ -155,6 +155,13 @@ fn compressions_per_share() -> usize {
 }
 
 fn report(_: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    eprintln!(
+        "CPU SHA extensions (SHA-NI) detected: {}",
+        std::is_x86_feature_detected!("sha")
+            && std::is_x86_feature_detected!("sse4.1")
+            && std::is_x86_feature_detected!("ssse3")
+    );
     eprintln!(
         "share shape: {}-byte coinbase, {BRANCH_DEPTH}-deep branch, {} compressions per share",
         COINB1_LEN + 12 + COINB2_LEN,

@@ -187,6 +187,30 @@ pub fn choose_split(
 }
 
 impl ExtranoncePlan {
+    /// The plan for another pool (or a reconnect) that keeps miners' sizes: prefix width `k`
+    /// and miner extranonce2 `m` stay, the rest of this pool's `N` becomes padding. `None`
+    /// when `k + m` exceeds `N` (or `N` is above [`MAX_POOL_EXTRANONCE2`], or `k` is out of
+    /// range): the miners must then be resized.
+    pub fn fit(
+        prefix_len: usize,
+        miner_extranonce2_size: usize,
+        pool_extranonce2_size: usize,
+    ) -> Option<ExtranoncePlan> {
+        if !(1..=MAX_PREFIX_LEN).contains(&prefix_len)
+            || miner_extranonce2_size == 0
+            || pool_extranonce2_size > MAX_POOL_EXTRANONCE2
+        {
+            return None;
+        }
+        let pad_len = pool_extranonce2_size.checked_sub(prefix_len + miner_extranonce2_size)?;
+        Some(ExtranoncePlan {
+            pool_extranonce2_size,
+            pad_len,
+            prefix_len,
+            miner_extranonce2_size,
+        })
+    }
+
     /// `N`: the pool's extranonce2 size.
     pub fn pool_extranonce2_size(&self) -> usize {
         self.pool_extranonce2_size
@@ -543,6 +567,20 @@ mod tests {
             choose_split(8, 10, bad).unwrap_err(),
             ExtranonceError::InvalidLimits { min: 9, max: 8 }
         );
+    }
+
+    #[test]
+    fn fit_keeps_miner_sizes_and_pads_the_rest() {
+        let first = split(8, 10_000).unwrap();
+        assert_eq!(widths(first), (0, 2, 6));
+        let wider = ExtranoncePlan::fit(2, 6, 12).unwrap();
+        assert_eq!(widths(wider), (4, 2, 6));
+        assert_eq!(wider.pool_extranonce2_size(), 12);
+        assert_eq!(ExtranoncePlan::fit(2, 6, 8), Some(first));
+        assert_eq!(ExtranoncePlan::fit(2, 6, 7), None, "too small: resize");
+        assert_eq!(ExtranoncePlan::fit(2, 6, 33), None);
+        assert_eq!(ExtranoncePlan::fit(3, 6, 16), None);
+        assert_eq!(ExtranoncePlan::fit(0, 6, 16), None);
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn example_inventory_validates_with_the_documented_figures() {
     let t = c.temperature.expect("temperature limit");
     assert_eq!((t.limit_c, t.hysteresis_c), (38.0, 2.5));
     let meter = c.meter.as_ref().expect("meter");
-    assert_eq!(meter.address.to_string(), "10.1.0.10:502");
+    assert_eq!(meter.address.to_string(), "10.1.0.10:9100");
 
     let families: Vec<Family> = cfg.miners.iter().map(|m| m.family).collect();
     for f in [

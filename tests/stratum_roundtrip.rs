@@ -359,3 +359,19 @@ proptest! {
         let _ = Message::parse(&line);
     }
 }
+
+#[test]
+fn answer_constructors_write_the_classic_shapes() {
+    let ok = Message::Response(Response::accepted(Id::Int(4)));
+    assert_eq!(
+        &ok.to_bytes()[..],
+        b"{\"id\":4,\"result\":true,\"error\":null}\n"
+    );
+    let reject = Response::rejected(Id::Int(4), 23, "Low difficulty share");
+    assert!(!reject.is_accepted());
+    assert_eq!(reject.reject_message(), Some("Low difficulty share"));
+    assert_eq!(
+        &Message::Response(reject).to_bytes()[..],
+        b"{\"id\":4,\"result\":false,\"error\":[23,\"Low difficulty share\",null]}\n"
+    );
+}

@@ -1,7 +1,7 @@
 #![no_main]
 //! Arbitrary well-formed messages: `parse(encode(m)) == m` for every kind.
 
-use arbitrary::{Arbitrary, Result, Unstructured};
+use arbitrary::{Result, Unstructured};
 use hashgate::stratum::{
     Authorize, Configure, ConfigureResult, Extranonce2, Id, Message, Method, Notify, Reconnect, Request, Response,
     ResultValue, RpcError, SetExtranonce, Submit, Subscribe, SubscribeResult, VersionRolling,

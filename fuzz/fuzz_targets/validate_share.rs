@@ -21,14 +21,25 @@ struct Case {
     coinb1_suffix: Option<Vec<u8>>,
     extranonce1: Vec<u8>,
     extranonce2: Vec<u8>,
-    extranonce2_len: u8,
-    ntime: u32,
+    /// The session's extranonce2 size; `None` = the submit's own length, so most inputs
+    /// get past the size check to the hashing.
+    extranonce2_len: Option<u8>,
+    ntime: Ntime,
     nonce: u32,
     version_bits: Option<u32>,
+    /// Clear version bits outside the mask, so most rolled inputs reach the hashing.
+    bits_within_mask: bool,
     version_mask: u32,
     ntime_window_secs: u32,
     /// Miner target, little-endian.
     target: [u8; 32],
+}
+
+/// A submit's ntime: mostly near the job's, sometimes anything.
+#[derive(Arbitrary, Debug)]
+enum Ntime {
+    After(u16),
+    Raw(u32),
 }
 
 fn sha256d(data: &[u8]) -> [u8; 32] {
@@ -62,15 +73,29 @@ fuzz_target!(|case: Case| {
         Some(s) => job.with_coinb1_suffix(s),
         None => job,
     };
+    let ntime = match case.ntime {
+        Ntime::After(secs) => case.job_ntime.wrapping_add(u32::from(secs)),
+        Ntime::Raw(t) => t,
+    };
+    let version_bits = case.version_bits.map(|b| {
+        if case.bits_within_mask {
+            b & case.version_mask
+        } else {
+            b
+        }
+    });
+    let extranonce2_len = case
+        .extranonce2_len
+        .map_or(case.extranonce2.len(), usize::from);
     let submit = Submit {
         extranonce1: &case.extranonce1,
         extranonce2: &case.extranonce2,
-        ntime: case.ntime,
+        ntime,
         nonce: case.nonce,
-        version_bits: case.version_bits,
+        version_bits,
     };
     let policy = SubmitPolicy {
-        extranonce2_len: usize::from(case.extranonce2_len),
+        extranonce2_len,
         version_mask: case.version_mask,
         ntime_window_secs: case.ntime_window_secs,
         miner_target: Target::from_le_bytes(case.target),
@@ -78,12 +103,10 @@ fuzz_target!(|case: Case| {
     let result = validate(&job, &submit, &policy);
 
     // Reference: the checks in their documented order, then the plain computation.
-    let len_ok = case.extranonce2.len() == usize::from(case.extranonce2_len);
-    let bits_ok = case
-        .version_bits
-        .is_none_or(|b| b & !case.version_mask == 0);
-    let ntime_ok = case.ntime >= case.job_ntime
-        && u64::from(case.ntime) < u64::from(case.job_ntime) + u64::from(case.ntime_window_secs);
+    let len_ok = case.extranonce2.len() == extranonce2_len;
+    let bits_ok = version_bits.is_none_or(|b| b & !case.version_mask == 0);
+    let ntime_ok = ntime >= case.job_ntime
+        && u64::from(ntime) < u64::from(case.job_ntime) + u64::from(case.ntime_window_secs);
     if !len_ok {
         assert_eq!(result, Err(ShareReject::BadExtranonce2Len));
         return;
@@ -108,7 +131,7 @@ fuzz_target!(|case: Case| {
         pair.extend_from_slice(b);
         root = sha256d(&pair);
     }
-    let version = match case.version_bits {
+    let version = match version_bits {
         Some(bits) => (case.version & !case.version_mask) | bits,
         None => case.version,
     };
@@ -118,7 +141,7 @@ fuzz_target!(|case: Case| {
         header.extend(word.iter().rev());
     }
     header.extend_from_slice(&root);
-    header.extend_from_slice(&case.ntime.to_le_bytes());
+    header.extend_from_slice(&ntime.to_le_bytes());
     header.extend_from_slice(&case.nbits.to_le_bytes());
     header.extend_from_slice(&case.nonce.to_le_bytes());
     let hash = sha256d(&header);

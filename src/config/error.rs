@@ -16,6 +16,9 @@ pub enum ConfigError {
     /// TOML syntax error, a wrong type or an unknown field.
     #[error("{0}")]
     Parse(#[from] toml::de::Error),
+    /// The `[power]` section is invalid; the inner error names the miner or container.
+    #[error("power: {0}")]
+    Power(Box<crate::power::inventory::InventoryError>),
     /// A value is out of range or inconsistent; `field` is its dotted path.
     #[error("{field}: {reason}")]
     Invalid {

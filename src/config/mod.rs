@@ -13,12 +13,14 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::power::inventory::PowerConfig;
+
 pub use error::ConfigError;
 pub use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawFailover, RawPool, RawProxy, RawVardiff};
 
 /// A validated hashgate configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Miner-facing listener and session limits.
     pub proxy: ProxyConfig,
@@ -28,6 +30,8 @@ pub struct Config {
     pub vardiff: VardiffSettings,
     /// How fast a dead or silent pool is left and retried.
     pub failover: FailoverConfig,
+    /// Power gating inventory and policy, when the site uses it.
+    pub power: Option<PowerConfig>,
 }
 
 /// How miners' worker names are presented to the pool.

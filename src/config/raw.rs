@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::power::inventory::PowerConfigRaw;
+
 use super::{
     Config, ConfigError, FailoverConfig, PoolConfig, PoolUrl, ProxyConfig, UpstreamWorker,
     VardiffSettings,
@@ -28,6 +30,10 @@ pub struct RawConfig {
     /// `[failover]`
     #[serde(default)]
     pub failover: RawFailover,
+    /// `[power]`: containers, miners and the gating policy (optional: without it no miner
+    /// is ever put to sleep).
+    #[serde(default)]
+    pub power: Option<PowerConfigRaw>,
 }
 
 /// `[proxy]` as written.
@@ -253,11 +259,20 @@ impl RawConfig {
             ));
         }
 
+        let power = match &self.power {
+            Some(raw) => Some(
+                raw.validate()
+                    .map_err(|e| ConfigError::Power(Box::new(e)))?,
+            ),
+            None => None,
+        };
+
         Ok(Config {
             proxy,
             pools,
             vardiff,
             failover,
+            power,
         })
     }
 }

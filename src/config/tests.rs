@@ -135,3 +135,39 @@ fn pool_urls_parse() {
         assert!(bad.parse::<PoolUrl>().is_err(), "{bad} should be refused");
     }
 }
+
+#[test]
+fn power_section_is_validated_with_the_rest() {
+    let power = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/power-example.toml"
+    ))
+    .unwrap();
+    // The standalone example's top-level keys become `[power.*]` inside hashgate.toml.
+    let nested = power
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if let Some(rest) = t.strip_prefix("[[") {
+                format!("[[power.{rest}")
+            } else if let Some(rest) = t.strip_prefix('[') {
+                format!("[power.{rest}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{MINIMAL}\n{nested}\n");
+    let cfg = Config::from_toml(&text).unwrap();
+    let power = cfg.power.expect("power section");
+    assert!(!power.miners.is_empty());
+
+    let bad = text.replacen("budget_kw = 1500.0", "budget_kw = -1.0", 1);
+    let err = Config::from_toml(&bad).unwrap_err();
+    assert!(err.to_string().starts_with("power:"), "{err}");
+    assert!(
+        err.to_string().contains("c01"),
+        "names the container: {err}"
+    );
+}

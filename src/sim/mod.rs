@@ -1,4 +1,11 @@
-//! Simulators for demos, tests and load: miners' management APIs (and, later, the
-//! Stratum-side miner and pool).
+//! Simulators for demos, tests and load.
+//!
+//! | module | simulates |
+//! |---|---|
+//! | [`mgmt`] | miners' management APIs (power, temperature, sleep/wake) |
+//! | [`pool`] | a Stratum V1 pool that judges shares with its own code |
+//! | [`asic`] | a Stratum V1 miner that really hashes, at a throttled rate |
 
+pub mod asic;
 pub mod mgmt;
+pub mod pool;

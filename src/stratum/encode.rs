@@ -424,3 +424,40 @@ fn put_f64(buf: &mut BytesMut, value: f64) {
         buf.put_slice(text.as_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: impl FnOnce(&mut BytesMut)) -> String {
+        let mut buf = BytesMut::new();
+        f(&mut buf);
+        String::from_utf8(buf.to_vec()).expect("encoder writes UTF-8")
+    }
+
+    #[test]
+    fn strings_escape_what_json_requires() {
+        assert_eq!(
+            text(|b| put_str(b, "a\"b\\c\n\u{1}é")),
+            r#""a\"b\\c\n\u0001é""#
+        );
+        let decoded: String =
+            serde_json::from_str(&text(|b| put_str(b, "x\u{1f}\t\r"))).expect("valid JSON");
+        assert_eq!(decoded, "x\u{1f}\t\r");
+    }
+
+    #[test]
+    fn integers_cover_their_extremes() {
+        assert_eq!(text(|b| put_u64(b, 0)), "0");
+        assert_eq!(text(|b| put_u64(b, u64::MAX)), u64::MAX.to_string());
+        assert_eq!(text(|b| put_i64(b, i64::MIN)), i64::MIN.to_string());
+    }
+
+    #[test]
+    fn whole_difficulties_have_no_fraction() {
+        assert_eq!(text(|b| put_f64(b, 1.0)), "1");
+        assert_eq!(text(|b| put_f64(b, 0.001)), "0.001");
+        assert_eq!(text(|b| put_f64(b, 1e20)), "1e+20");
+        assert_eq!(text(|b| put_f64(b, f64::NAN)), "null");
+    }
+}

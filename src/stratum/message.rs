@@ -175,6 +175,35 @@ pub struct Response {
 }
 
 impl Response {
+    /// An answer with a result and no error.
+    pub fn ok(id: Id, result: ResultValue) -> Self {
+        Self {
+            id,
+            result,
+            error: None,
+            reject_reason: None,
+        }
+    }
+
+    /// `result:true`: an accepted share or authorization.
+    pub fn accepted(id: Id) -> Self {
+        Self::ok(id, ResultValue::Bool(true))
+    }
+
+    /// `result:false` with the classic `[code, "message", null]` error miners understand.
+    pub fn rejected(id: Id, code: i64, message: impl Into<String>) -> Self {
+        Self {
+            id,
+            result: ResultValue::Bool(false),
+            error: Some(RpcError::Array {
+                code,
+                message: message.into(),
+                data: None,
+            }),
+            reject_reason: None,
+        }
+    }
+
     /// Whether a submit or authorize was accepted: only `result:true` with no error counts;
     /// `result:false` is a reject whatever shape `error` has.
     pub fn is_accepted(&self) -> bool {

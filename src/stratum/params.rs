@@ -1,25 +1,23 @@
 //! Typed access to raw JSON values: the building blocks of the method parsers.
 //!
-//! Params are split into borrowed [`RawValue`]s first, then each is checked by its first
-//! byte and decoded straight into its field type, so no `serde_json::Value` tree is built
-//! and every defect maps to a [`ParseErrorKind`] naming the field.
+//! The envelope parser hands over each member as the exact text of one valid JSON value
+//! (a borrowed `RawValue`). A params array is split into its elements' texts by a scan
+//! that only tracks strings and nesting (the text is already known to be valid JSON, so
+//! nothing else can happen), then each element is checked by its first byte and decoded
+//! straight into its field type. No `serde_json::Value` tree is built and every defect
+//! maps to a [`ParseErrorKind`] naming the field.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::Deserialize;
-use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::error::ParseErrorKind;
 
 /// The most params any known method takes (`mining.notify` has 9).
 pub const MAX_PARAMS: usize = 9;
 
-/// A params array split into up to [`MAX_PARAMS`] raw values, plus the true count.
+/// A params array split into up to [`MAX_PARAMS`] element texts, plus the true count.
 pub struct Params<'a> {
-    /// The first [`MAX_PARAMS`] values.
-    items: [Option<&'a RawValue>; MAX_PARAMS],
+    /// The first [`MAX_PARAMS`] elements, each the text of one JSON value.
+    items: [&'a str; MAX_PARAMS],
     /// How many values the array held, including any beyond [`MAX_PARAMS`].
     count: usize,
 }
@@ -28,25 +26,33 @@ impl<'a> Params<'a> {
     /// An empty params list (for a missing or `null` `params` member).
     pub fn empty() -> Self {
         Self {
-            items: [None; MAX_PARAMS],
+            items: [""; MAX_PARAMS],
             count: 0,
         }
     }
 
     /// Splits a raw params value, which must be an array (or `null`, read as empty).
+    /// `raw` must be the text of one valid JSON value, as taken from a `RawValue`.
     ///
     /// # Errors
     /// [`ParseErrorKind::ParamsNotArray`].
-    pub fn split(method: &'static str, raw: Option<&'a RawValue>) -> Result<Self, ParseErrorKind> {
+    pub fn split(method: &'static str, raw: Option<&'a str>) -> Result<Self, ParseErrorKind> {
         let Some(raw) = raw else {
             return Ok(Self::empty());
         };
-        match raw.get().as_bytes().first() {
-            Some(b'n') => Ok(Self::empty()),
-            Some(b'[') => serde_json::from_str(raw.get())
-                .map_err(|_| ParseErrorKind::ParamsNotArray { method }),
-            _ => Err(ParseErrorKind::ParamsNotArray { method }),
+        let text = raw;
+        if text == "null" {
+            return Ok(Self::empty());
         }
+        let mut params = Self::empty();
+        let all = split_array(text, |i, item| {
+            if let Some(slot) = params.items.get_mut(i) {
+                *slot = item;
+            }
+        })
+        .ok_or(ParseErrorKind::ParamsNotArray { method })?;
+        params.count = all;
+        Ok(params)
     }
 
     /// Checks that the count lies in `min..=max`.
@@ -71,16 +77,20 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// The raw value at `index`, `None` past the end.
-    pub fn get(&self, index: usize) -> Option<&'a RawValue> {
-        self.items.get(index).copied().flatten()
+    /// The element text at `index`, `None` past the end.
+    pub fn get(&self, index: usize) -> Option<&'a str> {
+        if index < self.count {
+            self.items.get(index).copied()
+        } else {
+            None
+        }
     }
 
     /// The value at `index`, which the arity check guaranteed.
     ///
     /// # Errors
     /// [`ParseErrorKind::WrongType`] if absent (only when called without an arity check).
-    pub fn at(&self, index: usize, field: &'static str) -> Result<&'a RawValue, ParseErrorKind> {
+    pub fn at(&self, index: usize, field: &'static str) -> Result<&'a str, ParseErrorKind> {
         self.get(index).ok_or(ParseErrorKind::WrongType {
             field,
             expected: "a value",
@@ -88,51 +98,65 @@ impl<'a> Params<'a> {
     }
 }
 
-impl<'de> Deserialize<'de> for Params<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_seq(ParamsVisitor)
+/// Calls `each(index, element_text)` for every element of the JSON array `text` and
+/// returns the element count, or `None` if `text` is not an array.
+///
+/// `text` must be one valid JSON value (as a `RawValue` guarantees): the scan then only
+/// needs to know whether it is inside a string and how deep it is nested to find the
+/// commas that separate elements.
+pub fn split_array<'a>(text: &'a str, mut each: impl FnMut(usize, &'a str)) -> Option<usize> {
+    let inner = text
+        .trim_matches(is_json_space)
+        .strip_prefix('[')?
+        .strip_suffix(']')?;
+    if inner.trim_matches(is_json_space).is_empty() {
+        return Some(0);
     }
+    let bytes = inner.as_bytes();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut start, mut count) = (0usize, 0usize);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => {
+                each(count, inner.get(start..i)?.trim_matches(is_json_space));
+                count += 1;
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    each(count, inner.get(start..)?.trim_matches(is_json_space));
+    Some(count + 1)
 }
 
-/// Collects the first [`MAX_PARAMS`] elements and counts (but skips) the rest, so an
-/// over-long array becomes an arity error rather than a generic one.
-struct ParamsVisitor;
-
-impl<'de> Visitor<'de> for ParamsVisitor {
-    type Value = Params<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a params array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut params = Params::empty();
-        loop {
-            if let Some(slot) = params.items.get_mut(params.count) {
-                match seq.next_element::<&'de RawValue>()? {
-                    Some(value) => *slot = Some(value),
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
-            }
-            params.count += 1;
-        }
-        Ok(params)
-    }
+/// JSON's four whitespace characters.
+fn is_json_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
 /// Whether a raw value is `null`.
-pub fn is_null(raw: &RawValue) -> bool {
-    raw.get() == "null"
+pub fn is_null(raw: &str) -> bool {
+    raw == "null"
 }
 
 /// A JSON string, borrowed when it holds no escapes.
 ///
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for non-strings.
-pub fn string<'a>(raw: &'a RawValue, field: &'static str) -> Result<Cow<'a, str>, ParseErrorKind> {
-    let text = raw.get();
+pub fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, ParseErrorKind> {
+    let text = raw;
     let wrong = ParseErrorKind::WrongType {
         field,
         expected: "a string",
@@ -155,7 +179,7 @@ pub fn string<'a>(raw: &'a RawValue, field: &'static str) -> Result<Cow<'a, str>
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for other types.
 pub fn opt_string<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<&'a str>,
     field: &'static str,
 ) -> Result<Option<Cow<'a, str>>, ParseErrorKind> {
     match raw {
@@ -169,8 +193,8 @@ pub fn opt_string<'a>(
 ///
 /// # Errors
 /// [`ParseErrorKind::WrongType`].
-pub fn boolean(raw: &RawValue, field: &'static str) -> Result<bool, ParseErrorKind> {
-    match raw.get() {
+pub fn boolean(raw: &str, field: &'static str) -> Result<bool, ParseErrorKind> {
+    match raw {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(ParseErrorKind::WrongType {
@@ -185,8 +209,8 @@ pub fn boolean(raw: &RawValue, field: &'static str) -> Result<bool, ParseErrorKi
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for non-numbers, [`ParseErrorKind::NumberOutOfRange`]
 /// when it overflows `f64`.
-pub fn number(raw: &RawValue, field: &'static str) -> Result<f64, ParseErrorKind> {
-    let text = raw.get();
+pub fn number(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind> {
+    let text = raw;
     if !matches!(text.as_bytes().first(), Some(b'-' | b'0'..=b'9')) {
         return Err(ParseErrorKind::WrongType {
             field,
@@ -205,7 +229,7 @@ pub fn number(raw: &RawValue, field: &'static str) -> Result<f64, ParseErrorKind
 ///
 /// # Errors
 /// As [`number`], plus [`ParseErrorKind::InvalidValue`] for zero or negative values.
-pub fn difficulty(raw: &RawValue, field: &'static str) -> Result<f64, ParseErrorKind> {
+pub fn difficulty(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind> {
     let value = number(raw, field)?;
     if value > 0.0 {
         Ok(value)
@@ -222,8 +246,8 @@ pub fn difficulty(raw: &RawValue, field: &'static str) -> Result<f64, ParseError
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for non-integers, [`ParseErrorKind::NumberOutOfRange`]
 /// beyond `u64`.
-pub fn unsigned(raw: &RawValue, field: &'static str) -> Result<u64, ParseErrorKind> {
-    let text = raw.get();
+pub fn unsigned(raw: &str, field: &'static str) -> Result<u64, ParseErrorKind> {
+    let text = raw;
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseErrorKind::WrongType {
             field,
@@ -238,20 +262,18 @@ pub fn unsigned(raw: &RawValue, field: &'static str) -> Result<u64, ParseErrorKi
 ///
 /// # Errors
 /// As [`unsigned`], plus [`ParseErrorKind::NumberOutOfRange`] when it does not fit `T`.
-pub fn unsigned_as<T: TryFrom<u64>>(
-    raw: &RawValue,
-    field: &'static str,
-) -> Result<T, ParseErrorKind> {
+pub fn unsigned_as<T: TryFrom<u64>>(raw: &str, field: &'static str) -> Result<T, ParseErrorKind> {
     T::try_from(unsigned(raw, field)?).map_err(|_| ParseErrorKind::NumberOutOfRange { field })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::value::RawValue;
 
     fn split(text: &str) -> Result<usize, ParseErrorKind> {
         let raw = RawValue::from_string(text.to_owned()).expect("valid JSON in test");
-        Params::split("m", Some(&raw)).map(|p| p.count)
+        Params::split("m", Some(raw.get())).map(|p| p.count)
     }
 
     #[test]
@@ -271,7 +293,7 @@ mod tests {
 
     #[test]
     fn scalars_are_typed() {
-        let raw = |t: &str| RawValue::from_string(t.to_owned()).expect("valid JSON in test");
+        let raw = |t: &str| t.to_owned();
         assert_eq!(string(&raw("\"a\\\"b\""), "f").as_deref(), Ok("a\"b"));
         assert!(matches!(
             string(&raw("\"ab\""), "f"),
@@ -296,5 +318,37 @@ mod tests {
                 expected: "a boolean"
             })
         );
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    fn items(text: &str) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        let n = split_array(text, |_, item| out.push(item.to_owned()))?;
+        assert_eq!(n, out.len());
+        Some(out)
+    }
+
+    #[test]
+    fn commas_inside_strings_and_nesting_do_not_split() {
+        assert_eq!(
+            items(r#"[ "a,b" , ["c",{"d":[1,2]}], "e\"]," ,null ]"#),
+            Some(vec![
+                r#""a,b""#.to_owned(),
+                r#"["c",{"d":[1,2]}]"#.to_owned(),
+                r#""e\"],""#.to_owned(),
+                "null".to_owned(),
+            ])
+        );
+        assert_eq!(
+            items(r#"["\\",1]"#),
+            Some(vec![r#""\\""#.to_owned(), "1".to_owned()])
+        );
+        assert_eq!(items(" [ ] "), Some(vec![]));
+        assert_eq!(items(r#"{"a":1}"#), None);
+        assert_eq!(items("\"[1]\""), None);
     }
 }

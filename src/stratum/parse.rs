@@ -16,7 +16,8 @@ use super::message::{
     Subscribe, VersionRolling, names,
 };
 use super::params::{
-    Params, boolean, difficulty, is_null, number, opt_string, string, unsigned, unsigned_as,
+    Params, boolean, difficulty, is_null, number, opt_string, split_array, string, unsigned,
+    unsigned_as,
 };
 use super::response::parse_response;
 
@@ -80,15 +81,16 @@ impl Message {
             Some(raw) => Id::from_raw(raw)?,
             None => Id::Null,
         };
-        let method =
-            match envelope.method {
-                Some(raw) if !is_null(raw) => Some(string(raw, "method").map_err(|_| {
+        let method = match envelope.method {
+            Some(raw) if !is_null(raw.get()) => {
+                Some(string(raw.get(), "method").map_err(|_| {
                     ParseError::new(Some(id.clone()), ParseErrorKind::MethodNotString)
-                })?),
-                _ => None,
-            };
+                })?)
+            }
+            _ => None,
+        };
         if let Some(name) = method {
-            return match parse_method(&name, envelope.params) {
+            return match parse_method(&name, envelope.params.map(RawValue::get)) {
                 Ok(method) => Ok(Message::Request(Request { id, method })),
                 Err(kind) => Err(ParseError::new(Some(id), kind)),
             };
@@ -96,7 +98,11 @@ impl Message {
         if envelope.result.is_none() && envelope.error.is_none() {
             return Err(ParseError::new(Some(id), ParseErrorKind::NotAMessage));
         }
-        match parse_response(envelope.result, envelope.error, envelope.reject_reason) {
+        match parse_response(
+            envelope.result.map(RawValue::get),
+            envelope.error.map(RawValue::get),
+            envelope.reject_reason.map(RawValue::get),
+        ) {
             Ok((result, error, reject_reason)) => Ok(Message::Response(super::message::Response {
                 id,
                 result,
@@ -109,7 +115,7 @@ impl Message {
 }
 
 /// Decodes a method's params by name; unknown names become [`Method::Unknown`].
-fn parse_method(name: &str, raw: Option<&RawValue>) -> Result<Method, ParseErrorKind> {
+fn parse_method(name: &str, raw: Option<&str>) -> Result<Method, ParseErrorKind> {
     // Hot methods first.
     match name {
         names::SUBMIT => parse_submit(raw).map(Method::Submit),
@@ -139,21 +145,21 @@ fn parse_method(name: &str, raw: Option<&RawValue>) -> Result<Method, ParseError
         .map(Method::ShowMessage),
         other => Ok(Method::Unknown {
             name: other.to_owned(),
-            params: raw.map_or("[]", RawValue::get).into(),
+            params: raw.unwrap_or("[]").into(),
         }),
     }
 }
 
 /// A method without params; extra params are tolerated since they carry nothing.
-fn none(method: &'static str, raw: Option<&RawValue>) -> Result<(), ParseErrorKind> {
+fn none(method: &'static str, raw: Option<&str>) -> Result<(), ParseErrorKind> {
     Params::split(method, raw).map(|_| ())
 }
 
 /// A method with exactly one param.
 fn one<T>(
     method: &'static str,
-    raw: Option<&RawValue>,
-    decode: impl FnOnce(&RawValue) -> Result<T, ParseErrorKind>,
+    raw: Option<&str>,
+    decode: impl FnOnce(&str) -> Result<T, ParseErrorKind>,
 ) -> Result<T, ParseErrorKind> {
     let params = Params::split(method, raw)?;
     params.arity(method, 1, 1, "1")?;
@@ -161,11 +167,11 @@ fn one<T>(
 }
 
 /// Decodes a hex string field into a big-endian `u32`.
-fn hex_u32(raw: &RawValue, field: &'static str) -> Result<u32, ParseErrorKind> {
+fn hex_u32(raw: &str, field: &'static str) -> Result<u32, ParseErrorKind> {
     decode_u32(field, &string(raw, field)?)
 }
 
-fn parse_submit(raw: Option<&RawValue>) -> Result<Submit, ParseErrorKind> {
+fn parse_submit(raw: Option<&str>) -> Result<Submit, ParseErrorKind> {
     let p = Params::split(names::SUBMIT, raw)?;
     p.arity(names::SUBMIT, 5, 6, "5 or 6")?;
     let version_bits = match p.get(5) {
@@ -185,19 +191,27 @@ fn parse_submit(raw: Option<&RawValue>) -> Result<Submit, ParseErrorKind> {
     })
 }
 
-fn parse_notify(raw: Option<&RawValue>) -> Result<Notify, ParseErrorKind> {
+fn parse_notify(raw: Option<&str>) -> Result<Notify, ParseErrorKind> {
     let p = Params::split(names::NOTIFY, raw)?;
     p.arity(names::NOTIFY, 9, 9, "9")?;
     let branch_raw = p.at(4, "merkle_branch")?;
-    let branch: Vec<&RawValue> =
-        serde_json::from_str(branch_raw.get()).map_err(|_| ParseErrorKind::WrongType {
-            field: "merkle_branch",
-            expected: "an array of strings",
-        })?;
-    let merkle_branch = branch
-        .into_iter()
-        .map(|h| decode_array::<32>("merkle_branch", &string(h, "merkle_branch")?))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut merkle_branch = Vec::with_capacity(16);
+    let mut bad = None;
+    split_array(branch_raw, |_, h| {
+        if bad.is_none() {
+            match string(h, "merkle_branch").and_then(|h| decode_array::<32>("merkle_branch", &h)) {
+                Ok(hash) => merkle_branch.push(hash),
+                Err(e) => bad = Some(e),
+            }
+        }
+    })
+    .ok_or(ParseErrorKind::WrongType {
+        field: "merkle_branch",
+        expected: "an array of strings",
+    })?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
     Ok(Notify {
         job_id: string(p.at(0, "job_id")?, "job_id")?.into_owned(),
         prevhash: decode_array::<32>("prevhash", &string(p.at(1, "prevhash")?, "prevhash")?)?,
@@ -211,7 +225,7 @@ fn parse_notify(raw: Option<&RawValue>) -> Result<Notify, ParseErrorKind> {
     })
 }
 
-fn parse_subscribe(raw: Option<&RawValue>) -> Result<Subscribe, ParseErrorKind> {
+fn parse_subscribe(raw: Option<&str>) -> Result<Subscribe, ParseErrorKind> {
     let p = Params::split(names::SUBSCRIBE, raw)?;
     Ok(Subscribe {
         user_agent: opt_string(p.get(0), "user_agent")?.map(String::from),
@@ -219,7 +233,7 @@ fn parse_subscribe(raw: Option<&RawValue>) -> Result<Subscribe, ParseErrorKind> 
     })
 }
 
-fn parse_authorize(raw: Option<&RawValue>) -> Result<Authorize, ParseErrorKind> {
+fn parse_authorize(raw: Option<&str>) -> Result<Authorize, ParseErrorKind> {
     let p = Params::split(names::AUTHORIZE, raw)?;
     p.arity(names::AUTHORIZE, 1, 2, "1 or 2")?;
     Ok(Authorize {
@@ -239,19 +253,17 @@ struct ConfigureParams<'a> {
     minimum_difficulty: Option<&'a RawValue>,
 }
 
-fn parse_configure(raw: Option<&RawValue>) -> Result<Configure, ParseErrorKind> {
+fn parse_configure(raw: Option<&str>) -> Result<Configure, ParseErrorKind> {
     let p = Params::split(names::CONFIGURE, raw)?;
     p.arity(names::CONFIGURE, 1, 2, "1 or 2")?;
-    let extensions: Vec<std::borrow::Cow<'_, str>> =
-        serde_json::from_str(p.at(0, "extensions")?.get()).map_err(|_| {
-            ParseErrorKind::WrongType {
-                field: "extensions",
-                expected: "an array of strings",
-            }
-        })?;
+    let extensions: Vec<std::borrow::Cow<'_, str>> = serde_json::from_str(p.at(0, "extensions")?)
+        .map_err(|_| ParseErrorKind::WrongType {
+        field: "extensions",
+        expected: "an array of strings",
+    })?;
     let values: ConfigureParams<'_> = match p.get(1) {
         Some(obj) if !is_null(obj) => {
-            serde_json::from_str(obj.get()).map_err(|_| ParseErrorKind::WrongType {
+            serde_json::from_str(obj).map_err(|_| ParseErrorKind::WrongType {
                 field: "extension params",
                 expected: "an object",
             })?
@@ -267,11 +279,14 @@ fn parse_configure(raw: Option<&RawValue>) -> Result<Configure, ParseErrorKind> 
         match &*name {
             "version-rolling" => {
                 let mask = match values.mask {
-                    Some(v) => Some(hex_u32(v, "version-rolling.mask")?),
+                    Some(v) => Some(hex_u32(v.get(), "version-rolling.mask")?),
                     None => None,
                 };
                 let min_bit_count = match values.min_bit_count {
-                    Some(v) => Some(unsigned_as::<u32>(v, "version-rolling.min-bit-count")?),
+                    Some(v) => Some(unsigned_as::<u32>(
+                        v.get(),
+                        "version-rolling.min-bit-count",
+                    )?),
                     None => None,
                 };
                 out.version_rolling = Some(VersionRolling {
@@ -284,7 +299,7 @@ fn parse_configure(raw: Option<&RawValue>) -> Result<Configure, ParseErrorKind> 
                     field: "minimum-difficulty.value",
                     expected: "a number",
                 })?;
-                out.minimum_difficulty = Some(number(value, "minimum-difficulty.value")?);
+                out.minimum_difficulty = Some(number(value.get(), "minimum-difficulty.value")?);
             }
             "subscribe-extranonce" => out.subscribe_extranonce = true,
             _ => out.unknown.push(name.into_owned()),
@@ -293,7 +308,7 @@ fn parse_configure(raw: Option<&RawValue>) -> Result<Configure, ParseErrorKind> 
     Ok(out)
 }
 
-fn parse_set_extranonce(raw: Option<&RawValue>) -> Result<SetExtranonce, ParseErrorKind> {
+fn parse_set_extranonce(raw: Option<&str>) -> Result<SetExtranonce, ParseErrorKind> {
     let p = Params::split(names::SET_EXTRANONCE, raw)?;
     p.arity(names::SET_EXTRANONCE, 2, 2, "2")?;
     Ok(SetExtranonce {
@@ -305,21 +320,24 @@ fn parse_set_extranonce(raw: Option<&RawValue>) -> Result<SetExtranonce, ParseEr
     })
 }
 
-fn parse_reconnect(raw: Option<&RawValue>) -> Result<Reconnect, ParseErrorKind> {
+fn parse_reconnect(raw: Option<&str>) -> Result<Reconnect, ParseErrorKind> {
     let p = Params::split(names::RECONNECT, raw)?;
     p.arity(names::RECONNECT, 0, 3, "0 to 3")?;
-    let port = match p.get(1) {
-        None => None,
-        Some(v) if is_null(v) => None,
-        // Pools write the port either as a number or as a numeric string.
-        Some(v) if v.get().starts_with('"') => Some(string(v, "port")?.parse::<u16>().map_err(
-            |_| ParseErrorKind::InvalidValue {
-                field: "port",
-                reason: "not a port number",
-            },
-        )?),
-        Some(v) => Some(unsigned_as::<u16>(v, "port")?),
-    };
+    let port =
+        match p.get(1) {
+            None => None,
+            Some(v) if is_null(v) => None,
+            // Pools write the port either as a number or as a numeric string.
+            Some(v) if v.starts_with('"') => {
+                Some(string(v, "port")?.parse::<u16>().map_err(|_| {
+                    ParseErrorKind::InvalidValue {
+                        field: "port",
+                        reason: "not a port number",
+                    }
+                })?)
+            }
+            Some(v) => Some(unsigned_as::<u16>(v, "port")?),
+        };
     let wait_seconds = match p.get(2) {
         None => None,
         Some(v) if is_null(v) => None,

@@ -21,9 +21,9 @@ pub(crate) type ResponseParts = (ResultValue, Option<RpcError>, Option<String>);
 /// # Errors
 /// [`ParseErrorKind::WrongType`] when `reject-reason` is neither a string nor null.
 pub(crate) fn parse_response(
-    result: Option<&RawValue>,
-    error: Option<&RawValue>,
-    reject_reason: Option<&RawValue>,
+    result: Option<&str>,
+    error: Option<&str>,
+    reject_reason: Option<&str>,
 ) -> Result<ResponseParts, ParseErrorKind> {
     let result = result.map_or(ResultValue::Null, parse_result);
     let error = error.and_then(parse_error);
@@ -31,8 +31,8 @@ pub(crate) fn parse_response(
     Ok((result, error, reject_reason))
 }
 
-fn parse_result(raw: &RawValue) -> ResultValue {
-    let text = raw.get();
+fn parse_result(raw: &str) -> ResultValue {
+    let text = raw;
     let other = || ResultValue::Other(text.into());
     match text.as_bytes().first() {
         Some(b'n') => ResultValue::Null,
@@ -48,12 +48,14 @@ fn parse_result(raw: &RawValue) -> ResultValue {
 
 /// `[subscriptions, extranonce1, extranonce2_size]`, where subscriptions is a list of
 /// `[method, id]` pairs or (older pools) a single pair.
-fn parse_subscribe_result(raw: &RawValue) -> Option<SubscribeResult> {
+fn parse_subscribe_result(raw: &str) -> Option<SubscribeResult> {
     let (subs, extranonce1, size): (&RawValue, &RawValue, &RawValue) =
-        serde_json::from_str(raw.get()).ok()?;
-    let pairs: Vec<&RawValue> = serde_json::from_str(subs.get()).ok()?;
-    let pair = |p: &RawValue| -> Option<(String, String)> {
-        let (method, id): (&RawValue, &RawValue) = serde_json::from_str(p.get()).ok()?;
+        serde_json::from_str(raw).ok()?;
+    let (subs, extranonce1, size) = (subs.get(), extranonce1.get(), size.get());
+    let pairs: Vec<&RawValue> = serde_json::from_str(subs).ok()?;
+    let pair = |p: &str| -> Option<(String, String)> {
+        let (method, id): (&RawValue, &RawValue) = serde_json::from_str(p).ok()?;
+        let (method, id) = (method.get(), id.get());
         Some((
             string(method, "subscription").ok()?.into_owned(),
             string(id, "subscription").ok()?.into_owned(),
@@ -62,7 +64,10 @@ fn parse_subscribe_result(raw: &RawValue) -> Option<SubscribeResult> {
     let subscriptions = if pairs.first().is_some_and(|p| p.get().starts_with('"')) {
         vec![pair(subs)?]
     } else {
-        pairs.into_iter().map(pair).collect::<Option<Vec<_>>>()?
+        pairs
+            .into_iter()
+            .map(|p| pair(p.get()))
+            .collect::<Option<Vec<_>>>()?
     };
     Some(SubscribeResult {
         subscriptions,
@@ -86,20 +91,20 @@ struct RawConfigureResult<'a> {
     subscribe_extranonce: Option<bool>,
 }
 
-fn parse_configure_result(raw: &RawValue) -> Option<ConfigureResult> {
-    let r: RawConfigureResult<'_> = serde_json::from_str(raw.get()).ok()?;
+fn parse_configure_result(raw: &str) -> Option<ConfigureResult> {
+    let r: RawConfigureResult<'_> = serde_json::from_str(raw).ok()?;
     let mask = match r.mask {
         Some(v) => Some(
             decode_u32(
                 "version-rolling.mask",
-                &string(v, "version-rolling.mask").ok()?,
+                &string(v.get(), "version-rolling.mask").ok()?,
             )
             .ok()?,
         ),
         None => None,
     };
     let min_bit_count = match r.min_bit_count {
-        Some(v) => Some(unsigned_as::<u32>(v, "version-rolling.min-bit-count").ok()?),
+        Some(v) => Some(unsigned_as::<u32>(v.get(), "version-rolling.min-bit-count").ok()?),
         None => None,
     };
     Some(ConfigureResult {
@@ -112,11 +117,11 @@ fn parse_configure_result(raw: &RawValue) -> Option<ConfigureResult> {
 }
 
 /// `None` for `null`; otherwise the error in whichever shape the pool used.
-fn parse_error(raw: &RawValue) -> Option<RpcError> {
+fn parse_error(raw: &str) -> Option<RpcError> {
     if is_null(raw) {
         return None;
     }
-    let text = raw.get();
+    let text = raw;
     let other = || RpcError::Other(text.into());
     Some(match text.as_bytes().first() {
         Some(b'"') => {
@@ -128,20 +133,20 @@ fn parse_error(raw: &RawValue) -> Option<RpcError> {
     })
 }
 
-fn parse_array_error(raw: &RawValue) -> Option<RpcError> {
-    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+fn parse_array_error(raw: &str) -> Option<RpcError> {
+    let items: Vec<&RawValue> = serde_json::from_str(raw).ok()?;
     let [code, message, rest @ ..] = items.as_slice() else {
         return None;
     };
     let data = match rest {
         [] => None,
-        [data] if is_null(data) => None,
+        [data] if is_null(data.get()) => None,
         [data] => Some(data.get().into()),
         _ => return None,
     };
     Some(RpcError::Array {
         code: serde_json::from_str(code.get()).ok()?,
-        message: string(message, "error").ok()?.into_owned(),
+        message: string(message.get(), "error").ok()?.into_owned(),
         data,
     })
 }
@@ -153,10 +158,10 @@ struct RawObjectError<'a> {
     message: &'a RawValue,
 }
 
-fn parse_object_error(raw: &RawValue) -> Option<RpcError> {
-    let e: RawObjectError<'_> = serde_json::from_str(raw.get()).ok()?;
+fn parse_object_error(raw: &str) -> Option<RpcError> {
+    let e: RawObjectError<'_> = serde_json::from_str(raw).ok()?;
     Some(RpcError::Object {
         code: e.code,
-        message: string(e.message, "error").ok()?.into_owned(),
+        message: string(e.message.get(), "error").ok()?.into_owned(),
     })
 }

@@ -65,13 +65,29 @@ pub fn sha256_of_digest(digest: &[u8; 32]) -> [u8; 32] {
     state_bytes(&state)
 }
 
+/// The second SHA-256 of a SHA-256d, straight from the first pass's chaining state: the
+/// digest words go into the padded block without an intermediate digest array.
+#[inline]
+fn second_pass(first: &[u32; 8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    for (chunk, word) in block[..32].chunks_exact_mut(4).zip(first) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    block[32] = 0x80;
+    // Message length 256 bits.
+    block[62] = 0x01;
+    let mut state = IV;
+    compress_one(&mut state, &block);
+    state_bytes(&state)
+}
+
 /// SHA-256d of a 64-byte message (one merkle step: left ‖ right), three compressions.
 #[inline]
 pub fn sha256d_64(data: &[u8; 64]) -> [u8; 32] {
     let blocks: [Block; 2] = [(*data).into(), PAD_64.into()];
     let mut state = IV;
     compress256(&mut state, &blocks);
-    sha256_of_digest(&state_bytes(&state))
+    second_pass(&state)
 }
 
 /// SHA-256d of an 80-byte block header, three compressions.
@@ -88,7 +104,7 @@ pub fn sha256d_80(header: &[u8; 80]) -> [u8; 32] {
     let blocks: [Block; 2] = [first.into(), second.into()];
     let mut state = IV;
     compress256(&mut state, &blocks);
-    sha256_of_digest(&state_bytes(&state))
+    second_pass(&state)
 }
 
 /// An incremental SHA-256 on a stack buffer that can start from a saved midstate.
@@ -168,7 +184,12 @@ impl Sha256Stream {
     }
 
     /// Pads and returns the SHA-256 digest.
-    pub fn finish(mut self) -> [u8; 32] {
+    pub fn finish(self) -> [u8; 32] {
+        state_bytes(&self.finish_state())
+    }
+
+    /// Pads and returns the final chaining state.
+    fn finish_state(mut self) -> [u32; 8] {
         let bit_len = self.total_len.wrapping_mul(8);
         self.buf[self.buf_len] = 0x80;
         self.buf[self.buf_len + 1..].fill(0);
@@ -178,12 +199,12 @@ impl Sha256Stream {
         }
         self.buf[56..].copy_from_slice(&bit_len.to_be_bytes());
         compress_one(&mut self.state, &self.buf);
-        state_bytes(&self.state)
+        self.state
     }
 
     /// Pads and returns SHA-256d (SHA-256 of the SHA-256 digest).
     pub fn finish_double(self) -> [u8; 32] {
-        sha256_of_digest(&self.finish())
+        second_pass(&self.finish_state())
     }
 }
 

@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+mod miner;
+mod run;
+
+pub use miner::{MinerAction, MinerArgs, MinerTarget};
+pub use run::RunArgs;
+
 /// Exit code for a bad configuration (BSD `EX_USAGE`), so service managers can tell it apart.
 pub const EXIT_BAD_CONFIG: u8 = 64;
 
@@ -27,6 +33,8 @@ pub enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Ask one miner's management API for its status, or sleep / wake / power-limit it.
+    Miner(MinerArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -37,14 +45,23 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Miner(args) => miner::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(cfg) => {
+            let power = match &cfg.power {
+                Some(p) => format!(
+                    "power gating: {} container(s), {} miner(s)",
+                    p.containers.len(),
+                    p.miners.len()
+                ),
+                None => "no power gating".to_owned(),
+            };
             println!(
-                "{}: ok (listen {}, {} pool(s): {})",
+                "{}: ok (listen {}, {} pool(s): {}; {power})",
                 file.display(),
                 cfg.proxy.listen,
                 cfg.pools.len(),

@@ -1,0 +1,36 @@
+//! The miner-facing side: the accept loop and one session task per miner.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `listener` | [`Listener`]: bind (backlog 4096), connection cap, fd back-off, shutdown |
+//! | `connection` | the task per miner: socket readiness, timeouts, job and control feeds |
+//! | `session` | the session state machine: subscribe, authorize, configure, submit, vardiff |
+//! | `jobs` | the few jobs a miner may submit for, with duplicate detection |
+//! | `outbox` | the bounded queue of lines to a miner |
+//! | `replies` | encoding the proxy's answers and notifications |
+//! | `worker` | mapping worker names onto the site account |
+//! | `settings` | the session settings derived from the configuration |
+//! | `end` | [`SessionEnd`]: why a connection closed |
+//!
+//! Shares are answered from local validation at once; those meeting the upstream target
+//! are handed to the issuing pool connection through the job's
+//! [`UpstreamLink`](crate::proxy::UpstreamLink).
+
+mod connection;
+mod end;
+mod jobs;
+mod listener;
+mod outbox;
+mod replies;
+mod session;
+mod settings;
+mod worker;
+
+pub use end::SessionEnd;
+pub use jobs::{KEPT_JOBS, MAX_SHARES_PER_JOB};
+pub use listener::{LISTEN_BACKLOG, Listener, ListenerCounters};
+pub use session::{
+    MAX_MALFORMED_IN_ROW, MAX_WORKERS_PER_CONNECTION, PROXY_VERSION_MASK, RETARGET_GRACE,
+};
+pub use settings::Settings;
+pub use worker::{MAX_WORKER_NAME, WorkerNameError, upstream_worker_name};

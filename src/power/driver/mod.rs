@@ -1,0 +1,600 @@
+//! The power driver: runs the pure [`Controller`] against real miner APIs on a tick.
+//!
+//! Each tick:
+//!
+//! | step | what |
+//! |---|---|
+//! | poll | every miner's telemetry, at most `max_concurrent_calls` at once, each under its deadline; every meter at the same time |
+//! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, meters → `observe_meter` |
+//! | decide | `Controller::tick(now)` |
+//! | act | each sleep / wake through the miner's [`MinerApi`]; a failure → `command_failed` |
+//! | record | `record_tick` metrics and logs, then health alarms from share-proven data |
+//!
+//! The controller sits behind a `std` mutex that is never held across an await: it is
+//! locked to feed readings and tick, released for the network calls, and locked again for
+//! command failures. A budget or pin change from the admin API wakes the loop for an
+//! immediate tick, so demand response is honoured within one tick.
+
+mod join;
+mod meter;
+mod status;
+mod target;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::power::api::{self, ApiError, MinerApi, MinerState, Telemetry};
+use crate::power::controller::{
+    Action, ApiView, Decision, HealthInput, IntendedState, TickReport, evaluate_health, record_tick,
+};
+use crate::power::inventory::{Address, DriverSettings, MeterSpec, PowerConfig};
+use crate::stats::Registry;
+
+pub use join::{ALARM_GAUGE, ALARM_LABELS, Proven, ShareJoin, window_for};
+pub use meter::{MeterError, meter_url, parse_reading, read_meter};
+pub use status::{
+    ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus,
+    RECENT_DECISIONS,
+};
+pub use target::miner_target;
+
+use status::{DecisionRecord as Record, Shared, lock};
+
+/// Why a driver could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A miner's management host name did not resolve.
+    #[error("miner \"{miner}\": cannot resolve management address {address}: {problem}")]
+    Resolve {
+        /// Miner id.
+        miner: String,
+        /// The address as configured.
+        address: String,
+        /// What the resolver said.
+        problem: String,
+    },
+    /// A client was given for a miner the inventory does not list.
+    #[error("client for miner \"{0}\" which is not in the inventory")]
+    UnknownMiner(String),
+    /// No miner of this id is in the inventory.
+    #[error("no miner \"{0}\" in the power inventory")]
+    NoSuchMiner(String),
+    /// An inventory miner has no client.
+    #[error("no management API client for miner \"{0}\"")]
+    MissingClient(String),
+}
+
+/// The API view of one miner kept between ticks, for the health rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Seen {
+    NoAnswer,
+    Sleeping,
+    Idle,
+    Mining {
+        since: Instant,
+        hashrate_ths: Option<f64>,
+    },
+}
+
+/// One inventory miner as the driver drives it.
+struct Driven {
+    id: Arc<str>,
+    api: Arc<dyn MinerApi>,
+    seen: Seen,
+    /// Whether the last poll answered (none before the first), to log only changes.
+    answering: Option<bool>,
+    /// Alarm labels raised at the last tick, to log only changes.
+    alarms: Vec<&'static str>,
+}
+
+/// A container meter to read each tick.
+struct Meter {
+    container: Arc<str>,
+    spec: MeterSpec,
+    /// The last reading failed, so the next success is logged once.
+    failing: bool,
+}
+
+/// Runs the controller against miners' management APIs; build with [`PowerDriver::new`]
+/// or [`PowerDriver::from_inventory`], then [`PowerDriver::run`] it as a task.
+pub struct PowerDriver {
+    settings: DriverSettings,
+    alarms: crate::power::inventory::AlarmRules,
+    miners: Vec<Driven>,
+    /// Miner id → index in `miners`, to find a decision's client at once.
+    index: HashMap<Arc<str>, usize>,
+    meters: Vec<Meter>,
+    http: reqwest::Client,
+    registry: Arc<Registry>,
+    join: ShareJoin,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PowerDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowerDriver")
+            .field("settings", &self.settings)
+            .field("miners", &self.miners.len())
+            .field("meters", &self.meters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PowerDriver {
+    /// Builds a driver over `clients` (one per inventory miner, by miner id) and the
+    /// share statistics in `registry`; returns it with a handle for the admin API.
+    ///
+    /// # Errors
+    /// [`DriverError::UnknownMiner`] for a client of a miner not in the inventory,
+    /// [`DriverError::MissingClient`] for an inventory miner without one.
+    pub fn new(
+        config: PowerConfig,
+        clients: Vec<(Arc<str>, Arc<dyn MinerApi>)>,
+        registry: Arc<Registry>,
+    ) -> Result<(PowerDriver, PowerHandle), DriverError> {
+        let mut by_id: HashMap<Arc<str>, Arc<dyn MinerApi>> = HashMap::new();
+        for (id, api) in clients {
+            if !config.miners.iter().any(|m| m.id == id) {
+                return Err(DriverError::UnknownMiner(id.to_string()));
+            }
+            by_id.insert(id, api);
+        }
+        let miners = config
+            .miners
+            .iter()
+            .map(|m| {
+                let api = by_id
+                    .remove(&m.id)
+                    .ok_or_else(|| DriverError::MissingClient(m.id.to_string()))?;
+                Ok(Driven {
+                    id: m.id.clone(),
+                    api,
+                    seen: Seen::NoAnswer,
+                    answering: None,
+                    alarms: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, DriverError>>()?;
+        let meters = config
+            .containers
+            .iter()
+            .filter_map(|c| {
+                c.meter.clone().map(|spec| Meter {
+                    container: c.name.clone(),
+                    spec,
+                    failing: false,
+                })
+            })
+            .collect();
+        let settings = config.driver;
+        let shared = Arc::new(Shared::new(&config));
+        let driver = PowerDriver {
+            settings,
+            alarms: config.alarms,
+            join: ShareJoin::new(
+                &config.miners,
+                window_for(config.alarms.hashrate_min_window),
+            ),
+            index: miners
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.id.clone(), i))
+                .collect(),
+            miners,
+            meters,
+            http: meter_client(settings),
+            registry,
+            shared: shared.clone(),
+        };
+        Ok((driver, PowerHandle { shared }))
+    }
+
+    /// Builds a driver with real management clients from each miner's family, address
+    /// and credentials. Host names are resolved once, here.
+    ///
+    /// # Errors
+    /// [`DriverError::Resolve`] when a host name does not resolve.
+    pub async fn from_inventory(
+        config: PowerConfig,
+        registry: Arc<Registry>,
+    ) -> Result<(PowerDriver, PowerHandle), DriverError> {
+        let mut clients: Vec<(Arc<str>, Arc<dyn MinerApi>)> =
+            Vec::with_capacity(config.miners.len());
+        for m in &config.miners {
+            let addr = resolve(&m.address)
+                .await
+                .map_err(|problem| DriverError::Resolve {
+                    miner: m.id.to_string(),
+                    address: m.address.to_string(),
+                    problem,
+                })?;
+            let client = api::client(
+                m.family,
+                addr,
+                m.credentials.clone(),
+                config.driver.timeouts,
+            );
+            clients.push((m.id.clone(), Arc::from(client)));
+        }
+        PowerDriver::new(config, clients, registry)
+    }
+
+    /// Ticks until `shutdown` is cancelled. A tick in progress is dropped at once: the
+    /// controller's state dies with the process, and a command already sent stands.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.settings.tick);
+        // A slow poll (many dead miners) stretches one tick; the next one starts a full
+        // period later instead of bursting to catch up.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shared = self.shared.clone();
+        tracing::info!(
+            miners = self.miners.len(),
+            meters = self.meters.len(),
+            tick_ms = u64::try_from(self.settings.tick.as_millis()).unwrap_or(u64::MAX),
+            "power driver started"
+        );
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+                () = shared.poke.notified() => interval.reset(),
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = self.tick_once() => {}
+            }
+        }
+        tracing::info!("power driver stopped");
+    }
+
+    /// Runs one whole tick now: poll, decide, act, record. Exposed for tests and `demo`.
+    pub async fn tick_once(&mut self) {
+        let (readings, meter_results) = tokio::join!(self.poll_miners(), self.poll_meters());
+        let meter_readings = self.absorb_meters(meter_results);
+        let now = Instant::now();
+        let report = {
+            let mut c = lock(&self.shared.controller);
+            for (driven, (at, result)) in self.miners.iter().zip(&readings) {
+                // The ids come from the inventory, so the controller knows every one.
+                let _ = match result {
+                    Ok(t) => c.observe_telemetry(&driven.id, *at, t.clone()),
+                    Err(_) => c.observe_no_answer(&driven.id, *at),
+                };
+            }
+            for (container, at, watts) in &meter_readings {
+                let _ = c.observe_meter(container, *at, *watts);
+            }
+            c.tick(now)
+        };
+        for (driven, (at, result)) in self.miners.iter_mut().zip(&readings) {
+            // Logged on the change only: a dead miner would otherwise fill the log each tick.
+            match (result, driven.answering) {
+                (Err(e), Some(true) | None) => {
+                    tracing::warn!(miner = %driven.id, error = %e, "miner management API does not answer; counted at nameplate");
+                }
+                (Ok(_), Some(false)) => {
+                    tracing::info!(miner = %driven.id, "miner management API answers again");
+                }
+                _ => {}
+            }
+            driven.answering = Some(result.is_ok());
+            driven.seen = next_seen(driven.seen, *at, result);
+        }
+        let outcomes = self.execute(&report.decisions).await;
+        record_tick(&report);
+        let proven = self.health(now);
+        self.publish(&readings, &report, &outcomes, &proven);
+    }
+
+    async fn poll_miners(&self) -> Vec<(Instant, Result<Telemetry, ApiError>)> {
+        let items: Vec<Arc<dyn MinerApi>> = self.miners.iter().map(|m| m.api.clone()).collect();
+        let limit = outer_deadline(self.settings);
+        api::run_bounded(
+            items,
+            self.settings.max_concurrent_calls,
+            move |api| async move {
+                let result = match tokio::time::timeout(limit, api.telemetry()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ApiError::Timeout(limit)),
+                };
+                (Instant::now(), result)
+            },
+        )
+        .await
+    }
+
+    async fn poll_meters(&self) -> Vec<(Instant, Result<f64, MeterError>)> {
+        let jobs: Vec<(reqwest::Client, MeterSpec)> = self
+            .meters
+            .iter()
+            .map(|m| (self.http.clone(), m.spec.clone()))
+            .collect();
+        api::run_bounded(
+            jobs,
+            self.settings.max_concurrent_calls,
+            |(http, spec)| async move { (Instant::now(), read_meter(&http, &spec).await) },
+        )
+        .await
+    }
+
+    /// Keeps the good meter readings and logs each outage once (the controller's
+    /// `meter_fallback` reports the rest).
+    fn absorb_meters(
+        &mut self,
+        results: Vec<(Instant, Result<f64, MeterError>)>,
+    ) -> Vec<(Arc<str>, Instant, f64)> {
+        let mut out = Vec::new();
+        for (m, (at, result)) in self.meters.iter_mut().zip(results) {
+            match result {
+                Ok(watts) => {
+                    if m.failing {
+                        tracing::info!(container = %m.container, "power meter answers again");
+                    }
+                    m.failing = false;
+                    out.push((m.container.clone(), at, watts));
+                }
+                Err(e) => {
+                    if !m.failing {
+                        tracing::warn!(container = %m.container, error = %e, "power meter reading failed");
+                    }
+                    m.failing = true;
+                }
+            }
+        }
+        out
+    }
+
+    /// Sends every sleep and wake of the tick; reports failures to the controller.
+    async fn execute(&self, decisions: &[Decision]) -> Vec<String> {
+        let jobs: Vec<(Option<Arc<dyn MinerApi>>, Action)> = decisions
+            .iter()
+            .map(|d| {
+                let api = d
+                    .miner
+                    .as_ref()
+                    .and_then(|id| self.index.get(id))
+                    .and_then(|&i| self.miners.get(i))
+                    .map(|m| m.api.clone());
+                (api, d.action)
+            })
+            .collect();
+        let limit = outer_deadline(self.settings);
+        let results = api::run_bounded(
+            jobs,
+            self.settings.max_concurrent_calls,
+            move |(api, action)| async move {
+                let api = api?;
+                let call = async {
+                    match action {
+                        Action::Sleep => api.sleep().await,
+                        Action::Wake => api.wake().await,
+                        Action::Blocked => Ok(()),
+                    }
+                };
+                Some(match tokio::time::timeout(limit, call).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ApiError::Timeout(limit)),
+                })
+            },
+        )
+        .await;
+        let now = Instant::now();
+        let mut outcomes = Vec::with_capacity(decisions.len());
+        for (d, result) in decisions.iter().zip(results) {
+            let outcome = match (d.action, result) {
+                (Action::Blocked, _) | (_, None) => "not_sent".to_owned(),
+                (_, Some(Ok(()))) => "ok".to_owned(),
+                (action, Some(Err(e))) => {
+                    let miner = d.miner.as_deref().unwrap_or("");
+                    tracing::warn!(
+                        container = %d.container,
+                        miner,
+                        action = action.label(),
+                        error = %e,
+                        "power command failed"
+                    );
+                    let _ = lock(&self.shared.controller).command_failed(miner, action, now);
+                    format!("failed: {e}")
+                }
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// Evaluates alarms with share-proven data; logs changes and sets the alarm gauges.
+    fn health(&mut self, now: Instant) -> Vec<Proven> {
+        let wall = SystemTime::now();
+        let snapshots = self.registry.miners(now);
+        let proven = self.join.prove(self.miners.len(), &snapshots, now, wall);
+        let intents: Vec<Option<IntendedState>> = {
+            let c = lock(&self.shared.controller);
+            self.miners
+                .iter()
+                .map(|m| c.intended_state(&m.id))
+                .collect()
+        };
+        for ((driven, intended), p) in self.miners.iter_mut().zip(intents).zip(&proven) {
+            let Some(intended) = intended else {
+                continue;
+            };
+            let input = HealthInput {
+                intended,
+                api: match driven.seen {
+                    Seen::NoAnswer => ApiView::NoAnswer,
+                    Seen::Sleeping => ApiView::Sleeping,
+                    Seen::Idle => ApiView::Idle,
+                    Seen::Mining {
+                        since,
+                        hashrate_ths,
+                    } => ApiView::Mining {
+                        since,
+                        hashrate_ths,
+                    },
+                },
+                proven_ths: p.ths,
+                last_share: p.last_share,
+            };
+            let alarms = evaluate_health(&input, &self.alarms, now);
+            let labels: Vec<&'static str> = alarms.iter().map(|a| a.label()).collect();
+            for alarm in &alarms {
+                if !driven.alarms.contains(&alarm.label()) {
+                    tracing::warn!(miner = %driven.id, alarm = alarm.label(), detail = ?alarm, "miner alarm raised");
+                }
+            }
+            for old in &driven.alarms {
+                if !labels.contains(old) {
+                    tracing::info!(miner = %driven.id, alarm = *old, "miner alarm cleared");
+                }
+            }
+            join::publish_alarms(&driven.id, &labels);
+            driven.alarms = labels;
+        }
+        proven
+    }
+
+    /// Writes the tick's figures into the shared status.
+    fn publish(
+        &self,
+        readings: &[(Instant, Result<Telemetry, ApiError>)],
+        report: &TickReport,
+        outcomes: &[String],
+        proven: &[Proven],
+    ) {
+        let wall = SystemTime::now();
+        let mut book = lock(&self.shared.status);
+        book.status.ticks += 1;
+        book.status.last_tick_unix_ms = Some(status::unix_ms(wall));
+        for (s, r) in book.status.containers.iter_mut().zip(&report.containers) {
+            s.budget_watts = r.budget_watts;
+            s.load_watts = Some(r.load_watts);
+            s.projected_watts = Some(r.projected_watts);
+            s.load_source = Some(status::source_label(r.source));
+            s.meter_fallback = r.meter_fallback.map(|f| f.label());
+            s.inlet_c = r.temperature_c;
+            s.hot = r.hot;
+            s.stuck_over_budget = r.stuck_over_budget;
+        }
+        let rows = book
+            .status
+            .miners
+            .iter_mut()
+            .zip(&report.miners)
+            .zip(readings)
+            .zip(self.miners.iter().zip(proven));
+        for (((s, r), (_, reading)), (driven, p)) in rows {
+            s.intended = Some(status::power_state_label(r.state));
+            s.counted_watts = Some(r.counted_watts);
+            s.counted = Some(status::counted_label(r.counted));
+            match reading {
+                Ok(t) => {
+                    s.observed = t.state.into();
+                    s.reported_watts = t.power_watts;
+                }
+                Err(_) => {
+                    s.observed = Observed::NoAnswer;
+                    s.reported_watts = None;
+                }
+            }
+            s.proven_ths = p.connected.then_some(p.ths);
+            s.alarms.clone_from(&driven.alarms);
+        }
+        for (d, outcome) in report.decisions.iter().zip(outcomes) {
+            book.push_decision(Record::new(
+                wall,
+                d.container.clone(),
+                d.miner.clone(),
+                d.action,
+                d.reason,
+                outcome.clone(),
+            ));
+        }
+    }
+}
+
+/// The next API view: a mining stretch keeps its start while answers keep saying mining.
+fn next_seen(prev: Seen, at: Instant, result: &Result<Telemetry, ApiError>) -> Seen {
+    match result {
+        Err(_) => Seen::NoAnswer,
+        Ok(t) => match t.state {
+            MinerState::Sleeping => Seen::Sleeping,
+            MinerState::Idle => Seen::Idle,
+            MinerState::Mining => Seen::Mining {
+                since: match prev {
+                    Seen::Mining { since, .. } => since,
+                    _ => at,
+                },
+                hashrate_ths: t.hashrate_ths,
+            },
+        },
+    }
+}
+
+/// A deadline around every call, for clients whose own deadline is missing or broken: the
+/// client's whole-call deadline plus its connect deadline.
+fn outer_deadline(settings: DriverSettings) -> Duration {
+    settings.timeouts.call + settings.timeouts.connect
+}
+
+fn meter_client(settings: DriverSettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        // The meter sits on the site LAN; an internet proxy must not see or break it.
+        .no_proxy()
+        .connect_timeout(settings.timeouts.connect)
+        .timeout(settings.timeouts.call)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+pub(super) async fn resolve(address: &Address) -> Result<SocketAddr, String> {
+    match address {
+        Address::Socket(addr) => Ok(*addr),
+        Address::Host { host, port } => tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or_else(|| "no address".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telemetry(state: MinerState) -> Result<Telemetry, ApiError> {
+        Ok(Telemetry {
+            power_watts: None,
+            inlet_temp_c: None,
+            board_temps_c: Vec::new(),
+            hashrate_ths: Some(100.0),
+            fan_rpm: Vec::new(),
+            state,
+        })
+    }
+
+    #[test]
+    fn mining_stretch_keeps_its_start_until_broken() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(10);
+        let t2 = t0 + Duration::from_secs(20);
+        let s = next_seen(Seen::NoAnswer, t0, &telemetry(MinerState::Mining));
+        let s = next_seen(s, t1, &telemetry(MinerState::Mining));
+        assert_eq!(
+            s,
+            Seen::Mining {
+                since: t0,
+                hashrate_ths: Some(100.0)
+            }
+        );
+        let s = next_seen(s, t1, &Err(ApiError::Timeout(Duration::from_secs(1))));
+        assert_eq!(s, Seen::NoAnswer);
+        let s = next_seen(s, t2, &telemetry(MinerState::Mining));
+        assert!(matches!(s, Seen::Mining { since, .. } if since == t2));
+    }
+}

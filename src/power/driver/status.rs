@@ -1,0 +1,428 @@
+//! What the driver shares with the admin API and status output: the controller behind a
+//! lock held only between awaits, the last tick's figures, and a ring of recent decisions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::power::api::MinerState;
+use crate::power::controller::{
+    Action, ControlError, Controller, Counted, LoadSource, PowerState, Reason,
+};
+use crate::power::inventory::{Pin, PowerConfig};
+
+/// Recent decisions kept for the demo and the status API: enough to show the last few
+/// minutes of a busy container, small enough to copy on every status read.
+pub const RECENT_DECISIONS: usize = 64;
+
+/// One decision as it was carried out, for status output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    /// Wall-clock time of the tick, Unix milliseconds.
+    pub at_unix_ms: u64,
+    /// Container.
+    pub container: String,
+    /// Miner commanded; none for a blocked action.
+    pub miner: Option<String>,
+    /// `sleep`, `wake` or `blocked`.
+    pub action: &'static str,
+    /// Why (`over_budget`, `headroom`, ...).
+    pub reason: &'static str,
+    /// What came of the command: `ok`, `failed: ...`, or `not_sent` for blocked actions.
+    pub outcome: String,
+}
+
+impl DecisionRecord {
+    pub(super) fn new(
+        at: SystemTime,
+        container: Arc<str>,
+        miner: Option<Arc<str>>,
+        action: Action,
+        reason: Reason,
+        outcome: String,
+    ) -> Self {
+        Self {
+            at_unix_ms: unix_ms(at),
+            container: container.to_string(),
+            miner: miner.map(|m| m.to_string()),
+            action: action.label(),
+            reason: reason.label(),
+            outcome,
+        }
+    }
+}
+
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One container's power view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerStatus {
+    /// Name.
+    pub name: String,
+    /// Budget in force now (config or demand response), W.
+    pub budget_watts: f64,
+    /// Configured budget, W.
+    pub configured_budget_watts: f64,
+    /// Fail-safe load estimate at the last tick, W; none before the first tick.
+    pub load_watts: Option<f64>,
+    /// Load once pending orders take effect, W.
+    pub projected_watts: Option<f64>,
+    /// `meter` or `miners`.
+    pub load_source: Option<&'static str>,
+    /// Why a configured meter was not used (`missing`, `stale`, `invalid`).
+    pub meter_fallback: Option<&'static str>,
+    /// Hottest inlet reading, °C.
+    pub inlet_c: Option<f64>,
+    /// Shedding for heat.
+    pub hot: bool,
+    /// Over budget with nothing left to sleep.
+    pub stuck_over_budget: bool,
+}
+
+/// What the management API last said, for status output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Observed {
+    /// Not polled yet.
+    Unknown,
+    /// The last poll failed or timed out.
+    NoAnswer,
+    /// Hashing.
+    Mining,
+    /// Asleep.
+    Sleeping,
+    /// Up but neither mining nor sleeping.
+    Idle,
+}
+
+impl From<MinerState> for Observed {
+    fn from(s: MinerState) -> Self {
+        match s {
+            MinerState::Mining => Observed::Mining,
+            MinerState::Sleeping => Observed::Sleeping,
+            MinerState::Idle => Observed::Idle,
+        }
+    }
+}
+
+/// One miner's power view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MinerStatus {
+    /// Inventory id.
+    pub id: String,
+    /// Container.
+    pub container: String,
+    /// Nameplate efficiency, J/TH.
+    pub joules_per_th: f64,
+    /// Pin in force (`keep_on`, `keep_off`, `maintenance`), none for automatic.
+    pub pin: Option<&'static str>,
+    /// What the controller intends: `asleep`, `awake`, `waking`, `falling_asleep`,
+    /// `maintenance`; none before the first tick.
+    pub intended: Option<&'static str>,
+    /// What the management API last said.
+    pub observed: Observed,
+    /// Power the API reported, W.
+    pub reported_watts: Option<f64>,
+    /// Power the controller counted (fail safe), W.
+    pub counted_watts: Option<f64>,
+    /// How it was counted (`telemetry`, `nameplate_no_answer`, ...).
+    pub counted: Option<&'static str>,
+    /// Hashrate proven by shares, TH/s, when a Stratum connection joins to it.
+    pub proven_ths: Option<f64>,
+    /// Alarms raised at the last tick.
+    pub alarms: Vec<&'static str>,
+}
+
+/// The driver's whole view, as `GET /api/v1/power` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PowerStatus {
+    /// Ticks run so far.
+    pub ticks: u64,
+    /// Wall-clock time of the last tick, Unix milliseconds.
+    pub last_tick_unix_ms: Option<u64>,
+    /// Containers in config order.
+    pub containers: Vec<ContainerStatus>,
+    /// Miners in config order.
+    pub miners: Vec<MinerStatus>,
+    /// Latest decisions, oldest first, at most [`RECENT_DECISIONS`].
+    pub recent_decisions: Vec<DecisionRecord>,
+}
+
+pub(super) fn power_state_label(s: PowerState) -> &'static str {
+    match s {
+        PowerState::Asleep => "asleep",
+        PowerState::Awake => "awake",
+        PowerState::Waking => "waking",
+        PowerState::FallingAsleep => "falling_asleep",
+        PowerState::Maintenance => "maintenance",
+    }
+}
+
+pub(super) fn counted_label(c: Counted) -> &'static str {
+    match c {
+        Counted::Telemetry => "telemetry",
+        Counted::NameplateUnreported => "nameplate_unreported",
+        Counted::NameplateNoAnswer => "nameplate_no_answer",
+        Counted::NameplateSleepPending => "nameplate_sleep_pending",
+        Counted::NameplateRamping => "nameplate_ramping",
+    }
+}
+
+pub(super) fn source_label(s: LoadSource) -> &'static str {
+    s.label()
+}
+
+/// State shared between the driver task and its handles.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub controller: Mutex<Controller>,
+    pub status: Mutex<StatusBook>,
+    /// Wakes the driver for an early tick after a budget or pin change.
+    pub poke: Notify,
+}
+
+/// The status figures and the decision ring.
+#[derive(Debug)]
+pub(super) struct StatusBook {
+    pub status: PowerStatus,
+    pub recent: VecDeque<DecisionRecord>,
+    /// Pins in force, by miner id (config, then admin API).
+    pub pins: HashMap<Arc<str>, Pin>,
+}
+
+impl StatusBook {
+    /// Appends a decision, dropping the oldest once [`RECENT_DECISIONS`] are kept.
+    pub fn push_decision(&mut self, record: DecisionRecord) {
+        while self.recent.len() >= RECENT_DECISIONS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(record);
+    }
+}
+
+/// Locks a mutex, taking the data even if a panic poisoned it: the values stay consistent
+/// (every writer replaces whole fields), and power control must go on.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(super) fn new(config: &PowerConfig) -> Shared {
+        let containers = config
+            .containers
+            .iter()
+            .map(|c| ContainerStatus {
+                name: c.name.to_string(),
+                budget_watts: c.budget_watts,
+                configured_budget_watts: c.budget_watts,
+                load_watts: None,
+                projected_watts: None,
+                load_source: None,
+                meter_fallback: None,
+                inlet_c: None,
+                hot: false,
+                stuck_over_budget: false,
+            })
+            .collect();
+        let miners = config
+            .miners
+            .iter()
+            .map(|m| MinerStatus {
+                id: m.id.to_string(),
+                container: config
+                    .containers
+                    .get(m.container)
+                    .map_or_else(String::new, |c| c.name.to_string()),
+                joules_per_th: m.joules_per_th(),
+                pin: m.pin.map(Pin::label),
+                intended: None,
+                observed: Observed::Unknown,
+                reported_watts: None,
+                counted_watts: None,
+                counted: None,
+                proven_ths: None,
+                alarms: Vec::new(),
+            })
+            .collect();
+        let pins = config
+            .miners
+            .iter()
+            .filter_map(|m| m.pin.map(|p| (m.id.clone(), p)))
+            .collect();
+        Shared {
+            controller: Mutex::new(Controller::new(config)),
+            status: Mutex::new(StatusBook {
+                status: PowerStatus {
+                    ticks: 0,
+                    last_tick_unix_ms: None,
+                    containers,
+                    miners,
+                    recent_decisions: Vec::new(),
+                },
+                recent: VecDeque::with_capacity(RECENT_DECISIONS),
+                pins,
+            }),
+            poke: Notify::new(),
+        }
+    }
+}
+
+/// A cheap, cloneable view and control of a running [`PowerDriver`](super::PowerDriver):
+/// what the admin API and status output use.
+#[derive(Debug, Clone)]
+pub struct PowerHandle {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl PowerHandle {
+    /// The current power view: containers, miners and recent decisions. Budgets and pins are
+    /// the ones in force now; loads and states are those of the last tick.
+    pub fn status(&self) -> PowerStatus {
+        let budgets: Vec<Option<f64>> = {
+            let c = lock(&self.shared.controller);
+            let book = lock(&self.shared.status);
+            book.status
+                .containers
+                .iter()
+                .map(|s| c.budget_watts(&s.name))
+                .collect()
+        };
+        let book = lock(&self.shared.status);
+        let mut status = book.status.clone();
+        for (c, budget) in status.containers.iter_mut().zip(budgets) {
+            if let Some(b) = budget {
+                c.budget_watts = b;
+            }
+        }
+        for m in &mut status.miners {
+            m.pin = book.pins.get(m.id.as_str()).map(|p| p.label());
+        }
+        status.recent_decisions = book.recent.iter().cloned().collect();
+        status
+    }
+
+    /// The latest decisions, oldest first (at most [`RECENT_DECISIONS`]).
+    pub fn recent_decisions(&self) -> Vec<DecisionRecord> {
+        lock(&self.shared.status).recent.iter().cloned().collect()
+    }
+
+    /// Demand response: replaces a container's budget (`None` returns to the configured
+    /// one). The driver ticks at once, so the new budget is honoured within one tick.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`], [`ControlError::InvalidBudget`].
+    pub fn set_budget(
+        &self,
+        container: &str,
+        budget_watts: Option<f64>,
+    ) -> Result<(), ControlError> {
+        lock(&self.shared.controller).set_budget(container, budget_watts)?;
+        tracing::info!(
+            container,
+            budget_watts,
+            "power budget changed by the admin API"
+        );
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
+    /// Sets (`Some`) or lifts (`None`) a miner's pin; the driver ticks at once.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownMiner`].
+    pub fn set_pin(&self, miner: &str, pin: Option<Pin>) -> Result<(), ControlError> {
+        lock(&self.shared.controller).set_pin(miner, pin)?;
+        {
+            let mut book = lock(&self.shared.status);
+            let key = book
+                .status
+                .miners
+                .iter()
+                .find(|m| m.id == miner)
+                .map(|m| Arc::<str>::from(m.id.as_str()));
+            if let Some(key) = key {
+                match pin {
+                    Some(p) => book.pins.insert(key, p),
+                    None => book.pins.remove(&key),
+                };
+            }
+        }
+        tracing::info!(
+            miner,
+            pin = pin.map_or("auto", Pin::label),
+            "miner pin changed by the admin API"
+        );
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::power::inventory::PowerConfig;
+
+    const INVENTORY: &str = r#"
+        [[containers]]
+        name = "c1"
+        budget_kw = 100
+        [[miners]]
+        id = "m1"
+        container = "c1"
+        address = "10.0.0.7"
+        family = "luxos"
+        model = "S19"
+        nominal_watts = 3000
+        nominal_ths = 100
+        pin = "keep_on"
+    "#;
+
+    #[test]
+    fn decision_ring_keeps_the_latest_only() {
+        let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
+        let shared = Shared::new(&cfg);
+        let mut book = lock(&shared.status);
+        for i in 0..RECENT_DECISIONS + 10 {
+            book.push_decision(DecisionRecord::new(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(i as u64),
+                Arc::from("c1"),
+                Some(Arc::from("m1")),
+                Action::Sleep,
+                Reason::OverBudget,
+                "ok".into(),
+            ));
+        }
+        assert_eq!(book.recent.len(), RECENT_DECISIONS);
+        assert_eq!(book.recent.front().map(|d| d.at_unix_ms), Some(10));
+        assert_eq!(
+            book.recent.back().map(|d| d.at_unix_ms),
+            Some((RECENT_DECISIONS + 9) as u64)
+        );
+    }
+
+    #[test]
+    fn handle_shows_config_then_admin_pins_and_budgets() {
+        let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
+        let handle = PowerHandle {
+            shared: Arc::new(Shared::new(&cfg)),
+        };
+        let s = handle.status();
+        assert_eq!(s.miners[0].pin, Some("keep_on"));
+        assert_eq!(s.containers[0].budget_watts, 100_000.0);
+        assert_eq!(s.miners[0].observed, Observed::Unknown);
+        handle.set_pin("m1", None).expect("known");
+        handle.set_budget("c1", Some(50_000.0)).expect("known");
+        let s = handle.status();
+        assert_eq!(s.miners[0].pin, None);
+        assert_eq!(s.containers[0].budget_watts, 50_000.0);
+        assert_eq!(s.containers[0].configured_budget_watts, 100_000.0);
+        assert!(handle.set_pin("m9", Some(Pin::KeepOff)).is_err());
+    }
+}
