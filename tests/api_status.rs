@@ -171,3 +171,43 @@ async fn pools_and_metrics() {
     assert!(text.contains("hashgate_shares_total{worker=\"_unauthorized\",result=\"rejected\",reason=\"not_subscribed\"} 1\n"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_routes_are_served_alongside() {
+    let populated = populated(2_000);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = HttpState::new(populated.exporter.clone(), &HttpConfig::default());
+    let shutdown = CancellationToken::new();
+    let extra =
+        axum::Router::new().route("/api/v1/extra", axum::routing::post(|| async { "merged" }));
+    let task = tokio::spawn(hashgate::http::serve_merged(
+        listener,
+        state,
+        extra,
+        shutdown.clone(),
+    ));
+    let c = client();
+    let body = c
+        .post(format!("{base}/api/v1/extra"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "merged");
+    let status = c
+        .get(format!("{base}/api/v1/summary"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -2,8 +2,8 @@
 //! `/api/v1`. Endpoints and example responses: `docs/API.md`.
 //!
 //! It binds loopback by default and has no authentication: everything here is read-only.
-//! Routes that change state (the power admin API) are built elsewhere with their own bearer
-//! token and merged into [`router`]'s output before [`serve_router`].
+//! Routes that change state (the power admin API, `power::admin::router`) carry their own
+//! bearer token and are served alongside with [`serve_merged`].
 
 mod api;
 pub mod config;
@@ -82,6 +82,20 @@ pub async fn serve(
     state: HttpState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_merged(listener, state, Router::new(), shutdown).await
+}
+
+/// Like [`serve`], with `extra` routes (e.g. the power admin API) served on the same
+/// listener.
+///
+/// # Errors
+/// The I/O error that stopped the accept loop.
+pub async fn serve_merged(
+    listener: TcpListener,
+    state: HttpState,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let exporter = state.exporter().clone();
     let upkeep_stop = shutdown.clone();
     let upkeep = tokio::spawn(async move {
@@ -94,7 +108,7 @@ pub async fn serve(
             }
         }
     });
-    let served = serve_router(listener, router(state), shutdown).await;
+    let served = serve_router(listener, router(state).merge(extra), shutdown).await;
     upkeep.abort();
     served
 }
