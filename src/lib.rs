@@ -16,6 +16,8 @@
 //! | [`downstream`] | the miner-facing accept loop and per-miner Stratum sessions |
 //! | [`site`] | the assembled proxy (registry, hub, upstream manager, miner listener) as `run` and `demo` start it |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
+//! | [`exporter`] | Prometheus `/metrics`: recorder output plus per-miner, per-pool and site series read from [`stats`] at scrape time |
+//! | [`http`] | the read-only HTTP server: `/metrics` and the JSON status API (`/api/v1/...`) |
 //! | [`sim`] | simulated pool, ASICs (really hashing) and management APIs for the demo, tests and load |
 //! | [`demo`] | the `demo` command: the real proxy against a simulated site (pools, ASICs, management APIs) |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
@@ -24,7 +26,9 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod downstream;
+pub mod exporter;
 pub mod extranonce;
+pub mod http;
 pub mod power;
 pub mod proxy;
 pub mod sim;

@@ -154,7 +154,58 @@ pub struct MinerSnapshot {
     pub connected_since: SystemTime,
 }
 
+/// The monotonic counters of a miner connection, without the gauges: what is kept of a
+/// connection once it has gone, so `_total` series never go down.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MinerTotals {
+    /// Shares that met the miner's target.
+    pub accepted: u64,
+    /// Σ difficulty of accepted shares.
+    pub accepted_difficulty: f64,
+    /// Rejects by reason, in [`ShareReject::ALL`] order.
+    pub rejected: [u64; 9],
+    /// Pool-accepted shares.
+    pub pool_accepted: u64,
+    /// Pool rejects by reason, in [`PoolReject::ALL`] order.
+    pub pool_rejected: [u64; 5],
+    /// Undelivered shares by reason, in [`Undelivered::ALL`] order.
+    pub undelivered: [u64; 4],
+    /// Blocks found.
+    pub blocks: u64,
+}
+
+impl MinerTotals {
+    /// Adds another connection's totals to these.
+    pub fn add(&mut self, other: &MinerTotals) {
+        fn add_all<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
+            for (a, b) in into.iter_mut().zip(from) {
+                *a += b;
+            }
+        }
+        self.accepted += other.accepted;
+        self.accepted_difficulty += other.accepted_difficulty;
+        add_all(&mut self.rejected, &other.rejected);
+        self.pool_accepted += other.pool_accepted;
+        add_all(&mut self.pool_rejected, &other.pool_rejected);
+        add_all(&mut self.undelivered, &other.undelivered);
+        self.blocks += other.blocks;
+    }
+}
+
 impl MinerSnapshot {
+    /// The monotonic counters of this snapshot.
+    pub fn totals(&self) -> MinerTotals {
+        MinerTotals {
+            accepted: self.accepted,
+            accepted_difficulty: self.accepted_difficulty,
+            rejected: self.rejected,
+            pool_accepted: self.pool_accepted,
+            pool_rejected: self.pool_rejected,
+            undelivered: self.undelivered,
+            blocks: self.blocks,
+        }
+    }
+
     /// Total rejects over all reasons.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.iter().sum()
@@ -304,6 +355,26 @@ impl MinerStats {
         self.hashrate.lock().ok().and_then(|m| m.rate(now, window))
     }
 
+    /// Copies the monotonic counters (no hashrate, so no clock needed).
+    pub fn totals(&self) -> MinerTotals {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MinerTotals {
+            accepted: load(&self.accepted),
+            accepted_difficulty: f64::from_bits(load(&self.accepted_difficulty)),
+            rejected: self.rejected.each_ref().map(load),
+            pool_accepted: load(&self.pool_accepted),
+            pool_rejected: self.pool_rejected.each_ref().map(load),
+            undelivered: self.undelivered.each_ref().map(load),
+            blocks: load(&self.blocks),
+        }
+    }
+
+    /// Wall-clock time of the last accepted share.
+    pub fn last_share(&self) -> Option<SystemTime> {
+        let ms = self.last_share_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    }
+
     /// Copies every counter.
     pub fn snapshot(&self, now: Instant) -> MinerSnapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -392,5 +463,13 @@ mod tests {
         assert_eq!(snap.undelivered[2], 1);
         assert!(snap.last_share.is_some());
         assert_eq!(snap.difficulty, 8.0);
+        assert_eq!(stats.totals(), snap.totals());
+        assert_eq!(stats.last_share(), snap.last_share);
+        let mut twice = snap.totals();
+        twice.add(&snap.totals());
+        assert_eq!(twice.accepted, 4);
+        assert_eq!(twice.accepted_difficulty, 32.0);
+        assert_eq!(twice.rejected[1], 2);
+        assert_eq!(twice.undelivered[2], 2);
     }
 }

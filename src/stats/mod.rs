@@ -7,7 +7,10 @@ pub mod hashrate;
 pub use hashrate::{HashrateMeter, MIN_REPORT_AGE, Window};
 pub mod miner;
 
-pub use miner::{MinerIdentity, MinerSnapshot, MinerStats, PoolReject, Undelivered};
+pub use miner::{MinerIdentity, MinerSnapshot, MinerStats, MinerTotals, PoolReject, Undelivered};
 pub mod registry;
 
-pub use registry::{MinerRegistration, Registry, UpstreamSnapshot, UpstreamState, UpstreamStats};
+pub use registry::{
+    Departed, DepartedWorker, MAX_DEPARTED_WORKERS, MinerRegistration, Registry, UpstreamSnapshot,
+    UpstreamState, UpstreamStats,
+};

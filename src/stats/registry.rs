@@ -1,13 +1,14 @@
 //! The live set of miners and upstream connections, read by status output, the JSON API and
 //! the metrics exporter.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 
-use super::miner::{MinerSnapshot, MinerStats, PoolReject, Undelivered};
+use super::miner::{MinerSnapshot, MinerStats, MinerTotals, PoolReject, Undelivered};
 
 /// Where an upstream connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +57,15 @@ pub struct UpstreamStats {
     accepted: AtomicU64,
     rejected: [AtomicU64; 5],
     undelivered: AtomicU64,
+    /// Undelivered by reason, in [`Undelivered::ALL`] order.
+    undelivered_by_reason: [AtomicU64; 4],
     failovers: AtomicU64,
     reconnects: AtomicU64,
     blocks: AtomicU64,
+    /// Microseconds of the last submit round trip; `u64::MAX` = none yet.
+    latency_last_us: AtomicU64,
+    /// f64 bits of a moving average of submit round trips in microseconds; NaN = none yet.
+    latency_ewma_us: AtomicU64,
 }
 
 /// A copy of an upstream's counters.
@@ -84,7 +91,16 @@ pub struct UpstreamSnapshot {
     pub reconnects: u64,
     /// Blocks submitted through this pool.
     pub blocks: u64,
+    /// Undelivered by reason, in [`Undelivered::ALL`] order.
+    pub undelivered_by_reason: [u64; 4],
+    /// The last submit round trip, if any was measured.
+    pub submit_latency_last: Option<Duration>,
+    /// Moving average (weight 1/8 per sample) of submit round trips.
+    pub submit_latency_avg: Option<Duration>,
 }
+
+/// Weight of a new sample in the latency average: about the last 8 submits.
+const LATENCY_EWMA_WEIGHT: f64 = 1.0 / 8.0;
 
 impl UpstreamStats {
     /// Fresh counters for a pool.
@@ -97,9 +113,12 @@ impl UpstreamStats {
             accepted: AtomicU64::new(0),
             rejected: Default::default(),
             undelivered: AtomicU64::new(0),
+            undelivered_by_reason: Default::default(),
             failovers: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
+            latency_last_us: AtomicU64::new(u64::MAX),
+            latency_ewma_us: AtomicU64::new(f64::NAN.to_bits()),
         }
     }
 
@@ -140,8 +159,29 @@ impl UpstreamStats {
     }
 
     /// Records a share that got no verdict.
-    pub fn record_undelivered(&self, _reason: Undelivered) {
+    pub fn record_undelivered(&self, reason: Undelivered) {
         self.undelivered.fetch_add(1, Ordering::Relaxed);
+        if let Some(cell) = self.undelivered_by_reason.get(reason as usize) {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records one submit round trip (for the JSON API; the Prometheus histogram
+    /// `hashgate_upstream_submit_latency_seconds` is recorded separately with `histogram!`).
+    ///
+    /// Several connections of one pool may race on the average; losing a sample to the race
+    /// costs nothing that matters for a display figure and keeps this lock-free.
+    pub fn record_submit_latency(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX - 1);
+        self.latency_last_us.store(us, Ordering::Relaxed);
+        let old = f64::from_bits(self.latency_ewma_us.load(Ordering::Relaxed));
+        let sample = us as f64;
+        let new = if old.is_nan() {
+            sample
+        } else {
+            old + (sample - old) * LATENCY_EWMA_WEIGHT
+        };
+        self.latency_ewma_us.store(new.to_bits(), Ordering::Relaxed);
     }
 
     /// Records miners being moved off this pool.
@@ -168,7 +208,69 @@ impl UpstreamStats {
             failovers: load(&self.failovers),
             reconnects: load(&self.reconnects),
             blocks: load(&self.blocks),
+            undelivered_by_reason: self.undelivered_by_reason.each_ref().map(load),
+            submit_latency_last: match load(&self.latency_last_us) {
+                u64::MAX => None,
+                us => Some(Duration::from_micros(us)),
+            },
+            submit_latency_avg: {
+                let us = f64::from_bits(load(&self.latency_ewma_us));
+                us.is_finite()
+                    .then(|| Duration::from_secs_f64(us.max(0.0) / 1e6))
+            },
         }
+    }
+}
+
+/// Most distinct worker names whose departed totals are kept apart (about 250 bytes each);
+/// past it, departures of new names go into [`Departed::overflow`] so a miner cycling
+/// through random worker names cannot grow memory without end.
+pub const MAX_DEPARTED_WORKERS: usize = 100_000;
+
+/// What is kept of one worker name's connections that have gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DepartedWorker {
+    /// Counters of every departed connection, summed.
+    pub totals: MinerTotals,
+    /// Departed connections.
+    pub connections: u64,
+    /// Latest accepted share among them.
+    pub last_share: Option<SystemTime>,
+}
+
+impl DepartedWorker {
+    fn absorb(&mut self, totals: &MinerTotals, last_share: Option<SystemTime>) {
+        self.totals.add(totals);
+        self.connections += 1;
+        self.last_share = self.last_share.max(last_share);
+    }
+}
+
+/// Totals of every connection that has gone, so counters stay monotonic after a miner leaves.
+#[derive(Debug, Default)]
+pub struct Departed {
+    /// Per worker name (authorized connections).
+    pub by_worker: HashMap<String, DepartedWorker>,
+    /// Connections that left before authorizing.
+    pub unauthorized: DepartedWorker,
+    /// Departed workers beyond [`MAX_DEPARTED_WORKERS`] names.
+    pub overflow: DepartedWorker,
+}
+
+impl Departed {
+    fn retire(&mut self, worker: Option<String>, totals: &MinerTotals, last: Option<SystemTime>) {
+        let slot = match worker {
+            None => &mut self.unauthorized,
+            Some(name) => {
+                if self.by_worker.len() < MAX_DEPARTED_WORKERS || self.by_worker.contains_key(&name)
+                {
+                    self.by_worker.entry(name).or_default()
+                } else {
+                    &mut self.overflow
+                }
+            }
+        };
+        slot.absorb(totals, last);
     }
 }
 
@@ -178,6 +280,10 @@ pub struct Registry {
     miners: DashMap<u64, Arc<MinerStats>>,
     upstreams: DashMap<Arc<str>, Arc<UpstreamStats>>,
     next_miner: AtomicU64,
+    /// Totals of departed connections. Its lock is taken by a departure (around removing
+    /// the miner and adding its totals) and by [`Registry::view`], so a reader sees every
+    /// connection exactly once, live or departed, and sums never step back.
+    departed: Mutex<Departed>,
 }
 
 impl Registry {
@@ -217,6 +323,30 @@ impl Registry {
             .collect()
     }
 
+    /// Calls `read` with snapshots of every connected miner and the departed totals, taken
+    /// together so no connection is counted twice or missed. Departures wait meanwhile, so
+    /// keep `read` short (no I/O, no await), and do not call back into
+    /// [`Registry::departed_worker`] from it (the lock is not reentrant).
+    pub fn view<R>(
+        &self,
+        now: Instant,
+        read: impl FnOnce(&[(u64, MinerSnapshot)], &Departed) -> R,
+    ) -> R {
+        let departed = self.lock_departed();
+        let miners = self.miners(now);
+        read(&miners, &departed)
+    }
+
+    /// Departed totals of one worker name, if any of its connections has gone.
+    pub fn departed_worker(&self, worker: &str) -> Option<DepartedWorker> {
+        self.lock_departed().by_worker.get(worker).copied()
+    }
+
+    fn lock_departed(&self) -> MutexGuard<'_, Departed> {
+        // The book is only ever added to, so a panic elsewhere leaves it usable.
+        self.departed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Snapshots of every pool, in name order.
     pub fn upstreams(&self) -> Vec<UpstreamSnapshot> {
         let mut all: Vec<_> = self
@@ -245,7 +375,10 @@ impl MinerRegistration {
 
 impl Drop for MinerRegistration {
     fn drop(&mut self) {
-        self.registry.miners.remove(&self.id);
+        let mut departed = self.registry.lock_departed();
+        if let Some((_, stats)) = self.registry.miners.remove(&self.id) {
+            departed.retire(stats.worker(), &stats.totals(), stats.last_share());
+        }
     }
 }
 
@@ -265,6 +398,90 @@ mod tests {
         drop(a);
         assert_eq!(registry.miner_count(), 1);
         assert_eq!(registry.miners(now)[0].0, b.id());
+    }
+
+    fn identity(worker: &str) -> crate::stats::MinerIdentity {
+        crate::stats::MinerIdentity {
+            worker: worker.into(),
+            remote: "10.0.0.1:4000".parse().unwrap(),
+            user_agent: "cgminer/4.11".into(),
+            prefix_hex: "0001".into(),
+        }
+    }
+
+    #[test]
+    fn departed_connections_keep_their_totals_under_their_worker() {
+        let registry = Registry::new();
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let total_accepted = |r: &Registry| {
+            r.view(now, |live, departed| {
+                let live: u64 = live.iter().map(|(_, s)| s.accepted).sum();
+                let gone: u64 = departed.by_worker.values().map(|w| w.totals.accepted).sum();
+                live + gone + departed.unauthorized.totals.accepted
+            })
+        };
+        let a = Arc::new(MinerStats::new(now, wall, 1.0));
+        a.set_identity(identity("rig1"));
+        a.record_accepted(now, wall, 1.0, 1.0);
+        a.record_accepted(now, wall, 1.0, 1.0);
+        let reg_a = registry.add_miner(a.clone());
+        let anonymous = Arc::new(MinerStats::new(now, wall, 1.0));
+        anonymous.record_rejected(crate::work::ShareReject::Unauthorized);
+        let reg_anon = registry.add_miner(anonymous);
+        assert_eq!(total_accepted(&registry), 2);
+        drop(reg_a);
+        drop(reg_anon);
+        assert_eq!(
+            total_accepted(&registry),
+            2,
+            "a departure must not lose counts"
+        );
+        let rig1 = registry.departed_worker("rig1").unwrap();
+        assert_eq!((rig1.connections, rig1.totals.accepted), (1, 2));
+        assert!(rig1.last_share.is_some());
+        registry.view(now, |_, departed| {
+            assert_eq!(departed.unauthorized.connections, 1);
+            assert_eq!(departed.unauthorized.totals.rejected[3], 1);
+        });
+        let b = Arc::new(MinerStats::new(now, wall, 1.0));
+        b.set_identity(identity("rig1"));
+        b.record_accepted(now, wall, 1.0, 1.0);
+        drop(registry.add_miner(b));
+        let rig1 = registry.departed_worker("rig1").unwrap();
+        assert_eq!((rig1.connections, rig1.totals.accepted), (2, 3));
+    }
+
+    #[test]
+    fn departed_names_past_the_cap_go_to_overflow() {
+        let mut departed = Departed::default();
+        let one = MinerTotals {
+            accepted: 1,
+            ..MinerTotals::default()
+        };
+        for i in 0..MAX_DEPARTED_WORKERS {
+            departed.retire(Some(format!("w{i}")), &one, None);
+        }
+        departed.retire(Some("late".into()), &one, None);
+        departed.retire(Some("w0".into()), &one, None);
+        assert_eq!(departed.by_worker.len(), MAX_DEPARTED_WORKERS);
+        assert_eq!(departed.overflow.totals.accepted, 1);
+        assert_eq!(departed.by_worker["w0"].totals.accepted, 2);
+    }
+
+    #[test]
+    fn submit_latency_keeps_last_and_a_moving_average() {
+        let up = UpstreamStats::new("p".into());
+        assert_eq!(up.snapshot().submit_latency_last, None);
+        assert_eq!(up.snapshot().submit_latency_avg, None);
+        up.record_submit_latency(Duration::from_millis(80));
+        up.record_submit_latency(Duration::from_millis(0));
+        let snap = up.snapshot();
+        assert_eq!(snap.submit_latency_last, Some(Duration::ZERO));
+        assert_eq!(snap.submit_latency_avg, Some(Duration::from_millis(70)));
+        up.record_undelivered(Undelivered::QueueFull);
+        assert_eq!(up.snapshot().undelivered_by_reason, [0, 1, 0, 0]);
+        assert_eq!(up.snapshot().undelivered, 1);
     }
 
     #[test]

@@ -1,0 +1,195 @@
+//! Handlers. Each reads the registry in one consistent view on a blocking thread (a large
+//! site means thousands of snapshots), then answers.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::stats::{MinerSnapshot, MinerTotals};
+
+use super::HttpState;
+use super::error::ApiError;
+use super::json::{
+    ChannelJson, DepartedJson, MinerCountsJson, MinerJson, MinerState, PoolJson, PoolStateJson,
+    PoolsJson, SharesJson, SummaryJson, WorkerJson, sum_rates,
+};
+use super::query::MinerQueryRaw;
+
+/// Content type of the Prometheus text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+pub(super) async fn metrics(State(state): State<HttpState>) -> Result<impl IntoResponse, ApiError> {
+    let exporter = state.exporter().clone();
+    let text = blocking(move || exporter.render(Instant::now())).await?;
+    Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text))
+}
+
+/// Connections ever authorized per worker name: live ones plus departed ones.
+fn connections_by_worker<'a>(
+    live: &'a [(u64, MinerSnapshot)],
+    departed: &'a crate::stats::Departed,
+) -> HashMap<&'a str, u64> {
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for (_, snap) in live {
+        if let Some(id) = &snap.identity {
+            *counts.entry(id.worker.as_str()).or_default() += 1;
+        }
+    }
+    for (name, gone) in &departed.by_worker {
+        *counts.entry(name.as_str()).or_default() += gone.connections;
+    }
+    counts
+}
+
+fn miner_json(
+    state: &HttpState,
+    id: u64,
+    snap: &MinerSnapshot,
+    wall: SystemTime,
+    connections: &HashMap<&str, u64>,
+) -> MinerJson {
+    let reconnects = snap
+        .identity
+        .as_ref()
+        .and_then(|i| connections.get(i.worker.as_str()))
+        .map_or(0, |n| n.saturating_sub(1));
+    MinerJson::of(id, snap, wall, state.inner.silent_after, reconnects)
+}
+
+pub(super) async fn summary(State(state): State<HttpState>) -> Result<Json<SummaryJson>, ApiError> {
+    blocking(move || {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let registry = state.exporter().registry().clone();
+        let (miners, rates, totals) = registry.view(now, |live, departed| {
+            let mut counts = MinerCountsJson::default();
+            let mut totals = MinerTotals::default();
+            for (_, snap) in live {
+                counts.add(MinerState::of(snap, wall, state.inner.silent_after));
+                totals.add(&snap.totals());
+            }
+            for gone in departed.by_worker.values() {
+                totals.add(&gone.totals);
+            }
+            totals.add(&departed.unauthorized.totals);
+            totals.add(&departed.overflow.totals);
+            let rates = sum_rates(live.iter().map(|(_, s)| &s.hashrate));
+            (counts, rates, totals)
+        });
+        Json(SummaryJson {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: now.duration_since(state.inner.started).as_secs_f64(),
+            miners,
+            hashrate: rates,
+            shares: SharesJson::of(&totals),
+            pools: registry
+                .upstreams()
+                .iter()
+                .map(|u| PoolStateJson {
+                    pool: u.pool.to_string(),
+                    state: u.state.label(),
+                })
+                .collect(),
+        })
+    })
+    .await
+}
+
+pub(super) async fn miners(
+    State(state): State<HttpState>,
+    query: Result<Query<MinerQueryRaw>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(raw) = query.map_err(|e| ApiError::MalformedQuery(e.body_text()))?;
+    let query = raw.parse()?;
+    blocking(move || {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let all = state.exporter().registry().view(now, |live, departed| {
+            let connections = connections_by_worker(live, departed);
+            live.iter()
+                .map(|(id, snap)| miner_json(&state, *id, snap, wall, &connections))
+                .collect()
+        });
+        let (matched, miners) = query.apply(all);
+        Json(serde_json::json!({ "matched": matched, "miners": miners }))
+    })
+    .await
+}
+
+pub(super) async fn worker(
+    State(state): State<HttpState>,
+    Path(worker): Path<String>,
+) -> Result<Json<WorkerJson>, ApiError> {
+    blocking(move || {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let found = state.exporter().registry().view(now, |live, departed| {
+            let connections = connections_by_worker(live, departed);
+            let mine: Vec<MinerJson> = live
+                .iter()
+                .filter(|(_, s)| s.identity.as_ref().is_some_and(|i| i.worker == worker))
+                .map(|(id, snap)| miner_json(&state, *id, snap, wall, &connections))
+                .collect();
+            let gone = departed.by_worker.get(&worker).copied();
+            if mine.is_empty() && gone.is_none() {
+                return None;
+            }
+            let rates: Vec<[Option<f64>; 4]> = live
+                .iter()
+                .filter(|(_, s)| s.identity.as_ref().is_some_and(|i| i.worker == worker))
+                .map(|(_, s)| s.hashrate)
+                .collect();
+            Some(WorkerJson {
+                hashrate: sum_rates(&rates),
+                reconnects: connections
+                    .get(worker.as_str())
+                    .map_or(0, |n| n.saturating_sub(1)),
+                connections: mine,
+                departed: DepartedJson::of(&gone.unwrap_or_default()),
+                worker: worker.clone(),
+            })
+        });
+        found.map(Json).ok_or(ApiError::UnknownWorker(worker))
+    })
+    .await?
+}
+
+pub(super) async fn pools(State(state): State<HttpState>) -> Json<PoolsJson> {
+    let exporter = state.exporter();
+    let pools = exporter
+        .registry()
+        .upstreams()
+        .iter()
+        .map(PoolJson::of)
+        .collect();
+    let channels = exporter
+        .hub()
+        .map(|hub| {
+            hub.channels()
+                .iter()
+                .map(|c| {
+                    let (used, capacity) = c.prefix_usage();
+                    ChannelJson {
+                        channel: c.index(),
+                        prefixes_used: used,
+                        prefixes_capacity: capacity,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(PoolsJson { pools, channels })
+}

@@ -1,0 +1,103 @@
+//! Every metric name and label set `/metrics` writes, compared with the checked-in list
+//! `tests/metrics_names.txt`, so a rename is a deliberate change to that file (and to the
+//! dashboard, the alerts and `docs/METRICS.md`). Also checks the text with
+//! `promtool check metrics`.
+
+mod metrics_support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use metrics_support::{populated, series_shapes, tool};
+
+const EXPECTED: &str = include_str!("metrics_names.txt");
+
+#[test]
+fn names_and_label_sets_match_the_checked_in_list() {
+    let p = populated(2_000);
+    let text = p.exporter.render(p.now);
+    let actual: Vec<String> = series_shapes(&text).into_iter().collect();
+    let expected: Vec<&str> = EXPECTED
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        actual,
+        expected,
+        "metric names or labels changed; if deliberate, update tests/metrics_names.txt to:\n{}",
+        actual.join("\n")
+    );
+}
+
+#[test]
+fn every_family_has_help_and_type_and_samples_are_grouped() {
+    let p = populated(2_000);
+    let text = p.exporter.render(p.now);
+    let mut seen_families = std::collections::HashSet::new();
+    let mut current: Option<String> = None;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap().to_string();
+            assert!(
+                seen_families.insert(name.clone()),
+                "family {name} written twice"
+            );
+            current = Some(name);
+        } else if !line.starts_with('#') {
+            let name = &line[..line.find(['{', ' ']).unwrap()];
+            let family = current
+                .as_deref()
+                .unwrap_or_else(|| panic!("{line} before any TYPE"));
+            assert!(
+                name == family
+                    || [
+                        format!("{family}_bucket"),
+                        format!("{family}_sum"),
+                        format!("{family}_count")
+                    ]
+                    .iter()
+                    .any(|n| n == name),
+                "{name} outside its family ({family})"
+            );
+        }
+    }
+    assert!(text.contains(
+        "hashgate_upstream_submit_latency_seconds_bucket{pool=\"primary\",le=\"0.05\"} 1"
+    ));
+}
+
+#[test]
+fn promtool_accepts_the_exposition() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let p = populated(2_000);
+    let text = p.exporter.render(p.now);
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}\n{text}"
+    );
+    assert!(
+        report.trim().is_empty(),
+        "promtool lint findings:\n{report}"
+    );
+}
