@@ -11,8 +11,13 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::config::Config;
 use crate::downstream::{Listener, ListenerCounters};
+use crate::exporter::Exporter;
+use crate::http::{HttpConfig, HttpState};
 use crate::proxy::Hub;
 use crate::stats::Registry;
 
@@ -31,6 +36,7 @@ pub struct Site {
     pub shutdown: CancellationToken,
     accept_task: JoinHandle<io::Result<()>>,
     upstream_task: JoinHandle<()>,
+    http_task: Option<JoinHandle<io::Result<()>>>,
 }
 
 /// Upstream connections per pool the hub may open: enough for the connection cap with the
@@ -71,7 +77,39 @@ impl Site {
             shutdown,
             accept_task,
             upstream_task,
+            http_task: None,
         })
+    }
+
+    /// Starts the status server (`/metrics`, `/api/v1/...`) on `http.listen`, with `extra`
+    /// routes (the power admin API) on the same listener; returns the bound address.
+    ///
+    /// `prometheus` is the process-wide recorder's handle (installed once per process by
+    /// the binary); without it `/metrics` carries the registry's series only.
+    ///
+    /// # Errors
+    /// Binding the address failed.
+    pub async fn start_http(
+        &mut self,
+        http: &HttpConfig,
+        prometheus: Option<PrometheusHandle>,
+        extra: Router,
+    ) -> io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(http.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut exporter =
+            Exporter::new(self.registry.clone(), http.max_worker_series).with_hub(self.hub.clone());
+        if let Some(handle) = prometheus {
+            exporter = exporter.with_prometheus(handle);
+        }
+        let state = HttpState::new(Arc::new(exporter), http);
+        self.http_task = Some(tokio::spawn(crate::http::serve_merged(
+            listener,
+            state,
+            extra,
+            self.shutdown.clone(),
+        )));
+        Ok(addr)
     }
 
     /// Waits until shutdown has been requested and both sides have finished: miner
@@ -85,6 +123,13 @@ impl Site {
         }
         if let Err(error) = self.upstream_task.await {
             tracing::error!(%error, "upstream task panicked");
+        }
+        if let Some(task) = self.http_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "status server failed"),
+                Err(error) => tracing::error!(%error, "status server task panicked"),
+            }
         }
     }
 }

@@ -26,7 +26,16 @@ async fn run_from_flags_mines_and_stops_on_sigterm() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hashgate"))
-        .args(["run", "--listen", "127.0.0.1:0", "--user", "site", "--pool"])
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--user",
+            "site",
+            "--pool",
+        ])
         .arg(format!("stratum+tcp://{}", pool.addr()))
         .env("HASHGATE_CONFIG", &file)
         .env("RUST_LOG", "warn")
@@ -35,13 +44,17 @@ async fn run_from_flags_mines_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    // Read the first line, then keep draining stdout so the child never writes to a closed pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("hashgate run printed its listen address");
     let addr = line
         .trim()
         .rsplit(' ')

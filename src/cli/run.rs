@@ -40,6 +40,9 @@ impl RunArgs {
         if let Some(listen) = &self.listen {
             raw.proxy.listen = Some(listen.clone());
         }
+        if let Some(listen) = &self.http_listen {
+            raw.http.listen = Some(listen.clone());
+        }
         if let Some(user) = &self.user {
             raw.proxy.account = Some(user.clone());
         }

@@ -35,15 +35,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let registry = Registry::new();
     let power = config.power.clone();
-    let site = Site::start(Arc::new(config), registry.clone(), shutdown.clone()).await?;
-    println!("hashgate: miners connect to {}", site.miner_addr);
-    let power_task = match power {
-        Some(power) => {
-            let (driver, _handle) = PowerDriver::from_inventory(power, registry.clone()).await?;
-            Some(tokio::spawn(driver.run(shutdown.clone())))
+    let http = config.http.clone();
+    // One global recorder per process: every `metrics::counter!` in the library lands here.
+    let prometheus = match crate::exporter::install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "metrics recorder not installed; /metrics has registry series only");
+            None
         }
-        None => None,
     };
+    let mut site = Site::start(Arc::new(config), registry.clone(), shutdown.clone()).await?;
+    say(&format!("hashgate: miners connect to {}", site.miner_addr));
+    let (power_task, admin) = match power {
+        Some(power) => {
+            let token = power.admin_token.clone();
+            let (driver, handle) = PowerDriver::from_inventory(power, registry.clone()).await?;
+            (
+                Some(tokio::spawn(driver.run(shutdown.clone()))),
+                crate::power::admin::router(handle, token),
+            )
+        }
+        None => (None, axum::Router::new()),
+    };
+    let http_addr = site.start_http(&http, prometheus, admin).await?;
+    say(&format!(
+        "hashgate: metrics on http://{http_addr}/metrics, status API on http://{http_addr}/api/v1/summary"
+    ));
     shutdown_signal().await;
     tracing::info!("shutdown requested: closing miners, delivering pending shares");
     shutdown.cancel();
@@ -52,6 +69,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Prints a line for the operator; a closed stdout (e.g. a pipe whose reader left) must not
+/// take the proxy down with it, so write errors are ignored.
+pub(crate) fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (service managers).

@@ -13,6 +13,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::http::HttpConfig;
 use crate::power::inventory::PowerConfig;
 
 pub use error::ConfigError;
@@ -32,6 +33,8 @@ pub struct Config {
     pub failover: FailoverConfig,
     /// Power gating inventory and policy, when the site uses it.
     pub power: Option<PowerConfig>,
+    /// The status server.
+    pub http: HttpConfig,
 }
 
 /// How miners' worker names are presented to the pool.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::http::HttpConfigRaw;
 use crate::power::inventory::PowerConfigRaw;
 
 use super::{
@@ -34,6 +35,9 @@ pub struct RawConfig {
     /// is ever put to sleep).
     #[serde(default)]
     pub power: Option<PowerConfigRaw>,
+    /// `[http]`: the status server (`/metrics`, `/api/v1`, the power admin API).
+    #[serde(default)]
+    pub http: HttpConfigRaw,
 }
 
 /// `[proxy]` as written.
@@ -267,12 +271,15 @@ impl RawConfig {
             None => None,
         };
 
+        let http = self.http.validate()?;
+
         Ok(Config {
             proxy,
             pools,
             vardiff,
             failover,
             power,
+            http,
         })
     }
 }

@@ -50,10 +50,27 @@ pub struct Event {
 pub fn default_events() -> Vec<Event> {
     let at = Duration::from_secs;
     vec![
-        Event { at: at(20), kind: EventKind::CutBudget { container: "c01".into(), budget_kw: 18.0 } },
-        Event { at: at(40), kind: EventKind::RestoreBudget { container: "c01".into() } },
-        Event { at: at(55), kind: EventKind::PoolDown(0) },
-        Event { at: at(70), kind: EventKind::PoolUp(0) },
+        Event {
+            at: at(20),
+            kind: EventKind::CutBudget {
+                container: "c01".into(),
+                budget_kw: 18.0,
+            },
+        },
+        Event {
+            at: at(40),
+            kind: EventKind::RestoreBudget {
+                container: "c01".into(),
+            },
+        },
+        Event {
+            at: at(55),
+            kind: EventKind::PoolDown(0),
+        },
+        Event {
+            at: at(70),
+            kind: EventKind::PoolUp(0),
+        },
     ]
 }
 
@@ -151,7 +168,10 @@ pub async fn run(
                 .map(|(id, api)| (Arc::from(id.as_str()), api))
                 .collect();
             let (driver, handle) = PowerDriver::new(power_config, clients, registry.clone())?;
-            (Some(handle), Some(tokio::spawn(driver.run(shutdown.clone()))))
+            (
+                Some(handle),
+                Some(tokio::spawn(driver.run(shutdown.clone()))),
+            )
         }
         None => (None, None),
     };
@@ -193,7 +213,12 @@ pub async fn run(
             seen_decisions = status.recent_decisions.len().max(seen_decisions);
             track_overshoot(status, &mut summary);
         }
-        print(status::status_line(elapsed, &registry, status.as_ref(), Instant::now()));
+        print(status::status_line(
+            elapsed,
+            &registry,
+            status.as_ref(),
+            Instant::now(),
+        ));
         if options.duration.is_some_and(|d| elapsed >= d) {
             break;
         }
@@ -232,25 +257,40 @@ pub async fn run(
 
 fn play(kind: &EventKind, sim: &SimSite, power: Option<&crate::power::PowerHandle>) -> String {
     match kind {
-        EventKind::CutBudget { container, budget_kw } => {
+        EventKind::CutBudget {
+            container,
+            budget_kw,
+        } => {
             let result = power.map(|h| h.set_budget(container, Some(budget_kw * 1000.0)));
-            format!("  >>> demand response: {container} budget cut to {budget_kw:.1} kW ({})", outcome(result))
+            format!(
+                "  >>> demand response: {container} budget cut to {budget_kw:.1} kW ({})",
+                outcome(result)
+            )
         }
         EventKind::RestoreBudget { container } => {
             let result = power.map(|h| h.set_budget(container, None));
-            format!("  >>> demand response over: {container} back to its configured budget ({})", outcome(result))
+            format!(
+                "  >>> demand response over: {container} back to its configured budget ({})",
+                outcome(result)
+            )
         }
         EventKind::PoolDown(i) => match sim.pools.get(*i) {
             Some(pool) => {
                 pool.set_fault(PoolFault::Disconnect);
-                format!("  >>> pool {} goes down: miners should keep mining on the backup", pool.addr())
+                format!(
+                    "  >>> pool {} goes down: miners should keep mining on the backup",
+                    pool.addr()
+                )
             }
             None => format!("  >>> no pool {i} to take down"),
         },
         EventKind::PoolUp(i) => match sim.pools.get(*i) {
             Some(pool) => {
                 pool.set_fault(PoolFault::None);
-                format!("  >>> pool {} is back: miners return to it once it is healthy", pool.addr())
+                format!(
+                    "  >>> pool {} is back: miners return to it once it is healthy",
+                    pool.addr()
+                )
             }
             None => format!("  >>> no pool {i} to bring up"),
         },

@@ -20,7 +20,12 @@ pub fn format_hashrate(hashes_per_second: f64) -> String {
 
 /// One status line: miners, share-proven hashrate, local and pool verdicts, active pool, and
 /// each container's power against its budget.
-pub fn status_line(elapsed: Duration, registry: &Registry, power: Option<&PowerStatus>, now: Instant) -> String {
+pub fn status_line(
+    elapsed: Duration,
+    registry: &Registry,
+    power: Option<&PowerStatus>,
+    now: Instant,
+) -> String {
     let miners = registry.miners(now);
     let hashrate: f64 = miners.iter().filter_map(|(_, s)| s.hashrate[0]).sum();
     let accepted: u64 = miners.iter().map(|(_, s)| s.accepted).sum();
@@ -44,14 +49,20 @@ pub fn status_line(elapsed: Duration, registry: &Registry, power: Option<&PowerS
         pool_accepted,
         pool_rejected,
         undelivered,
-        if active.is_empty() { "-".to_owned() } else { active.join(",") },
+        if active.is_empty() {
+            "-".to_owned()
+        } else {
+            active.join(",")
+        },
     );
     if let Some(power) = power {
         for c in &power.containers {
             let asleep = power
                 .miners
                 .iter()
-                .filter(|m| m.container == c.name && matches!(m.intended, Some("asleep" | "falling_asleep")))
+                .filter(|m| {
+                    m.container == c.name && matches!(m.intended, Some("asleep" | "falling_asleep"))
+                })
                 .count();
             let _ = write!(
                 line,

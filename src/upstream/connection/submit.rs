@@ -96,6 +96,7 @@ impl Session {
     pub(super) fn on_submit_answer(&mut self, sent: InFlight, answer: &Response, now: Instant) {
         let rtt = now.saturating_duration_since(sent.sent_at);
         self.latency.record(rtt.as_secs_f64());
+        self.spec.stats.record_submit_latency(rtt);
         let share = &sent.share;
         match verdict(answer) {
             Ok(()) => {
