@@ -7,10 +7,12 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+mod demo;
 mod miner;
 mod run;
 mod serve;
 
+pub use demo::DemoArgs;
 pub use miner::{MinerAction, MinerArgs, MinerTarget};
 pub use run::RunArgs;
 
@@ -29,6 +31,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the proxy against an in-process simulated site (pools, ASICs, management APIs).
+    Demo(DemoArgs),
     /// Run the proxy: listen for miners, mine through the configured pools.
     Run(RunArgs),
     /// Validate a configuration file and name the first bad field.
@@ -47,6 +51,10 @@ pub enum Command {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => {
+            init_demo_tracing();
+            demo::run(&args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             init_tracing();
             serve::run(&args)
@@ -91,6 +99,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The demo prints its own status lines; log only warnings unless `RUST_LOG` asks for more.
+fn init_demo_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

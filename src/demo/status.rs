@@ -27,7 +27,14 @@ pub fn status_line(
     now: Instant,
 ) -> String {
     let miners = registry.miners(now);
-    let hashrate: f64 = miners.iter().filter_map(|(_, s)| s.hashrate[0]).sum();
+    let rates: Vec<f64> = miners.iter().filter_map(|(_, s)| s.hashrate[0]).collect();
+    // Hashrate windows report nothing for a miner's first seconds (too few shares to mean
+    // anything); say so rather than print a misleading zero.
+    let hashrate = if rates.is_empty() && !miners.is_empty() {
+        "warming up".to_owned()
+    } else {
+        format_hashrate(rates.iter().sum())
+    };
     let accepted: u64 = miners.iter().map(|(_, s)| s.accepted).sum();
     let rejected: u64 = miners.iter().map(|(_, s)| s.rejected_total()).sum();
     let pool_accepted: u64 = miners.iter().map(|(_, s)| s.pool_accepted).sum();
@@ -43,7 +50,7 @@ pub fn status_line(
         "[{:>4}s] miners {:>2} | hashrate(1m) {:>10} | shares ok {:>5} rej {:>3} | pool ok {:>5} rej {:>3} undelivered {:>2} | pool {}",
         elapsed.as_secs(),
         miners.len(),
-        format_hashrate(hashrate),
+        hashrate,
         accepted,
         rejected,
         pool_accepted,
