@@ -14,11 +14,13 @@
 //! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
+//! | [`loadgen`] | the load generator: thousands of simulated miners submitting precomputed valid shares |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
 pub mod config;
 pub mod extranonce;
+pub mod loadgen;
 pub mod power;
 pub mod proxy;
 pub mod sim;
