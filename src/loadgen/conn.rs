@@ -97,6 +97,8 @@ pub struct Shared {
 pub struct ConnOutcome {
     /// The TCP connect succeeded.
     pub connected: bool,
+    /// The local address the connection used (shows source spreading at work).
+    pub local_ip: Option<std::net::IpAddr>,
     /// It became ready.
     pub ready: bool,
     /// The connection closed or broke after becoming ready.
@@ -171,6 +173,7 @@ pub async fn run(
         }
     };
     outcome.connected = true;
+    outcome.local_ip = stream.local_addr().ok().map(|a| a.ip());
     let mut conn = Conn::new(index, &shared, attempt, deadline, outcome);
     conn.serve(stream, phase, cancel).await;
     conn.out
@@ -628,7 +631,8 @@ impl<'a> Conn<'a> {
 
     /// Handles one line.
     fn line(&mut self, line: &[u8], now: Instant) -> Result<(), String> {
-        if let Some(id) = fast_accept(line) {
+        // Handshake answers share the accepted shape; they take the full path.
+        if let Some(id) = fast_accept(line).filter(|&id| id >= FIRST_SUBMIT_ID) {
             self.answer(id, true, 0, now);
             return Ok(());
         }

@@ -233,6 +233,12 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         setup_failures: outcomes.iter().filter(|o| o.connected && !o.ready).count(),
         ready,
         held_at_end: outcomes.iter().filter(|o| o.ready && !o.lost).count(),
+        source_addresses: outcomes
+            .iter()
+            .filter(|o| o.ready)
+            .filter_map(|o| o.local_ip)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         all_ready_ms: last_ready.map(|l| ms(&l.saturating_duration_since(started))),
         setup_p50_ms: setups.get(setups.len() / 2).map(ms),
         setup_max_ms: setups.last().map(ms),

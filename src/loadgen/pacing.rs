@@ -8,14 +8,21 @@
 use std::time::{Duration, Instant};
 
 /// One connection's schedule over the submit window.
+///
+/// Due times are computed from `(index + k·connections) / rate` directly rather than by
+/// adding up a rounded period, so the fleet sends exactly `rate × duration` shares.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
-    /// When this connection's first share is due.
-    first: Instant,
-    /// Time between this connection's shares.
-    period: Duration,
-    /// End of the submit window (exclusive): nothing is due at or after it.
+    /// Start of the window.
+    t0: Instant,
+    /// End of the window (exclusive): nothing is due at or after it.
     end: Instant,
+    /// This connection's place in the fleet.
+    index: f64,
+    /// Connections in the fleet.
+    connections: f64,
+    /// Total shares per second.
+    rate: f64,
     /// Shares already sent (or given up) under this schedule.
     pub sent: u64,
 }
@@ -29,21 +36,22 @@ impl Schedule {
         } else {
             f64::MIN_POSITIVE
         };
-        let offset = Duration::try_from_secs_f64(index as f64 / rate).unwrap_or(Duration::MAX);
-        let period =
-            Duration::try_from_secs_f64(connections.max(1) as f64 / rate).unwrap_or(Duration::MAX);
         Schedule {
-            first: t0.checked_add(offset).unwrap_or(end),
-            period,
+            t0,
             end,
+            index: index as f64,
+            connections: connections.max(1) as f64,
+            rate,
             sent: 0,
         }
     }
 
     /// When share number `k` is due, `None` if it falls outside the window.
     pub fn due_at(&self, k: u64) -> Option<Instant> {
-        let k = u32::try_from(k).ok()?;
-        let at = self.first.checked_add(self.period.checked_mul(k)?)?;
+        let secs = (self.index + k as f64 * self.connections) / self.rate;
+        let at = self
+            .t0
+            .checked_add(Duration::try_from_secs_f64(secs).ok()?)?;
         (at < self.end).then_some(at)
     }
 
@@ -54,20 +62,22 @@ impl Schedule {
 
     /// How many shares are due by `now` and not yet sent.
     pub fn owed(&self, now: Instant) -> u64 {
-        if now < self.first {
-            return 0;
+        let due_by = |k: u64| self.due_at(k).is_some_and(|at| at <= now);
+        let elapsed = now.saturating_duration_since(self.t0).as_secs_f64();
+        let estimate = ((elapsed * self.rate - self.index) / self.connections).floor();
+        // An estimate from floats may be one off either way; settle it on due_at.
+        let mut count = if estimate < 0.0 {
+            0
+        } else {
+            estimate as u64 + 1
+        };
+        while count > 0 && !due_by(count - 1) {
+            count -= 1;
         }
-        let last = now.min(self.end);
-        let elapsed = last.saturating_duration_since(self.first).as_nanos();
-        let period = self.period.as_nanos().max(1);
-        let mut due = u64::try_from(elapsed / period)
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        // The share exactly at `end` is outside the window.
-        if self.due_at(due.saturating_sub(1)).is_none() {
-            due = due.saturating_sub(1);
+        while due_by(count) {
+            count += 1;
         }
-        due.saturating_sub(self.sent)
+        count.saturating_sub(self.sent)
     }
 
     /// Whether every share of the window was sent.
@@ -109,6 +119,18 @@ mod tests {
         assert_eq!(s.owed(t0 + Duration::from_secs(5)), 995);
         s.sent = 1000;
         assert!(s.done());
+    }
+
+    #[test]
+    fn totals_are_exact_where_a_rounded_period_would_drift() {
+        // 50 connections at 600/s: a period of 83.333… ms rounds down, and adding it up
+        // would squeeze a 19th share into connection 0's 1.5 s window.
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_millis(1500);
+        let total: u64 = (0..50)
+            .map(|i| Schedule::new(i, 50, 600.0, t0, end).owed(end))
+            .sum();
+        assert_eq!(total, 900);
     }
 
     #[test]

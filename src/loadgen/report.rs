@@ -51,6 +51,8 @@ pub struct ConnectionReport {
     pub ready: usize,
     /// Ready connections still open when the run ended.
     pub held_at_end: usize,
+    /// Distinct local IP addresses the ready connections used.
+    pub source_addresses: usize,
     /// First connect attempt to the last connection ready, in milliseconds.
     pub all_ready_ms: Option<f64>,
     /// Per connection, connect attempt to ready: median, in milliseconds.
@@ -149,10 +151,11 @@ impl fmt::Display for LoadReport {
         }
         writeln!(
             f,
-            "  connections: {} ready of {} requested ({}), {} connect failures, {} setup failures, {} held at end",
+            "  connections: {} ready of {} requested ({}, from {} source addresses), {} connect failures, {} setup failures, {} held at end",
             c.ready,
             c.requested,
             if c.storm { "all at once" } else { "paced" },
+            c.source_addresses,
             c.connect_failures,
             c.setup_failures,
             c.held_at_end
