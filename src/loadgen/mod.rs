@@ -137,6 +137,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     let shared = Arc::new(Shared {
         config,
         latency: latency::LatencyRecorder::new(),
+        send_lag: latency::LatencyRecorder::new(),
         fanout: fanout::FanoutTracker::default(),
         errors: errors::ErrorLog::default(),
         events: events_tx,
@@ -262,7 +263,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         sent_per_s: 0.0,
         accepted_per_s: 0.0,
         late_sends: 0,
-        max_send_lag_us: 0.0,
+        send_lag: shared.send_lag.summary(),
         bad_lines: 0,
         reconnect_requests: 0,
     };
@@ -283,7 +284,6 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         shares.unmatched_answers += o.unmatched;
         shares.not_sent += o.not_sent;
         shares.late_sends += o.late_sends;
-        shares.max_send_lag_us = shares.max_send_lag_us.max(o.max_lag.as_secs_f64() * 1e6);
         shares.bad_lines += o.bad_lines;
         shares.reconnect_requests += o.reconnect_requests;
         if let Some((lo, hi)) = o.difficulty_range {

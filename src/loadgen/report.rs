@@ -88,10 +88,11 @@ pub struct ShareReport {
     pub sent_per_s: f64,
     /// `accepted / duration`.
     pub accepted_per_s: f64,
-    /// Sends more than 1 ms behind schedule (the generator could not keep up).
+    /// Sends more than 2 ms behind schedule (beyond the timer's 1 ms granularity: the
+    /// generator or the machine could not keep up).
     pub late_sends: u64,
-    /// Worst delay of a send behind schedule, in microseconds.
-    pub max_send_lag_us: f64,
+    /// How far behind its due time each send went.
+    pub send_lag: LatencySummary,
     /// Lines from the target that did not parse.
     pub bad_lines: u64,
     /// `client.reconnect` requests received (counted, not followed).
@@ -201,8 +202,8 @@ impl fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "  pacing: {} sends >1 ms late, worst {:.0} µs behind",
-            s.late_sends, s.max_send_lag_us
+            "  pacing (µs behind schedule): p50 {:.0}  p99 {:.0}  max {:.0}; {} sends >2 ms late",
+            s.send_lag.p50_us, s.send_lag.p99_us, s.send_lag.max_us, s.late_sends
         )?;
         let fo = &self.fanout;
         writeln!(
