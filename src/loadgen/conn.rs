@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::LoadConfig;
 use super::errors::ErrorLog;
 use super::fanout::FanoutTracker;
+use super::jobcache::{CachedJob, JobCache};
 use super::latency::LatencyRecorder;
 use super::pacing::Schedule;
 use super::shares::{Batch, ShareMaker, WorkContext, json_string};
@@ -89,6 +90,8 @@ pub struct Shared {
     pub send_lag: LatencyRecorder,
     /// Notify arrivals during the window.
     pub fanout: FanoutTracker,
+    /// Jobs parsed once per distinct notify line.
+    pub jobs: JobCache,
     /// Distinct errors with counts.
     pub errors: ErrorLog,
     /// Events to the coordinator (bounded: see `run`).
@@ -228,8 +231,8 @@ struct Conn<'a> {
     authorized: bool,
     /// Current share difficulty (1 until the target says otherwise, as the protocol has it).
     difficulty: Difficulty,
-    /// The newest job and its id as a JSON literal.
-    job: Option<(Job, String)>,
+    /// The newest job (shared with every connection that got the same notify line).
+    job: Option<Arc<CachedJob>>,
     /// Ready was announced.
     ready: bool,
     /// Finished was announced.
@@ -532,12 +535,12 @@ impl<'a> Conn<'a> {
     /// Makes a new batch for the current work; `false` (and the reason noted) if it
     /// cannot be made.
     fn refill(&mut self) -> bool {
-        let (Some((job, job_id_json)), Some(extranonce1)) = (&self.job, &self.extranonce1) else {
+        let (Some(cached), Some(extranonce1)) = (&self.job, &self.extranonce1) else {
             return false;
         };
         let ctx = WorkContext {
-            job,
-            job_id_json,
+            job: &cached.job,
+            job_id_json: &cached.id_json,
             extranonce1,
             extranonce2_size: self.extranonce2_size,
             version_mask: self.version_mask,
@@ -639,10 +642,14 @@ impl<'a> Conn<'a> {
             self.answer(id, true, 0, now);
             return Ok(());
         }
+        if let Some(job) = self.shared.jobs.get(line) {
+            self.use_job(job, now);
+            return Ok(());
+        }
         match Message::parse(line) {
             Ok(Message::Response(r)) => self.response(r, now),
             Ok(Message::Request(r)) => {
-                self.request(r, now);
+                self.request(r, line, now);
                 Ok(())
             }
             Err(error) => {
@@ -728,9 +735,9 @@ impl<'a> Conn<'a> {
         }
     }
 
-    fn request(&mut self, r: Request, now: Instant) {
+    fn request(&mut self, r: Request, line: &[u8], now: Instant) {
         match r.method {
-            Method::Notify(n) => self.notify(n, now),
+            Method::Notify(n) => self.notify(n, line, now),
             Method::SetDifficulty(d) => match Difficulty::new(d) {
                 Ok(d) => {
                     self.difficulty = d;
@@ -757,11 +764,18 @@ impl<'a> Conn<'a> {
         }
     }
 
-    fn notify(&mut self, n: Notify, now: Instant) {
+    /// A job arrived: count it for fan-out and make it the current work.
+    fn use_job(&mut self, job: Arc<CachedJob>, now: Instant) {
         self.out.notifies += 1;
         if self.window.is_some() {
-            self.shared.fanout.record(&n.job_id, now);
+            self.shared.fanout.record(job.job.id(), now);
         }
+        self.job = Some(job);
+        self.batch = None;
+    }
+
+    /// A notify line not seen before: build its job and share it.
+    fn notify(&mut self, n: Notify, line: &[u8], now: Instant) {
         let template = JobTemplate {
             id: n.job_id,
             prevhash: n.prevhash,
@@ -775,11 +789,17 @@ impl<'a> Conn<'a> {
         };
         match Job::new(template) {
             Ok(job) => {
-                let id_json = json_string(job.id());
-                self.job = Some((job, id_json));
-                self.batch = None;
+                let cached = Arc::new(CachedJob {
+                    id_json: json_string(job.id()),
+                    job,
+                });
+                self.shared.jobs.insert(line, &cached);
+                self.use_job(cached, now);
             }
-            Err(e) => self.shared.errors.note(format!("unusable job: {e}")),
+            Err(e) => {
+                self.out.notifies += 1;
+                self.shared.errors.note(format!("unusable job: {e}"));
+            }
         }
     }
 }

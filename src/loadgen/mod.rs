@@ -9,6 +9,7 @@
 //! | `pacing` | each connection's evenly spaced submit schedule |
 //! | `latency` | the striped HDR histogram of answer latencies |
 //! | `fanout` | first-to-last arrival of each job across connections |
+//! | `jobcache` | one parsed job per distinct notify line, shared by all connections |
 //! | `procfs` | the open-files limit, and a process's RSS and CPU from `/proc` |
 //! | `report` | [`LoadReport`], printed for people or as JSON |
 //! | `cli` | [`cli::LoadgenArgs`] and [`cli::run`], the binary's edge |
@@ -34,6 +35,7 @@ mod config;
 mod conn;
 mod errors;
 mod fanout;
+mod jobcache;
 mod latency;
 mod pacing;
 pub mod procfs;
@@ -139,6 +141,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         latency: latency::LatencyRecorder::new(),
         send_lag: latency::LatencyRecorder::new(),
         fanout: fanout::FanoutTracker::default(),
+        jobs: jobcache::JobCache::default(),
         errors: errors::ErrorLog::default(),
         events: events_tx,
     });
