@@ -7,10 +7,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -565,17 +567,28 @@ impl<'a> Conn<'a> {
     }
 
     /// Reads whatever is buffered in the socket and handles every complete line.
-    fn read_available(&mut self, stream: &TcpStream) -> Result<(), String> {
+    ///
+    /// Reads through `poll_read` with a no-op waker rather than `try_read`: tokio clears
+    /// the socket's readiness on a short read there, so draining the socket costs one
+    /// `recv` instead of a second one that only returns `WouldBlock`. The task is woken
+    /// by the `readable()` it waits on in its loop, never by this waker.
+    fn read_available(&mut self, stream: &mut TcpStream) -> Result<(), String> {
         let mut buf = [0u8; READ_CHUNK];
+        let mut cx = Context::from_waker(Waker::noop());
         loop {
-            match stream.try_read(&mut buf) {
-                Ok(0) => return Err("closed by the target".into()),
-                Ok(n) => {
-                    let now = Instant::now();
-                    self.ingest(buf.get(..n).unwrap_or(&[]), now)?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(format!("read: {e}")),
+            let mut rb = ReadBuf::new(&mut buf);
+            let len = match Pin::new(&mut *stream).poll_read(&mut cx, &mut rb) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(e)) => return Err(format!("read: {e}")),
+                Poll::Ready(Ok(())) => rb.filled().len(),
+            };
+            if len == 0 {
+                return Err("closed by the target".into());
+            }
+            let now = Instant::now();
+            self.ingest(buf.get(..len).unwrap_or(&[]), now)?;
+            if len < READ_CHUNK {
+                return Ok(());
             }
         }
     }
