@@ -162,3 +162,69 @@ async fn nothing_listening_is_an_error_naming_the_cause() {
         other => panic!("expected NoConnection, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_are_counted_by_code_as_the_pool_counts_them() {
+    let pool = hashgate::sim::pool::SimPool::start(loadgen::sim_pool_config(None))
+        .await
+        .expect("pool");
+    pool.set_fault(hashgate::sim::pool::PoolFault::RejectAll);
+    let cfg = LoadConfig {
+        target: pool.addr(),
+        ..config(10, 200.0, 500)
+    };
+    let report = bounded(60, loadgen::run(cfg)).await.expect("load run");
+    let stats = pool.stats();
+    pool.shutdown().await;
+    let s = &report.shares;
+    assert_eq!(s.sent, s.scheduled, "{report}");
+    assert_eq!(s.accepted, 0);
+    assert_eq!(
+        s.rejected_by_code.get(&23).copied(),
+        Some(s.sent),
+        "{report}"
+    );
+    assert_eq!(stats.rejected, s.sent);
+    // Rejected answers are answers: timed like accepted ones.
+    assert_eq!(report.latency.count, s.sent);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|(m, n)| m.contains("Above target") && *n == s.sent),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_drops_everyone_shows_as_lost_connections() {
+    let pool = hashgate::sim::pool::SimPool::start(loadgen::sim_pool_config(None))
+        .await
+        .expect("pool");
+    let cfg = LoadConfig {
+        target: pool.addr(),
+        ..config(10, 200.0, 1500)
+    };
+    let run = tokio::spawn(loadgen::run(cfg));
+    // Drop every connection once they are all submitting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pool.stats().accepted < 20 {
+        assert!(std::time::Instant::now() < deadline, "no shares arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pool.set_fault(hashgate::sim::pool::PoolFault::Disconnect);
+    let report = bounded(60, run).await.expect("join").expect("load run");
+    pool.shutdown().await;
+    assert_eq!(report.connections.ready, 10);
+    assert_eq!(report.connections.held_at_end, 0, "{report}");
+    let s = &report.shares;
+    assert!(s.sent < s.scheduled, "{report}");
+    assert!(s.accepted >= 20);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|(m, _)| m == "closed by the target"),
+        "{report}"
+    );
+}
