@@ -228,3 +228,28 @@ async fn a_target_that_drops_everyone_shows_as_lost_connections() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_storm_sets_every_connection_up_again() {
+    let cfg = LoadConfig {
+        reconnect_storm: true,
+        ..config(100, 400.0, 500)
+    };
+    let (report, pool) = against_pool(cfg, None).await;
+    assert_clean(&report, &pool, 100);
+    let r = report.reconnect.as_ref().expect("storm report");
+    assert_eq!(
+        (r.connections, r.ready, r.failures),
+        (100, 100, 0),
+        "{report}"
+    );
+    let (p50, max, all) = (
+        r.setup_p50_ms.expect("p50"),
+        r.setup_max_ms.expect("max"),
+        r.all_ready_ms.expect("all"),
+    );
+    assert!(p50 <= max && max <= all, "{report}");
+    // Each miner connected twice; no share was sent after the window.
+    assert_eq!(pool.connections_total, 200);
+    assert_eq!(pool.accepted, report.shares.accepted);
+}

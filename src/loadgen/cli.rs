@@ -44,6 +44,10 @@ pub struct LoadgenArgs {
     /// Open every connection at once (a reconnect storm) instead of pacing them.
     #[arg(long)]
     pub storm: bool,
+    /// After the submit window, close every connection and reopen them all at once,
+    /// timing how long until all are set up again.
+    #[arg(long)]
+    pub reconnect_storm: bool,
     /// Send mining.configure (version rolling) first, as modern firmware does.
     #[arg(long)]
     pub configure: bool,
@@ -109,6 +113,7 @@ impl LoadgenArgs {
             answer_timeout: Duration::from_millis(self.answer_timeout_ms),
             setup_timeout: seconds("setup-timeout", self.setup_timeout)?,
             target_pid: self.target_pid,
+            reconnect_storm: self.reconnect_storm,
             ..LoadConfig::new(target)
         };
         config.validate()?;

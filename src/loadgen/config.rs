@@ -37,6 +37,9 @@ pub struct LoadConfig {
     pub target_pid: Option<u32>,
     /// Shares encoded per batch at most; batches are refilled as they run out.
     pub batch: NonZeroUsize,
+    /// After the window, close every held connection and open them all again at once,
+    /// timing how long until all are set up again.
+    pub reconnect_storm: bool,
 }
 
 impl LoadConfig {
@@ -58,6 +61,7 @@ impl LoadConfig {
             setup_timeout: Duration::from_secs(10),
             target_pid: None,
             batch: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
+            reconnect_storm: false,
         }
     }
 

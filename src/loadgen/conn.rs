@@ -62,10 +62,13 @@ pub enum Phase {
         /// End of the window (exclusive).
         end: Instant,
     },
+    /// Every held connection closes and connects again at once (a reconnect storm).
+    Reconnect,
 }
 
-/// What a connection tells the coordinator; each connection sends one of `Ready` /
-/// `SetupFailed`, and a ready one later one `Finished`.
+/// What a connection tells the coordinator: one of `Ready` / `SetupFailed`; a ready one
+/// later one `Finished`; one of `Rejoined` / `RejoinFailed` in a reconnect storm; and
+/// `Lost` whenever a ready connection breaks. At most five per connection.
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
     /// Subscribed, authorized and holding a job.
@@ -79,6 +82,26 @@ pub enum Event {
     SetupFailed,
     /// Done with the submit window (every answer in or timed out) or lost.
     Finished,
+    /// A ready connection broke or was closed by the target.
+    Lost,
+    /// Set up again after the reconnect storm.
+    Rejoined {
+        /// Reconnect attempt to ready.
+        setup: Duration,
+        /// When it became ready again.
+        at: Instant,
+    },
+    /// Not set up again after the reconnect storm.
+    RejoinFailed,
+}
+
+/// How a connection's service ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// The run is over.
+    Cancelled,
+    /// The reconnect storm began: connect again.
+    Rejoin,
 }
 
 /// State shared by every connection task of a run.
@@ -109,6 +132,8 @@ pub struct ConnOutcome {
     pub local_ip: Option<std::net::IpAddr>,
     /// It became ready.
     pub ready: bool,
+    /// It became ready again after the reconnect storm.
+    pub rejoined: bool,
     /// The connection closed or broke after becoming ready.
     pub lost: bool,
     /// Submits written.
@@ -148,7 +173,7 @@ pub async fn run(
     index: usize,
     start_at: Instant,
     shared: Arc<Shared>,
-    phase: watch::Receiver<Phase>,
+    mut phase: watch::Receiver<Phase>,
     cancel: CancellationToken,
 ) -> ConnOutcome {
     let mut outcome = ConnOutcome::default();
@@ -157,32 +182,49 @@ pub async fn run(
         () = cancel.cancelled() => return outcome,
         () = tokio::time::sleep_until(start_at.into()) => {}
     }
-    let attempt = Instant::now();
-    let deadline = attempt + shared.config.setup_timeout;
-    let source = shared.config.source_for(index);
-    let connected = tokio::select! {
-        biased;
-        () = cancel.cancelled() => return outcome,
-        c = tokio::time::timeout_at(deadline.into(), connect(source, shared.config.target)) => c,
-    };
-    let stream = match connected {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            shared.errors.note(format!("connect: {error}"));
-            let _ = shared.events.try_send(Event::SetupFailed);
+    // Kept across a reconnect so that no share number is ever reused.
+    let mut maker = ShareMaker::new();
+    let mut rejoin = false;
+    loop {
+        let failed = if rejoin {
+            Event::RejoinFailed
+        } else {
+            Event::SetupFailed
+        };
+        let attempt = Instant::now();
+        let deadline = attempt + shared.config.setup_timeout;
+        let source = shared.config.source_for(index);
+        let connected = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return outcome,
+            c = tokio::time::timeout_at(deadline.into(), connect(source, shared.config.target)) => c,
+        };
+        let stream = match connected {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                shared.errors.note(format!("connect: {error}"));
+                let _ = shared.events.try_send(failed);
+                return outcome;
+            }
+            Err(_) => {
+                shared.errors.note("connect: timed out");
+                let _ = shared.events.try_send(failed);
+                return outcome;
+            }
+        };
+        if !rejoin {
+            outcome.connected = true;
+            outcome.local_ip = stream.local_addr().ok().map(|a| a.ip());
+        }
+        let mut conn = Conn::new(index, &shared, attempt, deadline, outcome, maker, rejoin);
+        let served = conn.serve(stream, &mut phase, &cancel).await;
+        outcome = conn.out;
+        maker = conn.maker;
+        if served != Some(Served::Rejoin) {
             return outcome;
         }
-        Err(_) => {
-            shared.errors.note("connect: timed out");
-            let _ = shared.events.try_send(Event::SetupFailed);
-            return outcome;
-        }
-    };
-    outcome.connected = true;
-    outcome.local_ip = stream.local_addr().ok().map(|a| a.ip());
-    let mut conn = Conn::new(index, &shared, attempt, deadline, outcome);
-    conn.serve(stream, phase, cancel).await;
-    conn.out
+        rejoin = true;
+    }
 }
 
 /// Connects, from `source` when spreading over loopback addresses.
@@ -253,8 +295,10 @@ struct Conn<'a> {
     pending: VecDeque<(u64, Instant)>,
     /// A partial line carried to the next read.
     partial: Vec<u8>,
-    /// Shares the schedule owes in total, to size batches.
+    /// Shares per batch: one second of this connection's share of the rate.
     per_batch: usize,
+    /// This is a connection opened again in the reconnect storm.
+    rejoin: bool,
 }
 
 impl<'a> Conn<'a> {
@@ -264,6 +308,8 @@ impl<'a> Conn<'a> {
         attempt: Instant,
         setup_deadline: Instant,
         out: ConnOutcome,
+        maker: ShareMaker,
+        rejoin: bool,
     ) -> Self {
         let cfg = &shared.config;
         // One second of this connection's shares, within the configured cap.
@@ -288,43 +334,53 @@ impl<'a> Conn<'a> {
             schedule: None,
             window: None,
             batch: None,
-            maker: ShareMaker::new(),
+            maker,
             next_id: FIRST_SUBMIT_ID,
             pending: VecDeque::new(),
             partial: Vec::new(),
             per_batch,
+            rejoin,
         }
     }
 
+    /// Serves the connection; `None` when it failed (already counted and reported).
     async fn serve(
         &mut self,
         mut stream: TcpStream,
-        mut phase: watch::Receiver<Phase>,
-        cancel: CancellationToken,
-    ) {
-        let result = self.serve_inner(&mut stream, &mut phase, &cancel).await;
+        phase: &mut watch::Receiver<Phase>,
+        cancel: &CancellationToken,
+    ) -> Option<Served> {
+        let result = self.serve_inner(&mut stream, phase, cancel).await;
         self.out.hashes = self.maker.hashes;
         self.out.searched = self.maker.searched;
-        if let Err(reason) = result {
-            self.shared.errors.note(reason);
-            if self.ready {
-                self.out.lost = true;
-                self.out.lost_in_flight += self.pending.len() as u64;
-                self.pending.clear();
-                self.finish();
-            } else {
-                let _ = self.shared.events.try_send(Event::SetupFailed);
+        match result {
+            Ok(served) => Some(served),
+            Err(reason) => {
+                self.shared.errors.note(reason);
+                if self.ready {
+                    self.out.lost = true;
+                    self.out.lost_in_flight += self.pending.len() as u64;
+                    self.pending.clear();
+                    self.finish();
+                    let _ = self.shared.events.try_send(Event::Lost);
+                } else if self.rejoin {
+                    let _ = self.shared.events.try_send(Event::RejoinFailed);
+                } else {
+                    let _ = self.shared.events.try_send(Event::SetupFailed);
+                }
+                None
             }
         }
     }
 
-    /// Runs until cancelled (`Ok`) or the connection fails (`Err` with the reason).
+    /// Runs until cancelled or told to reconnect (`Ok`), or the connection fails (`Err`
+    /// with the reason).
     async fn serve_inner(
         &mut self,
         stream: &mut TcpStream,
         phase: &mut watch::Receiver<Phase>,
         cancel: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<Served, String> {
         let hello = self.handshake();
         write(stream, &hello, self.shared.config.setup_timeout).await?;
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -332,7 +388,9 @@ impl<'a> Conn<'a> {
         tokio::pin!(sleep);
         let mut armed = far;
         let mut phase_open = true;
-        self.apply_phase(*phase.borrow_and_update());
+        if self.apply_phase(*phase.borrow_and_update()) {
+            return Ok(Served::Rejoin);
+        }
         loop {
             let wake_at = self.next_wake().unwrap_or(far);
             if wake_at != armed {
@@ -347,10 +405,14 @@ impl<'a> Conn<'a> {
                 () = &mut sleep => Wake::Timer,
             };
             match wake {
-                Wake::Cancelled => return Ok(()),
+                Wake::Cancelled => return Ok(Served::Cancelled),
                 Wake::Readable(Err(e)) => return Err(format!("read: {e}")),
                 Wake::Readable(Ok(())) => self.read_available(stream)?,
-                Wake::Phase(true) => self.apply_phase(*phase.borrow_and_update()),
+                Wake::Phase(true) => {
+                    if self.apply_phase(*phase.borrow_and_update()) {
+                        return Ok(Served::Rejoin);
+                    }
+                }
                 Wake::Phase(false) => phase_open = false,
                 Wake::Timer => {
                     // Re-arm on the next turn even if the computed time is unchanged.
@@ -397,10 +459,19 @@ impl<'a> Conn<'a> {
         out
     }
 
-    fn apply_phase(&mut self, phase: Phase) {
-        if let Phase::Submit { t0, end } = phase {
-            self.window = Some((t0, end));
-            self.start_schedule();
+    /// Follows the coordinator; `true` when this connection must close and reconnect.
+    fn apply_phase(&mut self, phase: Phase) -> bool {
+        match phase {
+            Phase::Setup => false,
+            Phase::Submit { t0, end } => {
+                // A connection opened again in the storm does not submit again.
+                if !self.rejoin {
+                    self.window = Some((t0, end));
+                    self.start_schedule();
+                }
+                false
+            }
+            Phase::Reconnect => !self.rejoin,
         }
     }
 
@@ -638,11 +709,17 @@ impl<'a> Conn<'a> {
         }
         if !self.ready && self.extranonce1.is_some() && self.authorized && self.job.is_some() {
             self.ready = true;
-            self.out.ready = true;
-            let _ = self.shared.events.try_send(Event::Ready {
-                setup: now.saturating_duration_since(self.attempt),
-                at: now,
-            });
+            let setup = now.saturating_duration_since(self.attempt);
+            if self.rejoin {
+                self.out.rejoined = true;
+                let _ = self
+                    .shared
+                    .events
+                    .try_send(Event::Rejoined { setup, at: now });
+            } else {
+                self.out.ready = true;
+                let _ = self.shared.events.try_send(Event::Ready { setup, at: now });
+            }
             self.start_schedule();
         }
         Ok(used)

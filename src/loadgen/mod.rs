@@ -22,7 +22,9 @@
 //! 3. When every connection is ready or has failed, read the target's RSS (idle
 //!    connections), open the submit window, and let each connection send its share of
 //!    the rate on its own phase-shifted schedule.
-//! 4. After the window, wait for every answer or its timeout, read RSS again, stop.
+//! 4. After the window, wait for every answer or its timeout, read RSS again.
+//! 5. With `reconnect_storm`, every held connection closes and connects again at once;
+//!    time until all are set up again, read RSS once more (sessions freed?), stop.
 //!
 //! The generator is built to measure the target, not itself: one multi-thread runtime,
 //! no read buffer held by an idle connection, submits pre-encoded in batches, accepted
@@ -52,7 +54,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::{LoadConfig, LoadError};
 pub use fanout::{FanoutSummary, JobFanout};
 pub use latency::LatencySummary;
-pub use report::{ConnectionReport, LoadReport, ProcessReport, ShareReport, WorkReport};
+pub use report::{
+    ConnectionReport, LoadReport, ProcessReport, ReconnectReport, ShareReport, WorkReport,
+};
 pub use shares::{MAX_EXPECTED_HASHES, ShareError};
 
 use crate::sim::pool::{SimPool, SimPoolConfig, SimPoolStats};
@@ -133,8 +137,8 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     let pid = config.target_pid;
     let rss_before = pid.and_then(|p| procfs::rss_kib(p).ok());
 
-    // Each connection sends at most two events (ready-or-failed, finished): never full.
-    let (events_tx, mut events) = mpsc::channel(2 * n + 1);
+    // Each connection sends at most five events (see `conn::Event`): never full.
+    let (events_tx, mut events) = mpsc::channel(5 * n + 1);
     let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
     let shared = Arc::new(Shared {
         config,
@@ -168,7 +172,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
 
     // Setup: every connection reports ready or failed by its own setup deadline.
     let settle_by = started + pacing_span + cfg.setup_timeout + REPORT_GRACE;
-    let (mut ready, mut failed, mut finished) = (0usize, 0usize, 0usize);
+    let (mut ready, mut failed, mut finished, mut lost) = (0usize, 0usize, 0usize, 0usize);
     let mut setups: Vec<Duration> = Vec::with_capacity(n);
     let mut last_ready: Option<Instant> = None;
     while ready + failed < n {
@@ -180,6 +184,8 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
             }
             Ok(Some(Event::SetupFailed)) => failed += 1,
             Ok(Some(Event::Finished)) => finished += 1,
+            Ok(Some(Event::Lost)) => lost += 1,
+            Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
     }
@@ -208,6 +214,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     while finished < ready {
         match tokio::time::timeout_at(drain_by.into(), events.recv()).await {
             Ok(Some(Event::Finished)) => finished += 1,
+            Ok(Some(Event::Lost)) => lost += 1,
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
@@ -224,6 +231,17 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         pid.and_then(|p| procfs::cpu_ticks(p).ok()),
     );
     let rss_after = pid.and_then(|p| procfs::rss_kib(p).ok());
+
+    let reconnect = if cfg.reconnect_storm {
+        Some(reconnect_storm(cfg, &phase_tx, &mut events, ready.saturating_sub(lost)).await)
+    } else {
+        None
+    };
+    let rss_after_reconnect = if cfg.reconnect_storm {
+        pid.and_then(|p| procfs::rss_kib(p).ok())
+    } else {
+        None
+    };
 
     cancel.cancel();
     let outcomes = join_all(&mut tasks).await;
@@ -309,6 +327,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
             bytes_per_connection: (ready > 0)
                 .then(|| (connected as f64 - before as f64) * 1024.0 / ready as f64),
             cpu_percent: target_cpu,
+            rss_after_reconnect_kib: rss_after_reconnect,
         }),
         _ => None,
     };
@@ -319,11 +338,53 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         shares,
         latency: shared.latency.summary(),
         fanout: shared.fanout.summary(ready),
+        reconnect,
         work,
         target_process,
         loadgen_cpu_percent,
         errors: shared.errors.snapshot(),
     })
+}
+
+/// Tells every held connection to close and connect again at once, and times how long
+/// until they are all set up again.
+async fn reconnect_storm(
+    cfg: &LoadConfig,
+    phase_tx: &watch::Sender<Phase>,
+    events: &mut mpsc::Receiver<Event>,
+    held: usize,
+) -> ReconnectReport {
+    let start = Instant::now();
+    let _ = phase_tx.send(Phase::Reconnect);
+    let by = start + cfg.setup_timeout + REPORT_GRACE;
+    let mut expected = held;
+    let (mut rejoined, mut failed) = (0usize, 0usize);
+    let mut setups: Vec<Duration> = Vec::with_capacity(held);
+    let mut last: Option<Instant> = None;
+    while rejoined + failed < expected {
+        match tokio::time::timeout_at(by.into(), events.recv()).await {
+            Ok(Some(Event::Rejoined { setup, at })) => {
+                rejoined += 1;
+                setups.push(setup);
+                last = Some(last.map_or(at, |l: Instant| l.max(at)));
+            }
+            Ok(Some(Event::RejoinFailed)) => failed += 1,
+            // Lost just before it could be told: it will not reconnect.
+            Ok(Some(Event::Lost)) => expected = expected.saturating_sub(1),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    setups.sort();
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    ReconnectReport {
+        connections: expected,
+        ready: rejoined,
+        failures: failed,
+        all_ready_ms: last.map(|l| ms(&l.saturating_duration_since(start))),
+        setup_p50_ms: setups.get(setups.len() / 2).map(ms),
+        setup_max_ms: setups.last().map(ms),
+    }
 }
 
 /// Waits for every connection task; a task that panicked counts as a connection that

@@ -24,6 +24,8 @@ pub struct LoadReport {
     pub latency: LatencySummary,
     /// Job fan-out during the submit window.
     pub fanout: FanoutSummary,
+    /// The reconnect storm after the window, when asked for.
+    pub reconnect: Option<ReconnectReport>,
     /// The difficulty the target set and the hashing it cost the generator.
     pub work: WorkReport,
     /// Memory and CPU of the target process, when its pid was given.
@@ -106,6 +108,23 @@ impl ShareReport {
     }
 }
 
+/// Every held connection closing and connecting again at once.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconnectReport {
+    /// Connections told to reconnect.
+    pub connections: usize,
+    /// Set up again (subscribed, authorized, holding a job).
+    pub ready: usize,
+    /// Not set up again (refused, no answer, setup timeout).
+    pub failures: usize,
+    /// Storm start to the last connection set up again, in milliseconds.
+    pub all_ready_ms: Option<f64>,
+    /// Per connection, reconnect attempt to ready: median, in milliseconds.
+    pub setup_p50_ms: Option<f64>,
+    /// Per connection, reconnect attempt to ready: slowest, in milliseconds.
+    pub setup_max_ms: Option<f64>,
+}
+
 /// Difficulty set by the target and hashing cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkReport {
@@ -135,6 +154,8 @@ pub struct ProcessReport {
     pub bytes_per_connection: Option<f64>,
     /// Its CPU use during the submit window, percent of one core.
     pub cpu_percent: Option<f64>,
+    /// Resident memory after the reconnect storm, KiB (the old sessions should be gone).
+    pub rss_after_reconnect_kib: Option<u64>,
 }
 
 fn opt(v: Option<f64>, unit: &str) -> String {
@@ -213,6 +234,18 @@ impl fmt::Display for LoadReport {
             fo.jobs_complete,
             opt(fo.max_spread_us.map(|us| us / 1000.0), "ms")
         )?;
+        if let Some(r) = &self.reconnect {
+            writeln!(
+                f,
+                "  reconnect storm: {} of {} set up again in {} ({} failed); per connection p50 {}, max {}",
+                r.ready,
+                r.connections,
+                opt(r.all_ready_ms, "ms"),
+                r.failures,
+                opt(r.setup_p50_ms, "ms"),
+                opt(r.setup_max_ms, "ms")
+            )?;
+        }
         let w = &self.work;
         writeln!(
             f,
@@ -236,6 +269,9 @@ impl fmt::Display for LoadReport {
                 opt(p.bytes_per_connection, "B"),
                 opt(p.cpu_percent, "%")
             )?;
+            if let Some(kib) = p.rss_after_reconnect_kib {
+                writeln!(f, "  target RSS after the reconnect storm: {kib} KiB")?;
+            }
         }
         for (message, n) in &self.errors {
             writeln!(f, "  ! {n}× {message}")?;
