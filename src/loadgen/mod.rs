@@ -4,7 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `config` | [`LoadConfig`] and [`LoadError`] |
-//! | `conn` | one miner connection: handshake, newest job, paced submits, answer timing |
+//! | `conn` | one miner connection: handshake and loop (`conn`), reading and handling lines (`conn::inbound`), paced submits and timeouts (`conn::outbound`) |
 //! | `shares` | precomputed valid shares pre-encoded as submit lines |
 //! | `pacing` | each connection's evenly spaced submit schedule |
 //! | `latency` | the striped HDR histogram of answer latencies |
