@@ -20,6 +20,8 @@
 //! | [`http`] | the read-only HTTP server: `/metrics` and the JSON status API (`/api/v1/...`) |
 //! | [`sim`] | simulated pool, ASICs (really hashing) and management APIs for the demo, tests and load |
 //! | [`demo`] | the `demo` command: the real proxy against a simulated site (pools, ASICs, management APIs) |
+//! | [`sim`] | simulated miners' management APIs (and later the Stratum side) for tests and demos |
+//! | [`loadgen`] | the load generator: thousands of simulated miners submitting precomputed valid shares |
 //! | [`cli`] | the command-line interface of the `hashgate` binary |
 
 pub mod cli;
@@ -29,6 +31,7 @@ pub mod downstream;
 pub mod exporter;
 pub mod extranonce;
 pub mod http;
+pub mod loadgen;
 pub mod power;
 pub mod proxy;
 pub mod sim;

@@ -35,6 +35,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the proxy: listen for miners, mine through the configured pools.
     Run(RunArgs),
+    /// Thousands of simulated miners submitting precomputed valid shares at a set rate.
+    Loadgen(crate::loadgen::cli::LoadgenArgs),
     /// Validate a configuration file and name the first bad field.
     CheckConfig {
         /// The TOML file to check.
@@ -59,6 +61,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             init_tracing();
             serve::run(&args)
         }
+        Command::Loadgen(args) => crate::loadgen::cli::run(args).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Miner(args) => miner::run(args).map(|()| ExitCode::SUCCESS),
     }

@@ -1,0 +1,165 @@
+//! `hashgate loadgen ...`: the command-line edge of the load generator.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::{LoadConfig, LoadReport, procfs, run_against_sim_pool, sim_pool_config};
+
+/// Simulated miners submitting precomputed valid shares to a Stratum V1 endpoint.
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// The endpoint under test, `host:port` (the proxy or a pool).
+    #[arg(
+        long,
+        required_unless_present = "sim_pool",
+        conflicts_with = "sim_pool"
+    )]
+    pub target: Option<String>,
+    /// Start a simulated pool in this process on 127.0.0.1:0 (difficulty 1e-10) and
+    /// target it directly.
+    #[arg(long)]
+    pub sim_pool: bool,
+    /// Seconds between the simulated pool's new jobs (for fan-out figures).
+    #[arg(long, default_value_t = 5.0)]
+    pub sim_pool_job_interval: f64,
+    /// Miner connections to open and hold.
+    #[arg(long, short = 'n', default_value_t = NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN))]
+    pub connections: NonZeroUsize,
+    /// Total shares per second over all connections.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of submitting.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Spread source addresses over 127.0.0.2..=127.0.0.(1+K) (0: one address).
+    #[arg(long, default_value_t = 0)]
+    pub source_ips: u8,
+    /// Connections opened per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub connect_rate: f64,
+    /// Open every connection at once (a reconnect storm) instead of pacing them.
+    #[arg(long)]
+    pub storm: bool,
+    /// After the submit window, close every connection and reopen them all at once,
+    /// timing how long until all are set up again.
+    #[arg(long)]
+    pub reconnect_storm: bool,
+    /// Send mining.configure (version rolling) first, as modern firmware does.
+    #[arg(long)]
+    pub configure: bool,
+    /// Send mining.suggest_difficulty with this value before subscribing.
+    #[arg(long)]
+    pub suggest_difficulty: Option<f64>,
+    /// Worker names are <prefix>.w<index>.
+    #[arg(long, default_value = "loadgen")]
+    pub worker_prefix: String,
+    /// Milliseconds before an unanswered submit counts as timed out.
+    #[arg(long, default_value_t = 5000)]
+    pub answer_timeout_ms: u64,
+    /// Seconds each connection has to be subscribed, authorized and hold a job.
+    #[arg(long, default_value_t = 10.0)]
+    pub setup_timeout: f64,
+    /// Report this process's memory (RSS per idle connection) and CPU: the proxy's pid.
+    #[arg(long)]
+    pub target_pid: Option<u32>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn seconds(what: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{what} must be a positive number of seconds, got {value}"))
+}
+
+fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+    let mut addrs = target
+        .to_socket_addrs()
+        .with_context(|| format!("--target {target}: not a host:port that resolves"))?;
+    let all: Vec<SocketAddr> = addrs.by_ref().collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| all.first())
+        .copied()
+        .with_context(|| format!("--target {target}: resolves to no address"))
+}
+
+impl LoadgenArgs {
+    /// The library config these arguments describe (target 127.0.0.1:0 for `--sim-pool`,
+    /// replaced by the pool's address when it starts).
+    ///
+    /// # Errors
+    /// A target that does not resolve, or a non-positive duration.
+    pub fn to_config(&self) -> anyhow::Result<LoadConfig> {
+        let target = match &self.target {
+            Some(t) => resolve(t)?,
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let config = LoadConfig {
+            connections: self.connections,
+            rate: self.rate,
+            duration: seconds("duration", self.duration)?,
+            source_ips: self.source_ips,
+            connect_rate: (!self.storm).then_some(self.connect_rate),
+            configure: self.configure,
+            suggest_difficulty: self.suggest_difficulty,
+            worker_prefix: self.worker_prefix.clone(),
+            answer_timeout: Duration::from_millis(self.answer_timeout_ms),
+            setup_timeout: seconds("setup-timeout", self.setup_timeout)?,
+            target_pid: self.target_pid,
+            reconnect_storm: self.reconnect_storm,
+            ..LoadConfig::new(target)
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs `hashgate loadgen` on its own multi-thread runtime and prints the report.
+///
+/// # Errors
+/// Bad arguments, a target that cannot be reached at all, or a failed simulated pool.
+pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
+    let config = args.to_config()?;
+    match procfs::raise_nofile_limit() {
+        Ok(limit) => eprintln!("loadgen: may open {limit} files"),
+        Err(error) => eprintln!("loadgen: cannot raise the open-files limit: {error}"),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let report: LoadReport = runtime.block_on(async {
+        if args.sim_pool {
+            let interval = seconds("sim-pool-job-interval", args.sim_pool_job_interval)?;
+            let (report, pool) =
+                run_against_sim_pool(config, sim_pool_config(Some(interval))).await?;
+            eprintln!(
+                "sim pool: {} accepted, {} rejected {:?}, {} jobs, {} connections",
+                pool.accepted,
+                pool.rejected,
+                pool.rejects_by_code,
+                pool.jobs_created,
+                pool.connections_total
+            );
+            Ok::<_, anyhow::Error>(report)
+        } else {
+            Ok(super::run(config).await?)
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    if report.connections.ready == 0 {
+        bail!("no connection was set up");
+    }
+    Ok(())
+}
