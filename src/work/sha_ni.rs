@@ -154,19 +154,18 @@ macro_rules! four_rounds {
     }};
 }
 
-/// The next four schedule words from the previous sixteen (`w[g-4]` .. `w[g-1]`).
+/// The four schedule words of group `g` from the previous sixteen, which `w` holds at
+/// `(g - 4) % 4` .. `(g - 1) % 4`.
 macro_rules! schedule {
-    ($w:ident, $g:expr) => {{
-        let next = _mm_sha256msg2_epu32(
+    ($w:ident, $g:expr) => {
+        _mm_sha256msg2_epu32(
             _mm_add_epi32(
                 _mm_sha256msg1_epu32($w[$g % 4], $w[($g + 1) % 4]),
                 _mm_alignr_epi8::<4>($w[($g + 3) % 4], $w[($g + 2) % 4]),
             ),
             $w[($g + 3) % 4],
-        );
-        $w[$g % 4] = next;
-        next
-    }};
+        )
+    };
 }
 
 /// Compresses `block_a` into `a` and `block_b` into `b`, round by round in lockstep.
@@ -190,19 +189,35 @@ pub(super) unsafe fn compress_x2(
         // SAFETY: `g < 16`, so `K[4g .. 4g + 4]` is inside the 64-word table.
         unsafe { _mm_loadu_si128(K.as_ptr().add(4 * g).cast()) }
     };
-    // A constant trip count: the loop unrolls and `wa`/`wb` stay in registers.
-    for g in 0..4 {
-        let kg = k(g);
-        four_rounds!(a_abef, a_cdgh, wa[g], kg);
-        four_rounds!(b_abef, b_cdgh, wb[g], kg);
+    // Written out group by group: with constant indices `wa`/`wb` stay in registers (a
+    // `for` loop over the twelve scheduled groups was left rolled, spilling them).
+    macro_rules! group {
+        ($g:literal) => {{
+            let kg = k($g);
+            four_rounds!(a_abef, a_cdgh, wa[$g], kg);
+            four_rounds!(b_abef, b_cdgh, wb[$g], kg);
+        }};
+        (scheduled $($g:literal)*) => {$({
+            let kg = k($g);
+            let next_a = schedule!(wa, $g);
+            let next_b = schedule!(wb, $g);
+            four_rounds!(a_abef, a_cdgh, next_a, kg);
+            four_rounds!(b_abef, b_cdgh, next_b, kg);
+            wa[$g % 4] = next_a;
+            wb[$g % 4] = next_b;
+        })*};
+        (last $g:literal) => {{
+            let kg = k($g);
+            four_rounds!(a_abef, a_cdgh, schedule!(wa, $g), kg);
+            four_rounds!(b_abef, b_cdgh, schedule!(wb, $g), kg);
+        }};
     }
-    for g in 4..16 {
-        let kg = k(g);
-        let next_a = schedule!(wa, g);
-        let next_b = schedule!(wb, g);
-        four_rounds!(a_abef, a_cdgh, next_a, kg);
-        four_rounds!(b_abef, b_cdgh, next_b, kg);
-    }
+    group!(0);
+    group!(1);
+    group!(2);
+    group!(3);
+    group!(scheduled 4 5 6 7 8 9 10 11 12 13 14);
+    group!(last 15);
     store_state(
         a,
         _mm_add_epi32(a_abef, a_abef0),
