@@ -6,8 +6,9 @@
 //! | `target`, `difficulty` | 256-bit [`Target`], [`Difficulty`], compact `nbits` |
 //! | `hash` | [`Hash256`], a raw SHA-256d output |
 //! | `header` | the 80-byte header layout and Stratum's prevhash word order |
-//! | `sha256d` | fixed-shape SHA-256d on the raw compression function |
-//! | `validate` | [`validate`]: submit → header → hash → [`Share`] or [`ShareReject`] |
+//! | `sha256d` | fixed-shape SHA-256d on the raw compression function, one or two streams |
+//! | `sha_ni` | two SHA-256 compressions interleaved on x86-64 SHA-NI (the only `unsafe`) |
+//! | `validate` | [`validate`]: submit → header → hash → [`Share`] or [`ShareReject`]; [`validate_pair`] for two at once |
 //! | `reject` | [`ShareReject`] with Stratum error codes, reasons and metric labels |
 //!
 //! Everything here is pure: no I/O, no clock, no allocation per share.
@@ -18,6 +19,8 @@ mod header;
 mod job;
 mod reject;
 pub mod sha256d;
+#[cfg(target_arch = "x86_64")]
+mod sha_ni;
 mod target;
 mod validate;
 
@@ -27,4 +30,4 @@ pub use header::{HeaderFields, prevhash_to_header_order};
 pub use job::{Job, JobError, JobTemplate};
 pub use reject::ShareReject;
 pub use target::{CompactError, Target};
-pub use validate::{Share, Submit, SubmitPolicy, merkle_root, validate};
+pub use validate::{Share, Submit, SubmitPolicy, merkle_root, validate, validate_pair};

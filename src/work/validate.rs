@@ -4,7 +4,9 @@ use super::hash::Hash256;
 use super::header::HeaderFields;
 use super::job::Job;
 use super::reject::ShareReject;
-use super::sha256d::{sha256d_64, sha256d_80};
+use super::sha256d::{
+    compress_x2, second_pass_x2, sha256d_64, sha256d_64_x2, sha256d_80, sha256d_80_x2,
+};
 use super::target::Target;
 
 /// What a session allows in a submit: fixed when the miner subscribes and configures,
@@ -116,6 +118,83 @@ pub fn validate(
     submit: &Submit<'_>,
     policy: &SubmitPolicy,
 ) -> Result<Share, ShareReject> {
+    let version = precheck(job, submit, policy)?;
+    let root = merkle_root(job, submit.extranonce1, submit.extranonce2);
+    let header = header_bytes(job, submit, version, root);
+    classify(job, policy, header, sha256d_80(&header))
+}
+
+/// Validates two submits at once, with results identical to [`validate`] on each.
+///
+/// When both pass the pre-hash checks and their jobs have the same shape (as many
+/// coinbase blocks after the coinb1 midstate, the same merkle branch depth — always true
+/// for two shares of one job with one extranonce2 size), every SHA-256 compression of the
+/// two shares runs in lockstep through [`compress_x2`], which overlaps their dependency
+/// chains on SHA-NI. Otherwise each share is validated on its own. Allocates nothing.
+///
+/// # Errors
+/// Each result carries the [`ShareReject`] that [`validate`] would give for that share.
+pub fn validate_pair(
+    jobs: [&Job; 2],
+    submits: [&Submit<'_>; 2],
+    policies: [&SubmitPolicy; 2],
+) -> [Result<Share, ShareReject>; 2] {
+    let [job_a, job_b] = jobs;
+    let [sub_a, sub_b] = submits;
+    let [pol_a, pol_b] = policies;
+    let (version_a, version_b) =
+        match (precheck(job_a, sub_a, pol_a), precheck(job_b, sub_b, pol_b)) {
+            (Ok(va), Ok(vb)) => (va, vb),
+            // A share refused before hashing leaves nothing to pair with.
+            _ => {
+                return [validate(job_a, sub_a, pol_a), validate(job_b, sub_b, pol_b)];
+            }
+        };
+    let coinbase_a = job_a.coinbase_hasher();
+    let coinbase_b = job_b.coinbase_hasher();
+    let tail_a = coinbase_a.padded_tail([sub_a.extranonce1, sub_a.extranonce2, job_a.coinb2()]);
+    let tail_b = coinbase_b.padded_tail([sub_b.extranonce1, sub_b.extranonce2, job_b.coinb2()]);
+    let branch_a = job_a.merkle_branch();
+    let branch_b = job_b.merkle_branch();
+    if tail_a.blocks() != tail_b.blocks() || branch_a.len() != branch_b.len() {
+        return [validate(job_a, sub_a, pol_a), validate(job_b, sub_b, pol_b)];
+    }
+
+    let (mut state_a, mut state_b) = (tail_a.state(), tail_b.state());
+    for i in 0..tail_a.blocks() {
+        compress_x2(
+            &mut state_a,
+            &tail_a.block(i),
+            &mut state_b,
+            &tail_b.block(i),
+        );
+    }
+    let [txid_a, txid_b] = second_pass_x2(&state_a, &state_b);
+    let (mut pair_a, mut pair_b) = ([0u8; 64], [0u8; 64]);
+    pair_a[..32].copy_from_slice(&txid_a);
+    pair_b[..32].copy_from_slice(&txid_b);
+    for (step_a, step_b) in branch_a.iter().zip(branch_b) {
+        pair_a[32..].copy_from_slice(step_a);
+        pair_b[32..].copy_from_slice(step_b);
+        let [parent_a, parent_b] = sha256d_64_x2(&pair_a, &pair_b);
+        pair_a[..32].copy_from_slice(&parent_a);
+        pair_b[..32].copy_from_slice(&parent_b);
+    }
+    let (mut root_a, mut root_b) = ([0u8; 32], [0u8; 32]);
+    root_a.copy_from_slice(&pair_a[..32]);
+    root_b.copy_from_slice(&pair_b[..32]);
+    let header_a = header_bytes(job_a, sub_a, version_a, root_a);
+    let header_b = header_bytes(job_b, sub_b, version_b, root_b);
+    let [hash_a, hash_b] = sha256d_80_x2(&header_a, &header_b);
+    [
+        classify(job_a, pol_a, header_a, hash_a),
+        classify(job_b, pol_b, header_b, hash_b),
+    ]
+}
+
+/// The checks that need no hashing, in their fixed order; the rolled version on success.
+#[inline]
+fn precheck(job: &Job, submit: &Submit<'_>, policy: &SubmitPolicy) -> Result<u32, ShareReject> {
     if submit.extranonce2.len() != policy.extranonce2_len {
         return Err(ShareReject::BadExtranonce2Len);
     }
@@ -131,17 +210,32 @@ pub fn validate(
     if ntime < earliest || ntime >= earliest + u64::from(policy.ntime_window_secs) {
         return Err(ShareReject::NtimeOutOfRange);
     }
+    Ok(version)
+}
 
-    let header = HeaderFields {
+/// The 80-byte header the miner hashed.
+#[inline]
+fn header_bytes(job: &Job, submit: &Submit<'_>, version: u32, merkle_root: [u8; 32]) -> [u8; 80] {
+    HeaderFields {
         version,
         prev_blockhash: *job.prev_blockhash(),
-        merkle_root: merkle_root(job, submit.extranonce1, submit.extranonce2),
+        merkle_root,
         time: submit.ntime,
         nbits: job.nbits(),
         nonce: submit.nonce,
     }
-    .to_bytes();
-    let hash = Hash256::from_bytes(sha256d_80(&header));
+    .to_bytes()
+}
+
+/// Checks a header's hash against the miner's target and marks blocks.
+#[inline]
+fn classify(
+    job: &Job,
+    policy: &SubmitPolicy,
+    header: [u8; 80],
+    hash: [u8; 32],
+) -> Result<Share, ShareReject> {
+    let hash = Hash256::from_bytes(hash);
     if !policy.miner_target.is_met_by(&hash) {
         return Err(ShareReject::LowDifficulty);
     }
