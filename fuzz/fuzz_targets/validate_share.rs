@@ -3,7 +3,9 @@
 //! returns equals a plain whole-message SHA-256d computation done here.
 
 use arbitrary::Arbitrary;
-use hashgate::work::{Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate};
+use hashgate::work::{
+    Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate, validate_pair,
+};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 
@@ -101,6 +103,15 @@ fuzz_target!(|case: Case| {
         miner_target: Target::from_le_bytes(case.target),
     };
     let result = validate(&job, &submit, &policy);
+
+    // The interleaved pair path must agree with `validate` share by share.
+    let other = Submit {
+        nonce: case.nonce.wrapping_add(1),
+        ..submit
+    };
+    let pair = validate_pair([&job, &job], [&submit, &other], [&policy, &policy]);
+    assert_eq!(pair[0], result);
+    assert_eq!(pair[1], validate(&job, &other, &policy));
 
     // Reference: the checks in their documented order, then the plain computation.
     let len_ok = case.extranonce2.len() == extranonce2_len;
