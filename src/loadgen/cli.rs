@@ -54,7 +54,7 @@ pub struct LoadgenArgs {
     /// Send mining.suggest_difficulty with this value before subscribing.
     #[arg(long)]
     pub suggest_difficulty: Option<f64>,
-    /// Worker names are <prefix>.w<index>.
+    /// Worker names are `<prefix>.w<index>`.
     #[arg(long, default_value = "loadgen")]
     pub worker_prefix: String,
     /// Milliseconds before an unanswered submit counts as timed out.

@@ -1,4 +1,4 @@
-//! The power driver: runs the pure [`Controller`] against real miner APIs on a tick.
+//! The power driver: runs the pure [`Controller`](crate::power::controller::Controller) against real miner APIs on a tick.
 //!
 //! Each tick:
 //!
