@@ -231,9 +231,14 @@ pub async fn compare(config: CompareConfig) -> Result<CompareReport, CompareErro
     if !(d.is_finite() && d > 0.0) {
         return Err(CompareError::BadPoolDifficulty(d));
     }
-    if !config.skip_direct {
-        super::check_files(config.load.connections.get(), FILES_PER_DIRECT_CONNECTION)?;
-    }
+    // Also raises this process's open-files limit before the proxy is spawned, so the
+    // child inherits it (`hashgate run` does not raise its own).
+    let files_each = if config.skip_direct {
+        1
+    } else {
+        FILES_PER_DIRECT_CONNECTION
+    };
+    super::check_files(config.load.connections.get(), files_each)?;
     let pool = SimPool::start(SimPoolConfig {
         name: "compare-pool".into(),
         difficulty: config.pool_difficulty,
