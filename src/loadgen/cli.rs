@@ -2,16 +2,22 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 
+use super::compare::{CompareConfig, CompareReport, DEFAULT_POOL_DIFFICULTY, compare};
 use super::{LoadConfig, LoadReport, procfs, run_against_sim_pool, sim_pool_config};
 
 /// Simulated miners submitting precomputed valid shares to a Stratum V1 endpoint.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct LoadgenArgs {
+    /// `compare`: direct to a simulated pool vs through the proxy, in one run.
+    #[command(subcommand)]
+    pub command: Option<LoadgenCommand>,
     /// The endpoint under test, `host:port` (the proxy or a pool).
     #[arg(
         long,
@@ -26,6 +32,51 @@ pub struct LoadgenArgs {
     /// Seconds between the simulated pool's new jobs (for fan-out figures).
     #[arg(long, default_value_t = 5.0)]
     pub sim_pool_job_interval: f64,
+    /// Report this process's memory (RSS per idle connection) and CPU: the proxy's pid.
+    #[arg(long)]
+    pub target_pid: Option<u32>,
+    /// The load itself.
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// What `hashgate loadgen` can do besides a plain run.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LoadgenCommand {
+    /// Run the same load directly against an in-process simulated pool, then through a
+    /// `hashgate run` child process mining on that pool; print both side by side with the
+    /// proxy's added latency, CPU and memory per connection.
+    Compare(CompareArgs),
+}
+
+/// `hashgate loadgen compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The load of each phase.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Difficulty the simulated pool gives the proxy; 2^-28 (the default) makes one
+    /// share in 16 meet it and be forwarded.
+    #[arg(long, default_value_t = DEFAULT_POOL_DIFFICULTY)]
+    pub pool_difficulty: f64,
+    /// Seconds between the simulated pool's new jobs (for fan-out figures).
+    #[arg(long, default_value_t = 5.0)]
+    pub job_interval: f64,
+    /// Only the through-the-proxy phase (for more connections than this process can hold
+    /// both ends of).
+    #[arg(long)]
+    pub skip_direct: bool,
+    /// The hashgate binary to run as the proxy (default: this one).
+    #[arg(long)]
+    pub proxy_binary: Option<PathBuf>,
+    /// RUST_LOG for the proxy (its log lines cost it CPU under load).
+    #[arg(long, default_value = "warn")]
+    pub proxy_log: String,
+}
+
+/// The shape of a load, shared by a plain run and `compare`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
     /// Miner connections to open and hold.
     #[arg(long, short = 'n', default_value_t = NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN))]
     pub connections: NonZeroUsize,
@@ -63,9 +114,6 @@ pub struct LoadgenArgs {
     /// Seconds each connection has to be subscribed, authorized and hold a job.
     #[arg(long, default_value_t = 10.0)]
     pub setup_timeout: f64,
-    /// Report this process's memory (RSS per idle connection) and CPU: the proxy's pid.
-    #[arg(long)]
-    pub target_pid: Option<u32>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -102,6 +150,21 @@ impl LoadgenArgs {
             None => SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let config = LoadConfig {
+            target_pid: self.target_pid,
+            ..self.load.to_config(target)?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl LoadArgs {
+    /// The library config for this load against `target`.
+    ///
+    /// # Errors
+    /// A non-positive duration or timeout, or a setting [`LoadConfig::validate`] refuses.
+    pub fn to_config(&self, target: SocketAddr) -> anyhow::Result<LoadConfig> {
+        let config = LoadConfig {
             connections: self.connections,
             rate: self.rate,
             duration: seconds("duration", self.duration)?,
@@ -112,7 +175,6 @@ impl LoadgenArgs {
             worker_prefix: self.worker_prefix.clone(),
             answer_timeout: Duration::from_millis(self.answer_timeout_ms),
             setup_timeout: seconds("setup-timeout", self.setup_timeout)?,
-            target_pid: self.target_pid,
             reconnect_storm: self.reconnect_storm,
             ..LoadConfig::new(target)
         };
@@ -126,6 +188,9 @@ impl LoadgenArgs {
 /// # Errors
 /// Bad arguments, a target that cannot be reached at all, or a failed simulated pool.
 pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
+    if let Some(LoadgenCommand::Compare(compare)) = args.command {
+        return run_compare(compare);
+    }
     let config = args.to_config()?;
     match procfs::raise_nofile_limit() {
         Ok(limit) => eprintln!("loadgen: may open {limit} files"),
@@ -153,13 +218,55 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             Ok(super::run(config).await?)
         }
     })?;
-    if args.json {
+    if args.load.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{report}");
     }
     if report.connections.ready == 0 {
         bail!("no connection was set up");
+    }
+    Ok(())
+}
+
+/// Runs `hashgate loadgen compare` and prints the side-by-side report.
+///
+/// # Errors
+/// Bad arguments, a proxy that does not start, or a phase with no connection at all.
+fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
+    let load = args.load.to_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let proxy_binary = match args.proxy_binary {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("cannot find this executable to run as the proxy; pass --proxy-binary")?,
+    };
+    let config = CompareConfig {
+        pool_difficulty: args.pool_difficulty,
+        job_interval: Some(seconds("job-interval", args.job_interval)?),
+        skip_direct: args.skip_direct,
+        proxy_log: args.proxy_log,
+        ..CompareConfig::new(load, proxy_binary)
+    };
+    match procfs::raise_nofile_limit() {
+        // Raised before the proxy starts, so the child inherits the same limit.
+        Ok(limit) => eprintln!("loadgen: may open {limit} files (the proxy child too)"),
+        Err(error) => eprintln!("loadgen: cannot raise the open-files limit: {error}"),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let report: CompareReport = runtime.block_on(compare(config))?;
+    if args.load.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    if !report.proxy_exit.graceful {
+        bail!(
+            "the proxy did not shut down cleanly: {}",
+            report.proxy_exit.status
+        );
     }
     Ok(())
 }

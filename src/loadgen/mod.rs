@@ -12,6 +12,8 @@
 //! | `jobcache` | one parsed job per distinct notify line, shared by all connections |
 //! | `procfs` | the open-files limit, and a process's RSS and CPU from `/proc` |
 //! | `report` | [`LoadReport`], printed for people or as JSON |
+//! | `compare` | [`compare()`]: the same load direct to a simulated pool and through the proxy, side by side |
+//! | `proxy_child` | the proxy as a child process: temporary config, start, output drained, stop |
 //! | `cli` | [`cli::LoadgenArgs`] and [`cli::run`], the binary's edge |
 //!
 //! # A run
@@ -33,6 +35,7 @@
 //! that, shares are searched for and the hashes reported.
 
 pub mod cli;
+pub mod compare;
 mod config;
 mod conn;
 mod errors;
@@ -41,6 +44,7 @@ mod jobcache;
 mod latency;
 mod pacing;
 pub mod procfs;
+mod proxy_child;
 mod report;
 mod shares;
 
@@ -51,9 +55,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use compare::{CompareConfig, CompareError, CompareReport, compare};
 pub use config::{LoadConfig, LoadError};
 pub use fanout::{FanoutSummary, JobFanout};
 pub use latency::LatencySummary;
+pub use proxy_child::ProxyExit;
 pub use report::{
     ConnectionReport, LoadReport, ProcessReport, ReconnectReport, ShareReport, WorkReport,
 };

@@ -40,6 +40,15 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 /// # Errors
 /// The process is gone or the line cannot be read.
 pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
+    cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// CPU time of process `pid` in clock ticks, split: `(user, system)`. The split says
+/// whether a network process spends its time in its own code or in the kernel's sockets.
+///
+/// # Errors
+/// The process is gone or the line cannot be read.
+pub fn cpu_split(pid: u32) -> io::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_cpu_ticks(&stat).ok_or_else(|| {
         io::Error::new(
@@ -51,13 +60,13 @@ pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
 
 /// Fields 14 (utime) and 15 (stime), counted after the `)` that ends the command name,
 /// since the name itself may hold spaces.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let after = stat.rsplit_once(')')?.1;
     let mut fields = after.split_whitespace();
     // After ")" the fields start at 3 (state); utime is field 14, i.e. the 12th here.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// Clock ticks per second for [`cpu_ticks`]; Linux reports `USER_HZ`, 100 on every
@@ -78,7 +87,7 @@ mod tests {
     #[test]
     fn cpu_ticks_skip_a_command_name_with_spaces() {
         let stat = "42 (my (odd) name) S 1 42 42 0 -1 4194304 100 0 0 0 250 75 0 0 20 0 3 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_cpu_ticks(stat), Some((250, 75)));
         assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 

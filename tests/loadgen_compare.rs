@@ -1,0 +1,153 @@
+//! `loadgen compare`: the same load straight to the simulated pool and through a real
+//! `hashgate run` child process. Counts only: every share accepted in both phases, the
+//! pool rejects nothing the proxy forwards, the proxy exits cleanly. Nothing timed.
+//!
+//! Everything binds 127.0.0.1 port 0 and runs under a timeout.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hashgate::loadgen::{
+    CompareConfig, CompareError, CompareReport, LoadConfig, LoadReport, compare,
+};
+
+async fn bounded<T, F: Future<Output = T>>(secs: u64, body: F) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), body)
+        .await
+        .expect("test exceeded its time limit")
+}
+
+fn hashgate() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hashgate"))
+}
+
+fn load(connections: usize, rate: f64, duration: Duration) -> LoadConfig {
+    LoadConfig {
+        connections: NonZeroUsize::new(connections).expect("non-zero"),
+        rate,
+        duration,
+        ..LoadConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+/// Every scheduled share sent and accepted, nothing lost, no error.
+fn assert_clean_phase(phase: &str, r: &LoadReport, connections: usize, all: &CompareReport) {
+    let s = &r.shares;
+    assert_eq!(r.connections.ready, connections, "{phase}\n{all}");
+    assert_eq!(r.connections.held_at_end, connections, "{phase}\n{all}");
+    assert!(s.scheduled > 0, "{phase}\n{all}");
+    assert_eq!(s.sent, s.scheduled, "{phase}\n{all}");
+    assert_eq!(s.accepted, s.sent, "{phase}\n{all}");
+    assert_eq!(s.rejected(), 0, "{phase}\n{all}");
+    assert_eq!(
+        (
+            s.timeouts,
+            s.lost_in_flight,
+            s.unmatched_answers,
+            s.not_sent,
+            s.bad_lines
+        ),
+        (0, 0, 0, 0, 0),
+        "{phase}\n{all}"
+    );
+    assert!(r.errors.is_empty(), "{phase}\n{all}");
+    assert_eq!(r.latency.count, s.accepted, "{phase}\n{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_phases_accept_every_share_and_the_proxy_exits_cleanly() {
+    let config = CompareConfig {
+        job_interval: Some(Duration::from_secs(1)),
+        ..CompareConfig::new(load(50, 500.0, Duration::from_secs(3)), hashgate())
+    };
+    let report = bounded(120, compare(config))
+        .await
+        .expect("comparison runs");
+
+    let direct = report.direct.as_ref().expect("direct phase ran");
+    assert_clean_phase("direct", direct, 50, &report);
+    assert_clean_phase("through proxy", &report.proxied, 50, &report);
+    assert_eq!(direct.target, report.pool);
+    assert_eq!(report.proxied.target, report.proxy_addr);
+    assert_ne!(report.pool, report.proxy_addr);
+
+    // Direct: the pool judged every share itself and agrees with the generator.
+    let direct_pool = report.direct_pool.as_ref().expect("direct pool counters");
+    assert_eq!(direct_pool.accepted, direct.shares.accepted, "{report}");
+    assert_eq!(direct_pool.rejected, 0, "{report}");
+    // Through the proxy: it forwarded only what meets the pool's difficulty (about 1 in
+    // 16 of 1,500), and the pool, judging with its own code, refused none of it.
+    let forwarded = report.proxied_pool.accepted;
+    assert_eq!(report.proxied_pool.rejected, 0, "{report}");
+    assert!(forwarded > 0, "{report}");
+    assert!(forwarded < report.proxied.shares.accepted / 4, "{report}");
+
+    // The figures the comparison exists for are present.
+    assert!(report.added_latency.is_some());
+    let proxy = report.proxied.target_process.as_ref().expect("proxy /proc");
+    assert_eq!(proxy.pid, report.proxy_pid);
+    assert!(proxy.rss_before_kib > 0);
+    assert!(report.proxy_cpu.is_some());
+
+    let exit = &report.proxy_exit;
+    assert!(exit.graceful, "{report}");
+    assert_eq!(exit.code, Some(0), "{report}");
+    // Gone: its /proc entry (or, if the pid was reused, not our proxy) no longer answers
+    // as a live hashgate.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", report.proxy_pid));
+    assert!(
+        comm.map_or(true, |c| c.trim() != "hashgate"),
+        "proxy still running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_never_names_its_address_is_a_typed_error() {
+    // `true` exits at once without printing the address line.
+    let config = CompareConfig::new(load(2, 10.0, Duration::from_secs(1)), "true".into());
+    let err = bounded(30, compare(config))
+        .await
+        .expect_err("no proxy, no comparison");
+    assert!(matches!(err, CompareError::ProxyStart { .. }), "{err}");
+
+    let missing = CompareConfig::new(
+        load(2, 10.0, Duration::from_secs(1)),
+        "/nonexistent/hashgate".into(),
+    );
+    let err = bounded(30, compare(missing)).await.expect_err("no binary");
+    assert!(matches!(err, CompareError::Spawn { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/hashgate"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_prints_a_json_report() {
+    let run = tokio::process::Command::new(hashgate())
+        .args([
+            "loadgen",
+            "compare",
+            "-n",
+            "10",
+            "--rate",
+            "100",
+            "--duration",
+            "1",
+            "--job-interval",
+            "1",
+            "--json",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = bounded(120, run).await.expect("hashgate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    for phase in ["direct", "proxied"] {
+        assert_eq!(json[phase]["shares"]["accepted"], 100, "{json}");
+        assert_eq!(json[phase]["shares"]["scheduled"], 100, "{json}");
+    }
+    assert_eq!(json["proxy_exit"]["graceful"], true, "{json}");
+    assert!(json["added_latency"]["p99_us"].is_number(), "{json}");
+}
