@@ -24,6 +24,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_CONFIG));
         }
     };
+    // Every miner is a file descriptor: take the hard limit the service manager allows, and
+    // say when it is below the connection cap (LimitNOFILE needs raising then).
+    let wanted = config.proxy.max_connections.get() as u64 + 64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => eprintln!(
+            "hashgate: warning: open-file limit {limit} is below proxy.max_connections + 64 = {wanted}; raise LimitNOFILE"
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("hashgate: warning: cannot raise the open-file limit: {error}"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
