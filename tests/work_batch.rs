@@ -8,52 +8,8 @@ use hashgate::work::{
 use proptest::prelude::*;
 use serde_json::Value;
 
-/// Reads a fixture from `shared/` beside the project root (CI, the main checkout) or one
-/// level further up (a git worktree under `wt/`).
-fn fixture(rel: &str) -> String {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let candidates = [
-        format!("{root}/../shared/fixtures/stratum/{rel}"),
-        format!("{root}/../../shared/fixtures/stratum/{rel}"),
-    ];
-    candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_else(|| panic!("fixture {rel} not found in {candidates:?}"))
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    hex::decode(s).unwrap_or_else(|e| panic!("bad hex {s}: {e}"))
-}
-
-fn unhex32(s: &str) -> [u8; 32] {
-    unhex(s).try_into().expect("32 bytes")
-}
-
-fn hex_u32(v: &Value) -> u32 {
-    u32::from_str_radix(v.as_str().expect("hex string"), 16).expect("u32 hex")
-}
-
-fn job_from_notify(params: &Value) -> Job {
-    let p = params.as_array().expect("notify params array");
-    Job::new(JobTemplate {
-        id: p[0].as_str().unwrap().to_owned(),
-        prevhash: unhex32(p[1].as_str().unwrap()),
-        coinb1: unhex(p[2].as_str().unwrap()),
-        coinb2: unhex(p[3].as_str().unwrap()),
-        merkle_branch: p[4]
-            .as_array()
-            .expect("branch array")
-            .iter()
-            .map(|b| unhex32(b.as_str().unwrap()))
-            .collect(),
-        version: hex_u32(&p[5]),
-        nbits: hex_u32(&p[6]),
-        ntime: hex_u32(&p[7]),
-        clean_jobs: p[8].as_bool().unwrap(),
-    })
-    .expect("valid job")
-}
+mod fixtures_support;
+use fixtures_support::{fixture, hex_u32, job_from_notify, unhex};
 
 /// One share vector decoded: its job, extranonces, submit fields, mask and expected hash.
 struct Vector {
