@@ -133,9 +133,9 @@ async fn two_hundred_miners_over_one_upstream_connection_every_share_counted_onc
     assert_eq!(miners.rejected(), 0, "the proxy rejected good shares");
     let accepted = primary.accepted_shares();
     // Aggregation: 210 miners' shares arrive over one upstream connection (one pool
-    // extranonce1). A loaded CI machine can stall the proxy long enough for the 3 s silence
-    // detector to replace the connection once, so a second extranonce1 is tolerated; one
-    // connection per miner (or anything near it) is not.
+    // extranonce1), and it is never replaced: a loaded CI machine can stall the whole
+    // process for seconds, but the silence detector does not count the proxy's own stalls
+    // against the pool (src/upstream/health.rs).
     let upstream_sessions: HashSet<_> =
         accepted.iter().map(|s| s.key.extranonce1.clone()).collect();
     let workers: HashSet<_> = accepted.iter().map(|s| s.worker.clone()).collect();
@@ -145,7 +145,7 @@ async fn two_hundred_miners_over_one_upstream_connection_every_share_counted_onc
         workers.len()
     );
     assert!(
-        upstream_sessions.len() <= 2 && pool_stats.connections_total <= 2,
+        upstream_sessions.len() == 1 && pool_stats.connections_total == 1,
         "all miners share one upstream connection: {} pool extranonce1s, {} connections",
         upstream_sessions.len(),
         pool_stats.connections_total

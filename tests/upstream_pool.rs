@@ -615,6 +615,31 @@ async fn silence_fails_over_within_the_silence_timeout_after_probing() {
 }
 
 #[tokio::test]
+async fn a_stalled_proxy_keeps_a_pool_that_would_have_answered() {
+    // The whole runtime (proxy and fake pool alike, one thread) is starved for longer than
+    // the silence timeout, as on an overloaded machine: the pool was quiet only because
+    // nothing ran. Its connection must survive; only real silence replaces it.
+    let a = FakePool::start("aaaaaaaa", 8, "ja").await;
+    let b = FakePool::start("bbbbbbbb", 8, "jb").await;
+    let mut proxy = start_proxy(config(&[a.addr, b.addr], FAST)).await;
+    proxy.job("job from a", |j| &*j.link.pool == "p0").await;
+    eventually("backup ready", || {
+        proxy.pool_state("p1").state == UpstreamState::Backup
+    })
+    .await;
+    // A probe has gone out and been answered.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Block the runtime's only thread: no task runs and no timer fires for 4 s.
+    std::thread::sleep(Duration::from_secs(4));
+    // Room for the late tick (which used to give the pool up at once) and another probe.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(proxy.pool_state("p0").state, UpstreamState::Active);
+    assert_eq!(proxy.pool_state("p1").failovers, 0);
+    assert_eq!(a.accepted().len(), 1, "the pool connection was kept");
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn fails_back_to_the_preferred_pool_once_it_has_been_healthy() {
     let a = FakePool::start("aaaaaaaa", 8, "ja").await;
     let b = FakePool::start("bbbbbbbb", 8, "jb").await;

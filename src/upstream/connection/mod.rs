@@ -55,7 +55,8 @@ pub const SUBMIT_QUEUE: usize = 4096;
 const SUBMIT_BATCH: usize = 256;
 
 /// How often liveness and submit timeouts are checked. There are only a few upstream
-/// connections, so a fixed tick costs nothing and keeps the timing logic in one place.
+/// connections, so a fixed tick costs nothing and keeps the timing logic in one place; a
+/// tick that comes more than one period late tells [`Health`] the task itself was stalled.
 const TICK: Duration = Duration::from_millis(100);
 
 /// Longest wait a pool may impose with `client.reconnect`; beyond it the operator's
@@ -156,8 +157,6 @@ struct Session {
     /// Lines encoded but not yet written; flushed once per batch.
     write_buf: BytesMut,
     health: Health,
-    /// When the TCP connection was made, for the setup deadline.
-    connected_at: Instant,
     /// Next request id of ours; 1–3 are the handshake.
     next_id: u64,
     /// Non-submit requests awaiting an answer.
@@ -202,7 +201,7 @@ impl Session {
         );
         Session {
             codec: StratumCodec::new(shared.config.proxy.max_line_bytes.get()),
-            health: Health::new(shared.config.failover.silence_timeout, now),
+            health: Health::new(shared.config.failover.silence_timeout, TICK, now),
             shared,
             spec,
             events,
@@ -211,7 +210,6 @@ impl Session {
             read_buf: BytesMut::with_capacity(8 * 1024),
             writer,
             write_buf: BytesMut::with_capacity(8 * 1024),
-            connected_at: now,
             next_id: 1,
             requests: HashMap::new(),
             pending: Pending::default(),
@@ -557,13 +555,16 @@ impl Session {
 
     async fn on_tick(&mut self) -> Result<(), Ended> {
         let now = now();
+        // First, so a tick that comes late because this task was starved excuses the gap
+        // before any deadline is judged: the pool's lines may be waiting unread.
+        let verdict = self.health.check(now);
         let setup = self
             .shared
             .config
             .failover
             .silence_timeout
             .saturating_mul(2);
-        if !self.ready && now.saturating_duration_since(self.connected_at) >= setup {
+        if !self.ready && self.health.awake_for(now) >= setup {
             return Err(UpstreamError::SetupTimeout(setup).into());
         }
         for expired in self
@@ -573,7 +574,7 @@ impl Session {
             tracing::warn!(pool = %self.spec.name, worker = %expired.share.worker, "pool did not answer a share in time");
             self.undelivered(&expired.share, Undelivered::NoAnswer);
         }
-        match self.health.check(now) {
+        match verdict {
             HealthCheck::Fine => Ok(()),
             HealthCheck::Silent(quiet) => Err(UpstreamError::Silent(quiet).into()),
             HealthCheck::Probe => {
