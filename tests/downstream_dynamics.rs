@@ -94,7 +94,7 @@ async fn shares_at_the_previous_difficulty_count_for_a_short_grace() {
     let a = m.submit("rig1", &old, E2, 1).await;
     assert_eq!(a["result"], json!(true), "{a}");
     let snap = &h.registry.miners(std::time::Instant::now())[0].1;
-    assert_eq!(snap.accepted_difficulty, EASY);
+    assert_eq!(snap.totals.accepted_difficulty, EASY);
 
     tokio::time::sleep(hashgate::downstream::RETARGET_GRACE + Duration::from_secs(1)).await;
     let a = m.submit("rig1", &old, E2, 2).await;

@@ -84,7 +84,10 @@ async fn a_valid_share_is_accepted_and_forwarded_with_the_pool_extranonce2() {
     assert_eq!(&*up.worker, "site.rig1");
     assert_eq!(&*up.pool_job_id, "pool-job-7");
     assert_eq!((up.ntime, up.nonce), (NTIME, 42));
-    assert_eq!(up.miner.snapshot(std::time::Instant::now()).accepted, 1);
+    assert_eq!(
+        up.miner.snapshot(std::time::Instant::now()).totals.accepted,
+        1
+    );
 }
 
 #[tokio::test]
@@ -182,8 +185,8 @@ async fn rejects_carry_stratum_codes() {
     assert_eq!(a["result"], json!(true), "{a}");
 
     let snap = &h.registry.miners(std::time::Instant::now())[0].1;
-    assert_eq!(snap.accepted, 3);
-    assert_eq!(snap.rejected_total(), 7);
+    assert_eq!(snap.totals.accepted, 3);
+    assert_eq!(snap.totals.rejected_total(), 7);
 }
 
 #[tokio::test]
@@ -280,7 +283,7 @@ async fn malformed_lines_are_answered_counted_and_others_unaffected() {
         .iter()
         .find(|(_, s)| s.identity.as_ref().is_some_and(|i| i.worker == "rig1"))
         .expect("bad miner listed");
-    assert_eq!(bad_snap.1.rejected[8], 1, "one malformed share");
+    assert_eq!(bad_snap.1.totals.rejected[8], 1, "one malformed share");
 
     // Too many malformed lines in a row: disconnected.
     for _ in 0..hashgate::downstream::MAX_MALFORMED_IN_ROW {

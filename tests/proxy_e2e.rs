@@ -166,15 +166,15 @@ async fn two_hundred_miners_over_one_upstream_connection_every_share_counted_onc
     let now = Instant::now();
     let snaps = registry.miners(now);
     assert_eq!(snaps.len(), 210);
-    let proxy_accepted: u64 = snaps.iter().map(|(_, s)| s.accepted).sum();
-    let proxy_pool_accepted: u64 = snaps.iter().map(|(_, s)| s.pool_accepted).sum();
+    let proxy_accepted: u64 = snaps.iter().map(|(_, s)| s.totals.accepted).sum();
+    let proxy_pool_accepted: u64 = snaps.iter().map(|(_, s)| s.totals.pool_accepted).sum();
     assert_eq!(proxy_accepted, pool_stats.accepted);
     assert_eq!(proxy_pool_accepted, pool_stats.accepted);
     for (_, snap) in &snaps {
         let worker = snap.identity.as_ref().unwrap().worker.clone();
         let at_pool = pool_stats.workers.get(&worker).map_or(0, |w| w.accepted);
         assert_eq!(
-            snap.pool_accepted, at_pool,
+            snap.totals.pool_accepted, at_pool,
             "per-worker pool accepts for {worker}"
         );
     }
@@ -242,10 +242,14 @@ async fn pool_outage_fails_over_without_dropping_miners_and_fails_back() {
     miners.pause();
     let verdicts = |registry: &Registry| {
         let snaps = registry.miners(Instant::now());
-        let accepted: u64 = snaps.iter().map(|(_, s)| s.accepted).sum();
+        let accepted: u64 = snaps.iter().map(|(_, s)| s.totals.accepted).sum();
         let ended: u64 = snaps
             .iter()
-            .map(|(_, s)| s.pool_accepted + s.pool_rejected_total() + s.undelivered_total())
+            .map(|(_, s)| {
+                s.totals.pool_accepted
+                    + s.totals.pool_rejected_total()
+                    + s.totals.undelivered_total()
+            })
             .sum();
         (accepted, ended)
     };
@@ -262,7 +266,7 @@ async fn pool_outage_fails_over_without_dropping_miners_and_fails_back() {
     let pool_accepted: u64 = registry
         .miners(Instant::now())
         .iter()
-        .map(|(_, s)| s.pool_accepted)
+        .map(|(_, s)| s.totals.pool_accepted)
         .sum();
     assert_eq!(
         pool_accepted, at_pools,

@@ -443,15 +443,16 @@ async fn submits_go_out_under_own_ids_and_every_verdict_is_counted() {
     }
     eventually("four verdicts and one timeout", || {
         let s = m.snapshot(Instant::now());
-        s.pool_accepted + s.pool_rejected_total() == 4 && s.undelivered_total() == 1
+        s.totals.pool_accepted + s.totals.pool_rejected_total() == 4
+            && s.totals.undelivered_total() == 1
     })
     .await;
     let s = m.snapshot(Instant::now());
-    assert_eq!(s.pool_accepted, 1);
-    assert_eq!(s.pool_rejected[index(PoolReject::LowDifficulty)], 1);
-    assert_eq!(s.pool_rejected[index(PoolReject::Stale)], 1);
-    assert_eq!(s.pool_rejected[index(PoolReject::Unauthorized)], 1);
-    assert_eq!(s.undelivered[undelivered(Undelivered::NoAnswer)], 1);
+    assert_eq!(s.totals.pool_accepted, 1);
+    assert_eq!(s.totals.pool_rejected[index(PoolReject::LowDifficulty)], 1);
+    assert_eq!(s.totals.pool_rejected[index(PoolReject::Stale)], 1);
+    assert_eq!(s.totals.pool_rejected[index(PoolReject::Unauthorized)], 1);
+    assert_eq!(s.totals.undelivered[undelivered(Undelivered::NoAnswer)], 1);
     let up = proxy.pool_state("p0");
     assert_eq!((up.submitted, up.accepted, up.undelivered), (5, 1, 1));
     assert_eq!(up.rejected.iter().sum::<u64>(), 3);
@@ -563,7 +564,7 @@ async fn disconnect_fails_over_to_the_backup_within_a_second() {
     assert_eq!(switched.job.coinb1(), coinb1.as_slice());
     // The share in flight on the dead connection is counted, not lost.
     eventually("pending share counted", || {
-        m.snapshot(Instant::now()).undelivered[undelivered(Undelivered::NoAnswer)] == 1
+        m.snapshot(Instant::now()).totals.undelivered[undelivered(Undelivered::NoAnswer)] == 1
     })
     .await;
     assert_eq!(proxy.pool_state("p0").failovers, 1);
@@ -806,11 +807,11 @@ async fn shutdown_delivers_what_it_can_and_counts_the_rest() {
     assert!(t0.elapsed() < Duration::from_secs(3));
     let s = m.snapshot(Instant::now());
     assert_eq!(
-        s.pool_accepted, 1,
+        s.totals.pool_accepted, 1,
         "the answer inside the grace period counts"
     );
-    assert_eq!(s.undelivered[undelivered(Undelivered::Shutdown)], 1);
-    assert_eq!(s.undelivered_total(), 1);
+    assert_eq!(s.totals.undelivered[undelivered(Undelivered::Shutdown)], 1);
+    assert_eq!(s.totals.undelivered_total(), 1);
     assert!(link.is_closed(), "no new work taken after shutdown");
     assert_eq!(registry.upstreams()[0].state, UpstreamState::Down);
 }
@@ -887,7 +888,7 @@ async fn shares_go_under_each_pool_users_name() {
     job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
     job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
     eventually("two accepts", || {
-        m.snapshot(Instant::now()).pool_accepted == 2
+        m.snapshot(Instant::now()).totals.pool_accepted == 2
     })
     .await;
     let lines = pool.received();

@@ -249,16 +249,18 @@ pub async fn run(
 
     let now = Instant::now();
     let miners = registry.miners(now);
-    summary.accepted = miners.iter().map(|(_, s)| s.accepted).sum();
-    summary.pool_accepted = miners.iter().map(|(_, s)| s.pool_accepted).sum();
-    summary.rejected = miners.iter().map(|(_, s)| s.rejected_total()).sum();
+    summary.accepted = miners.iter().map(|(_, s)| s.totals.accepted).sum();
+    summary.pool_accepted = miners.iter().map(|(_, s)| s.totals.pool_accepted).sum();
+    summary.rejected = miners.iter().map(|(_, s)| s.totals.rejected_total()).sum();
     let stale = crate::work::ShareReject::ALL
         .iter()
         .position(|r| *r == crate::work::ShareReject::Stale)
         .unwrap_or(0);
     summary.rejected_not_stale = miners
         .iter()
-        .map(|(_, s)| s.rejected_total() - s.rejected.get(stale).copied().unwrap_or(0))
+        .map(|(_, s)| {
+            s.totals.rejected_total() - s.totals.rejected.get(stale).copied().unwrap_or(0)
+        })
         .sum();
     summary.miners = miners.len();
     for miner in &sim.miners {

@@ -35,11 +35,17 @@ pub fn status_line(
     } else {
         format_hashrate(rates.iter().sum())
     };
-    let accepted: u64 = miners.iter().map(|(_, s)| s.accepted).sum();
-    let rejected: u64 = miners.iter().map(|(_, s)| s.rejected_total()).sum();
-    let pool_accepted: u64 = miners.iter().map(|(_, s)| s.pool_accepted).sum();
-    let pool_rejected: u64 = miners.iter().map(|(_, s)| s.pool_rejected_total()).sum();
-    let undelivered: u64 = miners.iter().map(|(_, s)| s.undelivered_total()).sum();
+    let accepted: u64 = miners.iter().map(|(_, s)| s.totals.accepted).sum();
+    let rejected: u64 = miners.iter().map(|(_, s)| s.totals.rejected_total()).sum();
+    let pool_accepted: u64 = miners.iter().map(|(_, s)| s.totals.pool_accepted).sum();
+    let pool_rejected: u64 = miners
+        .iter()
+        .map(|(_, s)| s.totals.pool_rejected_total())
+        .sum();
+    let undelivered: u64 = miners
+        .iter()
+        .map(|(_, s)| s.totals.undelivered_total())
+        .sum();
     let active = registry
         .upstreams()
         .into_iter()

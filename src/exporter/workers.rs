@@ -116,7 +116,7 @@ impl WorkerRow {
     fn add_live(&mut self, snap: &MinerSnapshot, keep_info: bool) {
         self.live += 1;
         self.connections_total += 1;
-        self.totals.add(&snap.totals());
+        self.totals.add(&snap.totals);
         for (sum, rate) in self.hashrate.iter_mut().zip(snap.hashrate) {
             if let Some(rate) = rate {
                 *sum = Some(sum.unwrap_or(0.0) + rate);

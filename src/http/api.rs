@@ -79,7 +79,7 @@ pub(super) async fn summary(State(state): State<HttpState>) -> Result<Json<Summa
             let mut totals = MinerTotals::default();
             for (_, snap) in live {
                 counts.add(MinerState::of(snap, wall, state.inner.silent_after));
-                totals.add(&snap.totals());
+                totals.add(&snap.totals);
             }
             for gone in departed.by_worker.values() {
                 totals.add(&gone.totals);

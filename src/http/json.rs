@@ -189,7 +189,7 @@ impl MinerJson {
             }),
             connected_since: unix(snap.connected_since),
             reconnects,
-            shares: SharesJson::of(&snap.totals()),
+            shares: SharesJson::of(&snap.totals),
         }
     }
 

@@ -181,5 +181,5 @@ async fn a_closed_link_counts_the_share_as_undelivered() {
         link.submit(share),
         Err(crate::stats::Undelivered::UpstreamGone)
     );
-    assert_eq!(miner.snapshot(now).undelivered_total(), 1);
+    assert_eq!(miner.snapshot(now).totals.undelivered_total(), 1);
 }

@@ -128,20 +128,8 @@ pub struct MinerIdentity {
 pub struct MinerSnapshot {
     /// Who.
     pub identity: Option<MinerIdentity>,
-    /// Shares that met the miner's target.
-    pub accepted: u64,
-    /// Σ difficulty of accepted shares.
-    pub accepted_difficulty: f64,
-    /// Rejects by reason, in [`ShareReject::ALL`] order.
-    pub rejected: [u64; 9],
-    /// Pool-accepted shares.
-    pub pool_accepted: u64,
-    /// Pool rejects by reason, in [`PoolReject::ALL`] order.
-    pub pool_rejected: [u64; 5],
-    /// Undelivered shares by reason, in [`Undelivered::ALL`] order.
-    pub undelivered: [u64; 4],
-    /// Blocks found.
-    pub blocks: u64,
+    /// The monotonic counters: shares accepted, rejected, at the pool, undelivered, blocks.
+    pub totals: MinerTotals,
     /// Difficulty currently assigned.
     pub difficulty: f64,
     /// Highest share difficulty seen.
@@ -192,20 +180,7 @@ impl MinerTotals {
     }
 }
 
-impl MinerSnapshot {
-    /// The monotonic counters of this snapshot.
-    pub fn totals(&self) -> MinerTotals {
-        MinerTotals {
-            accepted: self.accepted,
-            accepted_difficulty: self.accepted_difficulty,
-            rejected: self.rejected,
-            pool_accepted: self.pool_accepted,
-            pool_rejected: self.pool_rejected,
-            undelivered: self.undelivered,
-            blocks: self.blocks,
-        }
-    }
-
+impl MinerTotals {
     /// Total rejects over all reasons.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.iter().sum()
@@ -385,13 +360,7 @@ impl MinerStats {
         };
         MinerSnapshot {
             identity: self.identity.lock().ok().and_then(|i| i.clone()),
-            accepted: load(&self.accepted),
-            accepted_difficulty: f64::from_bits(load(&self.accepted_difficulty)),
-            rejected: self.rejected.each_ref().map(load),
-            pool_accepted: load(&self.pool_accepted),
-            pool_rejected: self.pool_rejected.each_ref().map(load),
-            undelivered: self.undelivered.each_ref().map(load),
-            blocks: load(&self.blocks),
+            totals: self.totals(),
             difficulty: f64::from_bits(load(&self.difficulty)),
             best_share: f64::from_bits(load(&self.best_share)),
             hashrate,
@@ -452,21 +421,21 @@ mod tests {
         stats.record_pool_rejected(PoolReject::Stale);
         stats.record_undelivered(Undelivered::NoAnswer);
         let snap = stats.snapshot(now);
-        assert_eq!(snap.accepted, 2);
-        assert_eq!(snap.accepted_difficulty, 16.0);
+        assert_eq!(snap.totals.accepted, 2);
+        assert_eq!(snap.totals.accepted_difficulty, 16.0);
         assert_eq!(snap.best_share, 20.0);
-        assert_eq!(snap.rejected_total(), 2);
-        assert_eq!(snap.rejected[1], 1, "duplicate is the second reason");
-        assert_eq!(snap.rejected[8], 1, "malformed is the last reason");
-        assert_eq!(snap.pool_accepted, 1);
-        assert_eq!(snap.pool_rejected_total(), 1);
-        assert_eq!(snap.undelivered[2], 1);
+        assert_eq!(snap.totals.rejected_total(), 2);
+        assert_eq!(snap.totals.rejected[1], 1, "duplicate is the second reason");
+        assert_eq!(snap.totals.rejected[8], 1, "malformed is the last reason");
+        assert_eq!(snap.totals.pool_accepted, 1);
+        assert_eq!(snap.totals.pool_rejected_total(), 1);
+        assert_eq!(snap.totals.undelivered[2], 1);
         assert!(snap.last_share.is_some());
         assert_eq!(snap.difficulty, 8.0);
-        assert_eq!(stats.totals(), snap.totals());
+        assert_eq!(stats.totals(), snap.totals);
         assert_eq!(stats.last_share(), snap.last_share);
-        let mut twice = snap.totals();
-        twice.add(&snap.totals());
+        let mut twice = snap.totals;
+        twice.add(&snap.totals);
         assert_eq!(twice.accepted, 4);
         assert_eq!(twice.accepted_difficulty, 32.0);
         assert_eq!(twice.rejected[1], 2);

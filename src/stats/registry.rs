@@ -416,7 +416,7 @@ mod tests {
         let wall = SystemTime::now();
         let total_accepted = |r: &Registry| {
             r.view(now, |live, departed| {
-                let live: u64 = live.iter().map(|(_, s)| s.accepted).sum();
+                let live: u64 = live.iter().map(|(_, s)| s.totals.accepted).sum();
                 let gone: u64 = departed.by_worker.values().map(|w| w.totals.accepted).sum();
                 live + gone + departed.unauthorized.totals.accepted
             })
