@@ -101,34 +101,22 @@ fn encode_params(method: &Method, buf: &mut BytesMut) {
                 names.push("subscribe-extranonce");
             }
             names.extend(c.unknown.iter().map(String::as_str));
-            buf.put_slice(b"[[");
-            for (i, name) in names.iter().enumerate() {
-                if i > 0 {
-                    buf.put_u8(b',');
-                }
-                put_str(buf, name);
-            }
-            buf.put_slice(b"],{");
-            let mut first = true;
-            let mut key = |buf: &mut BytesMut, name: &str| {
-                if !std::mem::take(&mut first) {
-                    buf.put_u8(b',');
-                }
-                put_str(buf, name);
-                buf.put_u8(b':');
-            };
+            buf.put_u8(b'[');
+            put_array(buf, names, put_str);
+            buf.put_slice(b",{");
+            let mut members = Members::default();
             if let Some(vr) = &c.version_rolling {
                 if let Some(mask) = vr.mask {
-                    key(buf, "version-rolling.mask");
+                    members.key(buf, "version-rolling.mask");
                     put_hex_str_u32(buf, mask);
                 }
                 if let Some(bits) = vr.min_bit_count {
-                    key(buf, "version-rolling.min-bit-count");
+                    members.key(buf, "version-rolling.min-bit-count");
                     put_u64(buf, u64::from(bits));
                 }
             }
             if let Some(d) = c.minimum_difficulty {
-                key(buf, "minimum-difficulty.value");
+                members.key(buf, "minimum-difficulty.value");
                 put_f64(buf, d);
             }
             buf.put_slice(b"}]");
@@ -208,14 +196,9 @@ fn encode_notify(n: &Notify, buf: &mut BytesMut) {
     put_hex_str(buf, &n.coinb1);
     buf.put_u8(b',');
     put_hex_str(buf, &n.coinb2);
-    buf.put_slice(b",[");
-    for (i, hash) in n.merkle_branch.iter().enumerate() {
-        if i > 0 {
-            buf.put_u8(b',');
-        }
-        put_hex_str(buf, hash);
-    }
-    buf.put_slice(b"],");
+    buf.put_u8(b',');
+    put_array(buf, &n.merkle_branch, |buf, hash| put_hex_str(buf, hash));
+    buf.put_u8(b',');
     put_hex_str_u32(buf, n.version);
     buf.put_u8(b',');
     put_hex_str_u32(buf, n.nbits);
@@ -256,18 +239,11 @@ fn encode_result(result: &ResultValue, buf: &mut BytesMut) {
 }
 
 fn encode_subscribe_result(s: &SubscribeResult, buf: &mut BytesMut) {
-    buf.put_slice(b"[[");
-    for (i, (method, id)) in s.subscriptions.iter().enumerate() {
-        if i > 0 {
-            buf.put_u8(b',');
-        }
-        buf.put_u8(b'[');
-        put_str(buf, method);
-        buf.put_u8(b',');
-        put_str(buf, id);
-        buf.put_u8(b']');
-    }
-    buf.put_slice(b"],");
+    buf.put_u8(b'[');
+    put_array(buf, &s.subscriptions, |buf, (method, id)| {
+        put_array(buf, [method, id], |buf, text| put_str(buf, text));
+    });
+    buf.put_u8(b',');
     put_hex_str(buf, &s.extranonce1);
     buf.put_u8(b',');
     put_u64(buf, s.extranonce2_size as u64);
@@ -276,32 +252,25 @@ fn encode_subscribe_result(s: &SubscribeResult, buf: &mut BytesMut) {
 
 fn encode_configure_result(c: &ConfigureResult, buf: &mut BytesMut) {
     buf.put_u8(b'{');
-    let mut first = true;
-    let mut key = |buf: &mut BytesMut, name: &str| {
-        if !std::mem::take(&mut first) {
-            buf.put_u8(b',');
-        }
-        put_str(buf, name);
-        buf.put_u8(b':');
-    };
+    let mut members = Members::default();
     if let Some(v) = c.version_rolling {
-        key(buf, "version-rolling");
+        members.key(buf, "version-rolling");
         put_bool(buf, v);
     }
     if let Some(mask) = c.version_rolling_mask {
-        key(buf, "version-rolling.mask");
+        members.key(buf, "version-rolling.mask");
         put_hex_str_u32(buf, mask);
     }
     if let Some(bits) = c.version_rolling_min_bit_count {
-        key(buf, "version-rolling.min-bit-count");
+        members.key(buf, "version-rolling.min-bit-count");
         put_u64(buf, u64::from(bits));
     }
     if let Some(v) = c.minimum_difficulty {
-        key(buf, "minimum-difficulty");
+        members.key(buf, "minimum-difficulty");
         put_bool(buf, v);
     }
     if let Some(v) = c.subscribe_extranonce {
-        key(buf, "subscribe-extranonce");
+        members.key(buf, "subscribe-extranonce");
         put_bool(buf, v);
     }
     buf.put_u8(b'}');
@@ -360,6 +329,41 @@ pub(crate) fn put_str(buf: &mut BytesMut, text: &str) {
     }
     buf.put_slice(bytes.get(start..).unwrap_or_default());
     buf.put_u8(b'"');
+}
+
+/// Appends `[a,b,…]`, each item written by `put`.
+fn put_array<I: IntoIterator>(
+    buf: &mut BytesMut,
+    items: I,
+    mut put: impl FnMut(&mut BytesMut, I::Item),
+) {
+    buf.put_u8(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            buf.put_u8(b',');
+        }
+        put(buf, item);
+    }
+    buf.put_u8(b']');
+}
+
+/// The members of one JSON object being written: a comma goes before every key but the
+/// first, wherever optional members are left out.
+#[derive(Default)]
+struct Members {
+    /// Whether a member has been written.
+    started: bool,
+}
+
+impl Members {
+    /// Appends the next member's `"name":` (its value follows).
+    fn key(&mut self, buf: &mut BytesMut, name: &str) {
+        if std::mem::replace(&mut self.started, true) {
+            buf.put_u8(b',');
+        }
+        put_str(buf, name);
+        buf.put_u8(b':');
+    }
 }
 
 fn put_opt_str(buf: &mut BytesMut, text: Option<&str>) {
@@ -451,6 +455,21 @@ mod tests {
         assert_eq!(text(|b| put_u64(b, 0)), "0");
         assert_eq!(text(|b| put_u64(b, u64::MAX)), u64::MAX.to_string());
         assert_eq!(text(|b| put_i64(b, i64::MIN)), i64::MIN.to_string());
+    }
+
+    #[test]
+    fn arrays_and_objects_put_commas_only_between() {
+        assert_eq!(text(|b| put_array(b, [0u64; 0], put_u64)), "[]");
+        assert_eq!(text(|b| put_array(b, [7u64], put_u64)), "[7]");
+        assert_eq!(text(|b| put_array(b, ["a", "b"], put_str)), r#"["a","b"]"#);
+        let object = text(|b| {
+            let mut members = Members::default();
+            members.key(b, "x");
+            put_bool(b, true);
+            members.key(b, "y");
+            put_u64(b, 2);
+        });
+        assert_eq!(object, r#""x":true,"y":2"#);
     }
 
     #[test]
