@@ -19,6 +19,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+mod fixtures_support;
+use fixtures_support::{fixture, hex_bytes, hex_u32, job_from_notify};
+
 const MASK: u32 = 0x1fff_e000;
 
 /// Runs a test body with an overall deadline.
@@ -110,26 +113,6 @@ fn reverify(pool: &SimPool, share: &AcceptedShare, mask: u32) {
     );
 }
 
-fn fixture(rel: &str) -> String {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let candidates = [
-        format!("{root}/../shared/fixtures/stratum/{rel}"),
-        format!("{root}/../../shared/fixtures/stratum/{rel}"),
-    ];
-    candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_else(|| panic!("fixture {rel} not found in {candidates:?}"))
-}
-
-fn unhex(v: &Value) -> Vec<u8> {
-    hex::decode(v.as_str().expect("hex string")).expect("valid hex")
-}
-
-fn hex_u32(v: &Value) -> u32 {
-    u32::from_str_radix(v.as_str().expect("hex string"), 16).expect("u32 hex")
-}
-
 #[test]
 fn pool_judge_agrees_with_real_share_vectors() {
     let doc: Value = serde_json::from_str(&fixture("share-vectors.json")).expect("json");
@@ -138,15 +121,15 @@ fn pool_judge_agrees_with_real_share_vectors() {
     for v in vectors {
         let name = v["name"].as_str().expect("name");
         let p = v["notify"].as_array().expect("notify params");
-        let prevhash: [u8; 32] = unhex(&p[1]).try_into().expect("32 bytes");
+        let prevhash: [u8; 32] = hex_bytes(&p[1]).try_into().expect("32 bytes");
         let branch: Vec<[u8; 32]> = p[4]
             .as_array()
             .expect("branch")
             .iter()
-            .map(|b| unhex(b).try_into().expect("32 bytes"))
+            .map(|b| hex_bytes(b).try_into().expect("32 bytes"))
             .collect();
-        let (coinb1, coinb2) = (unhex(&p[2]), unhex(&p[3]));
-        let (en1, en2) = (unhex(&v["extranonce1"]), unhex(&v["extranonce2"]));
+        let (coinb1, coinb2) = (hex_bytes(&p[2]), hex_bytes(&p[3]));
+        let (en1, en2) = (hex_bytes(&v["extranonce1"]), hex_bytes(&v["extranonce2"]));
         let version_bits = v["version_bits"]
             .as_str()
             .map(|_| hex_u32(&v["version_bits"]));
@@ -744,28 +727,6 @@ async fn bad_config_is_refused_before_binding() {
     }
 }
 
-/// A job from a raw `mining.notify` line's params.
-fn job_from_params(p: &Value) -> Job {
-    let branch = p[4]
-        .as_array()
-        .expect("branch")
-        .iter()
-        .map(|b| unhex(b).try_into().expect("32 bytes"))
-        .collect();
-    Job::new(JobTemplate {
-        id: p[0].as_str().expect("id").to_owned(),
-        prevhash: unhex(&p[1]).try_into().expect("32 bytes"),
-        coinb1: unhex(&p[2]),
-        coinb2: unhex(&p[3]),
-        merkle_branch: branch,
-        version: hex_u32(&p[5]),
-        nbits: hex_u32(&p[6]),
-        ntime: hex_u32(&p[7]),
-        clean_jobs: p[8].as_bool().expect("clean"),
-    })
-    .expect("valid job")
-}
-
 /// Whether this share meets difficulty 1e-6 (checked by the proxy-side validator).
 fn meets(job: &Job, en1: &[u8], en2: &[u8], nonce: u32) -> bool {
     let policy = SubmitPolicy::new(en2.len(), Difficulty::new(1e-6).expect("ok").to_target());
@@ -798,7 +759,7 @@ async fn raw_submits_are_judged_strictly_and_survive_set_extranonce() {
         let mut raw = Raw::connect(pool.addr()).await;
         raw.send(r#"{"id":1,"method":"mining.subscribe","params":["raw/1"]}"#).await;
         let (sub, _) = raw.answer(1).await;
-        let en1_a = unhex(&sub["result"][1]);
+        let en1_a = hex_bytes(&sub["result"][1]);
         raw.send(r#"{"id":2,"method":"mining.extranonce.subscribe","params":[]}"#).await;
         raw.send(r#"{"id":3,"method":"mining.authorize","params":["acct.raw","x"]}"#).await;
         let (_, calls) = raw.answer(3).await;
@@ -806,7 +767,7 @@ async fn raw_submits_are_judged_strictly_and_survive_set_extranonce() {
             .iter()
             .find(|v| v["method"] == "mining.notify")
             .expect("first job");
-        let job = job_from_params(&notify["params"]);
+        let job = job_from_notify(&notify["params"]);
         let ntime = format!("{:08x}", job.ntime());
         let submit = |id: u64, en2: &str, ntime: &str, nonce: u32, extra: &str| {
             format!(
@@ -837,7 +798,7 @@ async fn raw_submits_are_judged_strictly_and_survive_set_extranonce() {
         while en1_b.is_none() {
             let v = raw.next(Duration::from_secs(3)).await.expect("set_extranonce");
             if v["method"] == "mining.set_extranonce" {
-                en1_b = Some(unhex(&v["params"][0]));
+                en1_b = Some(hex_bytes(&v["params"][0]));
             }
         }
         assert_ne!(en1_b.as_deref(), Some(en1_a.as_slice()), "a fresh extranonce1");
@@ -893,10 +854,10 @@ async fn a_raised_difficulty_spares_jobs_sent_before_it() {
         let mut raw = Raw::connect(pool.addr()).await;
         raw.send(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).await;
         let (sub, _) = raw.answer(1).await;
-        let en1 = unhex(&sub["result"][1]);
+        let en1 = hex_bytes(&sub["result"][1]);
         raw.send(r#"{"id":2,"method":"mining.authorize","params":["acct.d","x"]}"#).await;
         let (_, calls) = raw.answer(2).await;
-        let first = job_from_params(
+        let first = job_from_notify(
             &calls
                 .iter()
                 .find(|v| v["method"] == "mining.notify")
@@ -920,7 +881,7 @@ async fn a_raised_difficulty_spares_jobs_sent_before_it() {
 
         pool.new_job();
         let v = raw.next(Duration::from_secs(3)).await.expect("notify");
-        let second = job_from_params(&v["params"]);
+        let second = job_from_notify(&v["params"]);
         let (en2, nonce) = find_share_below(&second, &en1, 1e-5);
         raw.send(&submit(4, &second, &en2, nonce)).await;
         assert_eq!(raw.answer(4).await.0["error"][0], 23, "new job, new difficulty");

@@ -27,6 +27,11 @@ pub fn unhex32(s: &str) -> [u8; 32] {
     unhex(s).try_into().expect("32 bytes")
 }
 
+/// The bytes of a JSON hex string (a notify or subscribe field).
+pub fn hex_bytes(v: &Value) -> Vec<u8> {
+    unhex(v.as_str().expect("hex string"))
+}
+
 pub fn hex_u32(v: &Value) -> u32 {
     u32::from_str_radix(v.as_str().expect("hex string"), 16).expect("u32 hex")
 }
