@@ -580,8 +580,8 @@ async fn disconnect_fails_over_to_the_backup_within_a_second() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn silence_fails_over_within_the_silence_timeout_after_probing() {
+/// Pools `a` (p0, active with a job published) and `b` (p1, subscribed as the backup).
+async fn active_and_backup() -> (FakePool, FakePool, Proxy) {
     let a = FakePool::start("aaaaaaaa", 8, "ja").await;
     let b = FakePool::start("bbbbbbbb", 8, "jb").await;
     let mut proxy = start_proxy(config(&[a.addr, b.addr], FAST)).await;
@@ -590,6 +590,12 @@ async fn silence_fails_over_within_the_silence_timeout_after_probing() {
         proxy.pool_state("p1").state == UpstreamState::Backup
     })
     .await;
+    (a, b, proxy)
+}
+
+#[tokio::test]
+async fn silence_fails_over_within_the_silence_timeout_after_probing() {
+    let (a, _b, mut proxy) = active_and_backup().await;
     // Idle pool: probes keep it known alive.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let authorizes = a
@@ -620,14 +626,7 @@ async fn a_stalled_proxy_keeps_a_pool_that_would_have_answered() {
     // The whole runtime (proxy and fake pool alike, one thread) is starved for longer than
     // the silence timeout, as on an overloaded machine: the pool was quiet only because
     // nothing ran. Its connection must survive; only real silence replaces it.
-    let a = FakePool::start("aaaaaaaa", 8, "ja").await;
-    let b = FakePool::start("bbbbbbbb", 8, "jb").await;
-    let mut proxy = start_proxy(config(&[a.addr, b.addr], FAST)).await;
-    proxy.job("job from a", |j| &*j.link.pool == "p0").await;
-    eventually("backup ready", || {
-        proxy.pool_state("p1").state == UpstreamState::Backup
-    })
-    .await;
+    let (a, _b, proxy) = active_and_backup().await;
     // A probe has gone out and been answered.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Block the runtime's only thread: no task runs and no timer fires for 4 s.

@@ -233,26 +233,28 @@ mod tests {
         assert_eq!(ticks(&mut h, t0, 5000, 6000), []);
     }
 
-    #[test]
-    fn a_stall_after_a_probe_does_not_blame_the_pool_for_the_answer_it_could_not_read() {
+    /// An idle pool probed at 1.0 s, then the proxy stalled until 4.5 s (3.4 s of the
+    /// 3.5 s gap are the stall; one tick of it counts): the check that ends the stall.
+    fn probed_then_stalled() -> (Health, Instant) {
         let t0 = Instant::now();
         let mut h = Health::new(S3, TICK, t0);
         assert_eq!(ticks(&mut h, t0, 0, 1000), [(1000, HealthCheck::Probe)]);
         h.sent_request(t0 + ms(1000));
-        // Stalled from 1.0 s to 4.5 s: the probe's answer sat unread.
         assert_eq!(h.check(t0 + ms(4500)), HealthCheck::Fine);
+        (h, t0)
+    }
+
+    #[test]
+    fn a_stall_after_a_probe_does_not_blame_the_pool_for_the_answer_it_could_not_read() {
+        let (mut h, t0) = probed_then_stalled();
+        // The probe's answer sat unread through the stall.
         h.answered(t0 + ms(4510));
         assert_eq!(ticks(&mut h, t0, 4500, 5400), []);
     }
 
     #[test]
     fn a_pool_really_silent_across_a_stall_is_down_after_three_seconds_awake() {
-        let t0 = Instant::now();
-        let mut h = Health::new(S3, TICK, t0);
-        assert_eq!(ticks(&mut h, t0, 0, 1000), [(1000, HealthCheck::Probe)]);
-        h.sent_request(t0 + ms(1000));
-        // 3.4 s of the 3.5 s gap are the proxy's stall; one tick of it counts.
-        assert_eq!(h.check(t0 + ms(4500)), HealthCheck::Fine);
+        let (mut h, t0) = probed_then_stalled();
         let events = ticks(&mut h, t0, 4500, 6400);
         // Quiet since 0: 1.0 s + 0.1 s before and in the gap, then 1.9 s more by 6.4 s.
         assert_eq!(
