@@ -56,6 +56,9 @@ pub struct Health {
     last_check: Instant,
     /// Total stall time excused since birth.
     stalled: Duration,
+    /// Stall time excused since the last [`Health::take_stall`], for the caller's own
+    /// deadlines (shares awaiting an answer).
+    untaken_stall: Duration,
     /// Last time any line came from the pool, moved later by stalls since.
     last_heard: Instant,
     /// When the oldest request not yet followed by any answer was sent (moved later by
@@ -77,6 +80,7 @@ impl Health {
             born: now,
             last_check: now,
             stalled: Duration::ZERO,
+            untaken_stall: Duration::ZERO,
             last_heard: now,
             awaiting_since: None,
             last_probe: None,
@@ -104,6 +108,12 @@ impl Health {
     pub fn awake_for(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.born)
             .saturating_sub(self.stalled)
+    }
+
+    /// Stall time excused by checks since the last call: the caller moves its own
+    /// deadlines that only the pool can miss by as much.
+    pub fn take_stall(&mut self) -> Duration {
+        std::mem::take(&mut self.untaken_stall)
     }
 
     /// Decides what to do at `now`; a [`HealthCheck::Probe`] answer is remembered, so the
@@ -139,6 +149,7 @@ impl Health {
         }
         let stall = gap - self.tick;
         self.stalled = self.stalled.saturating_add(stall);
+        self.untaken_stall = self.untaken_stall.saturating_add(stall);
         self.last_heard = later_by(self.last_heard, stall, now);
         self.awaiting_since = self.awaiting_since.map(|at| later_by(at, stall, now));
         self.last_probe = self.last_probe.map(|at| later_by(at, stall, now));
@@ -225,6 +236,8 @@ mod tests {
         // sent at 1.5 s) waits in the socket. The late check must not call that silence.
         assert_eq!(h.check(t0 + ms(4000)), HealthCheck::Fine);
         assert_eq!(h.awake_for(t0 + ms(4000)), ms(1000));
+        assert_eq!(h.take_stall(), ms(3000));
+        assert_eq!(h.take_stall(), Duration::ZERO, "taken once");
         // The reader gets its turn and finds the line.
         h.heard(t0 + ms(4000));
         assert_eq!(ticks(&mut h, t0, 4000, 5000), [(5000, HealthCheck::Probe)]);

@@ -16,8 +16,11 @@ use crate::stratum::Response;
 pub struct InFlight {
     /// The share, with the miner to credit.
     pub share: UpstreamSubmit,
-    /// When it was written to the pool socket, for the round-trip latency and expiry.
+    /// When it was written to the pool socket, for the round-trip latency.
     pub sent_at: Instant,
+    /// When its submit timeout started: `sent_at`, moved later by the proxy's own stalls
+    /// since (the pool's answer may have waited unread in the socket).
+    pub counted_from: Instant,
 }
 
 /// The shares of one connection awaiting the pool's verdict, oldest first.
@@ -34,6 +37,7 @@ impl Pending {
             InFlight {
                 share,
                 sent_at: now,
+                counted_from: now,
             },
         );
     }
@@ -43,11 +47,23 @@ impl Pending {
         self.entries.remove(&id)
     }
 
-    /// Takes every share sent `timeout` or longer before `now`.
+    /// Does not count a stall of the proxy's own task, ending at `now`, against the pool:
+    /// every share's timeout restarts that much later (no later than `now`).
+    pub fn excuse(&mut self, stall: Duration, now: Instant) {
+        for entry in self.entries.values_mut() {
+            entry.counted_from = entry
+                .counted_from
+                .checked_add(stall)
+                .map_or(now, |later| later.min(now));
+        }
+    }
+
+    /// Takes every share whose timeout, counted from `counted_from`, has run out at `now`.
+    /// Stalls move later shares at least as far as earlier ones, so the oldest run out first.
     pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<InFlight> {
         let mut expired = Vec::new();
         while let Some(entry) = self.entries.first_entry() {
-            if now.saturating_duration_since(entry.get().sent_at) < timeout {
+            if now.saturating_duration_since(entry.get().counted_from) < timeout {
                 break;
             }
             expired.push(entry.remove());
@@ -194,6 +210,34 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p.drain().len(), 1);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_stall_of_the_proxy_restarts_the_timeouts() {
+        let t0 = Instant::now();
+        let miner = std::sync::Arc::new(crate::stats::MinerStats::new(
+            t0,
+            std::time::SystemTime::now(),
+            1.0,
+        ));
+        let ms = Duration::from_millis;
+        let mut p = Pending::default();
+        p.insert(1, share(&miner, t0), t0);
+        p.insert(2, share(&miner, t0), t0 + ms(1500));
+        // The check at 3.0 s finds a 1.9 s stall; share 2 went out inside that gap (the
+        // task ran, its tick did not), and its timeout starts no later than the check.
+        p.excuse(ms(1900), t0 + ms(3000));
+        let timeout = Duration::from_secs(1);
+        assert!(p.expire(t0 + ms(2899), timeout).is_empty());
+        let gone = p.expire(t0 + ms(2900), timeout);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            gone[0].sent_at, t0,
+            "the latency still counts from the send"
+        );
+        assert_eq!(gone[0].counted_from, t0 + ms(1900));
+        assert!(p.expire(t0 + ms(3999), timeout).is_empty());
+        assert_eq!(p.expire(t0 + ms(4000), timeout).len(), 1);
     }
 
     #[test]

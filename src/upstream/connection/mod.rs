@@ -558,6 +558,17 @@ impl Session {
         // First, so a tick that comes late because this task was starved excuses the gap
         // before any deadline is judged: the pool's lines may be waiting unread.
         let verdict = self.health.check(now);
+        let stall = self.health.take_stall();
+        if !stall.is_zero() {
+            // Lines the pool sent meanwhile are still in the socket: restart the shares'
+            // timeouts too, and tell the operator the machine is too busy.
+            self.pending.excuse(stall, now);
+            if stall >= Duration::from_secs(1) {
+                tracing::warn!(pool = %self.spec.name, ?stall, "upstream task stalled (machine overloaded?); not counted against the pool");
+            } else {
+                tracing::debug!(pool = %self.spec.name, ?stall, "upstream task stalled");
+            }
+        }
         let setup = self
             .shared
             .config
