@@ -185,14 +185,18 @@ mod tests {
         }
     }
 
+    fn miner(now: Instant) -> std::sync::Arc<crate::stats::MinerStats> {
+        std::sync::Arc::new(crate::stats::MinerStats::new(
+            now,
+            std::time::SystemTime::now(),
+            1.0,
+        ))
+    }
+
     #[test]
     fn expiry_takes_the_oldest_first_and_answers_find_their_share() {
         let t0 = Instant::now();
-        let miner = std::sync::Arc::new(crate::stats::MinerStats::new(
-            t0,
-            std::time::SystemTime::now(),
-            1.0,
-        ));
+        let miner = miner(t0);
         let mut p = Pending::default();
         for (id, at) in [(4, 0), (5, 100), (6, 200), (7, 300)] {
             p.insert(id, share(&miner, t0), t0 + Duration::from_millis(at));
@@ -215,11 +219,7 @@ mod tests {
     #[test]
     fn a_stall_of_the_proxy_restarts_the_timeouts() {
         let t0 = Instant::now();
-        let miner = std::sync::Arc::new(crate::stats::MinerStats::new(
-            t0,
-            std::time::SystemTime::now(),
-            1.0,
-        ));
+        let miner = miner(t0);
         let ms = Duration::from_millis;
         let mut p = Pending::default();
         p.insert(1, share(&miner, t0), t0);
