@@ -5,10 +5,7 @@
 
 mod metrics_support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use metrics_support::{populated, series_shapes, tool};
+use metrics_support::{populated, promtool_check, series_shapes, tool};
 
 const EXPECTED: &str = include_str!("metrics_names.txt");
 
@@ -73,31 +70,10 @@ fn promtool_accepts_the_exposition() {
     };
     let p = populated(2_000);
     let text = p.exporter.render(p.now);
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{report}\n{text}"
-    );
-    assert!(
-        report.trim().is_empty(),
-        "promtool lint findings:\n{report}"
-    );
+    if let Err(report) = promtool_check(&promtool, &text) {
+        panic!("promtool check metrics:\n{report}\n{text}");
+    }
+    // The check is live: a series without HELP is a finding.
+    let bad = promtool_check(&promtool, "counter_without_help 1\n");
+    assert!(bad.is_err_and(|report| report.contains("no help text")));
 }

@@ -5,7 +5,6 @@
 
 mod metrics_support;
 
-use std::io::Write;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use metrics_support::{TWO_32, identity, tool};
+use metrics_support::{TWO_32, identity, promtool_check, tool};
 
 const MINERS: usize = 40;
 /// Mean shares per second per miner.
@@ -204,26 +203,9 @@ async fn prometheus_scrapes_the_site_hashrate_within_its_statistical_bound() {
             .text()
             .await
             .unwrap();
-        let mut child = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if let Err(report) = promtool_check(&promtool, &text) {
+            panic!("promtool check metrics: {report}");
+        }
     }
 
     let (process, base) = start_prometheus(prometheus, &target);
