@@ -14,7 +14,7 @@
 //! | `connection/` | one SV1 client session: handshake, jobs, probes (`mod.rs`); shares out, verdicts back, final accounting (`submit.rs`) | TCP |
 //! | `event.rs` | what a connection hands its channel server: work, how it ended | no |
 //! | `failover.rs` | which pool is active, which to connect or close ([`Failover`]) | no |
-//! | `health.rs` | when to probe, when silence means down ([`Health`]) | no |
+//! | `health.rs` | when to probe, when silence means down, not counting the proxy's own stalls ([`Health`]) | no |
 //! | `backoff.rs` | reconnect delays ([`Backoff`]) | no |
 //! | `pending.rs` | submits awaiting answers, pool verdicts, worker names | no |
 //! | `sizing.rs` | the extranonce split per pool ([`plan_for`]) | no |
