@@ -310,3 +310,65 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `hashgate loadgen ...` as the binary parses it.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        loadgen: LoadgenArgs,
+    }
+
+    fn compare_args(args: &[&str]) -> CompareArgs {
+        let cli = Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+            .expect("parses");
+        match cli.loadgen.command {
+            Some(LoadgenCommand::Compare(c)) => *c,
+            None => panic!("no compare subcommand in {args:?}"),
+        }
+    }
+
+    #[test]
+    fn compare_takes_a_second_binary_and_aiostratum() {
+        let c = compare_args(&[
+            "compare",
+            "-n",
+            "2000",
+            "--rate",
+            "5000",
+            "--proxy-binary-b",
+            "/tmp/hashgate-stats-off",
+            "--aiostratum",
+            "/work/venvs/aiostratum/bin/python",
+        ]);
+        assert_eq!(c.load.connections.get(), 2000);
+        assert_eq!(c.load.rate, 5000.0);
+        assert_eq!(
+            c.proxy_binary_b.as_deref(),
+            Some(std::path::Path::new("/tmp/hashgate-stats-off"))
+        );
+        assert_eq!(
+            c.aiostratum.as_deref(),
+            Some(std::path::Path::new("/work/venvs/aiostratum/bin/python"))
+        );
+    }
+
+    #[test]
+    fn compare_runs_only_hashgate_by_default() {
+        let c = compare_args(&["compare"]);
+        assert_eq!(c.proxy_binary_b, None);
+        assert_eq!(c.aiostratum, None);
+        assert_eq!(c.pool_difficulty, DEFAULT_POOL_DIFFICULTY);
+    }
+
+    #[test]
+    fn aiostratum_needs_its_interpreter_path() {
+        let err = Cli::try_parse_from(["loadgen", "compare", "--aiostratum"])
+            .expect_err("a path is required");
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue, "{err}");
+    }
+}
