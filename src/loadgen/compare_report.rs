@@ -441,7 +441,7 @@ impl fmt::Display for CompareReport {
         )?;
         row(
             f,
-            "proxy B per idle conn",
+            "proxy bytes per idle conn",
             &proc(&|t| opt_fixed(t.bytes_per_connection, 0)),
         )?;
         let cpu_cell = |c: &CpuSplit| format!("{:.2} / {:.2}", c.user_s, c.system_s);
