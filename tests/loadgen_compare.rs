@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hashgate::loadgen::{
-    CompareConfig, CompareError, CompareReport, LoadConfig, LoadReport, compare,
+    CompareConfig, CompareError, CompareReport, LoadConfig, LoadReport, ProxyKind, compare,
 };
 
 async fn bounded<T, F: Future<Output = T>>(secs: u64, body: F) -> T {
@@ -150,4 +150,69 @@ async fn the_command_line_prints_a_json_report() {
     }
     assert_eq!(json["proxy_exit"]["graceful"], true, "{json}");
     assert!(json["added_latency"]["p99_us"].is_number(), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_binary_runs_as_phase_c_with_ratios_to_the_first() {
+    let config = CompareConfig {
+        job_interval: Some(Duration::from_secs(1)),
+        skip_direct: true,
+        proxy_binary_b: Some(hashgate()),
+        ..CompareConfig::new(load(20, 200.0, Duration::from_secs(2)), hashgate())
+    };
+    let report = bounded(120, compare(config))
+        .await
+        .expect("comparison runs");
+    assert_clean_phase("through proxy", &report.proxied, 20, &report);
+    assert_eq!(report.others.len(), 1, "{report}");
+    let b = &report.others[0];
+    assert_eq!(b.kind, ProxyKind::Hashgate);
+    assert_clean_phase("through proxy B", &b.load, 20, &report);
+    // Its own process, started after the first one stopped.
+    assert_ne!(b.pid, report.proxy_pid);
+    assert_eq!(b.load.target, b.addr);
+    assert_eq!(b.pool.rejected, 0, "{report}");
+    assert!(b.pool.accepted > 0, "{report}");
+    assert!(b.exit.graceful, "{report}");
+    let accepted = b.versus_hashgate.accepted_per_s.expect("both accepted");
+    assert_eq!(accepted.ratio, Some(1.0), "{report}");
+    assert!(b.versus_hashgate.p50_us.is_some(), "{report}");
+    // No direct phase, so nothing added to it.
+    assert!(b.added_latency.is_none());
+    let text = report.to_string();
+    assert!(text.contains("hashgate B / hashgate:"), "{text}");
+}
+
+#[test]
+fn a_closed_stdout_does_not_panic_the_loadgen() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(hashgate())
+        .args([
+            "loadgen",
+            "--sim-pool",
+            "-n",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+            "--sim-pool-job-interval",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hashgate starts");
+    // The reader goes away before the report is written: its write gets EPIPE.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr).expect("stderr readable");
+    }
+    let status = child.wait().expect("hashgate ends");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stdout closed"), "{stderr}");
 }

@@ -1,5 +1,7 @@
 //! `hashgate loadgen ...`: the command-line edge of the load generator.
 
+use std::fmt;
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -7,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use super::compare::{CompareConfig, CompareReport, DEFAULT_POOL_DIFFICULTY, compare};
 use super::{LoadConfig, LoadReport, procfs, run_against_sim_pool, sim_pool_config};
@@ -46,7 +49,7 @@ pub enum LoadgenCommand {
     /// Run the same load directly against an in-process simulated pool, then through a
     /// `hashgate run` child process mining on that pool; print both side by side with the
     /// proxy's added latency, CPU and memory per connection.
-    Compare(CompareArgs),
+    Compare(Box<CompareArgs>),
 }
 
 /// `hashgate loadgen compare`.
@@ -72,6 +75,14 @@ pub struct CompareArgs {
     /// RUST_LOG for the proxy (its log lines cost it CPU under load).
     #[arg(long, default_value = "warn")]
     pub proxy_log: String,
+    /// A second hashgate binary, measured after the first under the same load (phase c),
+    /// e.g. a `--features stats-off` build; ratios to the first are reported.
+    #[arg(long, value_name = "PATH")]
+    pub proxy_binary_b: Option<PathBuf>,
+    /// Also measure aiostratum-proxy (phase d): the Python interpreter of its venv, e.g.
+    /// /work/venvs/aiostratum/bin/python (docs/LOADGEN.md says how to make it).
+    #[arg(long, value_name = "PYTHON")]
+    pub aiostratum: Option<PathBuf>,
 }
 
 /// The shape of a load, shared by a plain run and `compare`.
@@ -183,18 +194,49 @@ impl LoadArgs {
     }
 }
 
+/// A progress line on stderr; a closed stderr loses it rather than panicking.
+fn note(line: fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Prints the report (as JSON with `json`) to stdout. A reader that went away (`| head`)
+/// is not a failure of the run: the rest of the report is dropped and a note goes to
+/// stderr; any other write error is.
+///
+/// # Errors
+/// Stdout cannot be written for another reason than a broken pipe.
+fn print_report<R: Serialize + fmt::Display>(report: &R, json: bool) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    let written = if json {
+        let text = serde_json::to_string_pretty(report)?;
+        writeln!(out, "{text}")
+    } else {
+        write!(out, "{report}")
+    }
+    .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            note(format_args!("loadgen: stdout closed; report not printed"));
+            Ok(())
+        }
+        other => other.context("cannot write the report to stdout"),
+    }
+}
+
 /// Runs `hashgate loadgen` on its own multi-thread runtime and prints the report.
 ///
 /// # Errors
 /// Bad arguments, a target that cannot be reached at all, or a failed simulated pool.
 pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     if let Some(LoadgenCommand::Compare(compare)) = args.command {
-        return run_compare(compare);
+        return run_compare(*compare);
     }
     let config = args.to_config()?;
     match procfs::raise_nofile_limit() {
-        Ok(limit) => eprintln!("loadgen: may open {limit} files"),
-        Err(error) => eprintln!("loadgen: cannot raise the open-files limit: {error}"),
+        Ok(limit) => note(format_args!("loadgen: may open {limit} files")),
+        Err(error) => note(format_args!(
+            "loadgen: cannot raise the open-files limit: {error}"
+        )),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -205,24 +247,20 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             let interval = seconds("sim-pool-job-interval", args.sim_pool_job_interval)?;
             let (report, pool) =
                 run_against_sim_pool(config, sim_pool_config(Some(interval))).await?;
-            eprintln!(
+            note(format_args!(
                 "sim pool: {} accepted, {} rejected {:?}, {} jobs, {} connections",
                 pool.accepted,
                 pool.rejected,
                 pool.rejects_by_code,
                 pool.jobs_created,
                 pool.connections_total
-            );
+            ));
             Ok::<_, anyhow::Error>(report)
         } else {
             Ok(super::run(config).await?)
         }
     })?;
-    if args.load.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
+    print_report(&report, args.load.json)?;
     if report.connections.ready == 0 {
         bail!("no connection was set up");
     }
@@ -245,23 +283,25 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         job_interval: Some(seconds("job-interval", args.job_interval)?),
         skip_direct: args.skip_direct,
         proxy_log: args.proxy_log,
+        proxy_binary_b: args.proxy_binary_b,
+        aiostratum: args.aiostratum,
         ..CompareConfig::new(load, proxy_binary)
     };
     match procfs::raise_nofile_limit() {
         // Raised before the proxy starts, so the child inherits the same limit.
-        Ok(limit) => eprintln!("loadgen: may open {limit} files (the proxy child too)"),
-        Err(error) => eprintln!("loadgen: cannot raise the open-files limit: {error}"),
+        Ok(limit) => note(format_args!(
+            "loadgen: may open {limit} files (the proxy child too)"
+        )),
+        Err(error) => note(format_args!(
+            "loadgen: cannot raise the open-files limit: {error}"
+        )),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let report: CompareReport = runtime.block_on(compare(config))?;
-    if args.load.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
+    print_report(&report, args.load.json)?;
     if !report.proxy_exit.graceful {
         bail!(
             "the proxy did not shut down cleanly: {}",
@@ -269,4 +309,66 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `hashgate loadgen ...` as the binary parses it.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        loadgen: LoadgenArgs,
+    }
+
+    fn compare_args(args: &[&str]) -> CompareArgs {
+        let cli = Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+            .expect("parses");
+        match cli.loadgen.command {
+            Some(LoadgenCommand::Compare(c)) => *c,
+            None => panic!("no compare subcommand in {args:?}"),
+        }
+    }
+
+    #[test]
+    fn compare_takes_a_second_binary_and_aiostratum() {
+        let c = compare_args(&[
+            "compare",
+            "-n",
+            "2000",
+            "--rate",
+            "5000",
+            "--proxy-binary-b",
+            "/tmp/hashgate-stats-off",
+            "--aiostratum",
+            "/work/venvs/aiostratum/bin/python",
+        ]);
+        assert_eq!(c.load.connections.get(), 2000);
+        assert_eq!(c.load.rate, 5000.0);
+        assert_eq!(
+            c.proxy_binary_b.as_deref(),
+            Some(std::path::Path::new("/tmp/hashgate-stats-off"))
+        );
+        assert_eq!(
+            c.aiostratum.as_deref(),
+            Some(std::path::Path::new("/work/venvs/aiostratum/bin/python"))
+        );
+    }
+
+    #[test]
+    fn compare_runs_only_hashgate_by_default() {
+        let c = compare_args(&["compare"]);
+        assert_eq!(c.proxy_binary_b, None);
+        assert_eq!(c.aiostratum, None);
+        assert_eq!(c.pool_difficulty, DEFAULT_POOL_DIFFICULTY);
+    }
+
+    #[test]
+    fn aiostratum_needs_its_interpreter_path() {
+        let err = Cli::try_parse_from(["loadgen", "compare", "--aiostratum"])
+            .expect_err("a path is required");
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue, "{err}");
+    }
 }

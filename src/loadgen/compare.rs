@@ -1,29 +1,41 @@
 //! `hashgate loadgen compare`: the same load run directly against a simulated pool and
 //! then through the proxy, in one run, so the proxy's added latency and its own CPU and
-//! memory are read off one machine state.
+//! memory are read off one machine state; optionally also through a second hashgate
+//! binary (a before/after build) and through aiostratum-proxy, each against the same pool.
 //!
 //! ```text
-//! phase (a):  loadgen ──────────────────────────────> sim pool (in this process)
-//! phase (b):  loadgen ──> hashgate run (child process) ──> same sim pool
+//! phase (a):  loadgen ──────────────────────────────────────> sim pool (in this process)
+//! phase (b):  loadgen ──> hashgate run (child process) ──────> same sim pool
+//! phase (c):  loadgen ──> hashgate run, --proxy-binary-b ────> same sim pool
+//! phase (d):  loadgen ──> aiostratum-proxy (Python child) ───> same sim pool
 //! ```
 //!
 //! The pool hands every connection `pool_difficulty`; the load suggests
-//! [`LOADGEN_DIFFICULTY`] in both phases, which the pool honours directly (every share
-//! meets it without hashing) and the proxy clamps to its fixed miner difficulty (the
-//! same value). The proxy's own upstream connection keeps `pool_difficulty`, so it
+//! [`LOADGEN_DIFFICULTY`] in every phase, which the pool honours directly (every share
+//! meets it without hashing) and hashgate clamps to its fixed miner difficulty (the
+//! same value). Hashgate's own upstream connection keeps `pool_difficulty`, so it
 //! forwards only the shares that meet it: with the default 2⁻²⁸ about one in 16, as a
-//! pool difficulty well above the miners' would on a site.
+//! pool difficulty well above the miners' would on a site. aiostratum validates nothing
+//! and relays the pool's difficulty to its miners, so its pool connection asks for
+//! [`LOADGEN_DIFFICULTY`] and the pool judges every share it relays.
+//!
+//! Each proxy runs only during its own phase (hashgate's from before phase (a)), so an
+//! idle one takes no CPU from another's measurement.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
-use super::proxy_child::{ProxyChild, ProxyExit, ProxySettings, TempConfig};
-use super::{LOADGEN_DIFFICULTY, LatencySummary, LoadConfig, LoadError, LoadReport, procfs};
-use crate::sim::pool::{SimPool, SimPoolConfig, SimPoolStats};
+use super::aiostratum::{self, AIOSTRATUM_ADDR_PREFIX, AiostratumSettings};
+pub use super::compare_report::{
+    AddedLatency, CompareReport, CpuSplit, OtherProxy, PoolPhase, ProxyKind, Ratios, Versus,
+    cpu_us_per_share,
+};
+use super::proxy_child::{
+    HASHGATE_ADDR_PREFIX, ProxyChild, ProxyExit, ProxySettings, TempConfig, hashgate_command,
+};
+use super::{LOADGEN_DIFFICULTY, LoadConfig, LoadError, LoadReport, procfs};
+use crate::sim::pool::{SimPool, SimPoolConfig};
 
 /// Default pool difficulty: a hash meets it with probability ≈ 2⁻³² / d = 1/16.
 pub const DEFAULT_POOL_DIFFICULTY: f64 = 1.0 / (1u64 << 28) as f64;
@@ -53,6 +65,10 @@ pub struct CompareConfig {
     pub proxy_log: String,
     /// How long the proxy has to print its miner address.
     pub proxy_start_timeout: Duration,
+    /// A second hashgate binary measured in phase (c), e.g. a `stats-off` build.
+    pub proxy_binary_b: Option<PathBuf>,
+    /// The Python interpreter of an aiostratum-proxy venv, measured in phase (d).
+    pub aiostratum: Option<PathBuf>,
 }
 
 impl CompareConfig {
@@ -67,6 +83,8 @@ impl CompareConfig {
             skip_direct: false,
             proxy_log: "warn".into(),
             proxy_start_timeout: Duration::from_secs(15),
+            proxy_binary_b: None,
+            aiostratum: None,
         }
     }
 }
@@ -103,15 +121,27 @@ pub enum CompareError {
     },
     /// The proxy started but never named its miner address.
     #[error(
-        "the proxy did not start: {reason}; it ended with {status}; its last log lines:\n{stderr}"
+        "the proxy {program} did not start: {reason}; it ended with {status}; its last log lines:\n{stderr}"
     )]
     ProxyStart {
+        /// The binary or interpreter started.
+        program: PathBuf,
         /// What was missing.
         reason: String,
         /// Its exit status.
         status: String,
         /// Its last stderr lines.
         stderr: String,
+    },
+    /// More connections than aiostratum-proxy has extranonce tails for.
+    #[error(
+        "aiostratum-proxy splits the nonce space {max} ways at most; {requested} connections asked"
+    )]
+    TooManyForAiostratum {
+        /// Connections asked for.
+        requested: usize,
+        /// Its limit.
+        max: usize,
     },
     /// One phase could not run at all (no connection set up, for instance).
     #[error("{phase} phase: {source}")]
@@ -124,109 +154,20 @@ pub enum CompareError {
     },
 }
 
-/// The pool's counters over one phase.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PoolPhase {
-    /// Shares it accepted.
-    pub accepted: u64,
-    /// Shares it rejected.
-    pub rejected: u64,
-    /// Connections it accepted.
-    pub connections: u64,
-    /// Jobs it sent.
-    pub jobs: u64,
-}
-
-impl PoolPhase {
-    fn between(before: &SimPoolStats, after: &SimPoolStats) -> Self {
-        PoolPhase {
-            accepted: after.accepted.saturating_sub(before.accepted),
-            rejected: after.rejected.saturating_sub(before.rejected),
-            connections: after
-                .connections_total
-                .saturating_sub(before.connections_total),
-            jobs: after.jobs_created.saturating_sub(before.jobs_created),
-        }
-    }
-}
-
-/// Through-the-proxy minus direct latency, µs (negative where the proxy was faster:
-/// noise).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct AddedLatency {
-    /// Median.
-    pub p50_us: f64,
-    /// 90th percentile.
-    pub p90_us: f64,
-    /// 99th percentile.
-    pub p99_us: f64,
-    /// 99.9th percentile.
-    pub p999_us: f64,
-    /// Slowest.
-    pub max_us: f64,
-    /// Mean.
-    pub mean_us: f64,
-}
-
-impl AddedLatency {
-    /// `proxied − direct`, quantile by quantile.
-    pub fn between(direct: &LatencySummary, proxied: &LatencySummary) -> Self {
-        AddedLatency {
-            p50_us: proxied.p50_us - direct.p50_us,
-            p90_us: proxied.p90_us - direct.p90_us,
-            p99_us: proxied.p99_us - direct.p99_us,
-            p999_us: proxied.p999_us - direct.p999_us,
-            max_us: proxied.max_us - direct.max_us,
-            mean_us: proxied.mean_us - direct.mean_us,
-        }
-    }
-}
-
-/// The proxy's CPU over its phase (set-up, window and answers), split user / kernel.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct CpuSplit {
-    /// Seconds in its own code.
-    pub user_s: f64,
-    /// Seconds in the kernel (socket reads and writes, mostly).
-    pub system_s: f64,
-}
-
-/// Both phases and the proxy process.
-#[derive(Debug, Clone, Serialize)]
-pub struct CompareReport {
-    /// The simulated pool.
-    pub pool: SocketAddr,
-    /// The difficulty it gave the proxy.
-    pub pool_difficulty: f64,
-    /// The miners' difficulty in both phases.
-    pub miner_difficulty: f64,
-    /// The proxy child's pid.
-    pub proxy_pid: u32,
-    /// Where the miners connected to it.
-    pub proxy_addr: SocketAddr,
-    /// Phase (a), straight to the pool (absent with `skip_direct`).
-    pub direct: Option<LoadReport>,
-    /// The pool's counters over phase (a).
-    pub direct_pool: Option<PoolPhase>,
-    /// Phase (b), through the proxy (its `target_process` is the proxy).
-    pub proxied: LoadReport,
-    /// The pool's counters over phase (b): what the proxy forwarded.
-    pub proxied_pool: PoolPhase,
-    /// Phase (b) latency minus phase (a).
-    pub added_latency: Option<AddedLatency>,
-    /// The proxy's CPU over phase (b).
-    pub proxy_cpu: Option<CpuSplit>,
-    /// How the proxy ended.
-    pub proxy_exit: ProxyExit,
-}
-
-/// Starts the pool and the proxy, runs both phases, stops both.
+/// Starts the pool, runs every phase with its proxy, stops them all.
 ///
 /// # Errors
 /// [`CompareError`] when something cannot start or a phase cannot run at all; what goes
 /// wrong with single connections or shares is in the report.
 pub async fn compare(config: CompareConfig) -> Result<CompareReport, CompareError> {
     config.load.validate()?;
+    let requested = config.load.connections.get();
+    if config.aiostratum.is_some() && requested > aiostratum::MAX_WORKERS {
+        return Err(CompareError::TooManyForAiostratum {
+            requested,
+            max: aiostratum::MAX_WORKERS,
+        });
+    }
     let d = config.pool_difficulty;
     if !(d.is_finite() && d > 0.0) {
         return Err(CompareError::BadPoolDifficulty(d));
@@ -256,315 +197,243 @@ pub async fn compare(config: CompareConfig) -> Result<CompareReport, CompareErro
 }
 
 async fn with_pool(config: &CompareConfig, pool: &SimPool) -> Result<CompareReport, CompareError> {
-    let settings = ProxySettings {
-        pool: pool.addr(),
-        miner_difficulty: LOADGEN_DIFFICULTY,
-        account: "loadgen".into(),
-    };
-    let file = TempConfig::write(&settings.toml())?;
-    let proxy = ProxyChild::start(
-        &config.proxy_binary,
-        file.path(),
-        &config.proxy_log,
-        config.proxy_start_timeout,
-    )
-    .await?;
-    let (pid, proxy_addr) = (proxy.pid, proxy.miner_addr);
-    let phases = phases(config, pool, pid, proxy_addr).await;
-    let proxy_exit = proxy.stop(STOP_GRACE).await;
-    drop(file);
-    let phases = phases?;
-    let added_latency = phases
-        .direct
-        .as_ref()
-        .map(|d| AddedLatency::between(&d.latency, &phases.proxied.latency));
-    Ok(CompareReport {
-        pool: pool.addr(),
-        pool_difficulty: config.pool_difficulty,
-        miner_difficulty: LOADGEN_DIFFICULTY,
-        proxy_pid: pid,
-        proxy_addr,
-        direct: phases.direct,
-        direct_pool: phases.direct_pool,
-        proxied: phases.proxied,
-        proxied_pool: phases.proxied_pool,
-        added_latency,
-        proxy_cpu: phases.proxy_cpu,
-        proxy_exit,
-    })
-}
-
-/// What the two phases measured.
-struct Phases {
-    direct: Option<LoadReport>,
-    direct_pool: Option<PoolPhase>,
-    proxied: LoadReport,
-    proxied_pool: PoolPhase,
-    proxy_cpu: Option<CpuSplit>,
-}
-
-async fn phases(
-    config: &CompareConfig,
-    pool: &SimPool,
-    proxy_pid: u32,
-    proxy_addr: SocketAddr,
-) -> Result<Phases, CompareError> {
     let load = LoadConfig {
         suggest_difficulty: Some(LOADGEN_DIFFICULTY),
         ..config.load.clone()
     };
-    let (direct, direct_pool) = if config.skip_direct {
-        (None, None)
-    } else {
-        let before = pool.stats();
-        let report = super::run(LoadConfig {
-            target: pool.addr(),
-            target_pid: None,
-            ..load.clone()
-        })
-        .await
-        .map_err(|source| CompareError::Phase {
-            phase: "direct",
-            source,
-        })?;
-        (
-            Some(report),
-            Some(PoolPhase::between(&before, &pool.stats())),
-        )
+    // Started before the direct phase so a proxy that cannot start fails the run at once.
+    let hashgate = Subject::Hashgate {
+        binary: &config.proxy_binary,
+        phase: "through proxy",
     };
+    let started = start(config, pool, &hashgate).await?;
+    let direct = if config.skip_direct {
+        None
+    } else {
+        match direct_phase(pool, &load).await {
+            Ok(measured) => Some(measured),
+            Err(e) => {
+                started.stop().await;
+                return Err(e);
+            }
+        }
+    };
+    let proxied = measure(pool, &started.child, &load, hashgate.phase()).await;
+    let (proxy_pid, proxy_addr) = (started.pid, started.addr);
+    let proxy_exit = started.stop().await;
+    let proxied = proxied?;
+    let (direct, direct_pool) = direct.unzip();
 
+    let mut others = Vec::new();
+    let b = config
+        .proxy_binary_b
+        .as_ref()
+        .map(|binary| Subject::Hashgate {
+            binary,
+            phase: "through proxy B",
+        });
+    let aio = config
+        .aiostratum
+        .as_ref()
+        .map(|python| Subject::Aiostratum { python });
+    for subject in b.iter().chain(aio.iter()) {
+        let started = start(config, pool, subject).await?;
+        let (pid, addr) = (started.child.pid, started.child.miner_addr);
+        let measured = measure(pool, &started.child, &load, subject.phase()).await;
+        let exit = started.stop().await;
+        let measured = measured?;
+        others.push(OtherProxy {
+            kind: subject.kind(),
+            label: subject.label().into(),
+            program: subject.program().to_owned(),
+            pid,
+            addr,
+            added_latency: direct
+                .as_ref()
+                .map(|d| AddedLatency::between(&d.latency, &measured.load.latency)),
+            versus_hashgate: Ratios::between(&proxied.load, &measured.load),
+            load: measured.load,
+            pool: measured.pool,
+            cpu: measured.cpu,
+            exit,
+        });
+    }
+
+    Ok(CompareReport {
+        pool: pool.addr(),
+        pool_difficulty: config.pool_difficulty,
+        miner_difficulty: LOADGEN_DIFFICULTY,
+        proxy_pid,
+        proxy_addr,
+        added_latency: direct
+            .as_ref()
+            .map(|d| AddedLatency::between(&d.latency, &proxied.load.latency)),
+        direct,
+        direct_pool,
+        proxied: proxied.load,
+        proxied_pool: proxied.pool,
+        proxy_cpu: proxied.cpu,
+        proxy_exit,
+        others,
+    })
+}
+
+/// A proxy put under the load.
+enum Subject<'a> {
+    /// A hashgate binary.
+    Hashgate {
+        /// The binary.
+        binary: &'a Path,
+        /// Its phase's name in errors.
+        phase: &'static str,
+    },
+    /// aiostratum-proxy, run by this Python interpreter.
+    Aiostratum {
+        /// The interpreter of its venv.
+        python: &'a Path,
+    },
+}
+
+impl Subject<'_> {
+    fn kind(&self) -> ProxyKind {
+        match self {
+            Subject::Hashgate { .. } => ProxyKind::Hashgate,
+            Subject::Aiostratum { .. } => ProxyKind::Aiostratum,
+        }
+    }
+
+    fn phase(&self) -> &'static str {
+        match self {
+            Subject::Hashgate { phase, .. } => phase,
+            Subject::Aiostratum { .. } => "through aiostratum-proxy",
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Subject::Hashgate { .. } => "hashgate B",
+            Subject::Aiostratum { .. } => "aiostratum",
+        }
+    }
+
+    fn program(&self) -> &Path {
+        match self {
+            Subject::Hashgate { binary, .. } => binary,
+            Subject::Aiostratum { python } => python,
+        }
+    }
+}
+
+/// A started proxy and the files it reads, removed once it stops.
+struct Started {
+    /// The process.
+    child: ProxyChild,
+    /// Its pid (kept for the report after the child is consumed).
+    pid: u32,
+    /// Its miner address.
+    addr: SocketAddr,
+    /// Its config (and launcher), removed on drop.
+    _files: Vec<TempConfig>,
+}
+
+impl Started {
+    async fn stop(self) -> ProxyExit {
+        self.child.stop(STOP_GRACE).await
+    }
+}
+
+async fn start(
+    config: &CompareConfig,
+    pool: &SimPool,
+    subject: &Subject<'_>,
+) -> Result<Started, CompareError> {
+    let timeout = config.proxy_start_timeout;
+    let (child, files) = match subject {
+        Subject::Hashgate { binary, .. } => {
+            let settings = ProxySettings {
+                pool: pool.addr(),
+                miner_difficulty: LOADGEN_DIFFICULTY,
+                account: "loadgen".into(),
+            };
+            let file = TempConfig::write(&settings.toml(), "toml")?;
+            let command = hashgate_command(binary, file.path(), &config.proxy_log);
+            let child = ProxyChild::start(command, binary, HASHGATE_ADDR_PREFIX, timeout).await?;
+            (child, vec![file])
+        }
+        Subject::Aiostratum { python } => {
+            let settings = AiostratumSettings {
+                pool: pool.addr(),
+                miner_difficulty: LOADGEN_DIFFICULTY,
+                account: "loadgen".into(),
+            };
+            let yaml = TempConfig::write(&settings.yaml(), "yaml")?;
+            let launcher = TempConfig::write(aiostratum::LAUNCHER, "py")?;
+            let command = aiostratum::command(python, launcher.path(), yaml.path());
+            let child = ProxyChild::start(command, python, AIOSTRATUM_ADDR_PREFIX, timeout).await?;
+            (child, vec![yaml, launcher])
+        }
+    };
+    Ok(Started {
+        pid: child.pid,
+        addr: child.miner_addr,
+        child,
+        _files: files,
+    })
+}
+
+async fn direct_phase(
+    pool: &SimPool,
+    load: &LoadConfig,
+) -> Result<(LoadReport, PoolPhase), CompareError> {
     let before = pool.stats();
-    let cpu_before = procfs::cpu_split(proxy_pid).ok();
-    let proxied = super::run(LoadConfig {
-        target: proxy_addr,
-        target_pid: Some(proxy_pid),
-        ..load
+    let report = super::run(LoadConfig {
+        target: pool.addr(),
+        target_pid: None,
+        ..load.clone()
     })
     .await
     .map_err(|source| CompareError::Phase {
-        phase: "through proxy",
+        phase: "direct",
         source,
     })?;
-    let cpu_after = procfs::cpu_split(proxy_pid).ok();
-    let proxied_pool = PoolPhase::between(&before, &pool.stats());
-    let proxy_cpu = match (cpu_before, cpu_after) {
+    Ok((report, PoolPhase::between(&before, &pool.stats())))
+}
+
+/// What one phase through a proxy measured.
+struct Measured {
+    load: LoadReport,
+    pool: PoolPhase,
+    cpu: Option<CpuSplit>,
+}
+
+async fn measure(
+    pool: &SimPool,
+    proxy: &ProxyChild,
+    load: &LoadConfig,
+    phase: &'static str,
+) -> Result<Measured, CompareError> {
+    let before = pool.stats();
+    let cpu_before = procfs::cpu_split(proxy.pid).ok();
+    let report = super::run(LoadConfig {
+        target: proxy.miner_addr,
+        target_pid: Some(proxy.pid),
+        ..load.clone()
+    })
+    .await
+    .map_err(|source| CompareError::Phase { phase, source })?;
+    let cpu_after = procfs::cpu_split(proxy.pid).ok();
+    let cpu = match (cpu_before, cpu_after) {
         (Some((u0, s0)), Some((u1, s1))) => Some(CpuSplit {
             user_s: u1.saturating_sub(u0) as f64 / procfs::TICKS_PER_SEC,
             system_s: s1.saturating_sub(s0) as f64 / procfs::TICKS_PER_SEC,
         }),
         _ => None,
     };
-    Ok(Phases {
-        direct,
-        direct_pool,
-        proxied,
-        proxied_pool,
-        proxy_cpu,
+    Ok(Measured {
+        load: report,
+        pool: PoolPhase::between(&before, &pool.stats()),
+        cpu,
     })
-}
-
-/// A latency row: its label, and how to read it off a summary and off the difference.
-type Quantile = (
-    &'static str,
-    fn(&LatencySummary) -> f64,
-    fn(&AddedLatency) -> f64,
-);
-
-/// One table row: a label, the direct and proxied cells, and the difference.
-fn row(
-    f: &mut fmt::Formatter<'_>,
-    label: &str,
-    direct: &str,
-    proxied: &str,
-    added: &str,
-) -> fmt::Result {
-    writeln!(f, "  {label:<28} {direct:>18} {proxied:>18} {added:>12}")
-}
-
-fn us(v: f64) -> String {
-    format!("{v:.0}")
-}
-
-fn signed_us(v: f64) -> String {
-    format!("{v:+.0}")
-}
-
-fn opt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
-}
-
-impl fmt::Display for CompareReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = &self.proxied;
-        writeln!(
-            f,
-            "hashgate loadgen compare: {} connections, {:.0} shares/s for {:.1} s per phase",
-            p.connections.requested, p.shares.target_rate, p.shares.duration_s
-        )?;
-        writeln!(
-            f,
-            "  sim pool {} (difficulty {:e} to the proxy, miners at {:e}); proxy pid {} on {}",
-            self.pool, self.pool_difficulty, self.miner_difficulty, self.proxy_pid, self.proxy_addr
-        )?;
-        let d = self.direct.as_ref();
-        let cell = |get: &dyn Fn(&LoadReport) -> String| d.map_or_else(|| "-".into(), get);
-        row(f, "", "direct", "through proxy", "added")?;
-        row(
-            f,
-            "ready / held at end",
-            &cell(&|r| format!("{} / {}", r.connections.ready, r.connections.held_at_end)),
-            &format!("{} / {}", p.connections.ready, p.connections.held_at_end),
-            "",
-        )?;
-        row(
-            f,
-            "sent / accepted",
-            &cell(&|r| format!("{} / {}", r.shares.sent, r.shares.accepted)),
-            &format!("{} / {}", p.shares.sent, p.shares.accepted),
-            "",
-        )?;
-        let faults = |r: &LoadReport| {
-            format!(
-                "{} / {} / {}",
-                r.shares.rejected(),
-                r.shares.timeouts,
-                r.shares.lost_in_flight
-            )
-        };
-        row(
-            f,
-            "rejected / timeouts / lost",
-            &cell(&faults),
-            &faults(p),
-            "",
-        )?;
-        let pool_cell = |pp: &PoolPhase| format!("{} / {}", pp.accepted, pp.rejected);
-        row(
-            f,
-            "pool accepted / rejected",
-            &self
-                .direct_pool
-                .as_ref()
-                .map_or_else(|| "-".into(), pool_cell),
-            &pool_cell(&self.proxied_pool),
-            "",
-        )?;
-        let a = self.added_latency;
-        let quantiles: [Quantile; 6] = [
-            ("latency p50 (µs)", |l| l.p50_us, |a| a.p50_us),
-            ("latency p90 (µs)", |l| l.p90_us, |a| a.p90_us),
-            ("latency p99 (µs)", |l| l.p99_us, |a| a.p99_us),
-            ("latency p99.9 (µs)", |l| l.p999_us, |a| a.p999_us),
-            ("latency max (µs)", |l| l.max_us, |a| a.max_us),
-            ("latency mean (µs)", |l| l.mean_us, |a| a.mean_us),
-        ];
-        for (label, get, added) in quantiles {
-            row(
-                f,
-                label,
-                &cell(&|r| us(get(&r.latency))),
-                &us(get(&p.latency)),
-                &a.as_ref().map_or_else(String::new, |a| signed_us(added(a))),
-            )?;
-        }
-        row(
-            f,
-            "send lag p99 (µs)",
-            &cell(&|r| us(r.shares.send_lag.p99_us)),
-            &us(p.shares.send_lag.p99_us),
-            "",
-        )?;
-        row(
-            f,
-            "all ready / setup p50 (ms)",
-            &cell(&|r| {
-                format!(
-                    "{} / {}",
-                    opt_ms(r.connections.all_ready_ms),
-                    opt_ms(r.connections.setup_p50_ms)
-                )
-            }),
-            &format!(
-                "{} / {}",
-                opt_ms(p.connections.all_ready_ms),
-                opt_ms(p.connections.setup_p50_ms)
-            ),
-            "",
-        )?;
-        row(
-            f,
-            "fan-out widest spread (ms)",
-            &cell(&|r| opt_ms(r.fanout.max_spread_us.map(|us| us / 1000.0))),
-            &opt_ms(p.fanout.max_spread_us.map(|us| us / 1000.0)),
-            "",
-        )?;
-        if p.reconnect.is_some() {
-            let storm = |r: &LoadReport| {
-                r.reconnect.as_ref().map_or_else(
-                    || "-".into(),
-                    |s| {
-                        format!(
-                            "{}/{} in {}",
-                            s.ready,
-                            s.connections,
-                            opt_ms(s.all_ready_ms)
-                        )
-                    },
-                )
-            };
-            row(f, "reconnect storm (ms)", &cell(&storm), &storm(p), "")?;
-        }
-        row(
-            f,
-            "loadgen + pool CPU (%)",
-            &cell(&|r| opt_ms(r.loadgen_cpu_percent)),
-            &opt_ms(p.loadgen_cpu_percent),
-            "",
-        )?;
-        if let Some(t) = &p.target_process {
-            writeln!(
-                f,
-                "  proxy: CPU {}% of a core in the window; RSS {} → {} (idle) → {} KiB; {} B per idle connection",
-                opt_ms(t.cpu_percent),
-                t.rss_before_kib,
-                t.rss_connected_kib,
-                t.rss_after_kib,
-                t.bytes_per_connection
-                    .map_or_else(|| "-".into(), |b| format!("{b:.0}"))
-            )?;
-            if let Some(kib) = t.rss_after_reconnect_kib {
-                writeln!(f, "  proxy RSS after the reconnect storm: {kib} KiB")?;
-            }
-        }
-        if let Some(c) = &self.proxy_cpu {
-            writeln!(
-                f,
-                "  proxy CPU over its phase: {:.2} s user, {:.2} s system",
-                c.user_s, c.system_s
-            )?;
-        }
-        let e = &self.proxy_exit;
-        writeln!(
-            f,
-            "  proxy exit: {} ({}), {} log lines",
-            e.status,
-            if e.graceful {
-                "clean after SIGTERM"
-            } else {
-                "NOT clean"
-            },
-            e.log_lines
-        )?;
-        for line in &e.log_tail {
-            writeln!(f, "  proxy| {line}")?;
-        }
-        for (phase, r) in [("direct", d), ("proxy", Some(p))] {
-            for (message, n) in r.map(|r| r.errors.as_slice()).unwrap_or_default() {
-                writeln!(f, "  ! {phase}: {n}× {message}")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -577,34 +446,5 @@ mod tests {
         let p = 2f64.powi(-32) / DEFAULT_POOL_DIFFICULTY;
         assert!((p - 1.0 / 16.0).abs() < 1e-12, "{p}");
         assert!(DEFAULT_POOL_DIFFICULTY > 65535.0 * 2f64.powi(-48) * 10.0);
-    }
-
-    #[test]
-    fn added_latency_is_proxied_minus_direct() {
-        let direct = LatencySummary {
-            count: 10,
-            mean_us: 100.0,
-            p50_us: 90.0,
-            p90_us: 150.0,
-            p99_us: 300.0,
-            p999_us: 500.0,
-            max_us: 800.0,
-        };
-        let proxied = LatencySummary {
-            count: 10,
-            mean_us: 130.0,
-            p50_us: 110.0,
-            p90_us: 200.0,
-            p99_us: 250.0,
-            p999_us: 900.0,
-            max_us: 1800.0,
-        };
-        let a = AddedLatency::between(&direct, &proxied);
-        assert_eq!(a.p50_us, 20.0);
-        assert_eq!(a.p90_us, 50.0);
-        assert_eq!(a.p99_us, -50.0);
-        assert_eq!(a.p999_us, 400.0);
-        assert_eq!(a.max_us, 1000.0);
-        assert_eq!(a.mean_us, 30.0);
     }
 }

@@ -12,8 +12,10 @@
 //! | `jobcache` | one parsed job per distinct notify line, shared by all connections |
 //! | `procfs` | the open-files limit, and a process's RSS and CPU from `/proc` |
 //! | `report` | [`LoadReport`], printed for people or as JSON |
-//! | `compare` | [`compare()`]: the same load direct to a simulated pool and through the proxy, side by side |
-//! | `proxy_child` | the proxy as a child process: temporary config, start, output drained, stop |
+//! | `compare` | [`compare()`]: the same load direct to a simulated pool and through the proxy (and a second build, and aiostratum-proxy), side by side |
+//! | `compare_report` | [`CompareReport`]: the phases side by side, added latency, ratios to hashgate |
+//! | `aiostratum` | aiostratum-proxy's YAML config, its launcher, the command that starts it |
+//! | `proxy_child` | a proxy as a child process: temporary config, start, output drained, stop |
 //! | `cli` | [`cli::LoadgenArgs`] and [`cli::run`], the binary's edge |
 //!
 //! # A run
@@ -34,8 +36,10 @@
 //! 1e-10 or below (every hash then meets the target and no hashing is needed); above
 //! that, shares are searched for and the hashes reported.
 
+mod aiostratum;
 pub mod cli;
 pub mod compare;
+mod compare_report;
 mod config;
 mod conn;
 mod errors;
@@ -55,7 +59,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use compare::{CompareConfig, CompareError, CompareReport, compare};
+pub use compare::{
+    AddedLatency, CompareConfig, CompareError, CompareReport, CpuSplit, OtherProxy, PoolPhase,
+    ProxyKind, Ratios, Versus, compare,
+};
 pub use config::{LoadConfig, LoadError};
 pub use fanout::{FanoutSummary, JobFanout};
 pub use latency::LatencySummary;
@@ -232,10 +239,12 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     };
     let loadgen_cpu_percent =
         cpu_percent(own_cpu_before, procfs::cpu_ticks(std::process::id()).ok());
-    let target_cpu = cpu_percent(
-        target_cpu_before,
-        pid.and_then(|p| procfs::cpu_ticks(p).ok()),
-    );
+    let target_cpu_after = pid.and_then(|p| procfs::cpu_ticks(p).ok());
+    let target_cpu = cpu_percent(target_cpu_before, target_cpu_after);
+    let target_cpu_s = target_cpu_after
+        .zip(target_cpu_before)
+        .and_then(|(after, before)| after.checked_sub(before))
+        .map(|ticks| ticks as f64 / procfs::TICKS_PER_SEC);
     let rss_after = pid.and_then(|p| procfs::rss_kib(p).ok());
 
     let reconnect = if cfg.reconnect_storm {
@@ -333,6 +342,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
             bytes_per_connection: (ready > 0)
                 .then(|| (connected as f64 - before as f64) * 1024.0 / ready as f64),
             cpu_percent: target_cpu,
+            cpu_s: target_cpu_s,
             rss_after_reconnect_kib: rss_after_reconnect,
         }),
         _ => None,

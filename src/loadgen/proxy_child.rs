@@ -19,7 +19,23 @@ use tokio::process::{Child, ChildStdout, Command};
 use super::compare::CompareError;
 
 /// The line `hashgate run` prints first, followed by the miner address.
-const ADDR_PREFIX: &str = "hashgate: miners connect to ";
+pub(crate) const HASHGATE_ADDR_PREFIX: &str = "hashgate: miners connect to ";
+
+/// `binary run --config FILE --listen 127.0.0.1:0 --http-listen 127.0.0.1:0` with
+/// `RUST_LOG=log`: the hashgate proxy under test.
+pub(crate) fn hashgate_command(binary: &Path, config: &Path, log: &str) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", log)
+        // The flags above win over these, but a stray pool list would not.
+        .env_remove("HASHGATE_POOLS")
+        .env_remove("HASHGATE_USER");
+    command
+}
 
 /// Log lines of the child kept for the report and for errors.
 const TAIL_LINES: usize = 12;
@@ -70,14 +86,14 @@ pub(crate) struct TempConfig {
 }
 
 impl TempConfig {
-    /// Writes `text` to a new file in the temporary directory.
+    /// Writes `text` to a new file named `*.{extension}` in the temporary directory.
     ///
     /// # Errors
     /// [`CompareError::ConfigFile`] when it cannot be created or written.
-    pub fn write(text: &str) -> Result<TempConfig, CompareError> {
+    pub fn write(text: &str, extension: &str) -> Result<TempConfig, CompareError> {
         let nonce: u64 = rand::random();
         let path = std::env::temp_dir().join(format!(
-            "hashgate-compare-{}-{nonce:016x}.toml",
+            "hashgate-compare-{}-{nonce:016x}.{extension}",
             std::process::id()
         ));
         // `create_new`: never overwrite a file someone else owns.
@@ -149,34 +165,26 @@ pub(crate) struct ProxyChild {
 }
 
 impl ProxyChild {
-    /// Starts `binary run --config FILE --listen 127.0.0.1:0 --http-listen 127.0.0.1:0`
-    /// with `RUST_LOG=log` and waits for its miner address.
+    /// Starts `command` (stdio piped, killed if dropped) and waits for the line
+    /// `addr_prefix ADDR` on its stdout. `program` names it in errors.
     ///
     /// # Errors
     /// [`CompareError::Spawn`] when it cannot be started; [`CompareError::ProxyStart`]
     /// when it exits or stays silent for `timeout` before naming its address.
     pub async fn start(
-        binary: &Path,
-        config: &Path,
-        log: &str,
+        mut command: Command,
+        program: &Path,
+        addr_prefix: &str,
         timeout: Duration,
     ) -> Result<ProxyChild, CompareError> {
-        let mut child = Command::new(binary)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", log)
-            // The flags above win over these, but a stray pool list would not.
-            .env_remove("HASHGATE_POOLS")
-            .env_remove("HASHGATE_USER")
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| CompareError::Spawn {
-                binary: binary.to_owned(),
+                binary: program.to_owned(),
                 source,
             })?;
         let pid = child.id().unwrap_or(0);
@@ -185,16 +193,19 @@ impl ProxyChild {
             tokio::spawn(drain(err, Some(Arc::clone(&stderr))));
         }
         let Some(stdout) = child.stdout.take() else {
-            return Err(start_failed(&mut child, &stderr, "its stdout was not captured").await);
+            let reason = "its stdout was not captured";
+            return Err(start_failed(&mut child, &stderr, program, reason).await);
         };
         let mut lines = BufReader::new(stdout).lines();
-        let found = tokio::time::timeout(timeout, find_addr(&mut lines)).await;
+        let found = tokio::time::timeout(timeout, find_addr(&mut lines, addr_prefix)).await;
         let miner_addr = match found {
             Ok(Ok(addr)) => addr,
-            Ok(Err(reason)) => return Err(start_failed(&mut child, &stderr, &reason).await),
+            Ok(Err(reason)) => {
+                return Err(start_failed(&mut child, &stderr, program, &reason).await);
+            }
             Err(_) => {
-                let reason = format!("no {ADDR_PREFIX:?} line within {timeout:?}");
-                return Err(start_failed(&mut child, &stderr, &reason).await);
+                let reason = format!("no {addr_prefix:?} line within {timeout:?}");
+                return Err(start_failed(&mut child, &stderr, program, &reason).await);
             }
         };
         // A full pipe would block the proxy's next stdout write: keep reading.
@@ -253,12 +264,18 @@ fn exit_report(
 }
 
 /// Kills a child that failed to start and builds the error with its last words.
-async fn start_failed(child: &mut Child, stderr: &Arc<Mutex<Tail>>, reason: &str) -> CompareError {
+async fn start_failed(
+    child: &mut Child,
+    stderr: &Arc<Mutex<Tail>>,
+    program: &Path,
+    reason: &str,
+) -> CompareError {
     let _ = child.start_kill();
     let status = child.wait().await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let exit = exit_report(false, status, stderr);
     CompareError::ProxyStart {
+        program: program.to_owned(),
         reason: reason.to_owned(),
         status: exit.status,
         stderr: exit.log_tail.join("\n"),
@@ -268,11 +285,12 @@ async fn start_failed(child: &mut Child, stderr: &Arc<Mutex<Tail>>, reason: &str
 /// Reads stdout until the address line; anything before it is skipped.
 async fn find_addr(
     lines: &mut tokio::io::Lines<BufReader<ChildStdout>>,
+    prefix: &str,
 ) -> Result<SocketAddr, String> {
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => {
-                if let Some(rest) = line.trim().strip_prefix(ADDR_PREFIX) {
+                if let Some(rest) = line.trim().strip_prefix(prefix) {
                     return rest
                         .trim()
                         .parse()
@@ -331,7 +349,7 @@ mod tests {
 
     #[test]
     fn the_temp_config_is_removed_on_drop() {
-        let file = TempConfig::write("x = 1\n").expect("temp dir is writable");
+        let file = TempConfig::write("x = 1\n", "toml").expect("temp dir is writable");
         let path = file.path().to_owned();
         assert_eq!(std::fs::read_to_string(&path).expect("written"), "x = 1\n");
         drop(file);

@@ -38,7 +38,7 @@ pub struct LoadReport {
 }
 
 /// Opening and holding connections.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ConnectionReport {
     /// Connections asked for.
     pub requested: usize,
@@ -64,7 +64,7 @@ pub struct ConnectionReport {
 }
 
 /// Submits and their answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ShareReport {
     /// Shares per second asked for.
     pub target_rate: f64,
@@ -101,6 +101,25 @@ pub struct ShareReport {
     pub reconnect_requests: u64,
 }
 
+impl LoadReport {
+    /// A report of nothing against `target`: every count 0, no figure.
+    pub fn empty(target: SocketAddr) -> Self {
+        LoadReport {
+            target,
+            open_files_limit: None,
+            connections: ConnectionReport::default(),
+            shares: ShareReport::default(),
+            latency: LatencySummary::default(),
+            fanout: FanoutSummary::default(),
+            reconnect: None,
+            work: WorkReport::default(),
+            target_process: None,
+            loadgen_cpu_percent: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
 impl ShareReport {
     /// All rejected shares.
     pub fn rejected(&self) -> u64 {
@@ -126,7 +145,7 @@ pub struct ReconnectReport {
 }
 
 /// Difficulty set by the target and hashing cost.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct WorkReport {
     /// Lowest difficulty any connection was set to.
     pub difficulty_min: Option<f64>,
@@ -154,6 +173,9 @@ pub struct ProcessReport {
     pub bytes_per_connection: Option<f64>,
     /// Its CPU use during the submit window, percent of one core.
     pub cpu_percent: Option<f64>,
+    /// Its CPU seconds (user + system) from the window's start to the last answer: over
+    /// the shares answered, its CPU per share.
+    pub cpu_s: Option<f64>,
     /// Resident memory after the reconnect storm, KiB (the old sessions should be gone).
     pub rss_after_reconnect_kib: Option<u64>,
 }

@@ -179,6 +179,9 @@ impl HashrateMeter {
     /// A share stamped before the meter's birth counts at birth; a non-finite or
     /// non-positive difficulty is ignored (it cannot come from an accepted share).
     pub fn record(&mut self, now: Instant, difficulty: f64) {
+        if !super::RECORDING {
+            return;
+        }
         if !(difficulty.is_finite() && difficulty > 0.0) {
             return;
         }

@@ -278,6 +278,9 @@ impl MinerStats {
     /// one: share-proven hashrate is Σ assigned difficulty × 2³² / time), with `achieved`
     /// the difficulty the hash really reached.
     pub fn record_accepted(&self, now: Instant, wall: SystemTime, difficulty: f64, achieved: f64) {
+        if !super::RECORDING {
+            return;
+        }
         self.accepted.fetch_add(1, Ordering::Relaxed);
         add_f64(&self.accepted_difficulty, difficulty);
         let best = f64::from_bits(self.best_share.load(Ordering::Relaxed));
@@ -292,6 +295,9 @@ impl MinerStats {
 
     /// Records a rejected share.
     pub fn record_rejected(&self, reason: ShareReject) {
+        if !super::RECORDING {
+            return;
+        }
         let index = ShareReject::ALL
             .iter()
             .position(|r| *r == reason)
@@ -303,16 +309,25 @@ impl MinerStats {
 
     /// Records a block found.
     pub fn record_block(&self) {
+        if !super::RECORDING {
+            return;
+        }
         self.blocks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the pool's acceptance of a forwarded share.
     pub fn record_pool_accepted(&self) {
+        if !super::RECORDING {
+            return;
+        }
         self.pool_accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the pool's rejection of a forwarded share.
     pub fn record_pool_rejected(&self, reason: PoolReject) {
+        if !super::RECORDING {
+            return;
+        }
         if let Some(cell) = self.pool_rejected.get(reason.index()) {
             cell.fetch_add(1, Ordering::Relaxed);
         }
@@ -320,6 +335,9 @@ impl MinerStats {
 
     /// Records a share that met the upstream target but got no verdict from the pool.
     pub fn record_undelivered(&self, reason: Undelivered) {
+        if !super::RECORDING {
+            return;
+        }
         if let Some(cell) = self.undelivered.get(reason as usize) {
             cell.fetch_add(1, Ordering::Relaxed);
         }

@@ -14,3 +14,8 @@ pub use registry::{
     Departed, DepartedWorker, MAX_DEPARTED_WORKERS, MinerRegistration, Registry, UpstreamSnapshot,
     UpstreamState, UpstreamStats,
 };
+
+/// Whether the per-share `record*` calls keep figures: `false` only in a build with the
+/// `stats-off` feature, a measurement switch for the before/after cost of stats on the
+/// submit hot path (`docs/BENCHES.md`). Never for a site: every miner figure stays 0.
+const RECORDING: bool = !cfg!(feature = "stats-off");

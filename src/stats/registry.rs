@@ -140,6 +140,9 @@ impl UpstreamStats {
 
     /// Records a share sent.
     pub fn record_submitted(&self, is_block: bool) {
+        if !super::RECORDING {
+            return;
+        }
         self.submitted.fetch_add(1, Ordering::Relaxed);
         if is_block {
             self.blocks.fetch_add(1, Ordering::Relaxed);
@@ -148,11 +151,17 @@ impl UpstreamStats {
 
     /// Records an accepted share.
     pub fn record_accepted(&self) {
+        if !super::RECORDING {
+            return;
+        }
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a rejected share.
     pub fn record_rejected(&self, reason: PoolReject) {
+        if !super::RECORDING {
+            return;
+        }
         if let Some(cell) = self.rejected.get(reason as usize) {
             cell.fetch_add(1, Ordering::Relaxed);
         }
@@ -160,6 +169,9 @@ impl UpstreamStats {
 
     /// Records a share that got no verdict.
     pub fn record_undelivered(&self, reason: Undelivered) {
+        if !super::RECORDING {
+            return;
+        }
         self.undelivered.fetch_add(1, Ordering::Relaxed);
         if let Some(cell) = self.undelivered_by_reason.get(reason as usize) {
             cell.fetch_add(1, Ordering::Relaxed);
@@ -172,6 +184,9 @@ impl UpstreamStats {
     /// Several connections of one pool may race on the average; losing a sample to the race
     /// costs nothing that matters for a display figure and keeps this lock-free.
     pub fn record_submit_latency(&self, latency: Duration) {
+        if !super::RECORDING {
+            return;
+        }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX - 1);
         self.latency_last_us.store(us, Ordering::Relaxed);
         let old = f64::from_bits(self.latency_ewma_us.load(Ordering::Relaxed));
