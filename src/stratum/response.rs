@@ -47,12 +47,17 @@ fn parse_result(raw: &str) -> ResultValue {
 }
 
 /// `[subscriptions, extranonce1, extranonce2_size]`, where subscriptions is a list of
-/// `[method, id]` pairs or (older pools) a single pair.
+/// `[method, id]` pairs, (older pools) a single pair, or `null` (pools that do not offer
+/// resuming a subscription; the extranonce is all a proxy needs from the answer).
 fn parse_subscribe_result(raw: &str) -> Option<SubscribeResult> {
     let (subs, extranonce1, size): (&RawValue, &RawValue, &RawValue) =
         serde_json::from_str(raw).ok()?;
     let (subs, extranonce1, size) = (subs.get(), extranonce1.get(), size.get());
-    let pairs: Vec<&RawValue> = serde_json::from_str(subs).ok()?;
+    let pairs: Vec<&RawValue> = if is_null(subs) {
+        Vec::new()
+    } else {
+        serde_json::from_str(subs).ok()?
+    };
     let pair = |p: &str| -> Option<(String, String)> {
         let (method, id): (&RawValue, &RawValue) = serde_json::from_str(p).ok()?;
         let (method, id) = (method.get(), id.get());
@@ -164,4 +169,45 @@ fn parse_object_error(raw: &str) -> Option<RpcError> {
         code: e.code,
         message: string(e.message.get(), "error").ok()?.into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscribe_answer_with_null_subscriptions_still_gives_the_extranonce() {
+        let parsed = parse_result(r#"[null,"08000002",4]"#);
+        let ResultValue::Subscribe(result) = parsed else {
+            panic!("not a subscribe result: {parsed:?}");
+        };
+        assert!(result.subscriptions.is_empty());
+        assert_eq!(result.extranonce1, vec![8, 0, 0, 2]);
+        assert_eq!(result.extranonce2_size, 4);
+    }
+
+    #[test]
+    fn subscriptions_as_pairs_or_one_pair_and_odd_shapes_stay_raw() {
+        let ResultValue::Subscribe(many) =
+            parse_result(r#"[[["mining.set_difficulty","a"],["mining.notify","b"]],"ff",8]"#)
+        else {
+            panic!("pairs");
+        };
+        assert_eq!(many.subscriptions.len(), 2);
+        let ResultValue::Subscribe(one) = parse_result(r#"[["mining.notify","b"],"ff",8]"#) else {
+            panic!("one pair");
+        };
+        assert_eq!(
+            one.subscriptions,
+            vec![("mining.notify".into(), "b".into())]
+        );
+        assert!(matches!(
+            parse_result(r#"[1,"ff",8]"#),
+            ResultValue::Other(_)
+        ));
+        assert!(matches!(
+            parse_result(r#"[null,"zz",8]"#),
+            ResultValue::Other(_)
+        ));
+    }
 }
