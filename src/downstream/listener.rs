@@ -179,8 +179,27 @@ impl Listener {
         registry: Arc<Registry>,
         shutdown: CancellationToken,
     ) -> io::Result<Listener> {
-        let sockets = sockets_for(config.proxy.max_connections.get(), somaxconn());
-        Listener::bind_sockets(config, hub, registry, shutdown, sockets)
+        let max = config.proxy.max_connections.get();
+        let queue = somaxconn().clamp(1, LISTEN_BACKLOG);
+        let sockets = sockets_for(max, queue);
+        let held = sockets.saturating_mul(queue as usize);
+        if held < max {
+            tracing::warn!(
+                somaxconn = queue,
+                sockets,
+                max_connections = max,
+                "the accept queues hold {held} pending miners, fewer than max_connections: \
+                 in a reconnect storm the rest wait for SYN retries; raise net.core.somaxconn"
+            );
+        }
+        let listener = Listener::bind_sockets(config, hub, registry, shutdown, sockets)?;
+        tracing::info!(
+            addr = %listener.addr,
+            sockets,
+            queue_each = queue,
+            "miner listener bound"
+        );
+        Ok(listener)
     }
 
     /// Binds `config.proxy.listen` with `sockets` listening sockets (at least one), each
