@@ -220,7 +220,15 @@ impl Connection {
         match self.stream.try_read_buf(&mut self.buf) {
             Ok(0) => return Err(SessionEnd::PeerClosed),
             Ok(_) => self.last_heard = Instant::now(),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Tokio clears readiness only on `WouldBlock`, so every burst of reads
+                // ends here: this is the path that leaves a miner idle, and the chunk
+                // reserved above must not stay with it (4 KiB per idle miner).
+                if self.buf.is_empty() {
+                    self.buf = BytesMut::new();
+                }
+                return Ok(());
+            }
             Err(e) => return Err(SessionEnd::Io(e)),
         }
         while self.closing.is_none() {

@@ -1,6 +1,7 @@
 //! The few jobs a miner may still submit shares for, each with its duplicate set.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::proxy::MinerJob;
@@ -15,6 +16,33 @@ pub const KEPT_JOBS: usize = 8;
 /// new work) rather than letting one peer's duplicate set grow without end.
 pub const MAX_SHARES_PER_JOB: usize = 65_536;
 
+/// Hashes a set key that is already a uniformly distributed hash: the low 64 bits of a
+/// share's SHA-256d.
+///
+/// The default `RandomState` would make every job entry 16 bytes larger (8 entries per
+/// miner) and run SipHash over bytes that are random already. Flooding a bucket would
+/// take shares that each meet the miner's target with chosen hash bits, i.e. far more
+/// work than the shares are worth, and a job's set is capped at [`MAX_SHARES_PER_JOB`].
+#[derive(Debug, Default, Clone, Copy)]
+struct ShareHashHasher(u64);
+
+impl Hasher for ShareHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the key is a `u64`); fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// One job the miner was sent, and the shares already accepted for it.
 #[derive(Debug)]
 struct Entry {
@@ -22,7 +50,7 @@ struct Entry {
     job: Arc<MinerJob>,
     /// Low 64 bits of each accepted share's hash: equal submits hash equal, and distinct
     /// shares collide with probability ~n²/2⁶⁵, so 8 bytes per share suffice.
-    seen: HashSet<u64>,
+    seen: HashSet<u64, BuildHasherDefault<ShareHashHasher>>,
 }
 
 /// A miner's valid jobs, newest last.
@@ -43,7 +71,7 @@ impl JobList {
         }
         self.entries.push_back(Entry {
             job,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
         });
     }
 
@@ -148,6 +176,18 @@ mod tests {
         assert_eq!(jobs.latest().map(|j| &*j.id), Some("n7"));
         jobs.clear();
         assert!(jobs.latest().is_none());
+    }
+
+    #[test]
+    fn a_job_entry_holds_no_hasher_state() {
+        // Eight entries per miner: a 16-byte `RandomState` in each is 128 bytes a miner.
+        assert_eq!(
+            std::mem::size_of::<Entry>(),
+            std::mem::size_of::<Arc<MinerJob>>() + std::mem::size_of::<HashSet<u64, ()>>()
+        );
+        let mut h = ShareHashHasher::default();
+        h.write_u64(0x0123_4567_89ab_cdef);
+        assert_eq!(h.finish(), 0x0123_4567_89ab_cdef);
     }
 
     #[test]

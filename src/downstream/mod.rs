@@ -2,7 +2,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `listener` | [`Listener`]: bind (backlog 4096), connection cap, fd back-off, shutdown |
+//! | `listener` | [`Listener`]: `SO_REUSEPORT` sockets whose queues hold a storm, connection cap, fd back-off, shutdown |
 //! | `connection` | the task per miner: socket readiness, timeouts, job and control feeds |
 //! | `session` | the session state machine: subscribe, authorize, configure, submit, vardiff |
 //! | `jobs` | the few jobs a miner may submit for, with duplicate detection |
@@ -28,7 +28,7 @@ mod worker;
 
 pub use end::SessionEnd;
 pub use jobs::{KEPT_JOBS, MAX_SHARES_PER_JOB};
-pub use listener::{LISTEN_BACKLOG, Listener, ListenerCounters};
+pub use listener::{LISTEN_BACKLOG, Listener, ListenerCounters, MAX_LISTEN_SOCKETS, sockets_for};
 pub use session::{
     MAX_MALFORMED_IN_ROW, MAX_WORKERS_PER_CONNECTION, PROXY_VERSION_MASK, RETARGET_GRACE,
 };

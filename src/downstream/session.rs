@@ -371,6 +371,9 @@ impl Session {
                     "Too many workers on one connection",
                 ));
             }
+            // Nearly every miner authorizes one worker: room for exactly that, not the
+            // four a first push would reserve (96 bytes per idle miner).
+            self.workers.reserve_exact(1);
             self.workers.push(Worker {
                 name: authorize.user.as_str().into(),
                 upstream: upstream.into(),

@@ -188,6 +188,24 @@ pub struct SimPool {
     tracker: TaskTracker,
 }
 
+/// Pending connections the simulated pool's socket asks for: the same as the proxy's
+/// miner listener (capped by `net.core.somaxconn`), so that a storm measured directly
+/// against the pool and one measured through the proxy meet the same kernel queue,
+/// not the short fixed backlog of tokio's `TcpListener::bind`.
+pub const SIM_POOL_BACKLOG: u32 = crate::downstream::LISTEN_BACKLOG;
+
+/// Binds `addr` with [`SIM_POOL_BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(SIM_POOL_BACKLOG)
+}
+
 impl SimPool {
     /// Validates the config, binds and starts serving.
     ///
@@ -195,7 +213,7 @@ impl SimPool {
     /// `InvalidInput` for a config the pool cannot run with; bind errors as they come.
     pub async fn start(config: SimPoolConfig) -> io::Result<SimPool> {
         config.check()?;
-        let listener = tokio::net::TcpListener::bind(config.bind).await?;
+        let listener = listen(config.bind)?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
