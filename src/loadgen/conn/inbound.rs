@@ -156,13 +156,6 @@ impl Conn<'_> {
                     self.extranonce2_size = s.extranonce2_size;
                     self.authorize_due = true;
                 }
-                ResultValue::Other(raw)
-                    if let Some((extranonce1, size)) = loose_subscribe(&raw) =>
-                {
-                    self.extranonce1 = Some(extranonce1);
-                    self.extranonce2_size = size;
-                    self.authorize_due = true;
-                }
                 _ => {
                     return Err(format!(
                         "subscribe refused: {}",
@@ -284,14 +277,6 @@ impl Conn<'_> {
     }
 }
 
-/// A subscribe answer whose subscriptions member is not a list of pairs (aiostratum-proxy
-/// sends `null`): miners only need the extranonce1 and extranonce2 size that follow it.
-fn loose_subscribe(raw: &str) -> Option<(Vec<u8>, usize)> {
-    let (_subscriptions, extranonce1, size): (serde::de::IgnoredAny, String, usize) =
-        serde_json::from_str(raw).ok()?;
-    Some((hex::decode(extranonce1).ok()?, size))
-}
-
 /// Recognises the common accepted-share answer `{"id":N,"result":true,"error":null}`
 /// without a JSON parse; anything else goes through the full parser.
 fn fast_accept(line: &[u8]) -> Option<u64> {
@@ -330,23 +315,6 @@ mod tests {
             fast_accept(br#"{"id":99999999999999999999,"result":true,"error":null}"#),
             None
         );
-    }
-
-    #[test]
-    fn a_subscribe_answer_with_null_subscriptions_still_subscribes() {
-        assert_eq!(
-            loose_subscribe(r#"[null, "0a0b0c0d00ff", 6]"#),
-            Some((vec![0x0a, 0x0b, 0x0c, 0x0d, 0x00, 0xff], 6))
-        );
-        assert_eq!(loose_subscribe(r#"[null, "zz", 6]"#), None);
-        assert_eq!(loose_subscribe(r#"[null, "00"]"#), None);
-        // What the strict parser makes of it: kept as raw JSON, not refused.
-        match Message::parse(br#"{"id": 3, "result": [null, "0a0b", 6]}"#) {
-            Ok(Message::Response(r)) => {
-                assert!(matches!(r.result, ResultValue::Other(_)), "{:?}", r.result);
-            }
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]
