@@ -134,8 +134,14 @@ struct Connection {
 impl Connection {
     /// Runs until the connection ends; `Err` carries why.
     async fn run(&mut self) -> Result<(), SessionEnd> {
-        let timer = sleep_until(self.setup_deadline);
+        let mut armed = self.setup_deadline;
+        let timer = sleep_until(armed);
         tokio::pin!(timer);
+        // Made once: a fresh `cancelled()` each turn registers and unregisters a waiter on
+        // the token every time a miner is woken (10,000 times per job fan-out).
+        let cancel = self.cancel.clone();
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             self.flush()?;
             if self.out.is_empty()
@@ -143,12 +149,20 @@ impl Connection {
             {
                 return Err(end);
             }
-            timer.as_mut().reset(self.next_deadline());
+            // Re-arming moves the entry in the timer wheel under its lock, and the deadline
+            // moves later on every submit (idle timeout) and every job (vardiff poll). So
+            // the timer is only pulled earlier; a later deadline lets it fire at the old
+            // one, where `on_timer` finds nothing due and it is armed again.
+            let deadline = self.next_deadline();
+            if deadline < armed || timer.is_elapsed() {
+                timer.as_mut().reset(deadline);
+                armed = deadline;
+            }
             let reading = self.closing.is_none();
             let take_jobs = reading && self.session.is_authorized() && self.out.is_empty();
             tokio::select! {
                 biased;
-                () = self.cancel.cancelled() => return Err(SessionEnd::Shutdown),
+                () = &mut cancelled => return Err(SessionEnd::Shutdown),
                 ready = self.stream.writable(), if !self.out.is_empty() => ready?,
                 ready = self.stream.readable(), if reading => {
                     ready?;
