@@ -30,11 +30,13 @@ const CONTROL_BACKLOG: usize = 16;
 ///
 /// Waking every miner of a channel at once put thousands of tasks in the runtime's queues,
 /// and a miner whose submit arrived then waited behind all of them (p99 answer latency
-/// 104 ms with 9,000 miners and a job every 2 s, against 10 ms without the proxy). Fed in
-/// slices, the queue holds one feed's miners at a time and the I/O driver is polled
-/// between slices, so a submit waits for at most one slice (~10,000 / 64 ≈ 160 notify
-/// writes, 1–2 ms here). The cost is one yield per feed per job.
-pub const JOB_FEEDS: usize = 64;
+/// 73–88 ms with 10,000 miners, 1,000 submits/s and a job every 2 s). Fed in slices, the
+/// queue holds one feed's miners at a time and the I/O driver is polled between slices,
+/// so a submit waits for at most one slice (~40 notify writes at 10,000 miners). Measured
+/// on that load (`docs/BENCHES.md`, "Proxy end to end"): 64 feeds gave p99 12–44 ms, 256
+/// gave 1.5–3.7 ms, 1,024 no better than 256 with a wider fan-out. The cost is one yield
+/// (and one I/O driver poll) per feed per job, well under a millisecond.
+pub const JOB_FEEDS: usize = 256;
 
 /// A job slot: the latest job, shared by the miners that watch it.
 type JobSlot = watch::Sender<Option<Arc<MinerJob>>>;
