@@ -8,7 +8,7 @@
 //! every complete line in it is handled. The outbound queue holds shared `Bytes` (a notify
 //! is one allocation for all miners) and is freed when it drains. What stays is the
 //! task's future with the session inline (vardiff, a job list of up to 8 `Arc`s and their
-//! small duplicate sets, the lease, the watch and broadcast receivers): 1,976 bytes, plus
+//! small duplicate sets, the lease, the watch and broadcast receivers): 2,024 bytes, plus
 //! the miner's counters on the heap (888 bytes, mostly the hashrate windows), plus a few
 //! small strings (worker name, user agent). About 3 KB of user space per idle miner,
 //! checked by a unit test against a 4 KiB bound; the kernel adds ~4.9 KB per socket.
@@ -134,14 +134,8 @@ struct Connection {
 impl Connection {
     /// Runs until the connection ends; `Err` carries why.
     async fn run(&mut self) -> Result<(), SessionEnd> {
-        let mut armed = self.setup_deadline;
-        let timer = sleep_until(armed);
+        let timer = sleep_until(self.setup_deadline);
         tokio::pin!(timer);
-        // Made once: a fresh `cancelled()` each turn registers and unregisters a waiter on
-        // the token every time a miner is woken (10,000 times per job fan-out).
-        let cancel = self.cancel.clone();
-        let cancelled = cancel.cancelled();
-        tokio::pin!(cancelled);
         loop {
             self.flush()?;
             if self.out.is_empty()
@@ -154,15 +148,14 @@ impl Connection {
             // the timer is only pulled earlier; a later deadline lets it fire at the old
             // one, where `on_timer` finds nothing due and it is armed again.
             let deadline = self.next_deadline();
-            if deadline < armed || timer.is_elapsed() {
+            if deadline < timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(deadline);
-                armed = deadline;
             }
             let reading = self.closing.is_none();
             let take_jobs = reading && self.session.is_authorized() && self.out.is_empty();
             tokio::select! {
                 biased;
-                () = &mut cancelled => return Err(SessionEnd::Shutdown),
+                () = self.cancel.cancelled() => return Err(SessionEnd::Shutdown),
                 ready = self.stream.writable(), if !self.out.is_empty() => ready?,
                 ready = self.stream.readable(), if reading => {
                     ready?;
