@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// Address of the metrics and status API (overrides `http.listen`).
     #[arg(long, env = "HASHGATE_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Runtime worker threads (default: one per CPU core). Fewer than the cores leaves
+    /// room for other processes on the box; see `docs/BENCHES.md`, "Proxy end to end".
+    #[arg(long, env = "HASHGATE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 impl RunArgs {
@@ -98,6 +102,20 @@ mod tests {
         assert_eq!(cfg.pools.len(), 1);
         assert_eq!(cfg.pools[0].url.port, 4444);
         assert_eq!(cfg.proxy.max_connections.get(), 20_000, "file values stay");
+    }
+
+    #[test]
+    fn worker_threads_is_a_positive_count() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let parsed = Cmd::try_parse_from(["run", "--worker-threads", "1"]).unwrap();
+        assert_eq!(parsed.run.worker_threads, Some(1));
+        assert!(Cmd::try_parse_from(["run", "--worker-threads", "0"]).is_err());
+        assert!(Cmd::try_parse_from(["run", "--worker-threads", "x"]).is_err());
     }
 
     #[test]

@@ -34,9 +34,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => {}
         Err(error) => eprintln!("hashgate: warning: cannot raise the open-file limit: {error}"),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }

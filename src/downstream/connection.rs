@@ -8,7 +8,7 @@
 //! every complete line in it is handled. The outbound queue holds shared `Bytes` (a notify
 //! is one allocation for all miners) and is freed when it drains. What stays is the
 //! task's future with the session inline (vardiff, a job list of up to 8 `Arc`s and their
-//! small duplicate sets, the lease, the watch and broadcast receivers): 1,976 bytes, plus
+//! small duplicate sets, the lease, the watch and broadcast receivers): 2,024 bytes, plus
 //! the miner's counters on the heap (888 bytes, mostly the hashrate windows), plus a few
 //! small strings (worker name, user agent). About 3 KB of user space per idle miner,
 //! checked by a unit test against a 4 KiB bound; the kernel adds ~4.9 KB per socket.
@@ -143,7 +143,14 @@ impl Connection {
             {
                 return Err(end);
             }
-            timer.as_mut().reset(self.next_deadline());
+            // Re-arming moves the entry in the timer wheel under its lock, and the deadline
+            // moves later on every submit (idle timeout) and every job (vardiff poll). So
+            // the timer is only pulled earlier; a later deadline lets it fire at the old
+            // one, where `on_timer` finds nothing due and it is armed again.
+            let deadline = self.next_deadline();
+            if deadline < timer.deadline() || timer.is_elapsed() {
+                timer.as_mut().reset(deadline);
+            }
             let reading = self.closing.is_none();
             let take_jobs = reading && self.session.is_authorized() && self.out.is_empty();
             tokio::select! {

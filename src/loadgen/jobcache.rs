@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::fanout::Arrivals;
 use crate::work::Job;
 
 /// Distinct notify lines remembered: a few jobs × a few upstream connections.
@@ -25,6 +26,8 @@ pub struct CachedJob {
     pub job: Job,
     /// `job.id()` as a JSON string literal, quotes included.
     pub id_json: String,
+    /// When connections read this line (fan-out), recorded without a lock.
+    pub arrivals: Arc<Arrivals>,
 }
 
 /// A notify line's bytes and the job built from it.
@@ -91,6 +94,7 @@ mod tests {
         .expect("valid");
         Arc::new(CachedJob {
             id_json: format!("\"{id}\""),
+            arrivals: Arc::new(Arrivals::new(id)),
             job,
         })
     }

@@ -15,7 +15,7 @@ mod hub;
 mod job;
 mod link;
 
-pub use channel::Channel;
+pub use channel::{Channel, JOB_FEEDS};
 pub use hub::{Hub, JoinError, MinerSizes};
 pub use job::{JobIds, MinerJob, MinerJobParts};
 pub use link::{UpstreamLink, UpstreamSubmit};

@@ -183,3 +183,85 @@ async fn a_closed_link_counts_the_share_as_undelivered() {
     );
     assert_eq!(miner.snapshot(now).totals.undelivered_total(), 1);
 }
+
+fn test_job(id: &str) -> Arc<MinerJob> {
+    let (tx, _rx) = mpsc::channel(1);
+    let notify = sample_notify();
+    Arc::new(
+        MinerJob::build(
+            id.into(),
+            MinerJobParts {
+                notify: &notify,
+                pool_extranonce1: &[1, 2, 3, 4],
+                plan: plan(8, 10),
+                upstream_target: Target::DIFF1,
+                version_mask: 0,
+                link: UpstreamLink::new("p".into(), 1, tx),
+                clean_jobs: false,
+            },
+            Instant::now(),
+        )
+        .unwrap(),
+    )
+}
+
+fn test_channel() -> Channel {
+    let pool = crate::extranonce::PrefixPool::for_plan(&plan(8, 10));
+    Channel::new(0, pool)
+}
+
+#[test]
+fn without_a_runtime_publish_reaches_every_feed_at_once() {
+    let channel = test_channel();
+    let mut miners: Vec<_> = (0..JOB_FEEDS + 3).map(|_| channel.watch()).collect();
+    let job = test_job("a");
+    channel.publish(job.clone());
+    assert!(Arc::ptr_eq(&channel.current().unwrap(), &job));
+    for rx in &mut miners {
+        assert!(rx.has_changed().unwrap());
+        assert!(Arc::ptr_eq(rx.borrow_and_update().as_ref().unwrap(), &job));
+    }
+}
+
+#[tokio::test]
+async fn the_fan_out_task_brings_every_feed_the_newest_job() {
+    let channel = test_channel();
+    // More miners than feeds: every feed is watched, some by two miners.
+    let mut miners: Vec<_> = (0..2 * JOB_FEEDS + 1).map(|_| channel.watch()).collect();
+    channel.publish(test_job("a"));
+    let newest = test_job("b");
+    // Published while the first round may still be under way.
+    channel.publish(newest.clone());
+    assert!(Arc::ptr_eq(&channel.current().unwrap(), &newest));
+    for rx in &mut miners {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if let Some(job) = rx.borrow_and_update().clone()
+                    && Arc::ptr_eq(&job, &newest)
+                {
+                    return job;
+                }
+                rx.changed().await.expect("feed open");
+            }
+        })
+        .await;
+        assert!(got.is_ok(), "a miner never got the newest job");
+    }
+}
+
+#[tokio::test]
+async fn a_fan_out_round_lets_other_tasks_run_between_feeds() {
+    let channel = test_channel();
+    let mut first = channel.watch();
+    let mut last = (1..JOB_FEEDS).map(|_| channel.watch()).last().unwrap();
+    channel.publish(test_job("a"));
+    // On this single-threaded runtime the fan-out task runs only when this one waits:
+    // after the first feed it yields, so this task sees the first feed filled while the
+    // last one is not yet.
+    first.changed().await.unwrap();
+    assert!(
+        !last.has_changed().unwrap(),
+        "the whole round ran in one go"
+    );
+    last.changed().await.unwrap();
+}

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use crate::stratum::Notify;
+use bytes::Bytes;
+
+use crate::stratum::{Id, Message, Method, Notify, Request};
 
 /// One job as the pool sent it; shares are judged against these fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,31 @@ pub struct PoolJob {
     pub notify: Notify,
     /// Block height in the coinbase.
     pub height: u32,
+    /// The `mining.notify` line encoded once, without and with `clean_jobs`, so that
+    /// sending it to thousands of connections copies bytes instead of hex-encoding the
+    /// coinbase and branch for each (that made the pool's own fan-out the widest part of
+    /// what the load generator measured).
+    lines: [Bytes; 2],
+}
+
+impl PoolJob {
+    /// The encoded notify line, with `clean_jobs` as given.
+    pub fn notify_line(&self, clean_jobs: bool) -> &Bytes {
+        let [plain, clean] = &self.lines;
+        if clean_jobs { clean } else { plain }
+    }
+}
+
+/// `notify` as a line, with its `clean_jobs` replaced.
+fn encode_notify(notify: &Notify, clean_jobs: bool) -> Bytes {
+    Message::Request(Request {
+        id: Id::Null,
+        method: Method::Notify(Notify {
+            clean_jobs,
+            ..notify.clone()
+        }),
+    })
+    .to_bytes()
 }
 
 /// Where a job's prevhash and height come from: changes only on a new block.
@@ -132,18 +159,20 @@ pub fn make_job(
             h
         })
         .collect();
+    let notify = Notify {
+        job_id: id,
+        prevhash: chain.prevhash,
+        coinb1,
+        coinb2,
+        merkle_branch,
+        version: shape.version,
+        nbits: shape.nbits,
+        ntime,
+        clean_jobs,
+    };
     PoolJob {
-        notify: Notify {
-            job_id: id,
-            prevhash: chain.prevhash,
-            coinb1,
-            coinb2,
-            merkle_branch,
-            version: shape.version,
-            nbits: shape.nbits,
-            ntime,
-            clean_jobs,
-        },
+        lines: [encode_notify(&notify, false), encode_notify(&notify, true)],
+        notify,
         height: chain.height,
     }
 }
@@ -225,6 +254,41 @@ mod tests {
         assert_eq!(job.notify.merkle_branch.len(), 3);
         // The prevhash's most significant bytes (last header word, first after swapping back) are zero.
         assert_eq!(&job.notify.prevhash[24..], &[0u8; 8]);
+    }
+
+    #[test]
+    fn pre_encoded_lines_parse_back_to_the_job_with_either_clean_flag() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let chain = Chain::new(900_000, &mut rng);
+        let job = make_job(
+            "ab".into(),
+            &chain,
+            &shape(),
+            1_700_000_000,
+            false,
+            &mut rng,
+        );
+        for clean in [false, true] {
+            let line = job.notify_line(clean);
+            assert_eq!(line.last(), Some(&b'\n'));
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            match Message::parse(text) {
+                Ok(Message::Request(Request {
+                    method: Method::Notify(n),
+                    ..
+                })) => {
+                    assert_eq!(n.clean_jobs, clean);
+                    assert_eq!(
+                        Notify {
+                            clean_jobs: false,
+                            ..n
+                        },
+                        job.notify
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -408,10 +408,8 @@ impl Session {
 
     /// Sends a job, remembering the difficulty it went out under.
     fn send_job(&mut self, job: &PoolJob, clean: bool, out: &mut BytesMut) {
-        let mut n = job.notify.clone();
-        n.clean_jobs = clean;
         self.sent.push_back(Sent {
-            job_id: n.job_id.clone(),
+            job_id: job.notify.job_id.clone(),
             difficulty: self.difficulty,
             extranonce1: self.extranonce1.clone(),
             extranonce2_size: self.extranonce2_size,
@@ -419,7 +417,7 @@ impl Session {
         while self.sent.len() > SENT_JOBS {
             self.sent.pop_front();
         }
-        notify(out, Method::Notify(n));
+        out.extend_from_slice(job.notify_line(clean));
     }
 }
 
