@@ -74,10 +74,10 @@ static ALLOCATOR: Counting = Counting;
 /// all on the harness's one channel (its 1-byte prefixes serve 256 miners).
 const MINERS: usize = 250;
 
-/// Heap bytes the proxy may keep per idle miner (3,706 measured in a debug build, where
+/// Heap bytes the proxy may keep per idle miner (3,464 measured in a debug build, where
 /// futures are a little larger than in release; see docs/BENCHES.md for the RSS per idle
 /// miner in release with 10,000 of them).
-const BOUND: isize = 3_800;
+const BOUND: isize = 3_600;
 
 /// The setup lines every miner sends at once; the session answers them in order.
 const SETUP: &[u8] =

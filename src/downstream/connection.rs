@@ -9,9 +9,11 @@
 //! is one allocation for all miners) and is freed when it drains. What stays is the
 //! task's future with the session inline (vardiff, a job list of up to 8 `Arc`s and their
 //! small duplicate sets, the lease, the watch and broadcast receivers): 2,024 bytes, plus
-//! the miner's counters on the heap (888 bytes, mostly the hashrate windows), plus a few
-//! small strings (worker name, user agent). About 3 KB of user space per idle miner,
-//! checked by a unit test against a 4 KiB bound; the kernel adds ~4.9 KB per socket.
+//! the miner's counters on the heap (648 bytes, mostly the hashrate windows), plus a few
+//! small strings (worker name, user agent), the registry entry and tokio's task cell and
+//! socket registration. `tests/downstream_memory.rs` counts the whole heap per idle miner
+//! exactly; `docs/BENCHES.md` has the RSS per idle miner with 10,000 of them. The kernel
+//! adds ~4.9 KB per socket, outside the process's RSS.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
