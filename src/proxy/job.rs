@@ -103,17 +103,7 @@ impl MinerJob {
             method: Method::Notify(miner_notify.clone()),
         })
         .to_bytes();
-        let job = Job::new(JobTemplate {
-            id: miner_notify.job_id,
-            prevhash: miner_notify.prevhash,
-            coinb1: miner_notify.coinb1,
-            coinb2: miner_notify.coinb2,
-            merkle_branch: miner_notify.merkle_branch,
-            version: miner_notify.version,
-            nbits: miner_notify.nbits,
-            ntime: miner_notify.ntime,
-            clean_jobs: miner_notify.clean_jobs,
-        })?;
+        let job = Job::new(JobTemplate::from(miner_notify))?;
         Ok(MinerJob {
             id,
             job,

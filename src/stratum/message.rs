@@ -345,3 +345,20 @@ impl Method {
         }
     }
 }
+
+/// A pool's job as the validator takes it: the same fields, named for the job.
+impl From<Notify> for crate::work::JobTemplate {
+    fn from(n: Notify) -> Self {
+        crate::work::JobTemplate {
+            id: n.job_id,
+            prevhash: n.prevhash,
+            coinb1: n.coinb1,
+            coinb2: n.coinb2,
+            merkle_branch: n.merkle_branch,
+            version: n.version,
+            nbits: n.nbits,
+            ntime: n.ntime,
+            clean_jobs: n.clean_jobs,
+        }
+    }
+}

@@ -255,18 +255,7 @@ impl Conn<'_> {
 
     /// A notify line not seen before: build its job and share it.
     fn notify(&mut self, n: Notify, line: &[u8], now: Instant) {
-        let template = JobTemplate {
-            id: n.job_id,
-            prevhash: n.prevhash,
-            coinb1: n.coinb1,
-            coinb2: n.coinb2,
-            merkle_branch: n.merkle_branch,
-            version: n.version,
-            nbits: n.nbits,
-            ntime: n.ntime,
-            clean_jobs: n.clean_jobs,
-        };
-        match Job::new(template) {
+        match Job::new(JobTemplate::from(n)) {
             Ok(job) => {
                 let cached = Arc::new(CachedJob {
                     id_json: json_string(job.id()),

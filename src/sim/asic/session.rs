@@ -350,17 +350,7 @@ impl<'a> Connection<'a> {
             stats.last_job_id = Some(n.job_id.clone());
         }
         let clean = n.clean_jobs;
-        let job = Job::new(JobTemplate {
-            id: n.job_id,
-            prevhash: n.prevhash,
-            coinb1: n.coinb1,
-            coinb2: n.coinb2,
-            merkle_branch: n.merkle_branch,
-            version: n.version,
-            nbits: n.nbits,
-            ntime: n.ntime,
-            clean_jobs: clean,
-        });
+        let job = Job::new(JobTemplate::from(n));
         let job = match job {
             Ok(job) => Arc::new(job),
             Err(error) => {
