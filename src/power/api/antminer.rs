@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::Value;
 
-use super::cgminer::{self, Timeouts, check_status, field, section, section_list};
+use super::cgminer::{self, Timeouts, field, section, section_list};
 use super::digest::Challenge;
 use super::{ApiError, ApiFuture, Credentials, Family, MinerApi, MinerState, Telemetry, http};
 
@@ -54,23 +54,12 @@ impl AntminerClient {
         }
     }
 
-    async fn read(&self, command: &str) -> Result<Value, ApiError> {
-        let reply = cgminer::command(self.api, command, None, self.timeouts).await?;
-        check_status(&reply)?;
-        Ok(reply)
-    }
-
     /// Reads `summary` and `stats` as raw replies (for `miner status`).
     ///
     /// # Errors
     /// Any transport error, or the miner refusing a read.
     pub async fn raw_status(&self) -> Result<Value, ApiError> {
-        cgminer::with_deadline(self.timeouts.call, async {
-            let summary = self.read("summary").await?;
-            let stats = self.read("stats").await?;
-            Ok(serde_json::json!({ "summary": summary, "stats": stats }))
-        })
-        .await
+        cgminer::read_sections(self.api, &["summary", "stats"], self.timeouts).await
     }
 
     /// One CGI request with Digest auth: try, answer the 401 challenge, try again.

@@ -32,23 +32,12 @@ impl AvalonClient {
         AvalonClient { addr, timeouts }
     }
 
-    async fn read(&self, command: &str) -> Result<Value, ApiError> {
-        let reply = cgminer::command(self.addr, command, None, self.timeouts).await?;
-        check_status(&reply)?;
-        Ok(reply)
-    }
-
     /// Reads `summary` and `stats` as raw replies (for `miner status`).
     ///
     /// # Errors
     /// Any transport error, or the miner refusing a read.
     pub async fn raw_status(&self) -> Result<Value, ApiError> {
-        cgminer::with_deadline(self.timeouts.call, async {
-            let summary = self.read("summary").await?;
-            let stats = self.read("stats").await?;
-            Ok(serde_json::json!({ "summary": summary, "stats": stats }))
-        })
-        .await
+        cgminer::read_sections(self.addr, &["summary", "stats"], self.timeouts).await
     }
 
     async fn soft_power(&self, action: &str) -> Result<(), ApiError> {

@@ -107,6 +107,36 @@ pub async fn command(
     request_json(addr, &Value::Object(request), timeouts).await
 }
 
+/// Sends a read-only cgminer command and refuses a reply whose STATUS is an error.
+///
+/// # Errors
+/// As [`command`], and [`check_status`]'s refusals.
+pub async fn read(addr: SocketAddr, name: &str, timeouts: Timeouts) -> Result<Value, ApiError> {
+    let reply = command(addr, name, None, timeouts).await?;
+    check_status(&reply)?;
+    Ok(reply)
+}
+
+/// Reads each of `names` in turn within one call deadline, as `{name: reply, ...}` (the
+/// raw status `miner status` prints and telemetry parsing starts from).
+///
+/// # Errors
+/// [`ApiError::Timeout`] past `timeouts.call`, or the first failed [`read`].
+pub async fn read_sections(
+    addr: SocketAddr,
+    names: &[&str],
+    timeouts: Timeouts,
+) -> Result<Value, ApiError> {
+    with_deadline(timeouts.call, async {
+        let mut all = Map::new();
+        for name in names {
+            all.insert((*name).into(), read(addr, name, timeouts).await?);
+        }
+        Ok(Value::Object(all))
+    })
+    .await
+}
+
 /// Sends any JSON request object and parses the reply (Whatsminer uses `cmd`, not `command`).
 ///
 /// # Errors

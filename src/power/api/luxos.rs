@@ -34,25 +34,13 @@ impl LuxosClient {
         }
     }
 
-    async fn read(&self, command: &str) -> Result<Value, ApiError> {
-        let reply = cgminer::command(self.addr, command, None, self.timeouts).await?;
-        check_status(&reply)?;
-        Ok(reply)
-    }
-
     /// Reads every section telemetry needs, as raw replies (for `miner status`).
     ///
     /// # Errors
     /// Any transport error, or the miner refusing a read.
     pub async fn raw_status(&self) -> Result<Value, ApiError> {
-        cgminer::with_deadline(self.timeouts.call, async {
-            let mut all = serde_json::Map::new();
-            for name in ["summary", "power", "temps", "fans", "config"] {
-                all.insert(name.into(), self.read(name).await?);
-            }
-            Ok(Value::Object(all))
-        })
-        .await
+        let sections = ["summary", "power", "temps", "fans", "config"];
+        cgminer::read_sections(self.addr, &sections, self.timeouts).await
     }
 
     async fn logon(&self) -> Result<String, ApiError> {
@@ -250,7 +238,7 @@ impl MinerApi for LuxosClient {
 
     fn set_power_limit(&self, watts: u32) -> ApiFuture<'_, ()> {
         Box::pin(async move {
-            let profiles = self.read("profiles").await?;
+            let profiles = cgminer::read(self.addr, "profiles", self.timeouts).await?;
             let name = pick_profile(&profiles, watts)?;
             self.write("profileset", &name).await.map(drop)
         })
