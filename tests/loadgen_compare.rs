@@ -4,6 +4,8 @@
 //!
 //! Everything binds 127.0.0.1 port 0 and runs under a timeout.
 
+mod loadgen_support;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use hashgate::loadgen::{
     CompareConfig, CompareError, CompareReport, LoadConfig, LoadReport, ProxyKind, compare,
 };
+use loadgen_support::assert_every_share_accepted;
 
 async fn bounded<T, F: Future<Output = T>>(secs: u64, body: F) -> T {
     tokio::time::timeout(Duration::from_secs(secs), body)
@@ -35,26 +38,7 @@ fn load(connections: usize, rate: f64, duration: Duration) -> LoadConfig {
 
 /// Every scheduled share sent and accepted, nothing lost, no error.
 fn assert_clean_phase(phase: &str, r: &LoadReport, connections: usize, all: &CompareReport) {
-    let s = &r.shares;
-    assert_eq!(r.connections.ready, connections, "{phase}\n{all}");
-    assert_eq!(r.connections.held_at_end, connections, "{phase}\n{all}");
-    assert!(s.scheduled > 0, "{phase}\n{all}");
-    assert_eq!(s.sent, s.scheduled, "{phase}\n{all}");
-    assert_eq!(s.accepted, s.sent, "{phase}\n{all}");
-    assert_eq!(s.rejected(), 0, "{phase}\n{all}");
-    assert_eq!(
-        (
-            s.timeouts,
-            s.lost_in_flight,
-            s.unmatched_answers,
-            s.not_sent,
-            s.bad_lines
-        ),
-        (0, 0, 0, 0, 0),
-        "{phase}\n{all}"
-    );
-    assert!(r.errors.is_empty(), "{phase}\n{all}");
-    assert_eq!(r.latency.count, s.accepted, "{phase}\n{all}");
+    assert_every_share_accepted(r, connections, &format!("{phase}\n{all}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
