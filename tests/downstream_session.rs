@@ -319,7 +319,7 @@ async fn several_workers_may_authorize_on_one_connection() {
     assert_eq!(m.submit("acct.a", &job, E2, 2).await["result"], json!(true));
 }
 
-/// cpuminer 2.5.1's lines as captured in `shared/fixtures/stratum/session-cpuminer-ckpool.txt`
+/// cpuminer 2.5.1's lines as captured in `tests/fixtures/stratum/session-cpuminer-ckpool.txt`
 /// (spaces after colons, the id last, every submit with id 4), with the proxy's job id.
 #[tokio::test]
 async fn cpuminer_lines_as_captured_are_served() {

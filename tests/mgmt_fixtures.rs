@@ -1,28 +1,16 @@
-//! Telemetry parsers against real captured API replies (shared/fixtures/miner-api), and the
+//! Telemetry parsers against real captured API replies (tests/fixtures/miner-api), and the
 //! 4028 reply parser against every fixture file, clean and with device framing quirks added.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hashgate::power::api::cgminer::{check_status, parse_reply};
 use hashgate::power::api::{MinerState, antminer, braiins, luxos, whatsminer};
 use serde_json::Value;
 
-/// Beside the checkout (`main/` and `shared/` side by side), or two levels up from a
-/// worktree under `wt/`.
-const FIXTURE_DIRS: [&str; 2] = [
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/miner-api"),
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/miner-api"
-    ),
-];
+mod fixtures_support;
 
-fn fixtures() -> &'static Path {
-    FIXTURE_DIRS
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_dir())
-        .expect("shared/fixtures/miner-api not found beside the checkout")
+fn fixtures() -> PathBuf {
+    fixtures_support::fixtures_dir().join("miner-api")
 }
 
 fn load(rel: &str) -> Value {
@@ -33,7 +21,7 @@ fn load(rel: &str) -> Value {
 
 fn all_fixture_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut dirs = vec![fixtures().to_path_buf()];
+    let mut dirs = vec![fixtures()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

@@ -2,25 +2,14 @@
 
 use hashgate::stratum::{Id, Message, Method, Request, Response, ResultValue, RpcError};
 
+mod fixtures_support;
+use fixtures_support::fixture;
+
 /// Which way a captured line travelled.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Dir {
     ToPool,
     ToMiner,
-}
-
-/// `shared/` sits beside the project root (in CI and in the main checkout); a git worktree
-/// one level deeper (`wt/<name>`) finds it one more level up.
-const FIXTURE_DIRS: [&str; 2] = [
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/stratum"),
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/stratum"),
-];
-
-fn fixture(name: &str) -> String {
-    FIXTURE_DIRS
-        .iter()
-        .find_map(|dir| std::fs::read_to_string(format!("{dir}/{name}")).ok())
-        .unwrap_or_else(|| panic!("fixture {name} not found in {FIXTURE_DIRS:?}"))
 }
 
 /// Parses every JSON line of a capture; both the `<time> <conn> C->S {..}` and the

@@ -1,6 +1,6 @@
 //! `validate_pair` gives exactly what `validate` gives for each share: on random jobs and
 //! submits (same and different shapes, every reject, version rolling) and on the real
-//! share vectors from `shared/fixtures/stratum/`.
+//! share vectors from `tests/fixtures/stratum/`.
 
 use hashgate::work::{
     Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate, validate_pair,

@@ -1,4 +1,4 @@
-//! Share validation against real mining data from `shared/fixtures/stratum/`.
+//! Share validation against real mining data from `tests/fixtures/stratum/`.
 
 use hashgate::work::{
     Difficulty, Hash256, Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate,

@@ -1,22 +1,19 @@
-//! Helpers shared by the tests that read `shared/fixtures/stratum/`: each test crate uses a
-//! subset, hence the dead-code allowance.
+//! Helpers shared by the tests that read `tests/fixtures/`: each test crate uses a subset,
+//! hence the dead-code allowance.
 #![allow(dead_code)]
 
 use hashgate::work::{Job, JobTemplate};
 use serde_json::Value;
 
-/// Reads a fixture from `shared/` beside the project root (CI, the main checkout) or one
-/// level further up (a git worktree under `wt/`).
+/// The repository's fixture folder (`tests/fixtures/`, sources and licences in its README).
+pub fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Reads a Stratum fixture from `tests/fixtures/stratum/`.
 pub fn fixture(rel: &str) -> String {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let candidates = [
-        format!("{root}/../shared/fixtures/stratum/{rel}"),
-        format!("{root}/../../shared/fixtures/stratum/{rel}"),
-    ];
-    candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_else(|| panic!("fixture {rel} not found in {candidates:?}"))
+    let path = fixtures_dir().join("stratum").join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn unhex(s: &str) -> Vec<u8> {
