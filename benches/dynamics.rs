@@ -4,9 +4,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hashgate::extranonce::{PrefixPool, SplitLimits, choose_split};
-use hashgate::stats::{HashrateMeter, Window};
-use hashgate::vardiff::{Vardiff, VardiffConfig};
+use hashgate_protocol::extranonce::{PrefixPool, SplitLimits, choose_split};
+use hashgate_protocol::vardiff::{Vardiff, VardiffConfig};
+use hashgate_site::stats::{HashrateMeter, Window};
 
 /// Time advances 5 ms per share so bucket roll-overs are part of the measured cost.
 const STEP: Duration = Duration::from_millis(5);

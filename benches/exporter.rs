@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hashgate::exporter::Exporter;
-use hashgate::stats::{MinerIdentity, MinerStats, Registry};
+use hashgate_site::exporter::Exporter;
+use hashgate_site::stats::{MinerIdentity, MinerStats, Registry};
 
 const MINERS: u32 = 10_000;
 

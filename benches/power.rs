@@ -9,9 +9,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use hashgate::power::api::{MinerState, Telemetry};
-use hashgate::power::controller::Controller;
-use hashgate::power::inventory::PowerConfig;
+use hashgate_site::power::api::{MinerState, Telemetry};
+use hashgate_site::power::controller::Controller;
+use hashgate_site::power::inventory::PowerConfig;
 
 const MINERS: usize = 1000;
 

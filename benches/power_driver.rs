@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hashgate::power::api::{ApiFuture, Family, MinerApi, MinerState, Telemetry};
-use hashgate::power::inventory::PowerConfig;
-use hashgate::power::{PowerDriver, PowerHandle};
-use hashgate::stats::{MinerIdentity, MinerRegistration, MinerStats, Registry};
+use hashgate_site::power::api::{ApiFuture, Family, MinerApi, MinerState, Telemetry};
+use hashgate_site::power::inventory::PowerConfig;
+use hashgate_site::power::{PowerDriver, PowerHandle};
+use hashgate_site::stats::{MinerIdentity, MinerRegistration, MinerStats, Registry};
 
 const MINERS: usize = 1000;
 

@@ -6,8 +6,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hashgate::work::sha256d::{compress_x2, interleaved_sha_ni, sha256d_80};
-use hashgate::work::{Job, JobTemplate, Submit, SubmitPolicy, Target, validate, validate_pair};
+use hashgate_protocol::work::sha256d::{compress_x2, interleaved_sha_ni, sha256d_80};
+use hashgate_protocol::work::{
+    Job, JobTemplate, Submit, SubmitPolicy, Target, validate, validate_pair,
+};
 use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
 

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hashgate::stratum::{Message, Method, Request};
+use hashgate_protocol::stratum::{Message, Method, Request};
 
 /// A real cpuminer submit from the captured session.
 const SUBMIT: &[u8] = br#"{"method": "mining.submit", "params": ["labuser.worker1", "6b052edf00000001", "0000000000000000", "6b052edf", "e35e4300"], "id":4}"#;

@@ -1,5 +1,7 @@
-//! The `hashgate` binary: the command-line edge of the library.
+//! The `hashgate` binary: the command-line edge of the site and lab crates.
+
+mod cli;
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
-    hashgate::cli::run()
+    cli::run()
 }

@@ -1,6 +1,6 @@
 //! User-space heap held per idle miner connection, counted exactly.
 //!
-//! RSS figures (`hashgate loadgen --target-pid`) are noisy and need a release build; this
+//! RSS figures (`hashgate-loadgen --target-pid`) are noisy and need a release build; this
 //! test counts the bytes the proxy side keeps allocated per subscribed, authorized and
 //! idle miner with a counting global allocator, so a regression (a buffer kept while idle,
 //! a per-miner copy of something shareable) fails here first. The goal is 4 KiB
@@ -11,7 +11,8 @@
 //! nothing while connecting and reading, so every byte counted after the baseline is the
 //! proxy's.
 
-mod downstream_support;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -19,8 +20,8 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use downstream_support::*;
-use hashgate::work::Target;
+use hashgate_protocol::work::Target;
+use support::downstream::*;
 
 /// Bytes currently allocated by the whole test process.
 static LIVE: AtomicIsize = AtomicIsize::new(0);

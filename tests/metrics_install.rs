@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use hashgate::exporter::{Exporter, SUBMIT_LATENCY, install_recorder};
-use hashgate::stats::Registry;
+use hashgate_site::exporter::{Exporter, SUBMIT_LATENCY, install_recorder};
+use hashgate_site::stats::Registry;
 
 #[test]
 fn installed_recorder_renders_latency_as_a_histogram() {

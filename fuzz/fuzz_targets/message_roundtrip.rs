@@ -2,7 +2,7 @@
 //! Arbitrary well-formed messages: `parse(encode(m)) == m` for every kind.
 
 use arbitrary::{Result, Unstructured};
-use hashgate::stratum::{
+use hashgate_protocol::stratum::{
     Authorize, Configure, ConfigureResult, Extranonce2, Id, Message, Method, Notify, Reconnect, Request, Response,
     ResultValue, RpcError, SetExtranonce, Submit, Subscribe, SubscribeResult, VersionRolling,
 };

@@ -4,7 +4,7 @@
 //! parses re-encodes to the same message.
 
 use arbitrary::Arbitrary;
-use hashgate::stratum::Message;
+use hashgate_protocol::stratum::Message;
 use libfuzzer_sys::fuzz_target;
 
 /// A JSON value biased towards what submit/notify params look like.

@@ -3,7 +3,7 @@
 //! returns equals a plain whole-message SHA-256d computation done here.
 
 use arbitrary::Arbitrary;
-use hashgate::work::{
+use hashgate_protocol::work::{
     Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate, validate_pair,
 };
 use libfuzzer_sys::fuzz_target;

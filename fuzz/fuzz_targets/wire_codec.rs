@@ -3,11 +3,10 @@
 //! re-encodes to a line that parses to the same message.
 
 use bytes::BytesMut;
-use hashgate::stratum::{CodecError, Message, StratumCodec};
+use hashgate_protocol::stratum::{CodecError, Message, StratumCodec};
 use libfuzzer_sys::fuzz_target;
-use tokio_util::codec::Decoder;
 
-fn check(item: Result<Message, hashgate::stratum::ParseError>) {
+fn check(item: Result<Message, hashgate_protocol::stratum::ParseError>) {
     if let Ok(msg) = item {
         let bytes = msg.to_bytes();
         let line = bytes.strip_suffix(b"\n").expect("encoded lines end in a newline");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::demo::{self, DemoOptions};
+use hashgate_lab::demo::{self, DemoOptions};
 
 use super::serve::{say, shutdown_signal};
 
@@ -72,7 +72,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             duration: args.duration,
             status_interval,
             asic_hashrate: args.hashrate,
-            prometheus: crate::exporter::install_recorder().ok(),
+            prometheus: hashgate_site::exporter::install_recorder().ok(),
             ..DemoOptions::default()
         };
         demo::run(options, shutdown, |line| say(&line)).await?;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::power::api::command::Target;
-use crate::power::api::{Credentials, Family, MinerCommand, Timeouts, run_miner_command};
-use crate::power::inventory::default_port;
+use hashgate_site::power::api::command::Target;
+use hashgate_site::power::api::{Credentials, Family, MinerCommand, Timeouts, run_miner_command};
+use hashgate_site::power::inventory::default_port;
 
 /// Which miner and how to log in.
 #[derive(Debug, Args)]

@@ -1,11 +1,13 @@
-//! Command-line interface of the `hashgate` binary.
+//! Command-line interface of the `hashgate` binary: what a site runs (`run`,
+//! `check-config`, `miner`) and the way to see it work (`demo`). The load generator is its
+//! own binary, `hashgate-loadgen`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use hashgate_site::config::Config;
 
 mod demo;
 mod miner;
@@ -13,7 +15,7 @@ mod run;
 mod serve;
 
 pub use demo::DemoArgs;
-pub use miner::{MinerAction, MinerArgs, MinerTarget};
+pub use miner::MinerArgs;
 pub use run::RunArgs;
 
 /// Exit code for a bad configuration (BSD `EX_USAGE`), so service managers can tell it apart.
@@ -35,8 +37,6 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the proxy: listen for miners, mine through the configured pools.
     Run(RunArgs),
-    /// Thousands of simulated miners submitting precomputed valid shares at a set rate.
-    Loadgen(crate::loadgen::cli::LoadgenArgs),
     /// Validate a configuration file and name the first bad field.
     CheckConfig {
         /// The TOML file to check.
@@ -61,7 +61,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
             init_tracing();
             serve::run(&args)
         }
-        Command::Loadgen(args) => crate::loadgen::cli::run(args).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Miner(args) => miner::run(args).map(|()| ExitCode::SUCCESS),
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{ConfigError, RawConfig, RawPool};
+use hashgate_site::config::{ConfigError, RawConfig, RawPool};
 
 /// Where the configuration comes from and what overrides it.
 #[derive(Debug, Clone, Default, Args)]

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::power::PowerDriver;
-use crate::site::Site;
-use crate::stats::Registry;
+use hashgate_site::config::Config;
+use hashgate_site::power::PowerDriver;
+use hashgate_site::site::Site;
+use hashgate_site::stats::Registry;
 
 use super::{EXIT_BAD_CONFIG, RunArgs};
 
@@ -49,7 +49,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let power = config.power.clone();
     let http = config.http.clone();
     // One global recorder per process: every `metrics::counter!` in the library lands here.
-    let prometheus = match crate::exporter::install_recorder() {
+    let prometheus = match hashgate_site::exporter::install_recorder() {
         Ok(handle) => Some(handle),
         Err(error) => {
             tracing::warn!(%error, "metrics recorder not installed; /metrics has registry series only");
@@ -64,7 +64,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let (driver, handle) = PowerDriver::from_inventory(power, registry.clone()).await?;
             (
                 Some(tokio::spawn(driver.run(shutdown.clone()))),
-                crate::power::admin::router(handle, token),
+                hashgate_site::power::admin::router(handle, token),
             )
         }
         None => (None, axum::Router::new()),

@@ -1,4 +1,4 @@
-"""Start aiostratum-proxy 1.1 for Bitcoin miners, as `hashgate loadgen compare` measures it.
+"""Start aiostratum-proxy 1.1 for Bitcoin miners, as `hashgate-loadgen compare` measures it.
 
 Usage (the venv of docs/LOADGEN.md):
     /work/venvs/aiostratum/bin/python tools/aiostratum/run.py -c CONFIG.yaml -q

@@ -1,0 +1,15 @@
+//! `hashgate demo`: the real proxy against an in-process simulated site.
+
+mod run;
+mod sim_site;
+mod status;
+
+pub use run::{DemoError, DemoOptions, DemoSummary, Event, EventKind, default_events, run};
+pub use sim_site::{SimMiner, SimSite};
+pub use status::{format_hashrate, status_line};
+
+/// The demo's site configuration (see `config/demo.toml`).
+pub const DEMO_TOML: &str = include_str!("../../../../config/demo.toml");
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,364 @@
+//! The demo's script: start the simulated site and the real proxy, print status, and play a
+//! few events an operator meets on a real site (demand response, a pool outage).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::sim::pool::PoolFault;
+use hashgate_site::config::{ConfigError, RawConfig};
+use hashgate_site::power::api::Timeouts;
+use hashgate_site::power::{PowerDriver, PowerStatus};
+use hashgate_site::site::Site;
+use hashgate_site::stats::Registry;
+
+use super::{DEMO_TOML, SimSite, status};
+
+/// Something that happens during the demo.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// The utility asks the site to cut a container's draw (demand response).
+    CutBudget {
+        /// Container name.
+        container: String,
+        /// The new budget, kW.
+        budget_kw: f64,
+    },
+    /// Demand response over: back to the configured budget.
+    RestoreBudget {
+        /// Container name.
+        container: String,
+    },
+    /// The pool at this index drops every connection and refuses new ones.
+    PoolDown(usize),
+    /// That pool serves again.
+    PoolUp(usize),
+}
+
+/// An event and when it happens after the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Time after the demo starts.
+    pub at: Duration,
+    /// What happens.
+    pub kind: EventKind,
+}
+
+/// The default script: a budget cut at 20 s, restored at 40 s; the primary pool down from
+/// 55 s to 70 s.
+pub fn default_events() -> Vec<Event> {
+    let at = Duration::from_secs;
+    vec![
+        Event {
+            at: at(20),
+            kind: EventKind::CutBudget {
+                container: "c01".into(),
+                budget_kw: 18.0,
+            },
+        },
+        Event {
+            at: at(40),
+            kind: EventKind::RestoreBudget {
+                container: "c01".into(),
+            },
+        },
+        Event {
+            at: at(55),
+            kind: EventKind::PoolDown(0),
+        },
+        Event {
+            at: at(70),
+            kind: EventKind::PoolUp(0),
+        },
+    ]
+}
+
+/// How the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Stop after this long; `None` runs until the shutdown token is cancelled.
+    pub duration: Option<Duration>,
+    /// Time between status lines.
+    pub status_interval: Duration,
+    /// Real hashes per second of each simulated ASIC.
+    pub asic_hashrate: f64,
+    /// The script of events.
+    pub events: Vec<Event>,
+    /// The process-wide metrics recorder, when the caller installed one.
+    pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            duration: None,
+            status_interval: Duration::from_secs(3),
+            asic_hashrate: 4_000.0,
+            events: default_events(),
+            prometheus: None,
+        }
+    }
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The embedded configuration did not validate (a bug in `config/demo.toml`).
+    #[error("demo configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// A loopback port could not be bound.
+    #[error("cannot start the simulated site: {0}")]
+    Io(#[from] std::io::Error),
+    /// The power driver refused the simulated inventory.
+    #[error("power driver: {0}")]
+    Power(#[from] hashgate_site::power::driver::DriverError),
+}
+
+/// What the demo saw, for its last line and for tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DemoSummary {
+    /// Shares the proxy accepted.
+    pub accepted: u64,
+    /// Shares the pools accepted.
+    pub pool_accepted: u64,
+    /// Shares the proxy rejected.
+    pub rejected: u64,
+    /// Of those, the ones rejected for a reason other than a stale job (expected at a pool
+    /// switch); anything here is a fault.
+    pub rejected_not_stale: u64,
+    /// Sleep commands the power controller issued.
+    pub sleeps: usize,
+    /// Wake commands the power controller issued.
+    pub wakes: usize,
+    /// Highest real draw of the simulated miners over the container budget at a status line
+    /// (once the budget had been in force for an interval), W; 0 when always inside.
+    pub worst_overshoot_watts: f64,
+    /// Miners connected at the end.
+    pub miners: usize,
+}
+
+/// Runs the demo, handing each line of output to `print`.
+///
+/// # Errors
+/// See [`DemoError`].
+pub async fn run(
+    options: DemoOptions,
+    shutdown: CancellationToken,
+    mut print: impl FnMut(String),
+) -> Result<DemoSummary, DemoError> {
+    let mut raw = RawConfig::parse(DEMO_TOML)?;
+    let account = raw.proxy.account.clone().unwrap_or_default();
+    let mut sim = SimSite::start(&mut raw, options.asic_hashrate, 1e-6).await?;
+    let config = raw.validate()?;
+    let power_config = config.power.clone();
+    let http = config.http.clone();
+    let registry = Registry::new();
+    let mut site = Site::start(Arc::new(config), registry.clone(), shutdown.clone()).await?;
+    print(format!(
+        "hashgate demo: proxy on {} | {} simulated pools | {} simulated ASICs ({} real hashes/s each) with management APIs",
+        site.miner_addr,
+        sim.pools.len(),
+        sim.miners.len(),
+        options.asic_hashrate
+    ));
+    sim.start_asics(site.miner_addr, &account);
+
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        call: Duration::from_secs(2),
+    };
+    let (power, power_task, admin) = match power_config {
+        Some(power_config) => {
+            let token = power_config.admin_token.clone();
+            let clients = sim
+                .clients(&raw, timeouts)
+                .into_iter()
+                .map(|(id, api)| (Arc::from(id.as_str()), api))
+                .collect();
+            let (driver, handle) = PowerDriver::new(power_config, clients, registry.clone())?;
+            let admin = hashgate_site::power::admin::router(handle.clone(), token);
+            (
+                Some(handle),
+                Some(tokio::spawn(driver.run(shutdown.clone()))),
+                admin,
+            )
+        }
+        None => (None, None, axum::Router::new()),
+    };
+    let http_addr = site
+        .start_http(&http, options.prometheus.clone(), admin)
+        .await?;
+    print(format!(
+        "hashgate demo: metrics on http://{http_addr}/metrics | status API http://{http_addr}/api/v1/miners | power view http://{http_addr}/api/v1/power"
+    ));
+
+    let start = Instant::now();
+    let mut events = options.events.clone();
+    events.sort_by_key(|e| e.at);
+    let mut events = events.into_iter().peekable();
+    let mut seen_decisions = 0usize;
+    let mut summary = DemoSummary::default();
+    let mut last_budgets: Vec<f64> = Vec::new();
+    let mut ticker = tokio::time::interval(options.status_interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let elapsed = start.elapsed();
+        while let Some(event) = events.next_if(|e| e.at <= elapsed) {
+            print(play(&event.kind, &sim, power.as_ref()));
+        }
+        let status = power.as_ref().map(|h| h.status());
+        if let Some(status) = &status {
+            for d in status.recent_decisions.iter().skip(seen_decisions) {
+                print(format!(
+                    "         power: {} {} ({}) -> {}",
+                    d.action,
+                    d.miner.as_deref().unwrap_or(&d.container),
+                    d.reason,
+                    d.outcome
+                ));
+                match d.action {
+                    "sleep" => summary.sleeps += 1,
+                    "wake" => summary.wakes += 1,
+                    _ => {}
+                }
+            }
+            seen_decisions = status.recent_decisions.len().max(seen_decisions);
+            track_overshoot(
+                status,
+                sim.power_watts(Instant::now()),
+                &mut last_budgets,
+                &mut summary,
+            );
+        }
+        print(status::status_line(
+            elapsed,
+            &registry,
+            status.as_ref(),
+            Instant::now(),
+        ));
+        if options.duration.is_some_and(|d| elapsed >= d) {
+            break;
+        }
+    }
+
+    let now = Instant::now();
+    let miners = registry.miners(now);
+    summary.accepted = miners.iter().map(|(_, s)| s.totals.accepted).sum();
+    summary.pool_accepted = miners.iter().map(|(_, s)| s.totals.pool_accepted).sum();
+    summary.rejected = miners.iter().map(|(_, s)| s.totals.rejected_total()).sum();
+    let stale = hashgate_protocol::work::ShareReject::ALL
+        .iter()
+        .position(|r| *r == hashgate_protocol::work::ShareReject::Stale)
+        .unwrap_or(0);
+    summary.rejected_not_stale = miners
+        .iter()
+        .map(|(_, s)| {
+            s.totals.rejected_total() - s.totals.rejected.get(stale).copied().unwrap_or(0)
+        })
+        .sum();
+    summary.miners = miners.len();
+    for miner in &sim.miners {
+        if let Some(asic) = &miner.asic {
+            asic.stop().await;
+        }
+    }
+    shutdown.cancel();
+    site.finished().await;
+    if let Some(task) = power_task {
+        let _ = task.await;
+    }
+    for pool in &sim.pools {
+        pool.shutdown().await;
+    }
+    print(format!(
+        "hashgate demo: done | shares ok {} (pool ok {}) rejected {} | power: {} sleeps, {} wakes, worst overshoot {:.1} kW",
+        summary.accepted,
+        summary.pool_accepted,
+        summary.rejected,
+        summary.sleeps,
+        summary.wakes,
+        summary.worst_overshoot_watts / 1000.0
+    ));
+    Ok(summary)
+}
+
+fn play(
+    kind: &EventKind,
+    sim: &SimSite,
+    power: Option<&hashgate_site::power::PowerHandle>,
+) -> String {
+    match kind {
+        EventKind::CutBudget {
+            container,
+            budget_kw,
+        } => {
+            let result = power.map(|h| h.set_budget(container, Some(budget_kw * 1000.0)));
+            format!(
+                "  >>> demand response: {container} budget cut to {budget_kw:.1} kW ({})",
+                outcome(result)
+            )
+        }
+        EventKind::RestoreBudget { container } => {
+            let result = power.map(|h| h.set_budget(container, None));
+            format!(
+                "  >>> demand response over: {container} back to its configured budget ({})",
+                outcome(result)
+            )
+        }
+        EventKind::PoolDown(i) => match sim.pools.get(*i) {
+            Some(pool) => {
+                pool.set_fault(PoolFault::Disconnect);
+                format!(
+                    "  >>> pool {} goes down: miners should keep mining on the backup",
+                    pool.addr()
+                )
+            }
+            None => format!("  >>> no pool {i} to take down"),
+        },
+        EventKind::PoolUp(i) => match sim.pools.get(*i) {
+            Some(pool) => {
+                pool.set_fault(PoolFault::None);
+                format!(
+                    "  >>> pool {} is back: miners return to it once it is healthy",
+                    pool.addr()
+                )
+            }
+            None => format!("  >>> no pool {i} to bring up"),
+        },
+    }
+}
+
+fn outcome<E: std::fmt::Display>(result: Option<Result<(), E>>) -> String {
+    match result {
+        Some(Ok(())) => "applied".into(),
+        Some(Err(e)) => format!("refused: {e}"),
+        None => "no power gating configured".into(),
+    }
+}
+
+fn track_overshoot(
+    status: &PowerStatus,
+    drawn_watts: f64,
+    last_budgets: &mut Vec<f64>,
+    summary: &mut DemoSummary,
+) {
+    // Judge the budget on what the simulated miners really draw, not on the controller's
+    // own estimate. A cut takes effect on the controller's next tick, so a container counts
+    // only once its budget has been the same for a whole status interval. The demo has a
+    // single container, so the site's draw is that container's.
+    for (i, c) in status.containers.iter().enumerate() {
+        let settled = last_budgets.get(i) == Some(&c.budget_watts);
+        if settled && status.containers.len() == 1 {
+            summary.worst_overshoot_watts = summary
+                .worst_overshoot_watts
+                .max(drawn_watts - c.budget_watts);
+        }
+    }
+    *last_budgets = status.containers.iter().map(|c| c.budget_watts).collect();
+}

@@ -1,0 +1,104 @@
+//! The demo's status lines: what an operator would glance at on a site dashboard.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use hashgate_site::power::PowerStatus;
+use hashgate_site::stats::{Registry, UpstreamState};
+
+/// Formats a hash rate with an SI prefix, e.g. `16.2 kH/s`.
+pub fn format_hashrate(hashes_per_second: f64) -> String {
+    const UNITS: [&str; 7] = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"];
+    let mut value = hashes_per_second.max(0.0);
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// One status line: miners, share-proven hashrate, local and pool verdicts, active pool, and
+/// each container's power against its budget.
+pub fn status_line(
+    elapsed: Duration,
+    registry: &Registry,
+    power: Option<&PowerStatus>,
+    now: Instant,
+) -> String {
+    let miners = registry.miners(now);
+    let rates: Vec<f64> = miners.iter().filter_map(|(_, s)| s.hashrate[0]).collect();
+    // Hashrate windows report nothing for a miner's first seconds (too few shares to mean
+    // anything); say so rather than print a misleading zero.
+    let hashrate = if rates.is_empty() && !miners.is_empty() {
+        "warming up".to_owned()
+    } else {
+        format_hashrate(rates.iter().sum())
+    };
+    let accepted: u64 = miners.iter().map(|(_, s)| s.totals.accepted).sum();
+    let rejected: u64 = miners.iter().map(|(_, s)| s.totals.rejected_total()).sum();
+    let pool_accepted: u64 = miners.iter().map(|(_, s)| s.totals.pool_accepted).sum();
+    let pool_rejected: u64 = miners
+        .iter()
+        .map(|(_, s)| s.totals.pool_rejected_total())
+        .sum();
+    let undelivered: u64 = miners
+        .iter()
+        .map(|(_, s)| s.totals.undelivered_total())
+        .sum();
+    let active = registry
+        .upstreams()
+        .into_iter()
+        .filter(|u| u.state == UpstreamState::Active)
+        .map(|u| u.pool.to_string())
+        .collect::<Vec<_>>();
+    let mut line = format!(
+        "[{:>4}s] miners {:>2} | hashrate(1m) {:>10} | shares ok {:>5} rej {:>3} | pool ok {:>5} rej {:>3} undelivered {:>2} | pool {}",
+        elapsed.as_secs(),
+        miners.len(),
+        hashrate,
+        accepted,
+        rejected,
+        pool_accepted,
+        pool_rejected,
+        undelivered,
+        if active.is_empty() {
+            "-".to_owned()
+        } else {
+            active.join(",")
+        },
+    );
+    if let Some(power) = power {
+        for c in &power.containers {
+            let asleep = power
+                .miners
+                .iter()
+                .filter(|m| {
+                    m.container == c.name && matches!(m.intended, Some("asleep" | "falling_asleep"))
+                })
+                .count();
+            let _ = write!(
+                line,
+                " | {} {:.1}/{:.1} kW, {} asleep",
+                c.name,
+                c.load_watts.unwrap_or(0.0) / 1000.0,
+                c.budget_watts / 1000.0,
+                asleep
+            );
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashrates_get_readable_units() {
+        assert_eq!(format_hashrate(0.0), "0.0 H/s");
+        assert_eq!(format_hashrate(16_200.0), "16.2 kH/s");
+        assert_eq!(format_hashrate(104e12), "104.0 TH/s");
+        assert_eq!(format_hashrate(2.5e21), "2500.0 EH/s");
+    }
+}

@@ -1,0 +1,27 @@
+//! The load generator against the simulated pool, through a `hashgate run` child, through
+//! aiostratum-proxy when its venv exists, and its command line. Counts, not timings.
+
+mod aiostratum;
+mod compare;
+mod sim_pool;
+mod support;
+
+use std::path::PathBuf;
+
+/// The `hashgate` binary the comparisons run as the proxy. Cargo builds the workspace's
+/// binaries into one directory before any test runs (`cargo test` from the root), so it
+/// sits beside `hashgate-loadgen`, where the load generator's own default looks too.
+fn hashgate() -> PathBuf {
+    let path = loadgen_binary().with_file_name("hashgate");
+    assert!(
+        path.is_file(),
+        "{} missing: run `cargo test` from the workspace root so the proxy is built too",
+        path.display()
+    );
+    path
+}
+
+/// The `hashgate-loadgen` binary under test.
+fn loadgen_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hashgate-loadgen"))
+}

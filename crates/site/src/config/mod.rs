@@ -1,0 +1,140 @@
+//! Site configuration: TOML into raw `deny_unknown_fields` structs, then [`RawConfig::validate`]
+//! into typed values, before any port is bound.
+//!
+//! Every validation error names the field it is about (`pools[1].url: ...`) so an operator
+//! can fix the file without reading code. `hashgate check-config FILE` runs exactly this.
+
+mod error;
+mod pool_url;
+mod raw;
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::http::HttpConfig;
+use crate::power::inventory::PowerConfig;
+
+pub use error::ConfigError;
+pub use pool_url::PoolUrl;
+pub use raw::{RawConfig, RawFailover, RawPool, RawProxy, RawVardiff};
+
+/// A validated hashgate configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Miner-facing listener and session limits.
+    pub proxy: ProxyConfig,
+    /// Upstream pools in failover order (the first is preferred).
+    pub pools: Vec<PoolConfig>,
+    /// Per-miner difficulty targeting.
+    pub vardiff: VardiffSettings,
+    /// How fast a dead or silent pool is left and retried.
+    pub failover: FailoverConfig,
+    /// Power gating inventory and policy, when the site uses it.
+    pub power: Option<PowerConfig>,
+    /// The status server.
+    pub http: HttpConfig,
+}
+
+/// How miners' worker names are presented to the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamWorker {
+    /// Each miner submits as `<account>.<worker>`, so the pool's dashboard shows every miner.
+    PerMiner,
+    /// Every share is submitted as the bare account: fewer pool-side authorizations.
+    Account,
+}
+
+/// Miner-facing listener and session limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// Address miners connect to.
+    pub listen: SocketAddr,
+    /// Connection cap; past it new connections are refused (each costs a file descriptor).
+    pub max_connections: NonZeroUsize,
+    /// A miner must subscribe and authorize within this time or is dropped.
+    pub setup_timeout: Duration,
+    /// A miner that sends nothing for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Hard cap on one Stratum line; a longer one disconnects its sender.
+    pub max_line_bytes: NonZeroUsize,
+    /// Messages queued towards one miner before it is judged too slow and disconnected.
+    pub outbound_queue: NonZeroUsize,
+    /// The site's pool account; miners' worker names are mapped onto it.
+    pub account: String,
+    /// Per-miner or account-wide submission upstream.
+    pub upstream_worker: UpstreamWorker,
+    /// Largest extranonce2 handed to miners (WhatsMiner firmware fails above 8 bytes).
+    pub max_miner_extranonce2: u8,
+    /// Miners expected per upstream connection; sizes the extranonce prefix.
+    pub miners_per_upstream: NonZeroUsize,
+    /// How far past the job's ntime a share's ntime may be.
+    pub ntime_window: Duration,
+    /// Bounds for `mining.suggest_difficulty` and the initial difficulty.
+    pub initial_difficulty: f64,
+}
+
+/// One upstream pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Name used in logs and metric labels.
+    pub name: String,
+    /// Where it listens.
+    pub url: PoolUrl,
+    /// Account to authorize as (defaults to the proxy account).
+    pub user: String,
+    /// Password sent with `mining.authorize` (most pools ignore it).
+    pub password: String,
+}
+
+/// Per-miner difficulty targeting settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VardiffSettings {
+    /// Aimed-at time between a miner's shares.
+    pub target_interval: Duration,
+    /// Lowest difficulty a miner is given.
+    pub min_difficulty: f64,
+    /// Highest difficulty a miner is given.
+    pub max_difficulty: f64,
+}
+
+/// Failover timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverConfig {
+    /// A pool that sends nothing (no job, no answer) for this long is treated as down.
+    pub silence_timeout: Duration,
+    /// First reconnect delay; doubles per failure with jitter.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// A recovered preferred pool must stay healthy this long before miners go back to it.
+    pub failback_after: Duration,
+    /// An upstream submit with no answer after this long is counted as undelivered.
+    pub submit_timeout: Duration,
+}
+
+/// The configuration `hashgate run` uses when no file is given.
+pub const DEFAULT_TOML: &str = include_str!("../../../../config/hashgate.toml");
+
+impl Config {
+    /// Reads and validates a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Parse`] for TOML
+    /// syntax or unknown fields, [`ConfigError::Invalid`] naming the bad field.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        RawConfig::load(path)?.validate()
+    }
+
+    /// Parses and validates TOML text.
+    ///
+    /// # Errors
+    /// As [`Config::load`], without the read error.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        RawConfig::parse(text)?.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests;

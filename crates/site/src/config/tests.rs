@@ -1,0 +1,173 @@
+use super::*;
+
+fn invalid_field(text: &str) -> String {
+    match Config::from_toml(text) {
+        Err(ConfigError::Invalid { field, .. }) => field,
+        other => panic!("expected an invalid-field error, got {other:?}"),
+    }
+}
+
+const MINIMAL: &str = r#"
+[proxy]
+account = "site"
+[[pools]]
+url = "stratum+tcp://127.0.0.1:3333"
+"#;
+
+#[test]
+fn shipped_default_file_validates() {
+    let cfg = Config::from_toml(DEFAULT_TOML).expect("config/hashgate.toml must validate");
+    assert_eq!(cfg.pools.len(), 2);
+    assert_eq!(cfg.pools[0].name, "primary");
+    assert_eq!(cfg.pools[0].user, "siteaccount");
+    assert_eq!(cfg.proxy.max_line_bytes.get(), 65536);
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let cfg = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(cfg.proxy.listen, "0.0.0.0:3333".parse().unwrap());
+    assert_eq!(cfg.proxy.max_connections.get(), 20_000);
+    assert_eq!(cfg.proxy.setup_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.proxy.max_miner_extranonce2, 8);
+    assert_eq!(cfg.proxy.upstream_worker, UpstreamWorker::PerMiner);
+    assert_eq!(cfg.pools[0].name, "pool0");
+    assert_eq!(cfg.pools[0].password, "x");
+    assert_eq!(cfg.vardiff.target_interval, Duration::from_secs(5));
+    assert_eq!(cfg.failover.silence_timeout, Duration::from_secs(3));
+    assert_eq!(cfg.failover.reconnect_min, Duration::from_millis(250));
+}
+
+#[test]
+fn unknown_field_is_refused_with_its_name() {
+    let err = Config::from_toml("[proxy]\nlisten_port = 3333\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("listen_port"), "{text}");
+}
+
+#[test]
+fn bad_fields_are_named() {
+    let cases = [
+        (
+            "[proxy]\nlisten = \"nowhere\"\naccount=\"a\"\n[[pools]]\nurl=\"h:1\"",
+            "proxy.listen",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\nmax_connections = 0\n[[pools]]\nurl=\"h:1\"",
+            "proxy.max_connections",
+        ),
+        (
+            "[proxy]\naccount = \"a b\"\n[[pools]]\nurl=\"h:1\"",
+            "proxy.account",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\nupstream_worker = \"each\"\n[[pools]]\nurl=\"h:1\"",
+            "proxy.upstream_worker",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\nmax_miner_extranonce2 = 1\n[[pools]]\nurl=\"h:1\"",
+            "proxy.max_miner_extranonce2",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\nmax_line_bytes = 100\n[[pools]]\nurl=\"h:1\"",
+            "proxy.max_line_bytes",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\nsetup_timeout_secs = -1\n[[pools]]\nurl=\"h:1\"",
+            "proxy.setup_timeout_secs",
+        ),
+        ("[proxy]\naccount = \"a\"\n", "pools"),
+        (
+            "[proxy]\naccount = \"a\"\n[[pools]]\nname=\"p\"",
+            "pools[0].url",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\n[[pools]]\nurl=\"http://h:1\"",
+            "pools[0].url",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\n[[pools]]\nurl=\"h:1\"\n[[pools]]\nurl=\"h:99999\"",
+            "pools[1].url",
+        ),
+        ("[[pools]]\nurl=\"h:1\"", "pools[0].user"),
+        (
+            "[proxy]\naccount = \"a\"\n[[pools]]\nname=\"x\"\nurl=\"h:1\"\n[[pools]]\nname=\"x\"\nurl=\"h:2\"",
+            "pools[1].name",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\n[[pools]]\nurl=\"h:1\"\n[vardiff]\nmin_difficulty = 10\nmax_difficulty = 1",
+            "vardiff.min_difficulty",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\n[[pools]]\nurl=\"h:1\"\n[vardiff]\nmin_difficulty = 0",
+            "vardiff.min_difficulty",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\n[[pools]]\nurl=\"h:1\"\n[failover]\nreconnect_min_secs = 60",
+            "failover.reconnect_min_secs",
+        ),
+    ];
+    for (text, field) in cases {
+        assert_eq!(invalid_field(text), field, "for config:\n{text}");
+    }
+}
+
+#[test]
+fn pool_urls_parse() {
+    let ok = [
+        ("stratum+tcp://pool.example:3333", "pool.example", 3333),
+        ("tcp://10.0.0.1:4444", "10.0.0.1", 4444),
+        ("pool.example:25", "pool.example", 25),
+        ("stratum+tcp://[::1]:3333/", "::1", 3333),
+    ];
+    for (text, host, port) in ok {
+        let url: PoolUrl = text.parse().unwrap();
+        assert_eq!((url.host.as_str(), url.port), (host, port), "{text}");
+    }
+    assert_eq!(
+        "stratum+tcp://[::1]:3333"
+            .parse::<PoolUrl>()
+            .unwrap()
+            .authority(),
+        "[::1]:3333"
+    );
+    for bad in ["stratum+ssl://h:1", "h", ":3333", "h:0", "h:x", "[::1:3"] {
+        assert!(bad.parse::<PoolUrl>().is_err(), "{bad} should be refused");
+    }
+}
+
+#[test]
+fn power_section_is_validated_with_the_rest() {
+    let power = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/power-example.toml"
+    ))
+    .unwrap();
+    // The standalone example's top-level keys become `[power.*]` inside hashgate.toml.
+    let nested = power
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if let Some(rest) = t.strip_prefix("[[") {
+                format!("[[power.{rest}")
+            } else if let Some(rest) = t.strip_prefix('[') {
+                format!("[power.{rest}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{MINIMAL}\n{nested}\n");
+    let cfg = Config::from_toml(&text).unwrap();
+    let power = cfg.power.expect("power section");
+    assert!(!power.miners.is_empty());
+
+    let bad = text.replacen("budget_kw = 1500.0", "budget_kw = -1.0", 1);
+    let err = Config::from_toml(&bad).unwrap_err();
+    assert!(err.to_string().starts_with("power:"), "{err}");
+    assert!(
+        err.to_string().contains("c01"),
+        "names the container: {err}"
+    );
+}

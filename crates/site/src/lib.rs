@@ -1,0 +1,27 @@
+//! What a mining site runs: the Stratum proxy (miner sessions, pool connections and the hub
+//! between them), per-miner statistics with their Prometheus exporter and status API, the
+//! configuration file, and power gating through the miners' management APIs.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the site configuration file: raw TOML, validation into typed values |
+//! | [`stats`] | per-miner and per-pool counters; share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
+//! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
+//! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
+//! | [`downstream`] | the miner-facing accept loop and per-miner Stratum sessions |
+//! | [`power`] | miner management APIs, the power/temperature budget controller, its driver and the admin API |
+//! | [`exporter`] | Prometheus `/metrics`: recorder output plus per-miner, per-pool and site series read from [`stats`] at scrape time |
+//! | [`http`] | the status server: `/metrics` and the JSON status API (`/api/v1/...`) |
+//! | [`site`] | the assembled proxy (registry, hub, upstream manager, miner listener) as `run`, `demo` and the tests start it |
+
+pub mod config;
+pub mod downstream;
+pub mod exporter;
+pub mod http;
+pub mod power;
+pub mod proxy;
+pub mod site;
+pub mod stats;
+pub mod upstream;

@@ -1,0 +1,195 @@
+//! The submit side of a pool session: shares out under the connection's own ids, verdicts
+//! back to the miners, and the final accounting when the connection goes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::UpstreamWorker;
+use crate::proxy::UpstreamSubmit;
+use crate::stats::Undelivered;
+use hashgate_protocol::stratum::{
+    Authorize, Extranonce2, Id, Message, Method, Request, Response, Submit,
+};
+
+use super::super::error::UpstreamError;
+use super::super::pending::{InFlight, upstream_worker, verdict};
+use super::{Asked, Ended, Session, now, read_message};
+
+impl Session {
+    /// Writes a batch of shares, blocks first (a stable sort keeps the rest in order).
+    pub(super) async fn send_batch(
+        &mut self,
+        batch: &mut Vec<UpstreamSubmit>,
+    ) -> Result<(), Ended> {
+        batch.sort_by_key(|share| !share.is_block);
+        let now = now();
+        for share in batch.drain(..) {
+            self.encode_submit(share, now);
+        }
+        self.flush().await
+    }
+
+    fn encode_submit(&mut self, share: UpstreamSubmit, now: Instant) {
+        let worker = self.worker_name(&share.worker);
+        let extranonce2 = match Extranonce2::new(share.extranonce2.as_bytes()) {
+            Ok(e2) => e2,
+            Err(err) => {
+                // Cannot happen (both caps are 32 bytes); counted rather than dropped.
+                tracing::error!(pool = %self.spec.name, error = %err, "share extranonce2 cannot be encoded");
+                self.undelivered(&share, Undelivered::NoAnswer);
+                return;
+            }
+        };
+        let id = self.take_id();
+        Message::Request(Request {
+            id: Id::Int(id),
+            method: Method::Submit(Submit {
+                worker: worker.to_string(),
+                job_id: share.pool_job_id.to_string(),
+                extranonce2,
+                ntime: share.ntime,
+                nonce: share.nonce,
+                version_bits: share.version_bits,
+            }),
+        })
+        .encode_into(&mut self.write_buf);
+        self.spec.stats.record_submitted(share.is_block);
+        if share.is_block {
+            tracing::error!(
+                pool = %self.spec.name,
+                worker = %worker,
+                pool_job_id = %share.pool_job_id,
+                extranonce2 = ?share.extranonce2,
+                ntime = format_args!("{:08x}", share.ntime),
+                nonce = format_args!("{:08x}", share.nonce),
+                version_bits = ?share.version_bits.map(|v| format!("{v:08x}")),
+                difficulty = share.difficulty,
+                "BLOCK FOUND: submitting to the pool ahead of every other share"
+            );
+        }
+        self.health.sent_request(now);
+        self.pending.insert(id, share, now);
+    }
+
+    /// The name a miner's shares go under on this pool; with per-miner workers the name
+    /// is authorized on this connection before its first share (pools read lines in
+    /// order, so the authorize is processed before the submit that follows it).
+    fn worker_name(&mut self, worker: &Arc<str>) -> Arc<str> {
+        if let Some(name) = self.workers.get(worker) {
+            return name.clone();
+        }
+        let proxy = &self.shared.config.proxy;
+        let per_miner = proxy.upstream_worker == UpstreamWorker::PerMiner;
+        let name: Arc<str> =
+            upstream_worker(per_miner, &proxy.account, &self.spec.config.user, worker).into();
+        if *name != *self.spec.config.user {
+            self.request(
+                Asked::WorkerAuthorize(name.to_string()),
+                Method::Authorize(Authorize {
+                    user: name.to_string(),
+                    password: Some(self.spec.config.password.clone()),
+                }),
+            );
+        }
+        self.workers.insert(worker.clone(), name.clone());
+        name
+    }
+
+    pub(super) fn on_submit_answer(&mut self, sent: InFlight, answer: &Response, now: Instant) {
+        let rtt = now.saturating_duration_since(sent.sent_at);
+        self.latency.record(rtt.as_secs_f64());
+        self.spec.stats.record_submit_latency(rtt);
+        let share = &sent.share;
+        match verdict(answer) {
+            Ok(()) => {
+                share.miner.record_pool_accepted();
+                self.spec.stats.record_accepted();
+            }
+            Err(reason) => {
+                share.miner.record_pool_rejected(reason);
+                self.spec.stats.record_rejected(reason);
+                tracing::debug!(
+                    pool = %self.spec.name,
+                    worker = %share.worker,
+                    reason = reason.label(),
+                    message = answer.reject_message().unwrap_or(""),
+                    "pool rejected a share"
+                );
+            }
+        }
+        if share.is_block {
+            tracing::error!(pool = %self.spec.name, accepted = answer.is_accepted(), message = answer.reject_message().unwrap_or(""), "BLOCK FOUND: pool answered the block submit");
+        }
+    }
+
+    pub(super) fn undelivered(&self, share: &UpstreamSubmit, reason: Undelivered) {
+        share.miner.record_undelivered(reason);
+        self.spec.stats.record_undelivered(reason);
+    }
+
+    /// Accounts for every share still held. A connection closed by the proxy first sends
+    /// what is queued and waits (up to a grace period) for the answers; a failed one
+    /// cannot, so its sent shares lost their verdict and unsent ones never left.
+    pub(super) async fn finish(&mut self, end: Ended) -> Ended {
+        // No new shares from here: sessions holding this link count them as upstream_gone.
+        self.submits.close();
+        let shutdown = self.shared.shutdown.is_cancelled();
+        let left_reason = if shutdown {
+            Undelivered::Shutdown
+        } else {
+            Undelivered::NoAnswer
+        };
+        let mut end = end;
+        if matches!(end, Ended::Closed) {
+            let mut queued = Vec::new();
+            while let Ok(share) = self.submits.try_recv() {
+                queued.push(share);
+            }
+            if let Err(failed) = self.send_batch(&mut queued).await {
+                end = failed;
+            } else if let Err(failed) = self.await_answers().await {
+                end = failed;
+            }
+        }
+        while let Ok(share) = self.submits.try_recv() {
+            let reason = if shutdown {
+                Undelivered::Shutdown
+            } else {
+                Undelivered::UpstreamGone
+            };
+            self.undelivered(&share, reason);
+        }
+        let left = self.pending.drain();
+        if !left.is_empty() {
+            tracing::warn!(pool = %self.spec.name, shares = left.len(), reason = left_reason.label(), "shares left without a pool verdict");
+        }
+        for sent in left {
+            self.undelivered(&sent.share, left_reason);
+        }
+        end
+    }
+
+    /// Reads answers until none are pending or the grace period is over.
+    async fn await_answers(&mut self) -> Result<(), Ended> {
+        let grace = self
+            .shared
+            .config
+            .failover
+            .submit_timeout
+            .min(super::super::SHUTDOWN_GRACE);
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.pending.is_empty() {
+            let line = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Ok(()),
+                line = read_message(&mut self.reader, &mut self.read_buf, &mut self.codec) => line,
+            };
+            let now = now();
+            match line? {
+                None => return Err(UpstreamError::Closed.into()),
+                Some(Ok(Message::Response(answer))) => self.on_answer(answer, now)?,
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! Why a pool connection ended; each is followed by failover and a reconnect with back-off.
+
+use std::time::Duration;
+
+use hashgate_protocol::extranonce::ExtranonceError;
+use hashgate_protocol::stratum::CodecError;
+
+/// A pool connection failure. Every one is handled the same way (the channel fails over to
+/// its backup and the pool is retried with back-off); the message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed: host down, port closed, DNS failure.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// `host:port` tried.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TCP connect did not finish in time (firewall dropping packets?).
+    #[error("connecting to {address} timed out after {after:?}")]
+    ConnectTimeout {
+        /// `host:port` tried.
+        address: String,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// The pool closed the connection.
+    #[error("pool closed the connection")]
+    Closed,
+    /// Reading or writing failed, or the pool sent a line above the length cap.
+    #[error("connection failed: {0}")]
+    Codec(#[from] CodecError),
+    /// Writing to the pool blocked for longer than the silence timeout.
+    #[error("writing to the pool stalled for {0:?}")]
+    WriteStalled(Duration),
+    /// Nothing heard (or a request unanswered) for the silence timeout.
+    #[error("pool silent for {0:?}")]
+    Silent(Duration),
+    /// Subscribe and the first job did not arrive in time.
+    #[error("no subscribe answer and job within {0:?} of connecting")]
+    SetupTimeout(Duration),
+    /// The pool refused `mining.subscribe`.
+    #[error("pool refused mining.subscribe: {0}")]
+    SubscribeRefused(String),
+    /// The pool refused the configured user: check `pools[].user` / `proxy.account`.
+    #[error("pool refused user {user:?}: {reason}; check the pool's user and password")]
+    Unauthorized {
+        /// The user sent.
+        user: String,
+        /// The pool's message, if any.
+        reason: String,
+    },
+    /// The pool's extranonce sizes cannot be split for miners.
+    #[error("pool extranonce cannot be used: {0}")]
+    Extranonce(#[from] ExtranonceError),
+}

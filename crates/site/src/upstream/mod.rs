@@ -1,0 +1,96 @@
+//! The upstream side: connections to the pools, submit forwarding and failover.
+//!
+//! [`spawn`] starts a manager that serves every [`Channel`](crate::proxy::Channel) the hub
+//! opens. Each channel gets its own task (`serve.rs`) holding one connection per wanted
+//! pool (`connection/`): the active pool's jobs are published to the channel's miners,
+//! the next pool is kept subscribed with its latest job ready, and a failed or silent pool
+//! is replaced at once by that backup (its job published with `clean_jobs = true`) and
+//! retried with back-off until it can be failed back to.
+//!
+//! | file | owns | does I/O? |
+//! |---|---|---|
+//! | `manager.rs` | [`spawn`]: one task per channel, shutdown | spawns tasks |
+//! | `serve.rs` | one channel: connections per pool, publishing, switching | spawns connections |
+//! | `connection/` | one SV1 client session: handshake, jobs, probes (`mod.rs`); shares out, verdicts back, final accounting (`submit.rs`) | TCP |
+//! | `event.rs` | what a connection hands its channel server: work, how it ended | no |
+//! | `failover.rs` | which pool is active, which to connect or close ([`Failover`]) | no |
+//! | `health.rs` | when to probe, when silence means down, not counting the proxy's own stalls ([`Health`]) | no |
+//! | `backoff.rs` | reconnect delays ([`Backoff`]) | no |
+//! | `pending.rs` | submits awaiting answers, pool verdicts, worker names | no |
+//! | `sizing.rs` | the extranonce split per pool ([`plan_for`]) | no |
+//! | `error.rs` | [`UpstreamError`] | no |
+
+mod backoff;
+mod connection;
+mod error;
+mod event;
+mod failover;
+mod health;
+mod manager;
+mod pending;
+mod serve;
+mod sizing;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::proxy::Hub;
+use crate::stats::Registry;
+use hashgate_protocol::extranonce::SplitLimits;
+
+pub use backoff::Backoff;
+pub use connection::{REQUESTED_VERSION_MASK, SUBMIT_QUEUE, USER_AGENT};
+pub use error::UpstreamError;
+pub use failover::{Decision, Failover, LinkState, Switch};
+pub use health::{Health, HealthCheck, PROBE_AFTER};
+pub use manager::spawn;
+pub use pending::{InFlight, Pending, upstream_worker, verdict};
+pub use sizing::{PlanChoice, plan_for};
+
+/// Longest a shutdown waits for the pool's answers to shares already sent (the submit
+/// timeout when shorter); the rest are counted as `shutdown`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What every channel server and connection shares.
+#[derive(Debug)]
+struct Shared {
+    /// The site configuration.
+    config: Arc<Config>,
+    /// Where jobs are published and miner sizes live.
+    hub: Arc<Hub>,
+    /// Per-pool counters.
+    registry: Arc<Registry>,
+    /// The proxy's shutdown.
+    shutdown: CancellationToken,
+    /// Serialises "read the miner sizes, maybe change them" across connections, so two
+    /// pools answering at once cannot both fix the sizes.
+    sizing: Mutex<()>,
+    /// Next connection number (process-unique, for `UpstreamLink::connection`).
+    next_conn: AtomicU64,
+    /// Bumped whenever a channel resizes the miners, so every other channel republishes
+    /// its job under the new sizes at once instead of at the pool's next notify.
+    resized: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn sizing_lock(&self) -> MutexGuard<'_, ()> {
+        // Guards no data, so a poisoned lock is as good as a clean one.
+        self.sizing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn split_limits(&self) -> SplitLimits {
+        SplitLimits {
+            max_miner_extranonce2: usize::from(self.config.proxy.max_miner_extranonce2),
+            ..SplitLimits::default()
+        }
+    }
+
+    fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}

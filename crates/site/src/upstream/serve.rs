@@ -1,0 +1,391 @@
+//! Serving one channel: a connection per wanted pool, the [`Failover`] machine deciding
+//! which one publishes, and the miner-facing jobs built from the active pool's work.
+//!
+//! One task owns all of it, so a switch (publish the backup's latest job with
+//! `clean_jobs`) can never interleave with a late job from the pool just left.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::PoolUrl;
+use crate::proxy::{Channel, ChannelControl, MinerJob, MinerJobParts};
+use crate::stats::{UpstreamState, UpstreamStats};
+
+use super::Shared;
+use super::connection::{self, ConnSpec, Ended, Event, PoolWork, now};
+use super::failover::{Decision, Failover, LinkState};
+use super::sizing::{PlanChoice, plan_for};
+
+/// Events from a channel's connections: a job or an ending now and then per pool, and
+/// the server reads them at once, so a few dozen is ample; a full queue only makes a
+/// connection wait, never loses an event.
+const EVENT_BACKLOG: usize = 64;
+
+/// One pool as seen by this channel.
+#[derive(Debug)]
+struct PoolSlot {
+    /// Pool name, for logs.
+    name: Arc<str>,
+    /// The pool's counters (shared by every channel).
+    stats: Arc<UpstreamStats>,
+    /// The live connection, if any.
+    live: Option<Live>,
+    /// Where the pool's `client.reconnect` pointed; used for the next attempt only.
+    redirect: Option<PoolUrl>,
+}
+
+/// A connection this channel opened.
+#[derive(Debug)]
+struct Live {
+    /// Its number, to ignore events from connections already replaced.
+    conn: u64,
+    /// Closes it.
+    cancel: CancellationToken,
+    /// Its latest work, published at once if it becomes the active pool.
+    work: Option<Arc<PoolWork>>,
+}
+
+/// The task serving one channel.
+pub struct ChannelServer {
+    shared: Arc<Shared>,
+    /// The channel's slot number (its `Channel` may not exist yet for slot 0).
+    index: usize,
+    /// The hub's channel, once it has been opened.
+    channel: Option<Arc<Channel>>,
+    /// Delivers the channel (slot 0 starts before the first pool fixes the sizes).
+    channel_rx: mpsc::Receiver<Arc<Channel>>,
+    failover: Failover,
+    pools: Vec<PoolSlot>,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+    /// Parent of every connection's token; cancelled with the proxy's shutdown.
+    cancel: CancellationToken,
+    /// The connection tasks, awaited on shutdown so their shares are accounted for.
+    tracker: TaskTracker,
+    /// The version mask of the last job published, to tell miners when it changes.
+    published_mask: Option<u32>,
+    /// Wakes when any channel resized the miners: republish under the new sizes.
+    resized: watch::Receiver<u64>,
+}
+
+impl ChannelServer {
+    /// A server for slot `index`; its channel comes through `channel_rx`.
+    pub fn new(
+        shared: Arc<Shared>,
+        index: usize,
+        channel_rx: mpsc::Receiver<Arc<Channel>>,
+    ) -> ChannelServer {
+        let f = &shared.config.failover;
+        let failover = Failover::new(
+            shared.config.pools.len(),
+            f.reconnect_min,
+            f.reconnect_max,
+            f.failback_after,
+        );
+        let pools = shared
+            .config
+            .pools
+            .iter()
+            .map(|p| {
+                let name: Arc<str> = p.name.as_str().into();
+                PoolSlot {
+                    stats: shared.registry.upstream(&name),
+                    name,
+                    live: None,
+                    redirect: None,
+                }
+            })
+            .collect();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_BACKLOG);
+        ChannelServer {
+            resized: shared.resized.subscribe(),
+            cancel: shared.shutdown.child_token(),
+            shared,
+            index,
+            channel: None,
+            channel_rx,
+            failover,
+            pools,
+            events_tx,
+            events_rx,
+            tracker: TaskTracker::new(),
+            published_mask: None,
+        }
+    }
+
+    /// Serves the channel until shutdown, then waits for every connection to account for
+    /// its shares.
+    pub async fn run(mut self) {
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            let now = now();
+            let decision = self.failover.decide(now);
+            self.apply(decision, now);
+            let wake = self
+                .failover
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(channel) = self.channel_rx.recv(), if self.channel.is_none() => {
+                    self.channel = Some(channel);
+                    if let Some(active) = self.failover.active() {
+                        self.publish_latest(active, true, now);
+                    }
+                }
+                Some(event) = self.events_rx.recv() => self.on_event(event),
+                Ok(()) = self.resized.changed() => {
+                    self.resized.borrow_and_update();
+                    if let Some(active) = self.failover.active() {
+                        self.publish_latest(active, true, now);
+                    }
+                }
+                _ = sleep_until(wake) => {}
+            }
+        }
+        // Connections see the cancelled token, deliver what they can and count the rest.
+        self.cancel.cancel();
+        drop(self.events_rx);
+        self.tracker.close();
+        self.tracker.wait().await;
+        for slot in &self.pools {
+            slot.stats.set_state(UpstreamState::Down);
+        }
+    }
+
+    fn apply(&mut self, decision: Decision, now: Instant) {
+        for pool in decision.close {
+            if let Some(slot) = self.pools.get_mut(pool)
+                && let Some(live) = slot.live.take()
+            {
+                tracing::info!(channel = self.index, pool = %slot.name, "closing connection no longer needed");
+                live.cancel.cancel();
+            }
+        }
+        for pool in decision.connect {
+            self.connect(pool);
+        }
+        if let Some(switch) = decision.switch {
+            let from = switch.from.and_then(|p| self.pools.get(p));
+            match switch.to {
+                Some(to) => {
+                    let to_name = self.pools.get(to).map(|s| s.name.clone());
+                    if let Some(from) = from {
+                        from.stats.record_failover();
+                        tracing::warn!(channel = self.index, from = %from.name, to = ?to_name, "switching pool");
+                    } else {
+                        tracing::info!(channel = self.index, pool = ?to_name, "pool active");
+                    }
+                    self.publish_latest(to, true, now);
+                }
+                None => {
+                    if let Some(from) = from {
+                        from.stats.record_failover();
+                    }
+                    tracing::error!(
+                        channel = self.index,
+                        "no pool is ready: miners keep their last job until one comes back"
+                    );
+                }
+            }
+        }
+        self.report_states();
+    }
+
+    fn connect(&mut self, pool: usize) {
+        let Some(config) = self.shared.config.pools.get(pool) else {
+            return;
+        };
+        let Some(slot) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let conn = self.shared.next_conn();
+        let cancel = self.cancel.child_token();
+        let spec = ConnSpec {
+            pool,
+            conn,
+            name: slot.name.clone(),
+            config: config.clone(),
+            address: slot.redirect.take().unwrap_or_else(|| config.url.clone()),
+            stats: slot.stats.clone(),
+        };
+        slot.live = Some(Live {
+            conn,
+            cancel: cancel.clone(),
+            work: None,
+        });
+        tracing::debug!(channel = self.index, pool = %slot.name, conn, address = %spec.address, "connecting");
+        self.tracker.spawn(connection::run(
+            self.shared.clone(),
+            spec,
+            self.events_tx.clone(),
+            cancel,
+        ));
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = now();
+        match event {
+            Event::Work { pool, conn, work } => {
+                let Some(live) = self.live_mut(pool, conn) else {
+                    return;
+                };
+                let clean = work.clean;
+                live.work = Some(work);
+                if self.failover.state(pool) == Some(LinkState::Connecting) {
+                    // Ready: the next decision may make it active or the backup.
+                    self.failover.ready(pool, now);
+                } else if self.failover.active() == Some(pool) {
+                    self.publish_latest(pool, clean, now);
+                }
+            }
+            Event::Ended { pool, conn, end } => {
+                if self.live_mut(pool, conn).is_none() {
+                    return;
+                }
+                let Some(slot) = self.pools.get_mut(pool) else {
+                    return;
+                };
+                slot.live = None;
+                slot.stats.record_reconnect();
+                let delay = match end {
+                    Ended::Failed(err) => {
+                        let delay = self.failover.down(pool, now, rand::random(), None);
+                        tracing::warn!(channel = self.index, pool = %slot.name, error = %err, retry_in = ?delay, "pool connection lost");
+                        delay
+                    }
+                    Ended::Reconnect { address, wait } => {
+                        slot.redirect = Some(address);
+                        self.failover.down(pool, now, 0.0, Some(wait))
+                    }
+                    // Only after a close this server asked for, which already made the
+                    // slot idle; a stray one is retried like a failure.
+                    Ended::Closed => self.failover.down(pool, now, rand::random(), None),
+                };
+                tracing::debug!(channel = self.index, pool, ?delay, "reconnect scheduled");
+            }
+        }
+    }
+
+    fn live_mut(&mut self, pool: usize, conn: u64) -> Option<&mut Live> {
+        self.pools
+            .get_mut(pool)?
+            .live
+            .as_mut()
+            .filter(|live| live.conn == conn)
+    }
+
+    /// Builds the miner-facing job from a pool's latest work and publishes it.
+    fn publish_latest(&mut self, pool: usize, clean: bool, now: Instant) {
+        let Some(channel) = self.channel.clone() else {
+            return; // published when the hub opens the channel
+        };
+        let Some(work) = self
+            .pools
+            .get(pool)
+            .and_then(|s| s.live.as_ref())
+            .and_then(|l| l.work.clone())
+        else {
+            return;
+        };
+        let Some(plan) = self.plan_for_active(pool, &work) else {
+            return;
+        };
+        let hub = &self.shared.hub;
+        let parts = MinerJobParts {
+            notify: &work.notify,
+            pool_extranonce1: &work.extranonce1,
+            plan,
+            upstream_target: work.target,
+            version_mask: work.version_mask,
+            link: work.link.clone(),
+            clean_jobs: clean,
+        };
+        match MinerJob::build(hub.job_ids.next(), parts, now) {
+            Ok(job) => {
+                if self.published_mask.is_some_and(|m| m != work.version_mask) {
+                    channel.broadcast(ChannelControl::VersionMask(work.version_mask));
+                }
+                self.published_mask = Some(work.version_mask);
+                channel.publish(Arc::new(job));
+            }
+            Err(err) => {
+                tracing::warn!(channel = self.index, pool = pool, job = %work.notify.job_id, error = %err, "pool sent a job that cannot be used");
+            }
+        }
+    }
+
+    /// The split for the active pool's work, resizing the miners when its extranonce2 is
+    /// too small for the sizes they hold.
+    fn plan_for_active(
+        &mut self,
+        pool: usize,
+        work: &PoolWork,
+    ) -> Option<hashgate_protocol::extranonce::ExtranoncePlan> {
+        let _sizing = self.shared.sizing_lock();
+        let hub = &self.shared.hub;
+        let choice = plan_for(
+            hub.sizes(),
+            work.extranonce2_size,
+            self.shared.config.proxy.miners_per_upstream.get(),
+            self.shared.split_limits(),
+        );
+        match choice {
+            Ok(PlanChoice::Fits(plan)) => Some(plan),
+            Ok(PlanChoice::Resize(plan)) => {
+                tracing::warn!(
+                    channel = self.index,
+                    pool,
+                    pool_extranonce2_size = work.extranonce2_size,
+                    prefix_len = plan.prefix_len(),
+                    miner_extranonce2_size = plan.miner_extranonce2_size(),
+                    "pool extranonce2 too small for the miners' sizes: resizing miners"
+                );
+                if hub.set_sizes(&plan) {
+                    self.shared
+                        .resized
+                        .send_modify(|generation| *generation += 1);
+                    // This channel publishes under the new sizes right now.
+                    self.resized.borrow_and_update();
+                }
+                Some(plan)
+            }
+            Err(err) => {
+                tracing::error!(channel = self.index, pool, error = %err, "pool work cannot be split for miners");
+                None
+            }
+        }
+    }
+
+    /// Pool states are per pool, not per channel: channel 0 (always present) reports them.
+    fn report_states(&self) {
+        if self.index != 0 {
+            return;
+        }
+        let active = self.failover.active();
+        for (i, slot) in self.pools.iter().enumerate() {
+            let state = match self.failover.state(i) {
+                Some(LinkState::Ready { .. }) if active == Some(i) => UpstreamState::Active,
+                Some(LinkState::Ready { .. }) => UpstreamState::Backup,
+                Some(LinkState::Connecting) => UpstreamState::Connecting,
+                Some(LinkState::Down { .. }) => UpstreamState::Down,
+                // Not connected because not needed: healthy as far as anyone knows.
+                Some(LinkState::Idle) | None => continue,
+            };
+            slot.stats.set_state(state);
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever without a deadline.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}

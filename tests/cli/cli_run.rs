@@ -1,0 +1,116 @@
+//! `hashgate run` as a process: flags instead of a file, a real share through it, and a
+//! clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hashgate_lab::sim::asic::{SimAsic, SimAsicConfig};
+use hashgate_lab::sim::pool::{SimPool, SimPoolConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_from_flags_mines_and_stops_on_sigterm() {
+    let pool = SimPool::start(SimPoolConfig {
+        difficulty: 1e-7,
+        ..SimPoolConfig::default()
+    })
+    .await
+    .unwrap();
+    // Difficulty comes from the file (through HASHGATE_CONFIG), everything else from flags.
+    let dir = std::env::temp_dir().join(format!("hashgate-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hashgate.toml");
+    std::fs::write(
+        &file,
+        "[proxy]\ninitial_difficulty = 1e-7\n[vardiff]\nmin_difficulty = 1e-7\nmax_difficulty = 1e-7\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hashgate"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--user",
+            "site",
+            "--pool",
+        ])
+        .arg(format!("stratum+tcp://{}", pool.addr()))
+        .env("HASHGATE_CONFIG", &file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Read the first line, then keep draining stdout so the child never writes to a closed pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("hashgate run printed its listen address");
+    let addr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no listen address in {line:?}"));
+
+    let mut cfg = SimAsicConfig::new(addr, "site.rig1");
+    cfg.hashrate = 2_000.0;
+    let asic = SimAsic::start(cfg);
+    let start = Instant::now();
+    while pool.stats().accepted < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no shares reached the pool through the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pool.stats().workers.contains_key("site.rig1"),
+        "{:?}",
+        pool.stats().workers.keys()
+    );
+    asic.stop().await;
+
+    // SIGTERM, as a service manager stops it.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(status.success(), "hashgate run exited with {status}");
+}
+
+#[test]
+fn run_with_a_bad_config_exits_64() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hashgate"))
+        .args([
+            "run",
+            "--listen",
+            "nowhere",
+            "--user",
+            "site",
+            "--pool",
+            "127.0.0.1:3333",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proxy.listen"));
+}

@@ -1,0 +1,17 @@
+//! Power gating: miner management APIs (framing, captured replies, faults, simulated firmware), inventory, controller, driver, meter and the admin API.
+//!
+//! One test binary per area (each links the crates once); a module per former test file.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod mgmt_faults;
+mod mgmt_fixtures;
+mod mgmt_framing;
+mod mgmt_sim;
+mod power_admin;
+mod power_controller;
+mod power_driver;
+mod power_driver_config;
+mod power_driver_meter;
+mod power_inventory;

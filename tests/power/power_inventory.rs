@@ -1,0 +1,113 @@
+//! The shipped example inventory parses and validates, and embeds as `[power]`.
+
+use std::time::Duration;
+
+use hashgate_site::power::api::Family;
+use hashgate_site::power::inventory::{Address, Pin, PowerConfig, PowerConfigRaw};
+use proptest::prelude::*;
+
+const EXAMPLE: &str = include_str!("../../config/power-example.toml");
+
+#[test]
+fn example_inventory_validates_with_the_documented_figures() {
+    let cfg = match PowerConfig::from_toml_str(EXAMPLE) {
+        Ok(cfg) => cfg,
+        Err(e) => panic!("config/power-example.toml: {e}"),
+    };
+    assert_eq!(cfg.containers.len(), 1);
+    let c = &cfg.containers[0];
+    assert_eq!(&*c.name, "c01");
+    assert_eq!(c.budget_watts, 1_500_000.0);
+    assert_eq!(c.margin_watts, 15_000.0);
+    assert_eq!(c.hysteresis_watts, 45_000.0);
+    assert_eq!(c.min_dwell, Duration::from_secs(900));
+    let t = c.temperature.expect("temperature limit");
+    assert_eq!((t.limit_c, t.hysteresis_c), (38.0, 2.5));
+    let meter = c.meter.as_ref().expect("meter");
+    assert_eq!(meter.address.to_string(), "10.1.0.10:9100");
+
+    let families: Vec<Family> = cfg.miners.iter().map(|m| m.family).collect();
+    for f in [
+        Family::Antminer,
+        Family::Luxos,
+        Family::Braiins,
+        Family::Whatsminer,
+        Family::Avalon,
+    ] {
+        assert!(families.contains(&f), "example lacks a {f} miner");
+    }
+    let braiins = cfg
+        .miners
+        .iter()
+        .find(|m| m.family == Family::Braiins)
+        .expect("braiins");
+    assert_eq!(
+        braiins.address,
+        Address::Socket("10.1.3.11:80".parse().expect("addr"))
+    );
+    let pins: Vec<Option<Pin>> = cfg.miners.iter().map(|m| m.pin).collect();
+    assert!(pins.contains(&Some(Pin::KeepOn)));
+    assert!(pins.contains(&Some(Pin::Maintenance)));
+    assert!(
+        !format!("{cfg:?}").contains("change-me"),
+        "passwords leak into Debug"
+    );
+}
+
+#[test]
+fn example_embeds_as_the_power_section_of_hashgate_toml() {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Main {
+        power: PowerConfigRaw,
+    }
+    // Prefix every table header with `power.`, as an operator pasting it would.
+    let embedded: String = EXAMPLE
+        .lines()
+        .map(|l| {
+            if let Some(rest) = l.strip_prefix("[[") {
+                format!("[[power.{rest}")
+            } else if let Some(rest) = l.strip_prefix('[') {
+                format!("[power.{rest}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let main: Main = toml::from_str(&embedded).expect("embedded parses");
+    let cfg = main.power.validate().expect("embedded validates");
+    assert_eq!(cfg.miners.len(), 8);
+}
+
+proptest! {
+    #[test]
+    fn any_numbers_give_a_typed_answer_never_a_panic(
+        budget in prop::num::f64::ANY,
+        watts in prop::num::f64::ANY,
+        ths in prop::num::f64::ANY,
+        standby in prop::option::of(prop::num::f64::ANY),
+        dwell in 0u64..10,
+    ) {
+        let standby = standby.map_or(String::new(), |s| format!("standby_watts = {s:?}\n"));
+        let text = format!(
+            "[[containers]]\nname = \"c\"\nbudget_kw = {budget:?}\nmin_dwell_secs = {dwell}\n\
+             [[miners]]\nid = \"m\"\ncontainer = \"c\"\naddress = \"10.0.0.1\"\n\
+             family = \"avalon\"\nmodel = \"x\"\nnominal_watts = {watts:?}\n\
+             nominal_ths = {ths:?}\n{standby}"
+        );
+        // `{:?}` of f64 prints NaN/inf, which TOML spells nan/inf.
+        let text = text.replace("NaN", "nan");
+        match PowerConfig::from_toml_str(&text) {
+            Ok(cfg) => {
+                let m = &cfg.miners[0];
+                prop_assert!(m.nominal_watts > 0.0 && m.nominal_watts.is_finite());
+                prop_assert!(m.nominal_ths > 0.0 && m.joules_per_th().is_finite());
+                prop_assert!(m.standby_watts >= 0.0 && m.standby_watts < m.nominal_watts);
+                prop_assert!(cfg.containers[0].budget_watts > 0.0);
+                prop_assert!(dwell > 0);
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Stratum parsing against captures and malformed input, encode/parse round trips, share validation vectors and properties.
+//!
+//! One test binary per area (each links the crates once); a module per former test file.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod stratum_fixtures;
+mod stratum_malformed;
+mod stratum_roundtrip;
+mod work_batch;
+mod work_props;
+mod work_vectors;

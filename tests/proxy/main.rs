@@ -1,0 +1,15 @@
+//! The proxy over TCP: miner sessions and limits, the listener, pool connections and failover, end to end against the simulated pool and ASICs, hashrate accuracy.
+//!
+//! One test binary per area (each links the crates once); a module per former test file.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod downstream_dynamics;
+mod downstream_limits;
+mod downstream_listen;
+mod downstream_session;
+mod hashrate_accuracy;
+mod proxy_e2e;
+mod sim_pool_asic;
+mod upstream_pool;

@@ -1,0 +1,156 @@
+//! Shared set-up of the power driver tests: simulated miners of several families behind
+//! their management APIs, an inventory naming them, and a running driver.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashgate_lab::sim::mgmt::{self, SimMgmtServer, SimMinerSpec, SimMinerState};
+use hashgate_site::power::api::{Credentials, Family, MinerApi, Timeouts};
+use hashgate_site::power::inventory::PowerConfig;
+use hashgate_site::power::{PowerDriver, PowerHandle};
+use hashgate_site::stats::Registry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One simulated miner to start.
+pub struct MinerDef {
+    pub id: &'static str,
+    pub family: Family,
+    pub watts: f64,
+    pub ths: f64,
+    /// Extra inventory lines (pin, worker).
+    pub extra: &'static str,
+}
+
+pub fn def(id: &'static str, family: Family, watts: f64, ths: f64) -> MinerDef {
+    MinerDef {
+        id,
+        family,
+        watts,
+        ths,
+        extra: "",
+    }
+}
+
+/// A site of simulated miners driven by a running power driver.
+pub struct Site {
+    pub sims: Vec<(&'static str, SimMgmtServer)>,
+    pub handle: PowerHandle,
+    pub registry: Arc<Registry>,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl Site {
+    pub fn sim(&self, id: &str) -> &SimMinerState {
+        &self
+            .sims
+            .iter()
+            .find(|(i, _)| *i == id)
+            .unwrap_or_else(|| panic!("no sim {id}"))
+            .1
+            .state
+    }
+
+    pub fn hashing(&self, id: &str) -> bool {
+        self.sim(id).is_hashing(Instant::now())
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("driver stops on shutdown")
+            .expect("driver task");
+    }
+}
+
+pub fn root() -> Credentials {
+    Credentials {
+        user: "root".into(),
+        password: "root".into(),
+    }
+}
+
+pub fn timeouts() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_millis(300),
+        call: Duration::from_millis(500),
+    }
+}
+
+/// Starts the sims, writes the inventory (`container` holds the container's TOML keys after
+/// its name, `head` goes before it), and runs a driver ticking every `tick`.
+pub async fn start_site(
+    head: &str,
+    container: &str,
+    miners: &[MinerDef],
+    tick: Duration,
+    admin_token: Option<&str>,
+) -> Site {
+    let now = Instant::now();
+    let mut sims = Vec::new();
+    let mut text = String::new();
+    if let Some(t) = admin_token {
+        text.push_str(&format!("admin_token = \"{t}\"\n"));
+    }
+    text.push_str(head);
+    text.push_str(&format!("\n[[containers]]\nname = \"c1\"\n{container}\n"));
+    for m in miners {
+        let spec = SimMinerSpec {
+            nominal_watts: m.watts,
+            nominal_ths: m.ths,
+            ramp: Duration::ZERO,
+            thermal_tau: Duration::ZERO,
+            ..SimMinerSpec::default()
+        };
+        let sim = mgmt::spawn(m.family, SimMinerState::new(spec, 27.0, now))
+            .await
+            .expect("bind simulator");
+        text.push_str(&format!(
+            "\n[[miners]]\nid = \"{}\"\ncontainer = \"c1\"\naddress = \"{}\"\nfamily = \"{}\"\n\
+             model = \"sim\"\nnominal_watts = {}\nnominal_ths = {}\n\
+             credentials = {{ user = \"root\", password = \"root\" }}\n{}\n",
+            m.id, sim.addr, m.family, m.watts, m.ths, m.extra
+        ));
+        sims.push((m.id, sim));
+    }
+    let mut config = PowerConfig::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    config.driver.tick = tick;
+    config.driver.timeouts = timeouts();
+    let clients: Vec<(Arc<str>, Arc<dyn MinerApi>)> = sims
+        .iter()
+        .map(|(id, sim)| (Arc::from(*id), Arc::from(sim.client(root(), timeouts()))))
+        .collect();
+    let registry = Registry::new();
+    let (driver, handle) =
+        PowerDriver::new(config, clients, registry.clone()).expect("driver builds");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(driver.run(shutdown.clone()));
+    Site {
+        sims,
+        handle,
+        registry,
+        shutdown,
+        task,
+    }
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after `limit`.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
