@@ -13,7 +13,7 @@ use hashgate_protocol::stratum::Notify;
 use hashgate_protocol::work::Target;
 use hashgate_site::config::Config;
 use hashgate_site::downstream::Listener;
-use hashgate_site::proxy::{Hub, MinerJob, MinerJobParts, UpstreamLink};
+use hashgate_site::hub::{Hub, MinerJob, MinerJobParts, UpstreamLink};
 use hashgate_site::stats::Registry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

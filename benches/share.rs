@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hashgate_protocol::work::sha256d::{compress_x2, interleaved_sha_ni, sha256d_80};
 use hashgate_protocol::work::{
-    Job, JobTemplate, Submit, SubmitPolicy, Target, validate, validate_pair,
+    Job, JobTemplate, ShareInput, SubmitPolicy, Target, validate, validate_pair,
 };
 use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
@@ -42,7 +42,7 @@ fn bench_job() -> Job {
 
 /// The same share computed the plain way: whole coinbase through `Sha256`, every merkle
 /// step and the header through the generic `Digest` API, no per-job precomputation.
-fn validate_naive(job: &Job, submit: &Submit<'_>) -> [u8; 32] {
+fn validate_naive(job: &Job, submit: &ShareInput<'_>) -> [u8; 32] {
     let txid = Sha256::digest(
         Sha256::new()
             .chain_update(job.coinb1())
@@ -80,7 +80,7 @@ fn share(c: &mut Criterion) {
     g.bench_function("validate", |b| {
         b.iter(|| {
             nonce = nonce.wrapping_add(1);
-            let submit = Submit {
+            let submit = ShareInput {
                 extranonce1: &en1,
                 extranonce2: &en2,
                 ntime: 0x679a_c169,
@@ -93,7 +93,7 @@ fn share(c: &mut Criterion) {
     g.bench_function("validate_naive", |b| {
         b.iter(|| {
             nonce = nonce.wrapping_add(1);
-            let submit = Submit {
+            let submit = ShareInput {
                 extranonce1: &en1,
                 extranonce2: &en2,
                 ntime: 0x679a_c169,
@@ -111,7 +111,7 @@ fn share(c: &mut Criterion) {
     g.bench_function("validate_pair", |b| {
         b.iter(|| {
             nonce = nonce.wrapping_add(2);
-            let submit = |nonce| Submit {
+            let submit = |nonce| ShareInput {
                 extranonce1: &en1,
                 extranonce2: &en2,
                 ntime: 0x679a_c169,

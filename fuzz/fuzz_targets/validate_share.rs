@@ -4,7 +4,7 @@
 
 use arbitrary::Arbitrary;
 use hashgate_protocol::work::{
-    Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate, validate_pair,
+    Job, JobTemplate, ShareReject, ShareInput, SubmitPolicy, Target, validate, validate_pair,
 };
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
@@ -89,7 +89,7 @@ fuzz_target!(|case: Case| {
     let extranonce2_len = case
         .extranonce2_len
         .map_or(case.extranonce2.len(), usize::from);
-    let submit = Submit {
+    let submit = ShareInput {
         extranonce1: &case.extranonce1,
         extranonce2: &case.extranonce2,
         ntime,
@@ -105,7 +105,7 @@ fuzz_target!(|case: Case| {
     let result = validate(&job, &submit, &policy);
 
     // The interleaved pair path must agree with `validate` share by share.
-    let other = Submit {
+    let other = ShareInput {
         nonce: case.nonce.wrapping_add(1),
         ..submit
     };

@@ -3,7 +3,7 @@
 //! share vectors from `tests/fixtures/stratum/`.
 
 use hashgate_protocol::work::{
-    Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate, validate_pair,
+    Job, JobTemplate, ShareInput, ShareReject, SubmitPolicy, Target, validate, validate_pair,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -24,8 +24,8 @@ struct Vector {
 }
 
 impl Vector {
-    fn submit(&self) -> Submit<'_> {
-        Submit {
+    fn submit(&self) -> ShareInput<'_> {
+        ShareInput {
             extranonce1: &self.en1,
             extranonce2: &self.en2,
             ntime: self.ntime,
@@ -93,7 +93,7 @@ fn a_vector_paired_with_a_worthless_share_of_its_own_job() {
         "mainnet vector has a branch"
     );
     let good = v.submit();
-    let bad = Submit {
+    let bad = ShareInput {
         nonce: v.nonce ^ 1,
         ..good
     };
@@ -180,8 +180,8 @@ fn arb_submit() -> impl Strategy<Value = RawSubmit> {
 }
 
 impl RawSubmit {
-    fn submit(&self, job: &Job) -> Submit<'_> {
-        Submit {
+    fn submit(&self, job: &Job) -> ShareInput<'_> {
+        ShareInput {
             extranonce1: &self.en1,
             extranonce2: &self.en2,
             ntime: job.ntime() + self.ntime_offset,

@@ -1,7 +1,7 @@
 //! Property tests for targets, difficulty, compact nbits and share hashing.
 
 use hashgate_protocol::work::{
-    Difficulty, Hash256, Job, JobTemplate, Submit, SubmitPolicy, Target, validate,
+    Difficulty, Hash256, Job, JobTemplate, ShareInput, SubmitPolicy, Target, validate,
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -115,7 +115,7 @@ proptest! {
         .unwrap();
         // Exercise the derived miner-facing job too: coinb1 ‖ suffix.
         let job = job.with_coinb1_suffix(&suffix);
-        let submit = Submit {
+        let submit = ShareInput {
             extranonce1: &en1,
             extranonce2: &en2,
             ntime: ntime / 2,

@@ -1,7 +1,7 @@
 //! Share validation against real mining data from `tests/fixtures/stratum/`.
 
 use hashgate_protocol::work::{
-    Difficulty, Hash256, Job, JobTemplate, ShareReject, Submit, SubmitPolicy, Target, validate,
+    Difficulty, Hash256, Job, JobTemplate, ShareInput, ShareReject, SubmitPolicy, Target, validate,
 };
 use serde_json::Value;
 
@@ -39,7 +39,7 @@ fn every_share_vector_reproduces() {
         let mask = vec["version_mask"]
             .as_str()
             .map_or(0, |s| u32::from_str_radix(s, 16).unwrap());
-        let submit = Submit {
+        let submit = ShareInput {
             extranonce1: &en1,
             extranonce2: &en2,
             ntime: hex_u32(&vec["ntime"]),
@@ -87,7 +87,7 @@ fn version_rolled_testnet_share_passes_its_pool_difficulty() {
     let job = job_from_notify(&vec["notify"]);
     let en1 = unhex("57a6f098");
     let en2 = unhex("c7080000");
-    let submit = Submit {
+    let submit = ShareInput {
         extranonce1: &en1,
         extranonce2: &en2,
         ntime: 0x64b3f3ec,
@@ -102,7 +102,7 @@ fn version_rolled_testnet_share_passes_its_pool_difficulty() {
     assert!(!share.is_block());
     assert_eq!(share.version(), 0x2000_2000);
     // Without its version bits the same submit is worthless.
-    let plain = Submit {
+    let plain = ShareInput {
         version_bits: None,
         ..submit
     };
@@ -111,7 +111,7 @@ fn version_rolled_testnet_share_passes_its_pool_difficulty() {
         Err(ShareReject::LowDifficulty)
     );
     // Bits outside the negotiated mask are refused before hashing.
-    let outside = Submit {
+    let outside = ShareInput {
         version_bits: Some(0x0000_1000),
         ..submit
     };
@@ -137,7 +137,7 @@ fn mainnet_block_881423_is_a_block() {
     assert_eq!(job.merkle_branch().len(), 11);
     let en1 = unhex("04830cee");
     let en2 = unhex("220cf1ad");
-    let submit = Submit {
+    let submit = ShareInput {
         extranonce1: &en1,
         extranonce2: &en2,
         ntime: 0x679ac169,
@@ -153,7 +153,7 @@ fn mainnet_block_881423_is_a_block() {
     assert!(share.meets(job.network_target()));
     assert_eq!(share.version(), 0x2e59_6000);
     // One nonce off is not a block (and not even a difficulty-1 share).
-    let off = Submit {
+    let off = ShareInput {
         nonce: 0xff05fb03,
         ..submit
     };
@@ -191,7 +191,7 @@ fn check_session(text: &str, extranonce1: &[u8], difficulty: f64) -> usize {
                     continue;
                 };
                 let en2 = unhex(params[2].as_str().unwrap());
-                let submit = Submit {
+                let submit = ShareInput {
                     extranonce1,
                     extranonce2: &en2,
                     ntime: hex_u32(&params[3]),
@@ -232,7 +232,7 @@ fn ckpool_probe_answers_are_reproduced() {
     let en1 = unhex("e12e056b");
     let en2 = [0u8; 8];
     let policy = SubmitPolicy::new(8, Difficulty::new(0.001).unwrap().to_target());
-    let good = Submit {
+    let good = ShareInput {
         extranonce1: &en1,
         extranonce2: &en2,
         ntime: 0x6b052efd,
@@ -246,13 +246,13 @@ fn ckpool_probe_answers_are_reproduced() {
         share.difficulty()
     );
     // nonce + 1: "Above target" (23).
-    let low = Submit {
+    let low = ShareInput {
         nonce: 0x003764cd,
         ..good
     };
     assert_eq!(validate(&job, &low, &policy).map_err(|e| e.code()), Err(23));
     // ntime + 7200 s: "Ntime out of range" (20), exactly where ckpool draws the line.
-    let late = Submit {
+    let late = ShareInput {
         ntime: 0x6b054b1d,
         ..good
     };
@@ -260,7 +260,7 @@ fn ckpool_probe_answers_are_reproduced() {
         validate(&job, &late, &policy),
         Err(ShareReject::NtimeOutOfRange)
     );
-    let just_in = Submit {
+    let just_in = ShareInput {
         ntime: 0x6b054b1c,
         ..good
     };
@@ -268,7 +268,7 @@ fn ckpool_probe_answers_are_reproduced() {
         validate(&job, &just_in, &policy),
         Err(ShareReject::NtimeOutOfRange)
     );
-    let early = Submit {
+    let early = ShareInput {
         ntime: 0x6b052efc,
         ..good
     };
@@ -277,7 +277,7 @@ fn ckpool_probe_answers_are_reproduced() {
         Err(ShareReject::NtimeOutOfRange)
     );
     // A short extranonce2.
-    let short = Submit {
+    let short = ShareInput {
         extranonce2: &[0u8],
         ..good
     };
@@ -351,7 +351,7 @@ fn mainnet_block_100000_with_a_two_level_branch() {
         clean_jobs: true,
     })
     .unwrap();
-    let submit = Submit {
+    let submit = ShareInput {
         extranonce1: &[0x06],
         extranonce2: &[0x02],
         ntime: 1_293_623_863,
@@ -370,7 +370,7 @@ fn mainnet_block_100000_with_a_two_level_branch() {
     );
     assert!(share.is_block());
     // A wrong extranonce2 changes the coinbase, so the same nonce no longer works.
-    let other = Submit {
+    let other = ShareInput {
         extranonce2: &[0x03],
         ..submit
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::support::downstream::*;
 use hashgate_protocol::extranonce::{SplitLimits, choose_split};
 use hashgate_protocol::work::Target;
-use hashgate_site::proxy::ChannelControl;
+use hashgate_site::hub::ChannelControl;
 use serde_json::{Value, json};
 
 const E2: &str = "0102030405060708";

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::support::downstream::*;
 use hashgate_site::config::Config;
 use hashgate_site::downstream::{Listener, ListenerCounters};
-use hashgate_site::proxy::Hub;
+use hashgate_site::hub::Hub;
 use hashgate_site::stats::Registry;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

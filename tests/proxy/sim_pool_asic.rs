@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use hashgate_lab::sim::asic::miner::Work;
 use hashgate_lab::sim::asic::{BadShare, SimAsic, SimAsicConfig, SimAsicStats};
 use hashgate_lab::sim::mgmt::{SimMinerSpec, SimMinerState};
-use hashgate_lab::sim::pool::judge::{self, ShareInput};
+use hashgate_lab::sim::pool::judge::{self, ShareParts};
 use hashgate_lab::sim::pool::{AcceptedShare, PoolFault, SimPool, SimPoolConfig};
-use hashgate_protocol::work::{Difficulty, Job, JobTemplate, Submit, SubmitPolicy, validate};
+use hashgate_protocol::work::{Difficulty, Job, JobTemplate, ShareInput, SubmitPolicy, validate};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -94,7 +94,7 @@ fn reverify(pool: &SimPool, share: &AcceptedShare, mask: u32) {
         version_mask: mask,
         ..SubmitPolicy::new(share.key.extranonce2.len(), target)
     };
-    let submit = Submit {
+    let submit = ShareInput {
         extranonce1: &share.key.extranonce1,
         extranonce2: &share.key.extranonce2,
         ntime: share.key.ntime,
@@ -132,7 +132,7 @@ fn pool_judge_agrees_with_real_share_vectors() {
         let version_bits = v["version_bits"]
             .as_str()
             .map(|_| hex_u32(&v["version_bits"]));
-        let input = ShareInput {
+        let input = ShareParts {
             prevhash: &prevhash,
             coinb1: &coinb1,
             coinb2: &coinb2,
@@ -729,7 +729,7 @@ async fn bad_config_is_refused_before_binding() {
 /// Whether this share meets difficulty 1e-6 (checked by the proxy-side validator).
 fn meets(job: &Job, en1: &[u8], en2: &[u8], nonce: u32) -> bool {
     let policy = SubmitPolicy::new(en2.len(), Difficulty::new(1e-6).expect("ok").to_target());
-    let submit = Submit {
+    let submit = ShareInput {
         extranonce1: en1,
         extranonce2: en2,
         ntime: job.ntime(),
@@ -832,7 +832,7 @@ fn find_share_below(job: &Job, en1: &[u8], above: f64) -> (Vec<u8>, u32) {
             let (found, _) = work.hash(1000, &target);
             found.into_iter().find(|s| {
                 let policy = SubmitPolicy::new(8, Difficulty::new(above).expect("ok").to_target());
-                let submit = Submit {
+                let submit = ShareInput {
                     extranonce1: en1,
                     extranonce2: &s.extranonce2,
                     ntime: s.ntime,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use hashgate_protocol::extranonce::PrefixLease;
 use hashgate_protocol::work::Difficulty;
 use hashgate_site::config::Config;
-use hashgate_site::proxy::{Channel, ChannelControl, Hub, MinerJob, MinerSizes, UpstreamSubmit};
+use hashgate_site::hub::{Channel, ChannelControl, Hub, MinerJob, MinerSizes, UpstreamSubmit};
 use hashgate_site::stats::{MinerStats, PoolReject, Registry, Undelivered, UpstreamState};
 
 // --- the fake pool -------------------------------------------------------------------

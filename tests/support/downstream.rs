@@ -1,4 +1,4 @@
-//! Shared harness for the downstream integration tests: a real listener on 127.0.0.1:0,
+//! SessionContext harness for the downstream integration tests: a real listener on 127.0.0.1:0,
 //! a hub with one channel and no pool, and a line-level miner client with timeouts.
 #![allow(dead_code)]
 
@@ -11,7 +11,7 @@ use hashgate_protocol::stratum::Notify;
 use hashgate_protocol::work::Target;
 use hashgate_site::config::Config;
 use hashgate_site::downstream::{Listener, ListenerCounters};
-use hashgate_site::proxy::{Channel, Hub, MinerJob, MinerJobParts, UpstreamLink, UpstreamSubmit};
+use hashgate_site::hub::{Channel, Hub, MinerJob, MinerJobParts, UpstreamLink, UpstreamSubmit};
 use hashgate_site::stats::Registry;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

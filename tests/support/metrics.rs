@@ -1,4 +1,4 @@
-//! Shared by the `metrics_*` and `api_*` integration tests: a registry populated with every
+//! SessionContext by the `metrics_*` and `api_*` integration tests: a registry populated with every
 //! kind of miner and pool, and the external Prometheus tools.
 #![allow(dead_code)]
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hashgate_protocol::extranonce::{PrefixLease, SplitLimits, choose_split};
 use hashgate_protocol::work::ShareReject;
 use hashgate_site::exporter::{Exporter, recorder_builder};
-use hashgate_site::proxy::Hub;
+use hashgate_site::hub::Hub;
 use hashgate_site::stats::{
     MinerIdentity, MinerRegistration, MinerStats, PoolReject, Registry, Undelivered, UpstreamState,
 };

@@ -1,4 +1,4 @@
-//! Shared set-up of the power driver tests: simulated miners of several families behind
+//! SessionContext set-up of the power driver tests: simulated miners of several families behind
 //! their management APIs, an inventory naming them, and a running driver.
 
 #![allow(dead_code)]

@@ -72,7 +72,7 @@ pub use report::{
 };
 pub use shares::{MAX_EXPECTED_HASHES, ShareError};
 
-use conn::{ConnOutcome, Event, Phase, Shared};
+use conn::{ConnOutcome, Event, Phase, RunContext};
 use hashgate_lab::sim::pool::{SimPool, SimPoolConfig, SimPoolStats};
 
 /// A miner difficulty at which every hash meets the share target (the target saturates
@@ -153,7 +153,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     // Each connection sends at most five events (see `conn::Event`): never full.
     let (events_tx, mut events) = mpsc::channel(5 * n + 1);
     let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(RunContext {
         config,
         latency: latency::LatencyRecorder::new(),
         send_lag: latency::LatencyRecorder::new(),

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use hashgate_protocol::work::{
-    Difficulty, HeaderFields, Job, Submit, SubmitPolicy, Target, merkle_root, sha256d, validate,
+    Difficulty, HeaderFields, Job, ShareInput, SubmitPolicy, Target, merkle_root, sha256d, validate,
 };
 
 /// Highest expected number of hashes per share the generator will search: about half a
@@ -163,7 +163,7 @@ impl ShareMaker {
                 self.search(ctx, en2, ntime, version_bits, &target)?
             };
             if i == 0 {
-                let submit = Submit {
+                let submit = ShareInput {
                     extranonce1: ctx.extranonce1,
                     extranonce2: en2,
                     ntime,
@@ -378,7 +378,7 @@ mod tests {
             version_mask: c.version_mask,
             ..SubmitPolicy::new(c.extranonce2_size, c.difficulty.to_target())
         };
-        let submit = Submit {
+        let submit = ShareInput {
             extranonce1: &c.extranonce1,
             extranonce2: s.extranonce2.as_bytes(),
             ntime: s.ntime,

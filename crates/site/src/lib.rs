@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`stats`] | per-miner and per-pool counters; share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
-//! | [`proxy`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
+//! | [`hub`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
 //! | [`downstream`] | the miner-facing accept loop and per-miner Stratum sessions |
 //! | [`power`] | miner management APIs, the power/temperature budget controller, its driver and the admin API |
@@ -20,8 +20,8 @@ pub mod config;
 pub mod downstream;
 pub mod exporter;
 pub mod http;
+pub mod hub;
 pub mod power;
-pub mod proxy;
 pub mod site;
 pub mod stats;
 pub mod upstream;

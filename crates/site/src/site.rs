@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::downstream::{Listener, ListenerCounters};
 use crate::exporter::Exporter;
 use crate::http::{HttpConfig, HttpState};
-use crate::proxy::Hub;
+use crate::hub::Hub;
 use crate::stats::Registry;
 
 /// A running proxy.

@@ -105,7 +105,7 @@ enum Served {
 
 /// State shared by every connection task of a run.
 #[derive(Debug)]
-pub struct Shared {
+pub struct RunContext {
     /// The run's settings.
     pub config: LoadConfig,
     /// Answer latencies.
@@ -171,7 +171,7 @@ pub struct ConnOutcome {
 pub async fn run(
     index: usize,
     start_at: Instant,
-    shared: Arc<Shared>,
+    shared: Arc<RunContext>,
     mut phase: watch::Receiver<Phase>,
     cancel: CancellationToken,
 ) -> ConnOutcome {
@@ -253,7 +253,7 @@ struct Conn<'a> {
     /// Position in the fleet: worker name, schedule offset, latency stripe.
     index: usize,
     /// Run-wide state.
-    shared: &'a Shared,
+    shared: &'a RunContext,
     /// Counters handed back at the end.
     out: ConnOutcome,
     /// When the connect attempt began.
@@ -303,7 +303,7 @@ struct Conn<'a> {
 impl<'a> Conn<'a> {
     fn new(
         index: usize,
-        shared: &'a Shared,
+        shared: &'a RunContext,
         attempt: Instant,
         setup_deadline: Instant,
         out: ConnOutcome,

@@ -30,4 +30,4 @@ pub use header::{HeaderFields, prevhash_to_header_order};
 pub use job::{Job, JobError, JobTemplate};
 pub use reject::ShareReject;
 pub use target::{CompactError, Target};
-pub use validate::{Share, Submit, SubmitPolicy, merkle_root, validate, validate_pair};
+pub use validate::{Share, ShareInput, SubmitPolicy, merkle_root, validate, validate_pair};

@@ -41,7 +41,7 @@ impl SubmitPolicy {
 
 /// The decoded values of one `mining.submit`, borrowed from the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Submit<'a> {
+pub struct ShareInput<'a> {
     /// The extranonce1 the session gave this miner.
     pub extranonce1: &'a [u8],
     /// The miner's extranonce2 bytes.
@@ -115,7 +115,7 @@ impl Share {
 /// hash is above `policy.miner_target`.
 pub fn validate(
     job: &Job,
-    submit: &Submit<'_>,
+    submit: &ShareInput<'_>,
     policy: &SubmitPolicy,
 ) -> Result<Share, ShareReject> {
     let version = precheck(job, submit, policy)?;
@@ -136,7 +136,7 @@ pub fn validate(
 /// Each result carries the [`ShareReject`] that [`validate`] would give for that share.
 pub fn validate_pair(
     jobs: [&Job; 2],
-    submits: [&Submit<'_>; 2],
+    submits: [&ShareInput<'_>; 2],
     policies: [&SubmitPolicy; 2],
 ) -> [Result<Share, ShareReject>; 2] {
     let [job_a, job_b] = jobs;
@@ -194,7 +194,7 @@ pub fn validate_pair(
 
 /// The checks that need no hashing, in their fixed order; the rolled version on success.
 #[inline]
-fn precheck(job: &Job, submit: &Submit<'_>, policy: &SubmitPolicy) -> Result<u32, ShareReject> {
+fn precheck(job: &Job, submit: &ShareInput<'_>, policy: &SubmitPolicy) -> Result<u32, ShareReject> {
     if submit.extranonce2.len() != policy.extranonce2_len {
         return Err(ShareReject::BadExtranonce2Len);
     }
@@ -215,7 +215,12 @@ fn precheck(job: &Job, submit: &Submit<'_>, policy: &SubmitPolicy) -> Result<u32
 
 /// The 80-byte header the miner hashed.
 #[inline]
-fn header_bytes(job: &Job, submit: &Submit<'_>, version: u32, merkle_root: [u8; 32]) -> [u8; 80] {
+fn header_bytes(
+    job: &Job,
+    submit: &ShareInput<'_>,
+    version: u32,
+    merkle_root: [u8; 32],
+) -> [u8; 80] {
     HeaderFields {
         version,
         prev_blockhash: *job.prev_blockhash(),
@@ -285,8 +290,8 @@ mod tests {
         .unwrap()
     }
 
-    fn submit(ntime: u32) -> Submit<'static> {
-        Submit {
+    fn submit(ntime: u32) -> ShareInput<'static> {
+        ShareInput {
             extranonce1: &[0xaa; 4],
             extranonce2: &[0; 4],
             ntime,
@@ -319,7 +324,7 @@ mod tests {
         let j = job(100);
         let p = SubmitPolicy::new(8, Target::ZERO);
         // Wrong extranonce2 size wins over everything else.
-        let s = Submit {
+        let s = ShareInput {
             version_bits: Some(1),
             ..submit(1)
         };

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use crate::http::HttpConfig;
 use crate::power::inventory::PowerConfig;
+// The file sets the interval and bounds; the rest of the tuning keeps its defaults.
+pub use hashgate_protocol::vardiff::VardiffConfig;
 
 pub use error::ConfigError;
 pub use pool_url::PoolUrl;
@@ -28,7 +30,7 @@ pub struct Config {
     /// Upstream pools in failover order (the first is preferred).
     pub pools: Vec<PoolConfig>,
     /// Per-miner difficulty targeting.
-    pub vardiff: VardiffSettings,
+    pub vardiff: VardiffConfig,
     /// How fast a dead or silent pool is left and retried.
     pub failover: FailoverConfig,
     /// Power gating inventory and policy, when the site uses it.
@@ -86,17 +88,6 @@ pub struct PoolConfig {
     pub user: String,
     /// Password sent with `mining.authorize` (most pools ignore it).
     pub password: String,
-}
-
-/// Per-miner difficulty targeting settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VardiffSettings {
-    /// Aimed-at time between a miner's shares.
-    pub target_interval: Duration,
-    /// Lowest difficulty a miner is given.
-    pub min_difficulty: f64,
-    /// Highest difficulty a miner is given.
-    pub max_difficulty: f64,
 }
 
 /// Failover timing.

@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use crate::http::HttpConfigRaw;
 use crate::power::inventory::PowerConfigRaw;
+use hashgate_protocol::vardiff::VardiffConfig;
 
 use super::{
     Config, ConfigError, FailoverConfig, PoolConfig, PoolUrl, ProxyConfig, UpstreamWorker,
-    VardiffSettings,
 };
 
 /// The whole file, before validation.
@@ -242,10 +242,11 @@ impl RawConfig {
                 format!("{min_difficulty} is above vardiff.max_difficulty {max_difficulty}"),
             ));
         }
-        let vardiff = VardiffSettings {
+        let vardiff = VardiffConfig {
             target_interval: secs("vardiff.target_interval_secs", v.target_interval_secs, 5.0)?,
             min_difficulty,
             max_difficulty,
+            ..VardiffConfig::default()
         };
 
         let f = &self.failover;

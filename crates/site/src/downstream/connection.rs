@@ -26,13 +26,13 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use crate::proxy::{ChannelControl, Hub, MinerJob};
+use crate::hub::{ChannelControl, Hub, MinerJob};
 use crate::stats::Registry;
 use hashgate_protocol::stratum::{CodecError, Message, Method, Request, StratumCodec};
 
 use super::end::SessionEnd;
 use super::outbox::Outbox;
-use super::session::{Effect, Session};
+use super::session::{Effect, MinerSession};
 use super::settings::Settings;
 
 /// Bytes read per readiness event: a few submits or one notify-sized line.
@@ -47,7 +47,7 @@ const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What every session shares.
 #[derive(Debug)]
-pub struct Shared {
+pub struct SessionContext {
     /// Limits and policies.
     pub settings: Arc<Settings>,
     /// Prefixes and work.
@@ -69,11 +69,11 @@ struct Feeds {
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
     cancel: CancellationToken,
 ) -> SessionEnd {
     let start = Instant::now();
-    let session = Session::new(
+    let session = MinerSession::new(
         shared.settings.clone(),
         shared.hub.clone(),
         shared.registry.clone(),
@@ -120,7 +120,7 @@ struct Connection {
     /// Job and control receivers of the miner's channel.
     feeds: Feeds,
     /// The protocol state machine.
-    session: Session,
+    session: MinerSession,
     /// Subscribe and authorize must be done by then.
     setup_deadline: Instant,
     /// Last time the miner sent anything, for the idle timeout.
@@ -128,7 +128,7 @@ struct Connection {
     /// Set when the session decided to close once its queue is written, with the deadline.
     closing: Option<(SessionEnd, Instant)>,
     /// Settings, hub and registry.
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
     /// Cancelled when the proxy shuts down.
     cancel: CancellationToken,
 }
@@ -366,7 +366,7 @@ mod tests {
         )
         .expect("config");
         let (hub, _rx) = Hub::new(1);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SessionContext {
             settings: Arc::new(Settings::from_config(&config)),
             hub,
             registry: Registry::new(),

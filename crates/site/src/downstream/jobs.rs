@@ -4,7 +4,7 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use crate::proxy::MinerJob;
+use crate::hub::MinerJob;
 use hashgate_protocol::work::{Hash256, ShareReject};
 
 /// Jobs kept per miner when the pool does not say `clean_jobs`: pools send a new job every
@@ -126,7 +126,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::proxy::{MinerJobParts, UpstreamLink};
+    use crate::hub::{MinerJobParts, UpstreamLink};
     use hashgate_protocol::extranonce::{SplitLimits, choose_split};
     use hashgate_protocol::stratum::Notify;
     use hashgate_protocol::work::Target;

@@ -33,10 +33,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::proxy::Hub;
+use crate::hub::Hub;
 use crate::stats::Registry;
 
-use super::connection::{Shared, serve};
+use super::connection::{SessionContext, serve};
 use super::end::SessionEnd;
 use super::settings::Settings;
 
@@ -145,7 +145,7 @@ impl ListenerCounters {
 #[derive(Debug)]
 struct Acceptor {
     /// What every session shares.
-    shared: Arc<Shared>,
+    shared: Arc<SessionContext>,
     /// Cancelled to stop accepting and end every session.
     shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them.
@@ -233,7 +233,7 @@ impl Listener {
             listeners,
             addr,
             acceptor: Arc::new(Acceptor {
-                shared: Arc::new(Shared {
+                shared: Arc::new(SessionContext {
                     settings: Arc::new(settings),
                     hub,
                     registry,

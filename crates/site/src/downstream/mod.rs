@@ -14,7 +14,7 @@
 //!
 //! Shares are answered from local validation at once; those meeting the upstream target
 //! are handed to the issuing pool connection through the job's
-//! [`UpstreamLink`](crate::proxy::UpstreamLink).
+//! [`UpstreamLink`](crate::hub::UpstreamLink).
 
 mod connection;
 mod end;

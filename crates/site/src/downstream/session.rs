@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::proxy::{Channel, ChannelControl, Hub, JoinError, MinerJob, MinerSizes, UpstreamSubmit};
+use crate::hub::{Channel, ChannelControl, Hub, JoinError, MinerJob, MinerSizes, UpstreamSubmit};
 use crate::stats::{MinerIdentity, MinerRegistration, MinerStats, Registry};
 use hashgate_protocol::extranonce::PrefixLease;
 use hashgate_protocol::stratum::{
@@ -103,8 +103,8 @@ struct Worker {
 
 /// Everything one miner session knows.
 #[derive(Debug)]
-pub struct Session {
-    /// Shared limits and policies.
+pub struct MinerSession {
+    /// SessionContext limits and policies.
     settings: Arc<Settings>,
     /// Where prefixes and work come from.
     hub: Arc<Hub>,
@@ -143,7 +143,7 @@ pub struct Session {
     next_poll: Instant,
 }
 
-impl Session {
+impl MinerSession {
     /// A fresh session for a miner connected from `peer` at `now`.
     ///
     /// # Errors
@@ -155,11 +155,11 @@ impl Session {
         peer: SocketAddr,
         now: Instant,
         wall: SystemTime,
-    ) -> Result<Session, VardiffError> {
+    ) -> Result<MinerSession, VardiffError> {
         let vardiff = Vardiff::new(settings.vardiff.clone(), settings.initial_difficulty, now)?;
         let stats = Arc::new(MinerStats::new(now, wall, vardiff.current()));
         let next_poll = now + settings.vardiff.target_interval;
-        Ok(Session {
+        Ok(MinerSession {
             settings,
             hub,
             registry,
@@ -191,7 +191,7 @@ impl Session {
         self.subscription().is_some()
     }
 
-    /// When [`Session::on_tick`] wants to run next.
+    /// When [`MinerSession::on_tick`] wants to run next.
     pub fn next_tick(&self) -> Option<Instant> {
         self.is_authorized().then_some(self.next_poll)
     }
@@ -505,7 +505,7 @@ impl Session {
         let prefix = sub.lease.prefix();
         let share = validate(
             &job.job,
-            &hashgate_protocol::work::Submit {
+            &hashgate_protocol::work::ShareInput {
                 extranonce1: prefix.as_bytes(),
                 extranonce2: s.extranonce2.as_bytes(),
                 ntime: s.ntime,

@@ -32,12 +32,7 @@ impl Settings {
     /// Derives the session settings from a validated configuration.
     pub fn from_config(config: &Config) -> Settings {
         let p = &config.proxy;
-        let vardiff = VardiffConfig {
-            target_interval: config.vardiff.target_interval,
-            min_difficulty: config.vardiff.min_difficulty,
-            max_difficulty: config.vardiff.max_difficulty,
-            ..VardiffConfig::default()
-        };
+        let vardiff = config.vardiff.clone();
         Settings {
             setup_timeout: p.setup_timeout,
             idle_timeout: p.idle_timeout,

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::proxy::Hub;
+use crate::hub::Hub;
 use crate::stats::Registry;
 
 use workers::SeriesSlots;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{PoolConfig, PoolUrl};
-use crate::proxy::UpstreamLink;
+use crate::hub::UpstreamLink;
 use crate::stats::UpstreamStats;
 use hashgate_protocol::stratum::{CodecError, Notify};
 use hashgate_protocol::work::Target;

@@ -49,7 +49,7 @@ pub struct Switch {
 
 /// What the caller must do after a decision.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Decision {
+pub struct FailoverDecision {
     /// The active pool changed: publish its latest job with `clean_jobs`.
     pub switch: Option<Switch>,
     /// Pools to open a connection to (now marked connecting).
@@ -152,8 +152,8 @@ impl Failover {
     }
 
     /// Chooses the active pool and the connections to open or close at `now`.
-    pub fn decide(&mut self, now: Instant) -> Decision {
-        let mut decision = Decision::default();
+    pub fn decide(&mut self, now: Instant) -> FailoverDecision {
+        let mut decision = FailoverDecision::default();
         let chosen = self.choose_active(now);
         if chosen != self.active {
             decision.switch = Some(Switch {

@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::proxy::{Channel, Hub};
+use crate::hub::{Channel, Hub};
 use crate::stats::Registry;
 
-use super::Shared;
+use super::UpstreamContext;
 use super::serve::ChannelServer;
 
 /// Starts the upstream side: connects to the pools at once (the first pool to subscribe
@@ -27,7 +27,7 @@ pub fn spawn(
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(UpstreamContext {
         config,
         hub,
         registry,
@@ -39,7 +39,7 @@ pub fn spawn(
     tokio::spawn(run(shared, channels))
 }
 
-async fn run(shared: Arc<Shared>, mut channels: mpsc::Receiver<Arc<Channel>>) {
+async fn run(shared: Arc<UpstreamContext>, mut channels: mpsc::Receiver<Arc<Channel>>) {
     let tracker = TaskTracker::new();
     // Slot 0 starts before its channel exists: its connections are what learn the sizes.
     let (first_tx, first_rx) = mpsc::channel(1);

@@ -1,6 +1,6 @@
 //! The upstream side: connections to the pools, submit forwarding and failover.
 //!
-//! [`spawn`] starts a manager that serves every [`Channel`](crate::proxy::Channel) the hub
+//! [`spawn`] starts a manager that serves every [`Channel`](crate::hub::Channel) the hub
 //! opens. Each channel gets its own task (`serve.rs`) holding one connection per wanted
 //! pool (`connection/`): the active pool's jobs are published to the channel's miners,
 //! the next pool is kept subscribed with its latest job ready, and a failed or silent pool
@@ -39,14 +39,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::proxy::Hub;
+use crate::hub::Hub;
 use crate::stats::Registry;
 use hashgate_protocol::extranonce::SplitLimits;
 
 pub use backoff::Backoff;
 pub use connection::{REQUESTED_VERSION_MASK, SUBMIT_QUEUE, USER_AGENT};
 pub use error::UpstreamError;
-pub use failover::{Decision, Failover, LinkState, Switch};
+pub use failover::{Failover, FailoverDecision, LinkState, Switch};
 pub use health::{Health, HealthCheck, PROBE_AFTER};
 pub use manager::spawn;
 pub use pending::{InFlight, Pending, upstream_worker, verdict};
@@ -58,7 +58,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What every channel server and connection shares.
 #[derive(Debug)]
-struct Shared {
+struct UpstreamContext {
     /// The site configuration.
     config: Arc<Config>,
     /// Where jobs are published and miner sizes live.
@@ -77,7 +77,7 @@ struct Shared {
     resized: watch::Sender<u64>,
 }
 
-impl Shared {
+impl UpstreamContext {
     fn sizing_lock(&self) -> MutexGuard<'_, ()> {
         // Guards no data, so a poisoned lock is as good as a clean one.
         self.sizing.lock().unwrap_or_else(|p| p.into_inner())

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::proxy::UpstreamSubmit;
+use crate::hub::UpstreamSubmit;
 use crate::stats::PoolReject;
 use hashgate_protocol::stratum::Response;
 

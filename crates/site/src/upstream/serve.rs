@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::PoolUrl;
-use crate::proxy::{Channel, ChannelControl, MinerJob, MinerJobParts};
+use crate::hub::{Channel, ChannelControl, MinerJob, MinerJobParts};
 use crate::stats::{UpstreamState, UpstreamStats};
 
-use super::Shared;
+use super::UpstreamContext;
 use super::connection::{self, ConnSpec, Ended, Event, PoolWork, now};
-use super::failover::{Decision, Failover, LinkState};
+use super::failover::{Failover, FailoverDecision, LinkState};
 use super::sizing::{PlanChoice, plan_for};
 
 /// Events from a channel's connections: a job or an ending now and then per pool, and
@@ -51,7 +51,7 @@ struct Live {
 
 /// The task serving one channel.
 pub struct ChannelServer {
-    shared: Arc<Shared>,
+    shared: Arc<UpstreamContext>,
     /// The channel's slot number (its `Channel` may not exist yet for slot 0).
     index: usize,
     /// The hub's channel, once it has been opened.
@@ -75,7 +75,7 @@ pub struct ChannelServer {
 impl ChannelServer {
     /// A server for slot `index`; its channel comes through `channel_rx`.
     pub fn new(
-        shared: Arc<Shared>,
+        shared: Arc<UpstreamContext>,
         index: usize,
         channel_rx: mpsc::Receiver<Arc<Channel>>,
     ) -> ChannelServer {
@@ -158,7 +158,7 @@ impl ChannelServer {
         }
     }
 
-    fn apply(&mut self, decision: Decision, now: Instant) {
+    fn apply(&mut self, decision: FailoverDecision, now: Instant) {
         for pool in decision.close {
             if let Some(slot) = self.pools.get_mut(pool)
                 && let Some(live) = slot.live.take()

@@ -5,7 +5,7 @@
 //! its own `N`; only a pool whose `N` is too small for `k + m` forces new sizes on the
 //! miners (`mining.set_extranonce` or `client.reconnect`, done by the sessions).
 
-use crate::proxy::MinerSizes;
+use crate::hub::MinerSizes;
 use hashgate_protocol::extranonce::{ExtranonceError, ExtranoncePlan, SplitLimits, choose_split};
 
 /// The split for one pool and whether miners must change sizes for it.

@@ -8,10 +8,10 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::session::{Connection, Outcome};
-use super::{Shared, SimAsicConfig, lock};
+use super::{AsicState, SimAsicConfig, lock};
 
 /// Runs the miner until cancelled: connect, serve, reconnect with back-off.
-pub(super) async fn run(config: SimAsicConfig, shared: Arc<Shared>, cancel: CancellationToken) {
+pub(super) async fn run(config: SimAsicConfig, shared: Arc<AsicState>, cancel: CancellationToken) {
     let mut server = config.server;
     let mut backoff = config.reconnect_backoff;
     let mut connected_before = false;

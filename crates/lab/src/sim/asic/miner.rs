@@ -187,7 +187,7 @@ impl Work {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hashgate_protocol::work::{Difficulty, JobTemplate, Submit, SubmitPolicy, validate};
+    use hashgate_protocol::work::{Difficulty, JobTemplate, ShareInput, SubmitPolicy, validate};
 
     fn job() -> Arc<Job> {
         Arc::new(
@@ -233,7 +233,7 @@ mod tests {
             assert_eq!(bits & !mask, 0);
             assert_ne!(bits, 0);
             versions.insert(bits);
-            let submit = Submit {
+            let submit = ShareInput {
                 extranonce1: &[0xaa; 4],
                 extranonce2: &share.extranonce2,
                 ntime: share.ntime,
@@ -244,7 +244,7 @@ mod tests {
         }
         assert_eq!(versions.len(), 3, "one version per unit");
         let bad = work.failing_share(&target).expect("most nonces fail");
-        let submit = Submit {
+        let submit = ShareInput {
             extranonce1: &[0xaa; 4],
             extranonce2: &bad.extranonce2,
             ntime: bad.ntime,

@@ -151,7 +151,7 @@ pub struct SimAsicStats {
 
 /// State shared between the handle and the task.
 #[derive(Debug, Default)]
-struct Shared {
+struct AsicState {
     /// The counters.
     stats: Mutex<SimAsicStats>,
     /// Bad submits asked for and not yet sent.
@@ -166,7 +166,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct SimAsic {
     /// Counters and requests shared with the task.
-    shared: Arc<Shared>,
+    shared: Arc<AsicState>,
     /// Stops the task.
     cancel: CancellationToken,
     /// Tracks the task so `stop` can wait for it.
@@ -176,7 +176,7 @@ pub struct SimAsic {
 impl SimAsic {
     /// Starts the miner's task (needs a tokio runtime).
     pub fn start(config: SimAsicConfig) -> SimAsic {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(AsicState::default());
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(client::run(config, Arc::clone(&shared), cancel.clone()));

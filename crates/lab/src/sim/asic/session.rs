@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::miner::{FoundShare, Work};
-use super::{BadShare, Shared, SimAsicConfig, lock};
+use super::{AsicState, BadShare, SimAsicConfig, lock};
 use hashgate_protocol::stratum::{
     Authorize, Configure, Extranonce2, Id, Message, Method, Notify, Reconnect, Request, Response,
     ResultValue, StratumCodec, Submit, Subscribe, VersionRolling,
@@ -66,7 +66,7 @@ pub(super) struct Connection<'a> {
     /// The miner's setup.
     config: &'a SimAsicConfig,
     /// Counters and bad-share requests.
-    shared: &'a Shared,
+    shared: &'a AsicState,
     /// Next request id (unique per connection, unlike cpuminer's).
     next_id: u64,
     /// Requests sent and not answered.
@@ -102,7 +102,7 @@ pub(super) struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    pub(super) fn new(config: &'a SimAsicConfig, shared: &'a Shared) -> Connection<'a> {
+    pub(super) fn new(config: &'a SimAsicConfig, shared: &'a AsicState) -> Connection<'a> {
         Connection {
             config,
             shared,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::state::SimMinerState;
 use super::tcp::{Handler, command_of, reply};
-use hashgate_site::power::api::whatsminer_crypto::Session;
+use hashgate_site::power::api::whatsminer_crypto::TokenSession;
 
 const DESCRIPTION: &str = "cgminer 4.9.2";
 /// Per-miner salt of the admin password, fixed like the real one.
@@ -130,7 +130,7 @@ fn encrypted(
         .unwrap_or_default();
     // Any token this miner issued may be in use; find the one whose key opens the envelope.
     let opened = issued.iter().rev().find_map(|(time, newsalt, _)| {
-        let session = Session::derive(&password, SALT, time, newsalt);
+        let session = TokenSession::derive(&password, SALT, time, newsalt);
         let plain = session.decrypt(data).ok()?;
         let cmd: Value = serde_json::from_str(&plain).ok()?;
         (cmd.get("token").and_then(Value::as_str) == Some(session.sign.as_str()))

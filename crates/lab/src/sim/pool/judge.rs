@@ -22,7 +22,7 @@ pub fn sha256d(data: &[u8]) -> [u8; 32] {
 
 /// What a share is made of: the job's notify fields plus the miner's values.
 #[derive(Debug, Clone, Copy)]
-pub struct ShareInput<'a> {
+pub struct ShareParts<'a> {
     /// Stratum prevhash exactly as its hex decodes (word-swapped).
     pub prevhash: &'a [u8; 32],
     /// Coinbase part before the extranonces.
@@ -50,7 +50,7 @@ pub struct ShareInput<'a> {
 }
 
 /// The 80-byte header a share describes.
-pub fn header(input: &ShareInput<'_>) -> [u8; 80] {
+pub fn header(input: &ShareParts<'_>) -> [u8; 80] {
     let mut coinbase = Vec::new();
     coinbase.extend_from_slice(input.coinb1);
     coinbase.extend_from_slice(input.extranonce1);

@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 pub use jobs::PoolJob;
 pub use stats::{AcceptedShare, ShareKey, SimPoolStats, WorkerStats};
 
-use server::Shared;
+use server::PoolState;
 
 /// Compact target of a recent mainnet block (881423): shares essentially never find blocks.
 pub const MAINNET_NBITS: u32 = 0x1702_9a8a;
@@ -179,7 +179,7 @@ pub(crate) enum Push {
 #[derive(Debug)]
 pub struct SimPool {
     /// State shared with the accept loop, job ticker and connection tasks.
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     /// The bound address.
     addr: SocketAddr,
     /// Cancels every task of this pool.
@@ -217,7 +217,7 @@ impl SimPool {
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(PoolState::new(config));
         server::spawn(&shared, listener, &cancel, &tracker);
         tracing::info!(pool = %shared.config.name, %addr, "sim pool listening");
         Ok(SimPool {

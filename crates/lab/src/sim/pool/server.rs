@@ -42,7 +42,7 @@ pub(crate) struct Work {
 
 /// State shared by the pool's tasks and its handle.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct PoolState {
     /// The validated config.
     pub config: SimPoolConfig,
     /// The fixed parts of every job.
@@ -71,9 +71,9 @@ pub(crate) fn unix_now() -> u32 {
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
-impl Shared {
+impl PoolState {
     /// State for a pool with this (already checked) config, with its first job made.
-    pub fn new(config: SimPoolConfig) -> Shared {
+    pub fn new(config: SimPoolConfig) -> PoolState {
         let mut rng = StdRng::from_os_rng();
         let mut tag = format!("/hashgate-sim:{}/", config.name).into_bytes();
         tag.truncate(40);
@@ -91,7 +91,7 @@ impl Shared {
             log_cap: config.share_log_cap,
             ..Ledger::default()
         };
-        let shared = Shared {
+        let shared = PoolState {
             shape,
             work: Mutex::new(Work {
                 chain,
@@ -198,7 +198,7 @@ impl Shared {
 
 /// Starts the accept loop and the job clock.
 pub(crate) fn spawn(
-    shared: &Arc<Shared>,
+    shared: &Arc<PoolState>,
     listener: TcpListener,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
@@ -213,7 +213,7 @@ pub(crate) fn spawn(
 }
 
 async fn accept_loop(
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     listener: TcpListener,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -249,7 +249,7 @@ async fn accept_loop(
 }
 
 /// Sends periodic jobs and blocks as configured.
-async fn job_clock(shared: Arc<Shared>, cancel: CancellationToken) {
+async fn job_clock(shared: Arc<PoolState>, cancel: CancellationToken) {
     let far = Duration::from_secs(365 * 24 * 3600);
     let mut jobs = tokio::time::interval(shared.config.job_interval.unwrap_or(far));
     let mut blocks = tokio::time::interval(shared.config.block_interval.unwrap_or(far));

@@ -12,8 +12,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::jobs::PoolJob;
-use super::judge::{self, ShareInput};
-use super::server::Shared;
+use super::judge::{self, ShareParts};
+use super::server::PoolState;
 use super::stats::{AcceptedShare, ShareKey};
 use super::{PoolFault, Push};
 use hashgate_protocol::stratum::{
@@ -44,9 +44,9 @@ struct Sent {
 }
 
 /// What one connection has negotiated.
-struct Session {
+struct ClientSession {
     /// Pool state.
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     /// Peer address for logs.
     peer: SocketAddr,
     /// Extranonce1 of this connection.
@@ -69,13 +69,13 @@ struct Session {
 
 /// Serves one connection until it closes, the pool stops or a fault drops it.
 pub(crate) async fn run(
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     stream: TcpStream,
     peer: SocketAddr,
     cancel: CancellationToken,
 ) {
     shared.ledger().stats.connections_open += 1;
-    let mut session = Session {
+    let mut session = ClientSession {
         extranonce1: shared.fresh_extranonce1(shared.config.extranonce1_size),
         extranonce2_size: shared.config.extranonce2_size,
         subscribed: false,
@@ -93,7 +93,7 @@ pub(crate) async fn run(
     shared.ledger().stats.connections_open -= 1;
 }
 
-impl Session {
+impl ClientSession {
     async fn serve(&mut self, stream: TcpStream, cancel: CancellationToken) -> Result<(), String> {
         let (mut rd, mut wr) = stream.into_split();
         let mut faults = self.shared.fault.subscribe();
@@ -293,7 +293,7 @@ impl Session {
             return Err((20, "Ntime out of range"));
         }
         let judged = sized.iter().find_map(|sent| {
-            let input = ShareInput {
+            let input = ShareParts {
                 prevhash: &n.prevhash,
                 coinb1: &n.coinb1,
                 coinb2: &n.coinb2,

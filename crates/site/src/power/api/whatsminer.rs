@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::cgminer::{self, Timeouts, check_status, field, section, section_list};
-use super::whatsminer_crypto::Session;
+use super::whatsminer_crypto::TokenSession;
 use super::{ApiError, ApiFuture, Credentials, Family, MinerApi, MinerState, Telemetry};
 
 /// How long a token is reused: under the miner's 30-minute keepalive with a margin.
@@ -35,7 +35,7 @@ pub struct WhatsminerClient {
     /// Deadlines for every call.
     timeouts: Timeouts,
     /// The last derived session and when it was made.
-    session: Mutex<Option<(Instant, Session)>>,
+    session: Mutex<Option<(Instant, TokenSession)>>,
 }
 
 impl WhatsminerClient {
@@ -69,7 +69,7 @@ impl WhatsminerClient {
         .await
     }
 
-    async fn session(&self) -> Result<Session, ApiError> {
+    async fn session(&self) -> Result<TokenSession, ApiError> {
         if let Ok(guard) = self.session.lock()
             && let Some((made, session)) = guard.as_ref()
             && made.elapsed() < TOKEN_REUSE
@@ -87,7 +87,7 @@ impl WhatsminerClient {
                 .and_then(Value::as_str)
                 .ok_or_else(|| ApiError::Protocol(format!("get_token reply has no {k}")))
         };
-        let session = Session::derive(
+        let session = TokenSession::derive(
             &self.credentials.password,
             part("salt")?,
             part("time")?,

@@ -102,31 +102,31 @@ fn crypt_hash_part(crypted: &str) -> String {
     crypted.rsplit('$').next().unwrap_or_default().to_string()
 }
 
-/// Session secrets derived from one `get_token` reply.
+/// TokenSession secrets derived from one `get_token` reply.
 #[derive(Clone)]
-pub struct Session {
+pub struct TokenSession {
     /// AES-256 key for the envelope.
     aes_key: [u8; 32],
     /// The `token` field every encrypted command carries.
     pub sign: String,
 }
 
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for TokenSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Session { <secret> }")
     }
 }
 
-impl Session {
+impl TokenSession {
     /// Derives the AES key and sign from the admin password and a `get_token` reply.
-    pub fn derive(password: &str, salt: &str, time: &str, newsalt: &str) -> Session {
+    pub fn derive(password: &str, salt: &str, time: &str, newsalt: &str) -> TokenSession {
         let key = crypt_hash_part(&md5_crypt(password.as_bytes(), salt.as_bytes()));
         let aes_key: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let sign = crypt_hash_part(&md5_crypt(
             format!("{key}{time}").as_bytes(),
             newsalt.as_bytes(),
         ));
-        Session { aes_key, sign }
+        TokenSession { aes_key, sign }
     }
 
     /// Encrypts plaintext JSON into the base64 `data` of an envelope.
@@ -192,12 +192,12 @@ mod tests {
 
     #[test]
     fn envelope_round_trip() {
-        let s = Session::derive("admin", "BQ5hoXV9", "1234", "zUXm3Zk5");
+        let s = TokenSession::derive("admin", "BQ5hoXV9", "1234", "zUXm3Zk5");
         assert_eq!(s.sign.len(), 22);
         let plain = r#"{"cmd":"power_off","respbefore":"true","token":"x"}"#;
         let data = s.encrypt(plain);
         assert_eq!(s.decrypt(&data).unwrap(), plain);
-        let other = Session::derive("wrong", "BQ5hoXV9", "1234", "zUXm3Zk5");
+        let other = TokenSession::derive("wrong", "BQ5hoXV9", "1234", "zUXm3Zk5");
         assert_ne!(other.sign, s.sign);
         assert!(other.decrypt(&data).map(|t| t != plain).unwrap_or(true));
         assert!(s.decrypt("!!!").is_err());

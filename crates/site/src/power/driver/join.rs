@@ -127,7 +127,7 @@ impl ShareJoin {
 /// Keeps the label set of `hashgate_miner_alarm` fixed: every miner gets both series.
 pub const ALARM_LABELS: [&str; 2] = ["no_shares", "hashrate_exceeds_shares"];
 
-/// Shared name of the alarm gauge.
+/// DriverState name of the alarm gauge.
 pub const ALARM_GAUGE: &str = "hashgate_miner_alarm";
 
 /// Sets `hashgate_miner_alarm{miner,alarm}` to 1 for raised alarms and 0 for the rest.

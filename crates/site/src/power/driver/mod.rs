@@ -42,7 +42,7 @@ pub use status::{
 };
 pub use target::miner_target;
 
-use status::{DecisionRecord as Record, Shared, lock};
+use status::{DecisionRecord as Record, DriverState, lock};
 
 /// Why a driver could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,7 @@ pub struct PowerDriver {
     http: reqwest::Client,
     registry: Arc<Registry>,
     join: ShareJoin,
-    shared: Arc<Shared>,
+    shared: Arc<DriverState>,
 }
 
 impl std::fmt::Debug for PowerDriver {
@@ -171,7 +171,7 @@ impl PowerDriver {
             })
             .collect();
         let settings = config.driver;
-        let shared = Arc::new(Shared::new(&config));
+        let shared = Arc::new(DriverState::new(&config));
         let driver = PowerDriver {
             settings,
             alarms: config.alarms,

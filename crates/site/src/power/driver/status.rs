@@ -181,7 +181,7 @@ pub(super) fn source_label(s: LoadSource) -> &'static str {
 
 /// State shared between the driver task and its handles.
 #[derive(Debug)]
-pub(super) struct Shared {
+pub(super) struct DriverState {
     pub controller: Mutex<Controller>,
     pub status: Mutex<StatusBook>,
     /// Wakes the driver for an early tick after a budget or pin change.
@@ -213,8 +213,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Shared {
-    pub(super) fn new(config: &PowerConfig) -> Shared {
+impl DriverState {
+    pub(super) fn new(config: &PowerConfig) -> DriverState {
         let containers = config
             .containers
             .iter()
@@ -256,7 +256,7 @@ impl Shared {
             .iter()
             .filter_map(|m| m.pin.map(|p| (m.id.clone(), p)))
             .collect();
-        Shared {
+        DriverState {
             controller: Mutex::new(Controller::new(config)),
             status: Mutex::new(StatusBook {
                 status: PowerStatus {
@@ -278,7 +278,7 @@ impl Shared {
 /// what the admin API and status output use.
 #[derive(Debug, Clone)]
 pub struct PowerHandle {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<DriverState>,
 }
 
 impl PowerHandle {
@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn decision_ring_keeps_the_latest_only() {
         let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
-        let shared = Shared::new(&cfg);
+        let shared = DriverState::new(&cfg);
         let mut book = lock(&shared.status);
         for i in 0..RECENT_DECISIONS + 10 {
             book.push_decision(DecisionRecord::new(
@@ -411,7 +411,7 @@ mod tests {
     fn handle_shows_config_then_admin_pins_and_budgets() {
         let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
         let handle = PowerHandle {
-            shared: Arc::new(Shared::new(&cfg)),
+            shared: Arc::new(DriverState::new(&cfg)),
         };
         let s = handle.status();
         assert_eq!(s.miners[0].pin, Some("keep_on"));

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PoolUrl;
-use crate::proxy::{UpstreamLink, UpstreamSubmit};
+use crate::hub::{UpstreamLink, UpstreamSubmit};
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
     Authorize, CodecError, Configure, Id, Message, Method, Notify, ParseError, Reconnect, Request,
@@ -28,7 +28,7 @@ use hashgate_protocol::work::{Difficulty, Target};
 
 mod submit;
 
-use super::Shared;
+use super::UpstreamContext;
 use super::error::UpstreamError;
 use super::health::{Health, HealthCheck};
 use super::pending::Pending;
@@ -85,7 +85,7 @@ pub fn now() -> Instant {
 /// Runs one connection until it fails, is redirected or is closed, then reports how it
 /// ended. Shares still pending are counted, never dropped.
 pub async fn run(
-    shared: Arc<Shared>,
+    shared: Arc<UpstreamContext>,
     spec: ConnSpec,
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
@@ -93,7 +93,7 @@ pub async fn run(
     let (pool, conn) = (spec.pool, spec.conn);
     let end = match open(&shared, &spec, &cancel).await {
         Ok(Some(stream)) => {
-            let mut session = Session::new(shared, spec, stream, events.clone(), cancel);
+            let mut session = PoolSession::new(shared, spec, stream, events.clone(), cancel);
             let end = session.serve().await;
             session.finish(end).await
         }
@@ -105,7 +105,7 @@ pub async fn run(
 }
 
 async fn open(
-    shared: &Shared,
+    shared: &UpstreamContext,
     spec: &ConnSpec,
     cancel: &CancellationToken,
 ) -> Result<Option<TcpStream>, UpstreamError> {
@@ -144,8 +144,8 @@ async fn read_message(
 }
 
 /// The state of one live pool session.
-struct Session {
-    shared: Arc<Shared>,
+struct PoolSession {
+    shared: Arc<UpstreamContext>,
     spec: ConnSpec,
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
@@ -182,14 +182,14 @@ struct Session {
     latency: metrics::Histogram,
 }
 
-impl Session {
+impl PoolSession {
     fn new(
-        shared: Arc<Shared>,
+        shared: Arc<UpstreamContext>,
         spec: ConnSpec,
         stream: TcpStream,
         events: mpsc::Sender<Event>,
         cancel: CancellationToken,
-    ) -> Session {
+    ) -> PoolSession {
         let (reader, writer) = stream.into_split();
         let (tx, submits) = mpsc::channel(SUBMIT_QUEUE);
         let link = UpstreamLink::new(spec.name.clone(), spec.conn, tx);
@@ -198,7 +198,7 @@ impl Session {
             "hashgate_upstream_submit_latency_seconds",
             "pool" => spec.name.to_string()
         );
-        Session {
+        PoolSession {
             codec: StratumCodec::new(shared.config.proxy.max_line_bytes.get()),
             health: Health::new(shared.config.failover.silence_timeout, TICK, now),
             shared,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::UpstreamWorker;
-use crate::proxy::UpstreamSubmit;
+use crate::hub::UpstreamSubmit;
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
     Authorize, Extranonce2, Id, Message, Method, Request, Response, Submit,
@@ -13,9 +13,9 @@ use hashgate_protocol::stratum::{
 
 use super::super::error::UpstreamError;
 use super::super::pending::{InFlight, upstream_worker, verdict};
-use super::{Asked, Ended, Session, now, read_message};
+use super::{Asked, Ended, PoolSession, now, read_message};
 
-impl Session {
+impl PoolSession {
     /// Writes a batch of shares, blocks first (a stable sort keeps the rest in order).
     pub(super) async fn send_batch(
         &mut self,

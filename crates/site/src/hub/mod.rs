@@ -11,12 +11,12 @@
 //! space of the existing ones is used up.
 
 mod channel;
-mod hub;
+mod channels;
 mod job;
 mod link;
 
 pub use channel::{Channel, JOB_FEEDS};
-pub use hub::{Hub, JoinError, MinerSizes};
+pub use channels::{Hub, JoinError, MinerSizes};
 pub use job::{JobIds, MinerJob, MinerJobParts};
 pub use link::{UpstreamLink, UpstreamSubmit};
 

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use super::*;
 use hashgate_protocol::extranonce::{SplitLimits, choose_split};
 use hashgate_protocol::stratum::Notify;
-use hashgate_protocol::work::{Submit, SubmitPolicy, Target, validate};
+use hashgate_protocol::work::{ShareInput, SubmitPolicy, Target, validate};
 
 fn plan(pool_e2: usize, miners: usize) -> hashgate_protocol::extranonce::ExtranoncePlan {
     choose_split(pool_e2, miners, SplitLimits::default()).unwrap()
@@ -112,7 +112,7 @@ fn miner_job_folds_pool_extranonce1_and_padding_into_coinb1() {
     let policy = SubmitPolicy::new(8, Target::MAX);
     let miner_share = validate(
         &job.job,
-        &Submit {
+        &ShareInput {
             extranonce1: &prefix,
             extranonce2: &e2,
             ntime: notify.ntime,
@@ -139,7 +139,7 @@ fn miner_job_folds_pool_extranonce1_and_padding_into_coinb1() {
     pool_e2.extend_from_slice(&e2);
     let pool_share = validate(
         &pool_job,
-        &Submit {
+        &ShareInput {
             extranonce1: &e1,
             extranonce2: &pool_e2,
             ntime: notify.ntime,

@@ -7,7 +7,7 @@ use tokio::sync::{broadcast, watch};
 
 use hashgate_protocol::extranonce::{PrefixLease, PrefixPool};
 
-use super::hub::MinerSizes;
+use super::channels::MinerSizes;
 use super::job::MinerJob;
 
 /// Rare instructions from the upstream side to every miner of a channel.
