@@ -6,6 +6,10 @@
 //! `power/driver_tick_1000_miners_steady`: inside the budget, no commands. Goal: a small
 //! fraction of a 10 s tick on one core.
 
+// The workspace lints hold library code; a test or bench crate exports nothing and
+// unwraps by design (a panic is its failure report).
+#![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 

@@ -3,6 +3,10 @@
 //! Run: `cargo bench --bench share -- --warm-up-time 1 --measurement-time 5`.
 //! Figures and their reading are in `docs/BENCHES.md`.
 
+// The workspace lints hold library code; a test or bench crate exports nothing and
+// unwraps by design (a panic is its failure report).
+#![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -2,6 +2,10 @@
 //!
 //! Run: `cargo bench --bench stratum -- --warm-up-time 1 --measurement-time 3`.
 
+// The workspace lints hold library code; a test or bench crate exports nothing and
+// unwraps by design (a panic is its failure report).
+#![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -11,6 +11,10 @@
 //! nothing while connecting and reading, so every byte counted after the baseline is the
 //! proxy's.
 
+// The workspace lints hold library code; a test or bench crate exports nothing and
+// unwraps by design (a panic is its failure report).
+#![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
+
 #[path = "support/mod.rs"]
 mod support;
 

@@ -11,7 +11,7 @@ use super::serve::{say, shutdown_signal};
 
 /// Demo settings.
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Stop after this long, e.g. `30s`, `2m` (default: until Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -50,7 +50,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 ///
 /// # Errors
 /// The simulated site or the proxy could not start.
-pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let status_interval = Duration::try_from_secs_f64(args.status_every)
         .ok()
         .filter(|d| *d >= Duration::from_millis(100))

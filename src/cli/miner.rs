@@ -11,7 +11,7 @@ use hashgate_site::power::inventory::default_port;
 
 /// Which miner and how to log in.
 #[derive(Debug, Args)]
-pub struct MinerArgs {
+pub(crate) struct MinerArgs {
     /// What to do.
     #[command(subcommand)]
     pub action: MinerAction,
@@ -19,7 +19,7 @@ pub struct MinerArgs {
 
 /// The miner actions.
 #[derive(Debug, Subcommand)]
-pub enum MinerAction {
+pub(crate) enum MinerAction {
     /// Print the miner's telemetry and raw replies as JSON.
     Status(MinerTarget),
     /// Put the miner's hashboards to sleep.
@@ -38,7 +38,7 @@ pub enum MinerAction {
 
 /// Where the miner is.
 #[derive(Debug, Args)]
-pub struct MinerTarget {
+pub(crate) struct MinerTarget {
     /// Firmware family: antminer, avalon, luxos, braiins, whatsminer.
     #[arg(long)]
     pub family: Family,
@@ -101,7 +101,7 @@ impl MinerTarget {
 ///
 /// # Errors
 /// A bad address, or the miner's API failing (timeout, refused, unreadable reply).
-pub fn run(args: MinerArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: MinerArgs) -> anyhow::Result<()> {
     let (target, command) = match &args.action {
         MinerAction::Status(t) => (t, MinerCommand::Status),
         MinerAction::Sleep(t) => (t, MinerCommand::Sleep),

@@ -14,17 +14,17 @@ mod miner;
 mod run;
 mod serve;
 
-pub use demo::DemoArgs;
-pub use miner::MinerArgs;
-pub use run::RunArgs;
+pub(crate) use demo::DemoArgs;
+pub(crate) use miner::MinerArgs;
+pub(crate) use run::RunArgs;
 
 /// Exit code for a bad configuration (BSD `EX_USAGE`), so service managers can tell it apart.
-pub const EXIT_BAD_CONFIG: u8 = 64;
+pub(crate) const EXIT_BAD_CONFIG: u8 = 64;
 
 /// hashgate: Stratum V1 proxy with local share validation and power-aware gating.
 #[derive(Debug, Parser)]
 #[command(name = "hashgate", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -32,7 +32,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the proxy against an in-process simulated site (pools, ASICs, management APIs).
     Demo(DemoArgs),
     /// Run the proxy: listen for miners, mine through the configured pools.
@@ -50,7 +50,7 @@ pub enum Command {
 ///
 /// # Errors
 /// Whatever the command fails with; configuration errors exit with [`EXIT_BAD_CONFIG`].
-pub fn run() -> anyhow::Result<ExitCode> {
+pub(crate) fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => {

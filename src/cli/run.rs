@@ -8,7 +8,7 @@ use hashgate_site::config::{ConfigError, RawConfig, RawPool};
 
 /// Where the configuration comes from and what overrides it.
 #[derive(Debug, Clone, Default, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The site configuration file.
     #[arg(long, short, env = "HASHGATE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -36,7 +36,7 @@ impl RunArgs {
     ///
     /// # Errors
     /// The file cannot be read or parsed.
-    pub fn raw_config(&self) -> Result<RawConfig, ConfigError> {
+    pub(crate) fn raw_config(&self) -> Result<RawConfig, ConfigError> {
         let mut raw = match &self.config {
             Some(path) => RawConfig::load(path)?,
             None => RawConfig::default(),

@@ -16,7 +16,7 @@ use super::{EXIT_BAD_CONFIG, RunArgs};
 ///
 /// # Errors
 /// The runtime could not start, or a port could not be bound.
-pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = match args.raw_config().and_then(|raw| raw.validate()) {
         Ok(config) => config,
         Err(error) => {

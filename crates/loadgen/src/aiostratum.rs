@@ -22,7 +22,7 @@ pub(crate) const LAUNCHER: &str = include_str!("../../../tools/aiostratum/run.py
 pub(crate) const AIOSTRATUM_ADDR_PREFIX: &str = "aiostratum: miners connect to ";
 
 /// Its widest nonce-space split: a 2-byte tail per miner, so up to 65,536 miners.
-pub const MAX_WORKERS: usize = 65_536;
+pub(crate) const MAX_WORKERS: usize = 65_536;
 
 /// What aiostratum is told, written as its YAML config.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub(crate) struct AiostratumSettings {
 impl AiostratumSettings {
     /// The YAML config: one proxy listening on `127.0.0.1:0`, the Bitcoin hook classes
     /// of the launcher, a 2-byte extranonce tail per miner.
-    pub fn yaml(&self) -> String {
+    pub(crate) fn yaml(&self) -> String {
         format!(
             "# written by `hashgate-loadgen compare`\n\
              proxies:\n\

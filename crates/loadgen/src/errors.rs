@@ -8,14 +8,14 @@ const MAX_DISTINCT: usize = 32;
 
 /// Counts errors by message.
 #[derive(Debug, Default)]
-pub struct ErrorLog {
+pub(crate) struct ErrorLog {
     /// Count per message, plus how many new messages did not fit.
     inner: Mutex<(BTreeMap<String, u64>, u64)>,
 }
 
 impl ErrorLog {
     /// Counts one occurrence of `message`.
-    pub fn note(&self, message: impl Into<String>) {
+    pub(crate) fn note(&self, message: impl Into<String>) {
         let message = message.into();
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let (map, overflow) = &mut *inner;
@@ -29,7 +29,7 @@ impl ErrorLog {
     }
 
     /// Messages with counts, most frequent first; a last entry counts the ones left out.
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(String, u64)> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut list: Vec<(String, u64)> = inner.0.iter().map(|(m, n)| (m.clone(), *n)).collect();
         list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

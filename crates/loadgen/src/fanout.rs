@@ -22,7 +22,7 @@ const MAX_JOBS: usize = 1024;
 
 /// First and last arrival of one notify line, as nanoseconds since the tracker's epoch.
 #[derive(Debug)]
-pub struct Arrivals {
+pub(crate) struct Arrivals {
     /// The job id the line carries.
     job_id: String,
     /// Earliest arrival; `u64::MAX` until the first.
@@ -37,7 +37,7 @@ pub struct Arrivals {
 
 impl Arrivals {
     /// Nothing arrived yet for this job id.
-    pub fn new(job_id: &str) -> Arrivals {
+    pub(crate) fn new(job_id: &str) -> Arrivals {
         Arrivals {
             job_id: job_id.to_owned(),
             first: AtomicU64::new(u64::MAX),
@@ -50,7 +50,7 @@ impl Arrivals {
 
 /// Records notify arrivals during the submit window.
 #[derive(Debug)]
-pub struct FanoutTracker {
+pub(crate) struct FanoutTracker {
     /// Arrival times are kept relative to this.
     epoch: Instant,
     /// Every line that arrived at least once, in first-arrival order.
@@ -68,7 +68,7 @@ impl Default for FanoutTracker {
 
 impl FanoutTracker {
     /// Notes that one connection read the line of `job` at `at`.
-    pub fn record(&self, job: &Arc<Arrivals>, at: Instant) {
+    pub(crate) fn record(&self, job: &Arc<Arrivals>, at: Instant) {
         let nanos = u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
             .unwrap_or(u64::MAX - 1);
         job.first.fetch_min(nanos, Ordering::Relaxed);
@@ -85,7 +85,7 @@ impl FanoutTracker {
     /// The summary, counting as complete the jobs that reached `held` connections. Lines
     /// with the same job id (parsed twice in a race, or the same job on different
     /// upstream connections) count as one job.
-    pub fn summary(&self, held: usize) -> FanoutSummary {
+    pub(crate) fn summary(&self, held: usize) -> FanoutSummary {
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let mut by_id: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
         for a in jobs.iter() {

@@ -21,7 +21,7 @@ const METHOD_WINDOW: usize = 64;
 
 /// A job ready to use, with its id as a JSON string literal.
 #[derive(Debug)]
-pub struct CachedJob {
+pub(crate) struct CachedJob {
     /// The job.
     pub job: Job,
     /// `job.id()` as a JSON string literal, quotes included.
@@ -35,14 +35,14 @@ type Entry = (Box<[u8]>, Arc<CachedJob>);
 
 /// Recently seen notify lines and their jobs.
 #[derive(Debug, Default)]
-pub struct JobCache {
+pub(crate) struct JobCache {
     /// Lines and jobs, newest last.
     recent: Mutex<VecDeque<Entry>>,
 }
 
 impl JobCache {
     /// The job of an identical line seen before.
-    pub fn get(&self, line: &[u8]) -> Option<Arc<CachedJob>> {
+    pub(crate) fn get(&self, line: &[u8]) -> Option<Arc<CachedJob>> {
         if !looks_like_notify(line) {
             return None;
         }
@@ -55,7 +55,7 @@ impl JobCache {
     }
 
     /// Remembers the job a line was parsed into.
-    pub fn insert(&self, line: &[u8], job: &Arc<CachedJob>) {
+    pub(crate) fn insert(&self, line: &[u8], job: &Arc<CachedJob>) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.iter().any(|(l, _)| **l == *line) {
             return;

@@ -15,7 +15,7 @@ const MAX_NANOS: u64 = 120_000_000_000;
 
 /// Collects latencies from every connection.
 #[derive(Debug)]
-pub struct LatencyRecorder {
+pub(crate) struct LatencyRecorder {
     /// One histogram per stripe, in nanoseconds with 3 significant digits.
     stripes: Box<[Mutex<Histogram<u64>>]>,
 }
@@ -34,14 +34,14 @@ fn histogram() -> Histogram<u64> {
 
 impl LatencyRecorder {
     /// An empty recorder.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         LatencyRecorder {
             stripes: (0..STRIPES).map(|_| Mutex::new(histogram())).collect(),
         }
     }
 
     /// Records one latency for connection `index`.
-    pub fn record(&self, index: usize, latency: Duration) {
+    pub(crate) fn record(&self, index: usize, latency: Duration) {
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
         if let Some(stripe) = self.stripes.get(index % STRIPES) {
             stripe
@@ -52,7 +52,7 @@ impl LatencyRecorder {
     }
 
     /// Every stripe merged.
-    pub fn merged(&self) -> Histogram<u64> {
+    pub(crate) fn merged(&self) -> Histogram<u64> {
         let mut all = histogram();
         for stripe in &self.stripes {
             let h = stripe.lock().unwrap_or_else(PoisonError::into_inner);
@@ -63,7 +63,7 @@ impl LatencyRecorder {
     }
 
     /// The summary of everything recorded.
-    pub fn summary(&self) -> LatencySummary {
+    pub(crate) fn summary(&self) -> LatencySummary {
         LatencySummary::from_histogram(&self.merged())
     }
 }

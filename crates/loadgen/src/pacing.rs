@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// Due times are computed from `(index + k·connections) / rate` directly rather than by
 /// adding up a rounded period, so the fleet sends exactly `rate × duration` shares.
 #[derive(Debug, Clone, Copy)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// Start of the window.
     t0: Instant,
     /// End of the window (exclusive): nothing is due at or after it.
@@ -30,7 +30,7 @@ pub struct Schedule {
 impl Schedule {
     /// The schedule of connection `index` of `connections` sharing `rate` shares/s,
     /// over `t0..end`.
-    pub fn new(index: usize, connections: usize, rate: f64, t0: Instant, end: Instant) -> Self {
+    pub(crate) fn new(index: usize, connections: usize, rate: f64, t0: Instant, end: Instant) -> Self {
         let rate = if rate.is_finite() && rate > 0.0 {
             rate
         } else {
@@ -47,7 +47,7 @@ impl Schedule {
     }
 
     /// When share number `k` is due, `None` if it falls outside the window.
-    pub fn due_at(&self, k: u64) -> Option<Instant> {
+    pub(crate) fn due_at(&self, k: u64) -> Option<Instant> {
         let secs = (self.index + k as f64 * self.connections) / self.rate;
         let at = self
             .t0
@@ -56,12 +56,12 @@ impl Schedule {
     }
 
     /// When the next unsent share is due, `None` once the window is done.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.due_at(self.sent)
     }
 
     /// How many shares are due by `now` and not yet sent.
-    pub fn owed(&self, now: Instant) -> u64 {
+    pub(crate) fn owed(&self, now: Instant) -> u64 {
         let due_by = |k: u64| self.due_at(k).is_some_and(|at| at <= now);
         let elapsed = now.saturating_duration_since(self.t0).as_secs_f64();
         let estimate = ((elapsed * self.rate - self.index) / self.connections).floor();
@@ -81,7 +81,7 @@ impl Schedule {
     }
 
     /// Whether every share of the window was sent.
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.next_due().is_none()
     }
 }

@@ -53,7 +53,7 @@ pub(crate) struct ProxySettings {
 
 impl ProxySettings {
     /// The TOML config. Listen addresses come from the command line (`127.0.0.1:0`).
-    pub fn toml(&self) -> String {
+    pub(crate) fn toml(&self) -> String {
         let d = self.miner_difficulty;
         let mut text = String::new();
         // `{:e}` keeps tiny difficulties exact and is valid TOML float syntax.
@@ -90,7 +90,7 @@ impl TempConfig {
     ///
     /// # Errors
     /// [`CompareError::ConfigFile`] when it cannot be created or written.
-    pub fn write(text: &str, extension: &str) -> Result<TempConfig, CompareError> {
+    pub(crate) fn write(text: &str, extension: &str) -> Result<TempConfig, CompareError> {
         let nonce: u64 = rand::random();
         let path = std::env::temp_dir().join(format!(
             "hashgate-compare-{}-{nonce:016x}.{extension}",
@@ -116,7 +116,7 @@ impl TempConfig {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -171,7 +171,7 @@ impl ProxyChild {
     /// # Errors
     /// [`CompareError::Spawn`] when it cannot be started; [`CompareError::ProxyStart`]
     /// when it exits or stays silent for `timeout` before naming its address.
-    pub async fn start(
+    pub(crate) async fn start(
         mut command: Command,
         program: &Path,
         addr_prefix: &str,
@@ -220,7 +220,7 @@ impl ProxyChild {
 
     /// Sends SIGTERM (as a service manager does), waits up to `grace` for the exit, then
     /// kills it.
-    pub async fn stop(mut self, grace: Duration) -> ProxyExit {
+    pub(crate) async fn stop(mut self, grace: Duration) -> ProxyExit {
         let terminated = rustix::process::Pid::from_raw(self.pid as i32)
             .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM))
             .is_some_and(|r| r.is_ok());

@@ -32,7 +32,7 @@ const LINE_HINT: usize = 160;
 
 /// What a connection knows about the work it may submit, borrowed from its state.
 #[derive(Debug, Clone, Copy)]
-pub struct WorkContext<'a> {
+pub(crate) struct WorkContext<'a> {
     /// The newest job.
     pub job: &'a Job,
     /// The job id as a JSON string literal, quotes included (escaped once per job).
@@ -68,7 +68,7 @@ pub enum ShareError {
 
 /// A run of pre-encoded submit lines with consecutive request ids.
 #[derive(Debug, Clone)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// All lines back to back, each ending in `\n`.
     bytes: Bytes,
     /// End offset of each line in `bytes`.
@@ -81,12 +81,12 @@ pub struct Batch {
 
 impl Batch {
     /// Lines left.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.ends.len() - self.taken
     }
 
     /// Takes up to `count` lines: their bytes (one slice, for one write) and first id.
-    pub fn take(&mut self, count: usize) -> Option<(Bytes, u64, usize)> {
+    pub(crate) fn take(&mut self, count: usize) -> Option<(Bytes, u64, usize)> {
         let count = count.min(self.remaining());
         if count == 0 {
             return None;
@@ -104,7 +104,7 @@ impl Batch {
 
 /// Makes batches of valid shares for one connection.
 #[derive(Debug, Default)]
-pub struct ShareMaker {
+pub(crate) struct ShareMaker {
     /// Next share number; never reused, so shares never repeat.
     counter: u64,
     /// Hashes computed while searching nonces (0 at saturated targets).
@@ -115,7 +115,7 @@ pub struct ShareMaker {
 
 impl ShareMaker {
     /// A maker starting at share 0.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -124,7 +124,7 @@ impl ShareMaker {
     ///
     /// # Errors
     /// [`ShareError`] when the work does not allow cheap valid shares.
-    pub fn batch(
+    pub(crate) fn batch(
         &mut self,
         ctx: &WorkContext<'_>,
         worker_json: &str,
@@ -295,7 +295,7 @@ fn put_submit(
 }
 
 /// A string as a JSON literal, quotes included (worker names, job ids).
-pub fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
 }
 

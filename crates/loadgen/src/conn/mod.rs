@@ -51,7 +51,7 @@ const USER_AGENT: &str = concat!("hashgate-loadgen/", env!("CARGO_PKG_VERSION"))
 
 /// Where the run is, as the coordinator announces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Connections are being opened; nobody submits yet.
     Setup,
     /// Submit from `t0` until `end`.
@@ -69,7 +69,7 @@ pub enum Phase {
 /// later one `Finished`; one of `Rejoined` / `RejoinFailed` in a reconnect storm; and
 /// `Lost` whenever a ready connection breaks. At most five per connection.
 #[derive(Debug, Clone, Copy)]
-pub enum Event {
+pub(crate) enum Event {
     /// Subscribed, authorized and holding a job.
     Ready {
         /// Connect attempt to ready.
@@ -105,7 +105,7 @@ enum Served {
 
 /// State shared by every connection task of a run.
 #[derive(Debug)]
-pub struct RunContext {
+pub(crate) struct RunContext {
     /// The run's settings.
     pub config: LoadConfig,
     /// Answer latencies.
@@ -124,7 +124,7 @@ pub struct RunContext {
 
 /// What one connection counted; the coordinator adds them up.
 #[derive(Debug, Clone, Default)]
-pub struct ConnOutcome {
+pub(crate) struct ConnOutcome {
     /// The TCP connect succeeded.
     pub connected: bool,
     /// The local address the connection used (shows source spreading at work).
@@ -168,7 +168,7 @@ pub struct ConnOutcome {
 }
 
 /// Opens connection `index` at `start_at` and serves it until cancelled.
-pub async fn run(
+pub(crate) async fn run(
     index: usize,
     start_at: Instant,
     shared: Arc<RunContext>,

@@ -114,7 +114,7 @@ impl std::fmt::Debug for Extranonce2 {
 ///
 /// # Errors
 /// [`ParseErrorKind::BadLength`] unless exactly 4 bytes, [`ParseErrorKind::BadHex`].
-pub fn decode_u32(field: &'static str, hex: &str) -> Result<u32, ParseErrorKind> {
+pub(super) fn decode_u32(field: &'static str, hex: &str) -> Result<u32, ParseErrorKind> {
     decode_array::<4>(field, hex).map(u32::from_be_bytes)
 }
 
@@ -122,7 +122,7 @@ pub fn decode_u32(field: &'static str, hex: &str) -> Result<u32, ParseErrorKind>
 ///
 /// # Errors
 /// [`ParseErrorKind::BadLength`] or [`ParseErrorKind::BadHex`].
-pub fn decode_array<const N: usize>(
+pub(super) fn decode_array<const N: usize>(
     field: &'static str,
     hex: &str,
 ) -> Result<[u8; N], ParseErrorKind> {
@@ -145,12 +145,12 @@ pub fn decode_array<const N: usize>(
 ///
 /// # Errors
 /// [`ParseErrorKind::BadHex`].
-pub fn decode_vec(field: &'static str, hex: &str) -> Result<Vec<u8>, ParseErrorKind> {
+pub(super) fn decode_vec(field: &'static str, hex: &str) -> Result<Vec<u8>, ParseErrorKind> {
     hex::decode(hex).map_err(|_| ParseErrorKind::BadHex { field })
 }
 
 /// Appends `bytes` as lowercase hex.
-pub fn put_hex(buf: &mut BytesMut, bytes: &[u8]) {
+pub(super) fn put_hex(buf: &mut BytesMut, bytes: &[u8]) {
     let start = buf.len();
     buf.put_bytes(0, 2 * bytes.len());
     if let Some(slot) = buf.get_mut(start..) {
@@ -160,7 +160,7 @@ pub fn put_hex(buf: &mut BytesMut, bytes: &[u8]) {
 }
 
 /// Appends a `u32` as 8 big-endian lowercase hex digits.
-pub fn put_hex_u32(buf: &mut BytesMut, value: u32) {
+pub(super) fn put_hex_u32(buf: &mut BytesMut, value: u32) {
     put_hex(buf, &value.to_be_bytes());
 }
 

@@ -309,19 +309,19 @@ impl RpcError {
 
 /// Stratum method names, shared by parser and encoder.
 pub(crate) mod names {
-    pub const SUBSCRIBE: &str = "mining.subscribe";
-    pub const AUTHORIZE: &str = "mining.authorize";
-    pub const CONFIGURE: &str = "mining.configure";
-    pub const EXTRANONCE_SUBSCRIBE: &str = "mining.extranonce.subscribe";
-    pub const SUGGEST_DIFFICULTY: &str = "mining.suggest_difficulty";
-    pub const SUBMIT: &str = "mining.submit";
-    pub const NOTIFY: &str = "mining.notify";
-    pub const SET_DIFFICULTY: &str = "mining.set_difficulty";
-    pub const SET_EXTRANONCE: &str = "mining.set_extranonce";
-    pub const SET_VERSION_MASK: &str = "mining.set_version_mask";
-    pub const RECONNECT: &str = "client.reconnect";
-    pub const GET_VERSION: &str = "client.get_version";
-    pub const SHOW_MESSAGE: &str = "client.show_message";
+    pub(crate) const SUBSCRIBE: &str = "mining.subscribe";
+    pub(crate) const AUTHORIZE: &str = "mining.authorize";
+    pub(crate) const CONFIGURE: &str = "mining.configure";
+    pub(crate) const EXTRANONCE_SUBSCRIBE: &str = "mining.extranonce.subscribe";
+    pub(crate) const SUGGEST_DIFFICULTY: &str = "mining.suggest_difficulty";
+    pub(crate) const SUBMIT: &str = "mining.submit";
+    pub(crate) const NOTIFY: &str = "mining.notify";
+    pub(crate) const SET_DIFFICULTY: &str = "mining.set_difficulty";
+    pub(crate) const SET_EXTRANONCE: &str = "mining.set_extranonce";
+    pub(crate) const SET_VERSION_MASK: &str = "mining.set_version_mask";
+    pub(crate) const RECONNECT: &str = "client.reconnect";
+    pub(crate) const GET_VERSION: &str = "client.get_version";
+    pub(crate) const SHOW_MESSAGE: &str = "client.show_message";
 }
 
 impl Method {

@@ -12,10 +12,10 @@ use std::borrow::Cow;
 use super::error::ParseErrorKind;
 
 /// The most params any known method takes (`mining.notify` has 9).
-pub const MAX_PARAMS: usize = 9;
+pub(super) const MAX_PARAMS: usize = 9;
 
 /// A params array split into up to [`MAX_PARAMS`] element texts, plus the true count.
-pub struct Params<'a> {
+pub(super) struct Params<'a> {
     /// The first [`MAX_PARAMS`] elements, each the text of one JSON value.
     items: [&'a str; MAX_PARAMS],
     /// How many values the array held, including any beyond [`MAX_PARAMS`].
@@ -24,7 +24,7 @@ pub struct Params<'a> {
 
 impl<'a> Params<'a> {
     /// An empty params list (for a missing or `null` `params` member).
-    pub fn empty() -> Self {
+    pub(super) fn empty() -> Self {
         Self {
             items: [""; MAX_PARAMS],
             count: 0,
@@ -36,7 +36,7 @@ impl<'a> Params<'a> {
     ///
     /// # Errors
     /// [`ParseErrorKind::ParamsNotArray`].
-    pub fn split(method: &'static str, raw: Option<&'a str>) -> Result<Self, ParseErrorKind> {
+    pub(super) fn split(method: &'static str, raw: Option<&'a str>) -> Result<Self, ParseErrorKind> {
         let Some(raw) = raw else {
             return Ok(Self::empty());
         };
@@ -59,7 +59,7 @@ impl<'a> Params<'a> {
     ///
     /// # Errors
     /// [`ParseErrorKind::Arity`].
-    pub fn arity(
+    pub(super) fn arity(
         &self,
         method: &'static str,
         min: usize,
@@ -78,7 +78,7 @@ impl<'a> Params<'a> {
     }
 
     /// The element text at `index`, `None` past the end.
-    pub fn get(&self, index: usize) -> Option<&'a str> {
+    pub(super) fn get(&self, index: usize) -> Option<&'a str> {
         if index < self.count {
             self.items.get(index).copied()
         } else {
@@ -90,7 +90,7 @@ impl<'a> Params<'a> {
     ///
     /// # Errors
     /// [`ParseErrorKind::WrongType`] if absent (only when called without an arity check).
-    pub fn at(&self, index: usize, field: &'static str) -> Result<&'a str, ParseErrorKind> {
+    pub(super) fn at(&self, index: usize, field: &'static str) -> Result<&'a str, ParseErrorKind> {
         self.get(index).ok_or(ParseErrorKind::WrongType {
             field,
             expected: "a value",
@@ -104,7 +104,7 @@ impl<'a> Params<'a> {
 /// `text` must be one valid JSON value (as a `RawValue` guarantees): the scan then only
 /// needs to know whether it is inside a string and how deep it is nested to find the
 /// commas that separate elements.
-pub fn split_array<'a>(text: &'a str, mut each: impl FnMut(usize, &'a str)) -> Option<usize> {
+pub(super) fn split_array<'a>(text: &'a str, mut each: impl FnMut(usize, &'a str)) -> Option<usize> {
     let inner = text
         .trim_matches(is_json_space)
         .strip_prefix('[')?
@@ -147,7 +147,7 @@ fn is_json_space(c: char) -> bool {
 }
 
 /// Whether a raw value is `null`.
-pub fn is_null(raw: &str) -> bool {
+pub(super) fn is_null(raw: &str) -> bool {
     raw == "null"
 }
 
@@ -155,7 +155,7 @@ pub fn is_null(raw: &str) -> bool {
 ///
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for non-strings.
-pub fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, ParseErrorKind> {
+pub(super) fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, ParseErrorKind> {
     let text = raw;
     let wrong = ParseErrorKind::WrongType {
         field,
@@ -178,7 +178,7 @@ pub fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, Par
 ///
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for other types.
-pub fn opt_string<'a>(
+pub(super) fn opt_string<'a>(
     raw: Option<&'a str>,
     field: &'static str,
 ) -> Result<Option<Cow<'a, str>>, ParseErrorKind> {
@@ -193,7 +193,7 @@ pub fn opt_string<'a>(
 ///
 /// # Errors
 /// [`ParseErrorKind::WrongType`].
-pub fn boolean(raw: &str, field: &'static str) -> Result<bool, ParseErrorKind> {
+pub(super) fn boolean(raw: &str, field: &'static str) -> Result<bool, ParseErrorKind> {
     match raw {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -209,7 +209,7 @@ pub fn boolean(raw: &str, field: &'static str) -> Result<bool, ParseErrorKind> {
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for non-numbers, [`ParseErrorKind::NumberOutOfRange`]
 /// when it overflows `f64`.
-pub fn number(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind> {
+pub(super) fn number(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind> {
     let text = raw;
     if !matches!(text.as_bytes().first(), Some(b'-' | b'0'..=b'9')) {
         return Err(ParseErrorKind::WrongType {
@@ -229,7 +229,7 @@ pub fn number(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind> {
 ///
 /// # Errors
 /// As [`number`], plus [`ParseErrorKind::InvalidValue`] for zero or negative values.
-pub fn difficulty(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind> {
+pub(super) fn difficulty(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind> {
     let value = number(raw, field)?;
     if value > 0.0 {
         Ok(value)
@@ -246,7 +246,7 @@ pub fn difficulty(raw: &str, field: &'static str) -> Result<f64, ParseErrorKind>
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for non-integers, [`ParseErrorKind::NumberOutOfRange`]
 /// beyond `u64`.
-pub fn unsigned(raw: &str, field: &'static str) -> Result<u64, ParseErrorKind> {
+pub(super) fn unsigned(raw: &str, field: &'static str) -> Result<u64, ParseErrorKind> {
     let text = raw;
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseErrorKind::WrongType {
@@ -262,7 +262,7 @@ pub fn unsigned(raw: &str, field: &'static str) -> Result<u64, ParseErrorKind> {
 ///
 /// # Errors
 /// As [`unsigned`], plus [`ParseErrorKind::NumberOutOfRange`] when it does not fit `T`.
-pub fn unsigned_as<T: TryFrom<u64>>(raw: &str, field: &'static str) -> Result<T, ParseErrorKind> {
+pub(super) fn unsigned_as<T: TryFrom<u64>>(raw: &str, field: &'static str) -> Result<T, ParseErrorKind> {
     T::try_from(unsigned(raw, field)?).map_err(|_| ParseErrorKind::NumberOutOfRange { field })
 }
 

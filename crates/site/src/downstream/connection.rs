@@ -47,7 +47,7 @@ const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What every session shares.
 #[derive(Debug)]
-pub struct SessionContext {
+pub(super) struct SessionContext {
     /// Limits and policies.
     pub settings: Arc<Settings>,
     /// Prefixes and work.
@@ -66,7 +66,7 @@ struct Feeds {
 }
 
 /// Serves one miner until it leaves, misbehaves or the proxy shuts down.
-pub async fn serve(
+pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<SessionContext>,

@@ -55,14 +55,14 @@ struct Entry {
 
 /// A miner's valid jobs, newest last.
 #[derive(Debug, Default)]
-pub struct JobList {
+pub(super) struct JobList {
     /// At most [`KEPT_JOBS`] entries.
     entries: VecDeque<Entry>,
 }
 
 impl JobList {
     /// Adds a job the miner has just been sent; `clean_jobs` voids every earlier one.
-    pub fn push(&mut self, job: Arc<MinerJob>) {
+    pub(super) fn push(&mut self, job: Arc<MinerJob>) {
         if job.clean_jobs() {
             self.entries.clear();
         }
@@ -76,12 +76,12 @@ impl JobList {
     }
 
     /// Forgets every job (the miner's extranonce changed, so old work is void).
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.entries.clear();
     }
 
     /// The job with this id, if the miner may still submit for it.
-    pub fn get(&self, id: &str) -> Option<&Arc<MinerJob>> {
+    pub(super) fn get(&self, id: &str) -> Option<&Arc<MinerJob>> {
         self.entries
             .iter()
             .rev()
@@ -90,7 +90,7 @@ impl JobList {
     }
 
     /// The newest job sent.
-    pub fn latest(&self) -> Option<&Arc<MinerJob>> {
+    pub(super) fn latest(&self) -> Option<&Arc<MinerJob>> {
         self.entries.back().map(|e| &e.job)
     }
 
@@ -99,7 +99,7 @@ impl JobList {
     /// # Errors
     /// [`ShareReject::Duplicate`] when the same share was already recorded,
     /// [`ShareReject::Stale`] when the job is unknown or has seen [`MAX_SHARES_PER_JOB`].
-    pub fn record(&mut self, id: &str, hash: &Hash256) -> Result<(), ShareReject> {
+    pub(super) fn record(&mut self, id: &str, hash: &Hash256) -> Result<(), ShareReject> {
         let [a, b, c, d, e, f, g, h, ..] = *hash.as_bytes();
         let low = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
         let entry = self

@@ -8,7 +8,7 @@ use super::end::SessionEnd;
 
 /// Lines for one miner, written in order; the head may be partly written.
 #[derive(Debug)]
-pub struct Outbox {
+pub(super) struct Outbox {
     /// Queued lines; a notify is a shared `Bytes`, so queueing it costs a refcount.
     lines: VecDeque<Bytes>,
     /// Bound from `proxy.outbound_queue`: a miner that lets this many lines pile up is
@@ -18,7 +18,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// An empty queue of at most `limit` lines.
-    pub fn new(limit: usize) -> Outbox {
+    pub(super) fn new(limit: usize) -> Outbox {
         Outbox {
             lines: VecDeque::new(),
             limit: limit.max(1),
@@ -29,7 +29,7 @@ impl Outbox {
     ///
     /// # Errors
     /// [`SessionEnd::SlowConsumer`] when the queue already holds `limit` lines.
-    pub fn push(&mut self, line: Bytes) -> Result<(), SessionEnd> {
+    pub(super) fn push(&mut self, line: Bytes) -> Result<(), SessionEnd> {
         if self.lines.len() >= self.limit {
             return Err(SessionEnd::SlowConsumer { lines: self.limit });
         }
@@ -38,17 +38,17 @@ impl Outbox {
     }
 
     /// Whether half the bound is used: time to write before reading on.
-    pub fn half_full(&self) -> bool {
+    pub(super) fn half_full(&self) -> bool {
         self.lines.len() * 2 >= self.limit
     }
 
     /// Whether nothing waits to be written.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
 
     /// Up to `slices.len()` of the queued lines, for one vectored write.
-    pub fn chunks<'a>(&'a self, slices: &mut [std::io::IoSlice<'a>]) -> usize {
+    pub(super) fn chunks<'a>(&'a self, slices: &mut [std::io::IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (slot, line) in slices.iter_mut().zip(self.lines.iter()) {
             *slot = std::io::IoSlice::new(line.chunk());
@@ -58,7 +58,7 @@ impl Outbox {
     }
 
     /// Drops `written` bytes from the front after a write.
-    pub fn advance(&mut self, mut written: usize) {
+    pub(super) fn advance(&mut self, mut written: usize) {
         while written > 0 {
             let Some(head) = self.lines.front_mut() else {
                 break;

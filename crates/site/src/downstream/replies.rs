@@ -8,7 +8,7 @@ use hashgate_protocol::stratum::{
 use hashgate_protocol::work::ShareReject;
 
 /// `{"id":..,"result":<result>,"error":null}`.
-pub fn result(id: Id, result: ResultValue) -> Bytes {
+pub(super) fn result(id: Id, result: ResultValue) -> Bytes {
     Message::Response(Response {
         id,
         result,
@@ -19,23 +19,23 @@ pub fn result(id: Id, result: ResultValue) -> Bytes {
 }
 
 /// `{"id":..,"result":true,"error":null}`.
-pub fn accepted(id: Id) -> Bytes {
+pub(super) fn accepted(id: Id) -> Bytes {
     result(id, ResultValue::Bool(true))
 }
 
 /// `{"id":..,"result":false,"error":[code,"reason",null]}` for a refused share.
-pub fn rejected(id: Id, reason: ShareReject) -> Bytes {
+pub(super) fn rejected(id: Id, reason: ShareReject) -> Bytes {
     refused(id, i64::from(reason.code()), reason.reason())
 }
 
 /// `{"id":..,"result":false,"error":[code,"message",null]}` for a refused request.
-pub fn refused(id: Id, code: i64, message: &str) -> Bytes {
+pub(super) fn refused(id: Id, code: i64, message: &str) -> Bytes {
     answer_error(id, ResultValue::Bool(false), code, message)
 }
 
 /// `{"id":..,"result":null,"error":[code,"message",null]}` for a request that could not be
 /// carried out at all (unknown method, malformed line).
-pub fn failed(id: Id, code: i64, message: &str) -> Bytes {
+pub(super) fn failed(id: Id, code: i64, message: &str) -> Bytes {
     answer_error(id, ResultValue::Null, code, message)
 }
 
@@ -62,12 +62,12 @@ fn notification(method: Method) -> Bytes {
 }
 
 /// `mining.set_difficulty`.
-pub fn set_difficulty(difficulty: f64) -> Bytes {
+pub(super) fn set_difficulty(difficulty: f64) -> Bytes {
     notification(Method::SetDifficulty(difficulty))
 }
 
 /// `mining.set_extranonce`.
-pub fn set_extranonce(extranonce1: &[u8], extranonce2_size: usize) -> Bytes {
+pub(super) fn set_extranonce(extranonce1: &[u8], extranonce2_size: usize) -> Bytes {
     notification(Method::SetExtranonce(SetExtranonce {
         extranonce1: extranonce1.to_vec(),
         extranonce2_size,
@@ -75,11 +75,11 @@ pub fn set_extranonce(extranonce1: &[u8], extranonce2_size: usize) -> Bytes {
 }
 
 /// `mining.set_version_mask`.
-pub fn set_version_mask(mask: u32) -> Bytes {
+pub(super) fn set_version_mask(mask: u32) -> Bytes {
     notification(Method::SetVersionMask(mask))
 }
 
 /// `client.reconnect` with no params: come back to the same address.
-pub fn reconnect() -> Bytes {
+pub(super) fn reconnect() -> Bytes {
     notification(Method::Reconnect(Reconnect::default()))
 }

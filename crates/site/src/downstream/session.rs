@@ -59,7 +59,7 @@ static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 
 /// What the connection task must do after a message.
 #[derive(Debug)]
-pub enum Effect {
+pub(super) enum Effect {
     /// Nothing beyond writing the queued lines.
     None,
     /// The miner now works on this channel: watch its jobs and control messages.
@@ -103,7 +103,7 @@ struct Worker {
 
 /// Everything one miner session knows.
 #[derive(Debug)]
-pub struct MinerSession {
+pub(super) struct MinerSession {
     /// SessionContext limits and policies.
     settings: Arc<Settings>,
     /// Where prefixes and work come from.
@@ -148,7 +148,7 @@ impl MinerSession {
     ///
     /// # Errors
     /// [`VardiffError`] when the settings' vardiff tuning is invalid (checked at bind).
-    pub fn new(
+    pub(super) fn new(
         settings: Arc<Settings>,
         hub: Arc<Hub>,
         registry: Arc<Registry>,
@@ -182,17 +182,17 @@ impl MinerSession {
     }
 
     /// Whether a worker is authorized (setup is complete and jobs flow).
-    pub fn is_authorized(&self) -> bool {
+    pub(super) fn is_authorized(&self) -> bool {
         matches!(self.phase, Phase::Authorized(_))
     }
 
     /// Whether the miner has subscribed.
-    pub fn is_subscribed(&self) -> bool {
+    pub(super) fn is_subscribed(&self) -> bool {
         self.subscription().is_some()
     }
 
     /// When [`MinerSession::on_tick`] wants to run next.
-    pub fn next_tick(&self) -> Option<Instant> {
+    pub(super) fn next_tick(&self) -> Option<Instant> {
         self.is_authorized().then_some(self.next_poll)
     }
 
@@ -208,7 +208,7 @@ impl MinerSession {
     ///
     /// # Errors
     /// A [`SessionEnd`] when the connection must close at once (its queue is full).
-    pub fn handle(
+    pub(super) fn handle(
         &mut self,
         parsed: Result<Message, ParseError>,
         line: &[u8],
@@ -566,7 +566,7 @@ impl MinerSession {
     ///
     /// # Errors
     /// [`SessionEnd::SlowConsumer`] when the queue is full.
-    pub fn on_job(
+    pub(super) fn on_job(
         &mut self,
         job: Arc<MinerJob>,
         now: Instant,
@@ -626,7 +626,7 @@ impl MinerSession {
     ///
     /// # Errors
     /// [`SessionEnd::SlowConsumer`] when the queue is full.
-    pub fn on_tick(&mut self, now: Instant, out: &mut Outbox) -> Result<(), SessionEnd> {
+    pub(super) fn on_tick(&mut self, now: Instant, out: &mut Outbox) -> Result<(), SessionEnd> {
         if !self.is_authorized() || now < self.next_poll {
             return Ok(());
         }
@@ -646,7 +646,7 @@ impl MinerSession {
     ///
     /// # Errors
     /// [`SessionEnd::SlowConsumer`] when the queue is full.
-    pub fn on_control(
+    pub(super) fn on_control(
         &mut self,
         control: ChannelControl,
         now: Instant,
@@ -672,7 +672,7 @@ impl MinerSession {
     ///
     /// # Errors
     /// [`SessionEnd::SlowConsumer`] when the queue is full.
-    pub fn on_control_lost(&mut self, out: &mut Outbox) -> Result<Effect, SessionEnd> {
+    pub(super) fn on_control_lost(&mut self, out: &mut Outbox) -> Result<Effect, SessionEnd> {
         out.push(replies::reconnect())?;
         Ok(Effect::Close(SessionEnd::Reconnected))
     }

@@ -13,7 +13,7 @@ use super::error::UpstreamError;
 
 /// Everything a pool connection knows when it hands a job to the channel server.
 #[derive(Debug)]
-pub struct PoolWork {
+pub(super) struct PoolWork {
     /// The pool's notify as received.
     pub notify: Notify,
     /// This connection's pool extranonce1 (`E`).
@@ -32,7 +32,7 @@ pub struct PoolWork {
 
 /// What a connection tells its channel server.
 #[derive(Debug)]
-pub enum Event {
+pub(super) enum Event {
     /// New work (and, the first time, "subscribed and ready").
     Work {
         /// Pool index in failover order.
@@ -55,7 +55,7 @@ pub enum Event {
 
 /// Why a connection ended.
 #[derive(Debug)]
-pub enum Ended {
+pub(super) enum Ended {
     /// It failed; reconnect with back-off.
     Failed(UpstreamError),
     /// The pool sent `client.reconnect`: go to `address` after `wait`.
@@ -83,7 +83,7 @@ impl From<CodecError> for Ended {
 
 /// Which connection to open.
 #[derive(Debug, Clone)]
-pub struct ConnSpec {
+pub(super) struct ConnSpec {
     /// Pool index in failover order.
     pub pool: usize,
     /// Process-unique connection number.

@@ -50,7 +50,7 @@ struct Live {
 }
 
 /// The task serving one channel.
-pub struct ChannelServer {
+pub(super) struct ChannelServer {
     shared: Arc<UpstreamContext>,
     /// The channel's slot number (its `Channel` may not exist yet for slot 0).
     index: usize,
@@ -74,7 +74,7 @@ pub struct ChannelServer {
 
 impl ChannelServer {
     /// A server for slot `index`; its channel comes through `channel_rx`.
-    pub fn new(
+    pub(super) fn new(
         shared: Arc<UpstreamContext>,
         index: usize,
         channel_rx: mpsc::Receiver<Arc<Channel>>,
@@ -119,7 +119,7 @@ impl ChannelServer {
 
     /// Serves the channel until shutdown, then waits for every connection to account for
     /// its shares.
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         let shutdown = self.shared.shutdown.clone();
         loop {
             let now = now();

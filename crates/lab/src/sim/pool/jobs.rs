@@ -53,7 +53,7 @@ fn encode_notify(notify: &Notify, clean_jobs: bool) -> Bytes {
 
 /// Where a job's prevhash and height come from: changes only on a new block.
 #[derive(Debug, Clone)]
-pub struct Chain {
+pub(super) struct Chain {
     /// Current block height being mined.
     pub height: u32,
     /// Stratum-order prevhash of the block being built on.
@@ -62,7 +62,7 @@ pub struct Chain {
 
 impl Chain {
     /// A chain at `height` with a random previous block.
-    pub fn new(height: u32, rng: &mut impl Rng) -> Chain {
+    pub(super) fn new(height: u32, rng: &mut impl Rng) -> Chain {
         Chain {
             height,
             prevhash: random_prevhash(rng),
@@ -70,7 +70,7 @@ impl Chain {
     }
 
     /// Moves to the next block.
-    pub fn advance(&mut self, rng: &mut impl Rng) {
+    pub(super) fn advance(&mut self, rng: &mut impl Rng) {
         self.height = self.height.wrapping_add(1);
         self.prevhash = random_prevhash(rng);
     }
@@ -93,7 +93,7 @@ fn random_prevhash(rng: &mut impl Rng) -> [u8; 32] {
 
 /// The values that shape every job of one pool.
 #[derive(Debug, Clone)]
-pub struct JobShape {
+pub(super) struct JobShape {
     /// Bytes of extranonce1 plus extranonce2 the coinbase leaves for miners.
     pub extranonce_len: usize,
     /// Pool tag in the coinbase scriptSig, e.g. `/hashgate-sim/`.
@@ -107,7 +107,7 @@ pub struct JobShape {
 }
 
 /// Builds one job. `ntime` is the pool's clock in Unix seconds.
-pub fn make_job(
+pub(super) fn make_job(
     id: String,
     chain: &Chain,
     shape: &JobShape,
@@ -182,7 +182,7 @@ pub fn make_job(
 /// A clean job closes every earlier one (their shares are stale, code 21); otherwise the
 /// book keeps the last `capacity` jobs, as a pool keeps a few minutes of work alive.
 #[derive(Debug)]
-pub struct JobBook {
+pub(super) struct JobBook {
     /// Open jobs, oldest first.
     open: VecDeque<Arc<PoolJob>>,
     /// Most jobs kept open at once.
@@ -191,7 +191,7 @@ pub struct JobBook {
 
 impl JobBook {
     /// An empty book keeping at most `capacity` (at least 1) open jobs.
-    pub fn new(capacity: usize) -> JobBook {
+    pub(super) fn new(capacity: usize) -> JobBook {
         JobBook {
             open: VecDeque::new(),
             capacity: capacity.max(1),
@@ -199,7 +199,7 @@ impl JobBook {
     }
 
     /// Adds a job; returns the ids of jobs it closed.
-    pub fn push(&mut self, job: Arc<PoolJob>) -> Vec<String> {
+    pub(super) fn push(&mut self, job: Arc<PoolJob>) -> Vec<String> {
         let mut closed = Vec::new();
         if job.notify.clean_jobs {
             closed.extend(self.open.drain(..).map(|j| j.notify.job_id.clone()));
@@ -214,12 +214,12 @@ impl JobBook {
     }
 
     /// The open job with this id.
-    pub fn get(&self, id: &str) -> Option<&Arc<PoolJob>> {
+    pub(super) fn get(&self, id: &str) -> Option<&Arc<PoolJob>> {
         self.open.iter().find(|j| j.notify.job_id == id)
     }
 
     /// The newest job.
-    pub fn latest(&self) -> Option<&Arc<PoolJob>> {
+    pub(super) fn latest(&self) -> Option<&Arc<PoolJob>> {
         self.open.back()
     }
 }

@@ -73,7 +73,7 @@ pub(crate) fn unix_now() -> u32 {
 
 impl PoolState {
     /// State for a pool with this (already checked) config, with its first job made.
-    pub fn new(config: SimPoolConfig) -> PoolState {
+    pub(super) fn new(config: SimPoolConfig) -> PoolState {
         let mut rng = StdRng::from_os_rng();
         let mut tag = format!("/hashgate-sim:{}/", config.name).into_bytes();
         tag.truncate(40);
@@ -112,13 +112,13 @@ impl PoolState {
     }
 
     /// The counters, locked.
-    pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
+    pub(super) fn ledger(&self) -> MutexGuard<'_, Ledger> {
         lock(&self.ledger)
     }
 
     /// Makes a job, opens it, broadcasts it. `new_block` also moves the chain and makes
     /// the job clean.
-    pub fn new_job(&self, new_block: bool) -> Arc<PoolJob> {
+    pub(super) fn new_job(&self, new_block: bool) -> Arc<PoolJob> {
         let (job, closed) = {
             let mut work = lock(&self.work);
             let work = &mut *work;
@@ -154,12 +154,12 @@ impl PoolState {
     }
 
     /// An open job.
-    pub fn job(&self, id: &str) -> Option<Arc<PoolJob>> {
+    pub(super) fn job(&self, id: &str) -> Option<Arc<PoolJob>> {
         lock(&self.work).book.get(id).cloned()
     }
 
     /// A job open or recently closed.
-    pub fn known_job(&self, id: &str) -> Option<Arc<PoolJob>> {
+    pub(super) fn known_job(&self, id: &str) -> Option<Arc<PoolJob>> {
         lock(&self.work)
             .remembered
             .iter()
@@ -168,28 +168,28 @@ impl PoolState {
     }
 
     /// The newest job.
-    pub fn latest_job(&self) -> Option<Arc<PoolJob>> {
+    pub(super) fn latest_job(&self) -> Option<Arc<PoolJob>> {
         lock(&self.work).book.latest().cloned()
     }
 
     /// Difficulty for connections that subscribe from now on.
-    pub fn default_difficulty(&self) -> f64 {
+    pub(super) fn default_difficulty(&self) -> f64 {
         lock(&self.work).default_difficulty
     }
 
     /// Changes the difficulty for new connections.
-    pub fn set_default_difficulty(&self, difficulty: f64) {
+    pub(super) fn set_default_difficulty(&self, difficulty: f64) {
         lock(&self.work).default_difficulty = difficulty;
     }
 
     /// Broadcasts a push to every connection.
-    pub fn push(&self, push: Push) {
+    pub(super) fn push(&self, push: Push) {
         let _ = self.pushes.send(push);
     }
 
     /// A fresh extranonce1 of `size` bytes, distinct from every other handed out until
     /// the counter wraps in its low `size` bytes.
-    pub fn fresh_extranonce1(&self, size: usize) -> Vec<u8> {
+    pub(super) fn fresh_extranonce1(&self, size: usize) -> Vec<u8> {
         let n = self.next_extranonce1.fetch_add(1, Ordering::Relaxed);
         let bytes = n.to_be_bytes();
         bytes.get(8 - size.min(8)..).unwrap_or(&bytes).to_vec()

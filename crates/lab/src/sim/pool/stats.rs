@@ -91,7 +91,7 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// Counts a reject for `worker` with `code`.
-    pub fn reject(&mut self, worker: &str, code: i64) {
+    pub(super) fn reject(&mut self, worker: &str, code: i64) {
         self.stats.rejected += 1;
         *self.stats.rejects_by_code.entry(code).or_default() += 1;
         let w = self.stats.workers.entry(worker.to_owned()).or_default();
@@ -99,7 +99,7 @@ impl Ledger {
     }
 
     /// Records an accepted share; `false` (nothing recorded) when its key was seen.
-    pub fn accept(&mut self, share: AcceptedShare) -> bool {
+    pub(super) fn accept(&mut self, share: AcceptedShare) -> bool {
         if !self.open_keys.insert(share.key.clone()) {
             return false;
         }
@@ -119,7 +119,7 @@ impl Ledger {
     }
 
     /// Forgets duplicate keys of jobs that closed.
-    pub fn close_jobs(&mut self, closed: &[String]) {
+    pub(super) fn close_jobs(&mut self, closed: &[String]) {
         if closed.is_empty() {
             return;
         }

@@ -64,12 +64,12 @@ pub(super) struct ContainerRuntime {
 }
 
 impl ContainerRuntime {
-    pub fn budget(&self) -> f64 {
+    pub(super) fn budget(&self) -> f64 {
         self.budget_override.unwrap_or(self.spec.budget_watts)
     }
 
     /// The meter reading to use now, or why none can be used.
-    pub fn meter_watts(&self, now: Instant) -> Option<Result<(Instant, f64), MeterFallback>> {
+    pub(super) fn meter_watts(&self, now: Instant) -> Option<Result<(Instant, f64), MeterFallback>> {
         let spec = self.spec.meter.as_ref()?;
         Some(match self.meter {
             None => Err(MeterFallback::Missing),
@@ -100,7 +100,7 @@ fn sane_watts(w: Option<f64>) -> Option<f64> {
 
 impl MinerRuntime {
     /// Telemetry no older than the settings allow.
-    pub fn fresh(&self, now: Instant, s: &ControllerSettings) -> Option<(Instant, &Telemetry)> {
+    pub(super) fn fresh(&self, now: Instant, s: &ControllerSettings) -> Option<(Instant, &Telemetry)> {
         self.telemetry
             .as_ref()
             .filter(|(at, _)| now.saturating_duration_since(*at) <= s.telemetry_max_age)
@@ -108,13 +108,13 @@ impl MinerRuntime {
     }
 
     /// Hottest inlet reading, for the container temperature.
-    pub fn inlet_c(&self, now: Instant, s: &ControllerSettings) -> Option<f64> {
+    pub(super) fn inlet_c(&self, now: Instant, s: &ControllerSettings) -> Option<f64> {
         let (_, t) = self.fresh(now, s)?;
         t.inlet_temp_c.filter(|c| PLAUSIBLE_INLET_C.contains(c))
     }
 
     /// Hottest board (or inlet) reading, the tie-break among equally efficient miners.
-    pub fn hottest_c(&self, now: Instant, s: &ControllerSettings) -> f64 {
+    pub(super) fn hottest_c(&self, now: Instant, s: &ControllerSettings) -> f64 {
         let Some((_, t)) = self.fresh(now, s) else {
             return f64::NEG_INFINITY;
         };
@@ -126,24 +126,24 @@ impl MinerRuntime {
             .fold(f64::NEG_INFINITY, f64::max)
     }
 
-    pub fn in_dwell(&self, now: Instant, container: &ContainerSpec) -> bool {
+    pub(super) fn in_dwell(&self, now: Instant, container: &ContainerSpec) -> bool {
         self.last_toggle
             .is_some_and(|t| now.saturating_duration_since(t) < container.min_dwell)
     }
 
-    pub fn sleep_unconfirmed(&self, now: Instant, s: &ControllerSettings) -> bool {
+    pub(super) fn sleep_unconfirmed(&self, now: Instant, s: &ControllerSettings) -> bool {
         matches!(self.pending, Some(Pending::Sleep { at })
             if now.saturating_duration_since(at) < s.sleep_confirm_timeout)
     }
 
-    pub fn ramping(&self, now: Instant, s: &ControllerSettings) -> bool {
+    pub(super) fn ramping(&self, now: Instant, s: &ControllerSettings) -> bool {
         matches!(self.pending, Some(Pending::Wake { at })
             if now.saturating_duration_since(at) < s.wake_ramp)
     }
 
     /// The fail-safe power figure: no answer, unconfirmed sleep and ramp all count at least
     /// at nameplate, so the budget holds whatever the miner is really doing.
-    pub fn estimate(&self, now: Instant, s: &ControllerSettings) -> Estimate {
+    pub(super) fn estimate(&self, now: Instant, s: &ControllerSettings) -> Estimate {
         let nominal = self.spec.nominal_watts;
         let fresh = self.fresh(now, s);
         let (drawing, telemetry_how) = match fresh {
@@ -179,7 +179,7 @@ impl MinerRuntime {
     /// How much more than a meter reading taken at `metered_at` a woken miner may draw:
     /// a reading older than the wake saw it at standby; during the ramp, the meter saw at
     /// most its last telemetry power no newer than the reading (standby when none).
-    pub fn ramp_gap(&self, metered_at: Instant, now: Instant, s: &ControllerSettings) -> f64 {
+    pub(super) fn ramp_gap(&self, metered_at: Instant, now: Instant, s: &ControllerSettings) -> f64 {
         let Some(woken) = self.woken_at.filter(|_| self.intent == Intent::Awake) else {
             return 0.0;
         };
@@ -196,12 +196,12 @@ impl MinerRuntime {
     }
 
     /// What this miner would save if put to sleep now, W.
-    pub fn saving(&self, estimate: &Estimate) -> f64 {
+    pub(super) fn saving(&self, estimate: &Estimate) -> f64 {
         (estimate.counted - self.spec.standby_watts).max(0.0)
     }
 
     /// Settles pending orders and intent against the latest telemetry.
-    pub fn reconcile(&mut self, now: Instant, s: &ControllerSettings) {
+    pub(super) fn reconcile(&mut self, now: Instant, s: &ControllerSettings) {
         let Some((at, state)) = self.fresh(now, s).map(|(at, t)| (at, t.state)) else {
             return;
         };
@@ -249,7 +249,7 @@ impl MinerRuntime {
         }
     }
 
-    pub fn power_state(&self, now: Instant, s: &ControllerSettings) -> PowerState {
+    pub(super) fn power_state(&self, now: Instant, s: &ControllerSettings) -> PowerState {
         if self.pin == Some(Pin::Maintenance) {
             return PowerState::Maintenance;
         }

@@ -131,7 +131,7 @@ pub const ALARM_LABELS: [&str; 2] = ["no_shares", "hashrate_exceeds_shares"];
 pub const ALARM_GAUGE: &str = "hashgate_miner_alarm";
 
 /// Sets `hashgate_miner_alarm{miner,alarm}` to 1 for raised alarms and 0 for the rest.
-pub fn publish_alarms(miner: &Arc<str>, raised: &[&'static str]) {
+pub(super) fn publish_alarms(miner: &Arc<str>, raised: &[&'static str]) {
     for label in ALARM_LABELS {
         metrics::gauge!(ALARM_GAUGE, "miner" => miner.clone(), "alarm" => label)
             .set(f64::from(u8::from(raised.contains(&label))));

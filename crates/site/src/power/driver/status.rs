@@ -199,7 +199,7 @@ pub(super) struct StatusBook {
 
 impl StatusBook {
     /// Appends a decision, dropping the oldest once [`RECENT_DECISIONS`] are kept.
-    pub fn push_decision(&mut self, record: DecisionRecord) {
+    pub(super) fn push_decision(&mut self, record: DecisionRecord) {
         while self.recent.len() >= RECENT_DECISIONS {
             self.recent.pop_front();
         }

@@ -34,7 +34,7 @@ use super::health::{Health, HealthCheck};
 use super::pending::Pending;
 use super::sizing::{PlanChoice, plan_for};
 
-pub use super::event::{ConnSpec, Ended, Event, PoolWork};
+pub(super) use super::event::{ConnSpec, Ended, Event, PoolWork};
 
 /// The user agent sent in `mining.subscribe`.
 pub const USER_AGENT: &str = concat!("hashgate/", env!("CARGO_PKG_VERSION"));
@@ -78,13 +78,13 @@ enum Asked {
 
 /// The current time on tokio's clock (pausable in tests) as the `std` instant the pure
 /// modules take.
-pub fn now() -> Instant {
+pub(super) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
 /// Runs one connection until it fails, is redirected or is closed, then reports how it
 /// ended. Shares still pending are counted, never dropped.
-pub async fn run(
+pub(super) async fn run(
     shared: Arc<UpstreamContext>,
     spec: ConnSpec,
     events: mpsc::Sender<Event>,
