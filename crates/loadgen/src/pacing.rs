@@ -30,7 +30,13 @@ pub(crate) struct Schedule {
 impl Schedule {
     /// The schedule of connection `index` of `connections` sharing `rate` shares/s,
     /// over `t0..end`.
-    pub(crate) fn new(index: usize, connections: usize, rate: f64, t0: Instant, end: Instant) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        connections: usize,
+        rate: f64,
+        t0: Instant,
+        end: Instant,
+    ) -> Self {
         let rate = if rate.is_finite() && rate > 0.0 {
             rate
         } else {

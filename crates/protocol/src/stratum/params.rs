@@ -36,7 +36,10 @@ impl<'a> Params<'a> {
     ///
     /// # Errors
     /// [`ParseErrorKind::ParamsNotArray`].
-    pub(super) fn split(method: &'static str, raw: Option<&'a str>) -> Result<Self, ParseErrorKind> {
+    pub(super) fn split(
+        method: &'static str,
+        raw: Option<&'a str>,
+    ) -> Result<Self, ParseErrorKind> {
         let Some(raw) = raw else {
             return Ok(Self::empty());
         };
@@ -104,7 +107,10 @@ impl<'a> Params<'a> {
 /// `text` must be one valid JSON value (as a `RawValue` guarantees): the scan then only
 /// needs to know whether it is inside a string and how deep it is nested to find the
 /// commas that separate elements.
-pub(super) fn split_array<'a>(text: &'a str, mut each: impl FnMut(usize, &'a str)) -> Option<usize> {
+pub(super) fn split_array<'a>(
+    text: &'a str,
+    mut each: impl FnMut(usize, &'a str),
+) -> Option<usize> {
     let inner = text
         .trim_matches(is_json_space)
         .strip_prefix('[')?
@@ -155,7 +161,10 @@ pub(super) fn is_null(raw: &str) -> bool {
 ///
 /// # Errors
 /// [`ParseErrorKind::WrongType`] for non-strings.
-pub(super) fn string<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>, ParseErrorKind> {
+pub(super) fn string<'a>(
+    raw: &'a str,
+    field: &'static str,
+) -> Result<Cow<'a, str>, ParseErrorKind> {
     let text = raw;
     let wrong = ParseErrorKind::WrongType {
         field,
@@ -262,7 +271,10 @@ pub(super) fn unsigned(raw: &str, field: &'static str) -> Result<u64, ParseError
 ///
 /// # Errors
 /// As [`unsigned`], plus [`ParseErrorKind::NumberOutOfRange`] when it does not fit `T`.
-pub(super) fn unsigned_as<T: TryFrom<u64>>(raw: &str, field: &'static str) -> Result<T, ParseErrorKind> {
+pub(super) fn unsigned_as<T: TryFrom<u64>>(
+    raw: &str,
+    field: &'static str,
+) -> Result<T, ParseErrorKind> {
     T::try_from(unsigned(raw, field)?).map_err(|_| ParseErrorKind::NumberOutOfRange { field })
 }
 

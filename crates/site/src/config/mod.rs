@@ -19,8 +19,8 @@ use crate::power::inventory::PowerConfig;
 pub use hashgate_protocol::vardiff::VardiffConfig;
 
 pub use error::ConfigError;
-pub use pool_url::PoolUrl;
-pub use raw::{RawConfig, RawFailover, RawPool, RawProxy, RawVardiff};
+pub(crate) use pool_url::PoolUrl;
+pub use raw::{RawConfig, RawPool};
 
 /// A validated hashgate configuration.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@ use std::io;
 
 /// Why a miner connection was closed.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionEnd {
+pub(crate) enum SessionEnd {
     /// The miner closed the connection.
     #[error("miner closed the connection")]
     PeerClosed,
@@ -51,7 +51,7 @@ pub enum SessionEnd {
 
 impl SessionEnd {
     /// Every label, in [`SessionEnd::index`] order.
-    pub const LABELS: [&'static str; 11] = [
+    pub(crate) const LABELS: [&'static str; 11] = [
         "peer_closed",
         "shutdown",
         "setup_timeout",
@@ -66,7 +66,7 @@ impl SessionEnd {
     ];
 
     /// Position of this reason in [`SessionEnd::LABELS`].
-    pub const fn index(&self) -> usize {
+    pub(crate) const fn index(&self) -> usize {
         match self {
             SessionEnd::PeerClosed => 0,
             SessionEnd::Shutdown => 1,
@@ -83,7 +83,7 @@ impl SessionEnd {
     }
 
     /// A stable short label for metrics (`reason="idle_timeout"`).
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match Self::LABELS.get(self.index()) {
             Some(label) => label,
             None => "io",

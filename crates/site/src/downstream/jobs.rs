@@ -9,12 +9,12 @@ use hashgate_protocol::work::{Hash256, ShareReject};
 
 /// Jobs kept per miner when the pool does not say `clean_jobs`: pools send a new job every
 /// ~30 s and miners finish in-flight work within seconds, so the last 8 cover minutes.
-pub const KEPT_JOBS: usize = 8;
+pub(crate) const KEPT_JOBS: usize = 8;
 
 /// Accepted shares remembered per job. At the vardiff target of one share every few
 /// seconds a job sees tens; past this many the job is refused as stale (the miner moves to
 /// new work) rather than letting one peer's duplicate set grow without end.
-pub const MAX_SHARES_PER_JOB: usize = 65_536;
+pub(crate) const MAX_SHARES_PER_JOB: usize = 65_536;
 
 /// Hashes a set key that is already a uniformly distributed hash: the low 64 bits of a
 /// share's SHA-256d.

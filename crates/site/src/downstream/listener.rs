@@ -50,7 +50,7 @@ const DEFAULT_SOMAXCONN: u32 = 4096;
 
 /// Most listening sockets opened on one address: 32 × 4,096 queued connections is far
 /// above the 20,000 open files this proxy is usually given.
-pub const MAX_LISTEN_SOCKETS: usize = 32;
+pub(crate) const MAX_LISTEN_SOCKETS: usize = 32;
 
 /// How long the bind-time check waits for something already listening on the address.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -70,7 +70,7 @@ const ENFILE: i32 = 23;
 /// Listening sockets needed so that their accept queues (each `min(LISTEN_BACKLOG,
 /// somaxconn)` long) together hold `max_connections` pending connections, within
 /// `1..=MAX_LISTEN_SOCKETS`.
-pub fn sockets_for(max_connections: usize, somaxconn: u32) -> usize {
+pub(crate) fn sockets_for(max_connections: usize, somaxconn: u32) -> usize {
     let queue = somaxconn.clamp(1, LISTEN_BACKLOG) as usize;
     max_connections.div_ceil(queue).clamp(1, MAX_LISTEN_SOCKETS)
 }

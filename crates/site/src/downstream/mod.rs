@@ -26,11 +26,5 @@ mod session;
 mod settings;
 mod worker;
 
-pub use end::SessionEnd;
-pub use jobs::{KEPT_JOBS, MAX_SHARES_PER_JOB};
-pub use listener::{LISTEN_BACKLOG, Listener, ListenerCounters, MAX_LISTEN_SOCKETS, sockets_for};
-pub use session::{
-    MAX_MALFORMED_IN_ROW, MAX_WORKERS_PER_CONNECTION, PROXY_VERSION_MASK, RETARGET_GRACE,
-};
-pub use settings::Settings;
-pub use worker::{MAX_WORKER_NAME, WorkerNameError, upstream_worker_name};
+pub use listener::{LISTEN_BACKLOG, Listener, ListenerCounters};
+pub use session::{MAX_MALFORMED_IN_ROW, RETARGET_GRACE};

@@ -39,7 +39,7 @@ use super::settings::Settings;
 use super::worker::upstream_worker_name;
 
 /// The version bits the proxy lets miners roll (BIP320's general-purpose bits).
-pub const PROXY_VERSION_MASK: u32 = 0x1fff_e000;
+pub(crate) const PROXY_VERSION_MASK: u32 = 0x1fff_e000;
 
 /// Malformed lines in a row after which the miner is dropped. A miner with one odd
 /// message is answered and kept (any good line resets the count); a peer that is not
@@ -52,7 +52,7 @@ pub const RETARGET_GRACE: Duration = Duration::from_secs(10);
 
 /// Workers one connection may authorize. An ASIC authorizes one; a small farm controller
 /// a handful. The cap keeps a misbehaving peer from growing the list without end.
-pub const MAX_WORKERS_PER_CONNECTION: usize = 64;
+pub(crate) const MAX_WORKERS_PER_CONNECTION: usize = 64;
 
 /// Source of subscription ids; only their uniqueness within the process matters.
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);

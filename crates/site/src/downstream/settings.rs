@@ -7,7 +7,7 @@ use hashgate_protocol::vardiff::VardiffConfig;
 
 /// The session limits and policies, shared by every session through an `Arc`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Subscribe and authorize must both be done this long after connecting.
     pub setup_timeout: Duration,
     /// A miner that sends nothing for this long is dropped.
@@ -30,7 +30,7 @@ pub struct Settings {
 
 impl Settings {
     /// Derives the session settings from a validated configuration.
-    pub fn from_config(config: &Config) -> Settings {
+    pub(crate) fn from_config(config: &Config) -> Settings {
         let p = &config.proxy;
         let vardiff = config.vardiff.clone();
         Settings {

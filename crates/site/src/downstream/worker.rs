@@ -4,11 +4,11 @@ use crate::config::UpstreamWorker;
 
 /// Longest worker name accepted; real names are short (`account.rack12-slot34`) and the
 /// name ends up in logs, metrics and upstream submits.
-pub const MAX_WORKER_NAME: usize = 128;
+pub(crate) const MAX_WORKER_NAME: usize = 128;
 
 /// Why a worker name is refused at `mining.authorize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum WorkerNameError {
+pub(crate) enum WorkerNameError {
     /// Empty, or only an account part with nothing after the dot.
     #[error("worker name is empty")]
     Empty,
@@ -29,7 +29,7 @@ pub enum WorkerNameError {
 ///
 /// # Errors
 /// [`WorkerNameError`] for empty, over-long or unprintable names.
-pub fn upstream_worker_name(
+pub(crate) fn upstream_worker_name(
     name: &str,
     account: &str,
     mode: UpstreamWorker,

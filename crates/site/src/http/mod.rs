@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exporter::Exporter;
 
-pub use config::{HttpConfig, HttpConfigRaw};
+pub use config::HttpConfig;
+pub(crate) use config::HttpConfigRaw;
 pub use error::ApiError;
 
 /// How often the recorder's histogram buffers are drained between scrapes.

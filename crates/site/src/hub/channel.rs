@@ -36,7 +36,7 @@ const CONTROL_BACKLOG: usize = 16;
 /// on that load (`docs/BENCHES.md`, "Proxy end to end"): 64 feeds gave p99 12–44 ms, 256
 /// gave 1.5–3.7 ms, 1,024 no better than 256 with a wider fan-out. The cost is one yield
 /// (and one I/O driver poll) per feed per job, well under a millisecond.
-pub const JOB_FEEDS: usize = 256;
+pub(crate) const JOB_FEEDS: usize = 256;
 
 /// A job slot: the latest job, shared by the miners that watch it.
 type JobSlot = watch::Sender<Option<Arc<MinerJob>>>;

@@ -15,9 +15,10 @@ mod channels;
 mod job;
 mod link;
 
-pub use channel::{Channel, JOB_FEEDS};
-pub use channels::{Hub, JoinError, MinerSizes};
-pub use job::{JobIds, MinerJob, MinerJobParts};
+pub use channel::Channel;
+pub(crate) use channels::JoinError;
+pub use channels::{Hub, MinerSizes};
+pub use job::{MinerJob, MinerJobParts};
 pub use link::{UpstreamLink, UpstreamSubmit};
 
 pub use channel::ChannelControl;

@@ -3,6 +3,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::channel::JOB_FEEDS;
 use super::*;
 use hashgate_protocol::extranonce::{SplitLimits, choose_split};
 use hashgate_protocol::stratum::Notify;

@@ -7,13 +7,12 @@ pub mod hashrate;
 pub use hashrate::{HashrateMeter, MIN_REPORT_AGE, Window};
 pub mod miner;
 
-pub use miner::{MinerIdentity, MinerSnapshot, MinerStats, MinerTotals, PoolReject, Undelivered};
+pub use miner::{MinerIdentity, MinerStats, PoolReject, Undelivered};
+pub(crate) use miner::{MinerSnapshot, MinerTotals};
 pub mod registry;
 
-pub use registry::{
-    Departed, DepartedWorker, MAX_DEPARTED_WORKERS, MinerRegistration, Registry, UpstreamSnapshot,
-    UpstreamState, UpstreamStats,
-};
+pub(crate) use registry::{Departed, DepartedWorker, UpstreamStats};
+pub use registry::{MinerRegistration, Registry, UpstreamSnapshot, UpstreamState};
 
 /// Whether the per-share `record*` calls keep figures: `false` only in a build with the
 /// `stats-off` feature, a measurement switch for the before/after cost of stats on the

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// The delay before the next reconnect attempt of one pool; pure (the caller supplies the
 /// random jitter), so the schedule is testable without sleeping.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// First delay, after the first failure.
     min: Duration,
     /// Ceiling of the delay.
@@ -17,7 +17,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// A schedule from `min` doubling up to `max` (`max` below `min` is read as `min`).
-    pub fn new(min: Duration, max: Duration) -> Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
         Backoff {
             min,
             max: max.max(min),
@@ -28,7 +28,7 @@ impl Backoff {
     /// The delay after one more failure. `jitter` in `0.0..=1.0` (out-of-range values are
     /// clamped) picks a point between half the nominal delay and the full delay ("equal
     /// jitter"), never below `min`: attempts spread out but still grow.
-    pub fn next_delay(&mut self, jitter: f64) -> Duration {
+    pub(crate) fn next_delay(&mut self, jitter: f64) -> Duration {
         let nominal = self.nominal();
         self.failures = self.failures.saturating_add(1);
         let jitter = if jitter.is_finite() {
@@ -44,19 +44,20 @@ impl Backoff {
     }
 
     /// The un-jittered delay the next failure would get.
-    pub fn nominal(&self) -> Duration {
+    pub(crate) fn nominal(&self) -> Duration {
         // 2^20 × any sane minimum is far past any sane maximum: stop doubling there.
         let factor = 1u32 << self.failures.min(20);
         self.min.saturating_mul(factor).min(self.max)
     }
 
     /// Failures counted since the last reset.
-    pub fn failures(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 
     /// Starts over after a connection that stayed healthy.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

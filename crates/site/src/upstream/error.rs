@@ -8,7 +8,7 @@ use hashgate_protocol::stratum::CodecError;
 /// A pool connection failure. Every one is handled the same way (the channel fails over to
 /// its backup and the pool is retried with back-off); the message says what to check.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// TCP connect failed: host down, port closed, DNS failure.
     #[error("cannot connect to {address}: {source}")]
     Connect {

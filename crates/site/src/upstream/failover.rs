@@ -21,7 +21,7 @@ use super::backoff::Backoff;
 
 /// The state of one pool's connection for a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
+pub(crate) enum LinkState {
     /// No connection and none wanted.
     Idle,
     /// Connecting, subscribing, waiting for the first job.
@@ -40,7 +40,7 @@ pub enum LinkState {
 
 /// A change of the active pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Switch {
+pub(crate) struct Switch {
     /// The pool that was active (`None` at start).
     pub from: Option<usize>,
     /// The pool now active (`None` when no pool is ready).
@@ -49,7 +49,7 @@ pub struct Switch {
 
 /// What the caller must do after a decision.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FailoverDecision {
+pub(crate) struct FailoverDecision {
     /// The active pool changed: publish its latest job with `clean_jobs`.
     pub switch: Option<Switch>,
     /// Pools to open a connection to (now marked connecting).
@@ -66,7 +66,7 @@ struct Slot {
 
 /// The failover state of one channel over the ordered pools.
 #[derive(Debug, Clone)]
-pub struct Failover {
+pub(crate) struct Failover {
     slots: Vec<Slot>,
     active: Option<usize>,
     failback_after: Duration,
@@ -78,7 +78,7 @@ pub struct Failover {
 
 impl Failover {
     /// All `pools` idle, none active.
-    pub fn new(
+    pub(crate) fn new(
         pools: usize,
         reconnect_min: Duration,
         reconnect_max: Duration,
@@ -97,22 +97,23 @@ impl Failover {
     }
 
     /// The active pool.
-    pub fn active(&self) -> Option<usize> {
+    pub(crate) fn active(&self) -> Option<usize> {
         self.active
     }
 
     /// The state of a pool's connection.
-    pub fn state(&self, pool: usize) -> Option<LinkState> {
+    pub(crate) fn state(&self, pool: usize) -> Option<LinkState> {
         self.slots.get(pool).map(|s| s.state)
     }
 
     /// The pool kept ready for a switch: the most preferred ready pool that is not active.
-    pub fn backup(&self) -> Option<usize> {
+    #[cfg(test)]
+    pub(crate) fn backup(&self) -> Option<usize> {
         (0..self.slots.len()).find(|&i| Some(i) != self.active && self.is_ready(i))
     }
 
     /// A pool's connection has subscribed and has a job.
-    pub fn ready(&mut self, pool: usize, now: Instant) {
+    pub(crate) fn ready(&mut self, pool: usize, now: Instant) {
         if let Some(slot) = self.slots.get_mut(pool)
             && slot.state == LinkState::Connecting
         {
@@ -125,7 +126,7 @@ impl Failover {
     /// A connection that had been healthy for `failback_after` resets the back-off first,
     /// so a pool that drops once a day is retried quickly, and one that flaps is not.
     /// Returns the delay chosen.
-    pub fn down(
+    pub(crate) fn down(
         &mut self,
         pool: usize,
         now: Instant,
@@ -152,7 +153,7 @@ impl Failover {
     }
 
     /// Chooses the active pool and the connections to open or close at `now`.
-    pub fn decide(&mut self, now: Instant) -> FailoverDecision {
+    pub(crate) fn decide(&mut self, now: Instant) -> FailoverDecision {
         let mut decision = FailoverDecision::default();
         let chosen = self.choose_active(now);
         if chosen != self.active {
@@ -206,7 +207,7 @@ impl Failover {
 
     /// When [`Failover::decide`] may have something new to say without any event: the
     /// next reconnect or failback moment.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let active = self.active;
         self.slots
             .iter()

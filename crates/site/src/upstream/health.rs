@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 /// Quiet time after which an idle pool is probed; with the default 3 s silence timeout
 /// this leaves room for two probes before the verdict.
-pub const PROBE_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// What the connection should do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthCheck {
+pub(crate) enum HealthCheck {
     /// Nothing to do.
     Fine,
     /// Send a probe request (nothing heard for a while).
@@ -42,7 +42,7 @@ pub enum HealthCheck {
 
 /// Liveness bookkeeping of one pool connection.
 #[derive(Debug, Clone)]
-pub struct Health {
+pub(crate) struct Health {
     /// Silence after which the pool counts as down.
     silence: Duration,
     /// Quiet time before a probe (and between probes).
@@ -72,7 +72,7 @@ pub struct Health {
 impl Health {
     /// Starts counting at `now` (the connection was just made); the connection will call
     /// [`Health::check`] every `tick`.
-    pub fn new(silence: Duration, tick: Duration, now: Instant) -> Health {
+    pub(crate) fn new(silence: Duration, tick: Duration, now: Instant) -> Health {
         Health {
             silence,
             probe_after: PROBE_AFTER.min(silence / 3),
@@ -88,37 +88,37 @@ impl Health {
     }
 
     /// A line came from the pool.
-    pub fn heard(&mut self, now: Instant) {
+    pub(crate) fn heard(&mut self, now: Instant) {
         self.last_heard = now;
     }
 
     /// An answer came from the pool: every request sent before it was read.
-    pub fn answered(&mut self, now: Instant) {
+    pub(crate) fn answered(&mut self, now: Instant) {
         self.last_heard = now;
         self.awaiting_since = None;
     }
 
     /// A request went out; its answer is due within the silence timeout.
-    pub fn sent_request(&mut self, now: Instant) {
+    pub(crate) fn sent_request(&mut self, now: Instant) {
         self.awaiting_since.get_or_insert(now);
     }
 
     /// Time since the connection was made, less the proxy's own stalls: the clock for
     /// deadlines that only the pool can miss (e.g. finishing the handshake).
-    pub fn awake_for(&self, now: Instant) -> Duration {
+    pub(crate) fn awake_for(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.born)
             .saturating_sub(self.stalled)
     }
 
     /// Stall time excused by checks since the last call: the caller moves its own
     /// deadlines that only the pool can miss by as much.
-    pub fn take_stall(&mut self) -> Duration {
+    pub(crate) fn take_stall(&mut self) -> Duration {
         std::mem::take(&mut self.untaken_stall)
     }
 
     /// Decides what to do at `now`; a [`HealthCheck::Probe`] answer is remembered, so the
     /// next probe comes `probe_after` later at the earliest. Call it every `tick`.
-    pub fn check(&mut self, now: Instant) -> HealthCheck {
+    pub(crate) fn check(&mut self, now: Instant) -> HealthCheck {
         self.excuse_stall(now);
         let quiet = now.saturating_duration_since(self.last_heard);
         let unanswered = self

@@ -43,14 +43,9 @@ use crate::hub::Hub;
 use crate::stats::Registry;
 use hashgate_protocol::extranonce::SplitLimits;
 
-pub use backoff::Backoff;
-pub use connection::{REQUESTED_VERSION_MASK, SUBMIT_QUEUE, USER_AGENT};
-pub use error::UpstreamError;
-pub use failover::{Failover, FailoverDecision, LinkState, Switch};
-pub use health::{Health, HealthCheck, PROBE_AFTER};
+pub use connection::USER_AGENT;
 pub use manager::spawn;
-pub use pending::{InFlight, Pending, upstream_worker, verdict};
-pub use sizing::{PlanChoice, plan_for};
+pub use pending::{Pending, verdict};
 
 /// Longest a shutdown waits for the pool's answers to shares already sent (the submit
 /// timeout when shorter); the rest are counted as `shutdown`.

@@ -104,7 +104,12 @@ pub fn verdict(answer: &Response) -> Result<(), PoolReject> {
 /// Sessions name workers on the site account (`<account>.<rig>`); a pool configured with
 /// another user gets the same rig under its own user, so its dashboard still shows every
 /// miner. With `per_miner` off every share goes under the pool user alone.
-pub fn upstream_worker(per_miner: bool, account: &str, pool_user: &str, worker: &str) -> String {
+pub(crate) fn upstream_worker(
+    per_miner: bool,
+    account: &str,
+    pool_user: &str,
+    worker: &str,
+) -> String {
     if !per_miner || worker.is_empty() || worker == account || worker == pool_user {
         return pool_user.to_owned();
     }

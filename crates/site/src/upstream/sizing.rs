@@ -10,7 +10,7 @@ use hashgate_protocol::extranonce::{ExtranonceError, ExtranoncePlan, SplitLimits
 
 /// The split for one pool and whether miners must change sizes for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlanChoice {
+pub(crate) enum PlanChoice {
     /// The miners' sizes fit this pool.
     Fits(ExtranoncePlan),
     /// The miners must take these sizes (the first pool, or one too small for the old ones).
@@ -19,7 +19,8 @@ pub enum PlanChoice {
 
 impl PlanChoice {
     /// The plan either way.
-    pub fn plan(self) -> ExtranoncePlan {
+    #[cfg(test)]
+    pub(crate) fn plan(self) -> ExtranoncePlan {
         match self {
             PlanChoice::Fits(plan) | PlanChoice::Resize(plan) => plan,
         }
@@ -31,7 +32,7 @@ impl PlanChoice {
 /// # Errors
 /// The [`ExtranonceError`] of [`choose_split`] when the pool cannot be used at all
 /// (extranonce2 below 3 bytes or above 32).
-pub fn plan_for(
+pub(crate) fn plan_for(
     current: Option<MinerSizes>,
     pool_extranonce2_size: usize,
     miners_per_upstream: usize,

@@ -69,7 +69,10 @@ impl ContainerRuntime {
     }
 
     /// The meter reading to use now, or why none can be used.
-    pub(super) fn meter_watts(&self, now: Instant) -> Option<Result<(Instant, f64), MeterFallback>> {
+    pub(super) fn meter_watts(
+        &self,
+        now: Instant,
+    ) -> Option<Result<(Instant, f64), MeterFallback>> {
         let spec = self.spec.meter.as_ref()?;
         Some(match self.meter {
             None => Err(MeterFallback::Missing),
@@ -100,7 +103,11 @@ fn sane_watts(w: Option<f64>) -> Option<f64> {
 
 impl MinerRuntime {
     /// Telemetry no older than the settings allow.
-    pub(super) fn fresh(&self, now: Instant, s: &ControllerSettings) -> Option<(Instant, &Telemetry)> {
+    pub(super) fn fresh(
+        &self,
+        now: Instant,
+        s: &ControllerSettings,
+    ) -> Option<(Instant, &Telemetry)> {
         self.telemetry
             .as_ref()
             .filter(|(at, _)| now.saturating_duration_since(*at) <= s.telemetry_max_age)
@@ -179,7 +186,12 @@ impl MinerRuntime {
     /// How much more than a meter reading taken at `metered_at` a woken miner may draw:
     /// a reading older than the wake saw it at standby; during the ramp, the meter saw at
     /// most its last telemetry power no newer than the reading (standby when none).
-    pub(super) fn ramp_gap(&self, metered_at: Instant, now: Instant, s: &ControllerSettings) -> f64 {
+    pub(super) fn ramp_gap(
+        &self,
+        metered_at: Instant,
+        now: Instant,
+        s: &ControllerSettings,
+    ) -> f64 {
         let Some(woken) = self.woken_at.filter(|_| self.intent == Intent::Awake) else {
             return 0.0;
         };

@@ -40,14 +40,14 @@ pub(super) use super::event::{ConnSpec, Ended, Event, PoolWork};
 pub const USER_AGENT: &str = concat!("hashgate/", env!("CARGO_PKG_VERSION"));
 
 /// The version-rolling mask asked for: everything, so the pool grants all it allows.
-pub const REQUESTED_VERSION_MASK: u32 = 0xffff_ffff;
+pub(crate) const REQUESTED_VERSION_MASK: u32 = 0xffff_ffff;
 
 /// Shares waiting to be written to one pool connection. The session drains the queue as
 /// fast as it can write, so it only fills when the socket stalls: at a site-wide 4,000
 /// shares/s (far above the ~1 share/s per miner that vardiff aims at for a 4,096-miner
 /// channel) this is about a second of stall, after which failing over is the cure and
 /// further shares are counted as `queue_full` against their miners rather than buffered.
-pub const SUBMIT_QUEUE: usize = 4096;
+pub(crate) const SUBMIT_QUEUE: usize = 4096;
 
 /// Shares taken off the queue per write, so blocks queued behind others still go first
 /// and one system call carries many submits.
