@@ -12,6 +12,7 @@ mod support;
 mod mgmt_faults;
 mod mgmt_fixtures;
 mod mgmt_framing;
+mod mgmt_replay;
 mod mgmt_sim;
 mod power_admin;
 mod power_controller;

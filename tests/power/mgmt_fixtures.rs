@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use hashgate_site::power::api::cgminer::{check_status, parse_reply};
-use hashgate_site::power::api::{MinerState, antminer, braiins, luxos, whatsminer};
+use hashgate_site::power::api::{MinerState, antminer, avalon, braiins, luxos, whatsminer};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -37,7 +37,7 @@ fn all_fixture_files() -> Vec<PathBuf> {
 #[test]
 fn every_fixture_parses_clean_and_with_device_quirks() {
     let files = all_fixture_files();
-    assert!(files.len() >= 80, "fixtures missing: {}", files.len());
+    assert!(files.len() >= 100, "fixtures missing: {}", files.len());
     for path in files {
         let raw = std::fs::read(&path).unwrap();
         let clean = parse_reply(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -172,4 +172,119 @@ fn whatsminer_mineroff_is_sleeping() {
     )
     .unwrap();
     assert_eq!(t.state, MinerState::Sleeping);
+}
+
+#[test]
+fn avalon_q_cgminer_4_11_in_standby() {
+    // The reply that used to fail as "unreadable": its module string sits under
+    // `MM ID0:Summary`, wrapped in `'STATS':{..}`, not under `MM ID0`.
+    let summary = load("avalon/q_25052801/summary.json");
+    let stats = load("avalon/q_25052801/stats.json");
+    check_status(&summary).unwrap();
+    check_status(&stats).unwrap();
+    let t = avalon::parse_telemetry(&summary, &stats).unwrap();
+    // `MHS 5s` is 0 in standby while `MHS av` still averages the day's work.
+    assert_eq!(t.hashrate_ths, Some(0.0));
+    assert_eq!(t.state, MinerState::Sleeping, "SoftOFF[4]");
+    assert_eq!(t.inlet_temp_c, Some(26.0), "ITemp");
+    assert!(t.board_temps_c.is_empty(), "TMax[0] in standby");
+    assert_eq!(t.fan_rpm, vec![0, 0, 0, 0]);
+    assert_eq!(t.power_watts, Some(146.0), "PS[6] in standby");
+}
+
+#[test]
+fn avalon_q_litestats_carries_the_same_string() {
+    let mut raw = serde_json::json!({
+        "summary": load("avalon/q_25052801/summary.json"),
+        "stats": load("avalon/q_25052801/stats.json"),
+        "litestats": load("avalon/q_25052801/litestats.json"),
+    });
+    // As Avalon Q sometimes answers `stats`: the key present, the string empty.
+    raw["stats"]["STATS"][0]["MM ID0:Summary"] = Value::String(String::new());
+    assert!(avalon::mm_strings(&raw["stats"]).is_empty());
+    let t = avalon::parse_raw_status(&raw).unwrap();
+    assert_eq!(t.state, MinerState::Sleeping);
+    assert_eq!(t.inlet_temp_c, Some(26.0));
+    assert_eq!(t.power_watts, Some(146.0));
+}
+
+#[test]
+fn avalon_1566_cgminer_4_11_mining() {
+    let stats = load("avalon/a1566_24102401/stats.json");
+    check_status(&stats).unwrap();
+    // No summary was captured: the modules' own speed (GHSspd) stands in.
+    let t = avalon::parse_telemetry(&Value::Null, &stats).unwrap();
+    assert!((t.hashrate_ths.unwrap() - 199.24107).abs() < 1e-9);
+    assert_eq!(t.inlet_temp_c, Some(31.0));
+    assert_eq!(t.board_temps_c, vec![77.0, 78.0, 77.0]);
+    assert_eq!(t.fan_rpm, vec![4275, 4282]);
+    assert_eq!(t.power_watts, Some(3731.0), "WALLPOWER");
+    assert_eq!(t.state, MinerState::Mining);
+
+    // The same firmware's rate windows are 30 s ones (`MHS 30s`, no `MHS 5s`): read from
+    // the captured `devs` entry put where a summary's would be.
+    let devs = load("avalon/a1566_24102401/devs.json");
+    let summary = serde_json::json!({"SUMMARY": devs["DEVS"].clone()});
+    let t = avalon::parse_telemetry(&summary, &stats).unwrap();
+    assert!((t.hashrate_ths.unwrap() - 197.49792649).abs() < 1e-9);
+}
+
+#[test]
+fn antminer_s21_xp_hydro_and_s23_hydro_stats() {
+    // Captured `stats` only; the rate in it stands in for the summary's.
+    let stats = load("antminer/v2023_07/s21_xp_hydro_rpc_stats_captured.json");
+    let t = antminer::parse_telemetry(&Value::Null, &stats).unwrap();
+    assert!((t.hashrate_ths.unwrap() - 483.97925).abs() < 1e-9);
+    assert_eq!(t.board_temps_c, vec![63.0, 63.0, 63.0]);
+    // Hydro: fan_num still says 4, all at 0 rpm.
+    assert_eq!(t.fan_rpm, vec![0, 0, 0, 0]);
+    assert_eq!(t.power_watts, None);
+    assert_eq!(t.state, MinerState::Mining);
+
+    let stats = load("antminer/v2023_07/s23_hydro_rpc_stats_captured.json");
+    let t = antminer::parse_telemetry(&Value::Null, &stats).unwrap();
+    assert!((t.hashrate_ths.unwrap() - 572.84556).abs() < 1e-9);
+    assert_eq!(t.board_temps_c, vec![56.0, 55.0, 56.0]);
+    assert!(t.fan_rpm.is_empty(), "fan_num 0");
+}
+
+#[test]
+fn antminer_hiveon_s19_chain_power_is_not_wall_power() {
+    let stats = load("antminer/v2023_07/hiveon_s19x88_stats_captured.json");
+    let t = antminer::parse_telemetry(&Value::Null, &stats).unwrap();
+    assert!((t.hashrate_ths.unwrap() - 6.751).abs() < 1e-9);
+    assert_eq!(t.board_temps_c, vec![61.0, 56.0, 56.0]);
+    assert_eq!(t.fan_rpm, vec![3090, 3000, 3000, 3090]);
+    // chain_power1..3 and total_power are the hashboards' DC draw.
+    assert_eq!(t.power_watts, None);
+}
+
+#[test]
+fn antminer_multi_command_reply() {
+    // `{"command":"summary+stats"}` nests one full reply per command.
+    let both = serde_json::json!({
+        "summary": [load("antminer/v2020/summary.json")],
+        "stats": [load("antminer/v2020/stats.json")],
+        "id": 1,
+    });
+    check_status(&both).unwrap();
+    let t = antminer::parse_telemetry(&both, &both).unwrap();
+    assert!((t.hashrate_ths.unwrap() - 110.56689).abs() < 1e-6);
+    assert_eq!(t.board_temps_c, vec![78.0, 71.0, 69.0]);
+}
+
+#[test]
+fn whatsminer_api_v3_shape() {
+    let t = whatsminer::parse_telemetry(
+        &load("whatsminer/v3/get_miner_status_summary.json"),
+        &load("whatsminer/v3/get_miner_status_edevs.json"),
+        &Value::Null,
+    )
+    .unwrap();
+    assert!((t.hashrate_ths.unwrap() - 171.259).abs() < 1e-9, "TH/s");
+    assert_eq!(t.power_watts, Some(3156.0), "power-realtime");
+    assert_eq!(t.inlet_temp_c, Some(28.5));
+    assert_eq!(t.fan_rpm, vec![5400, 5280]);
+    assert_eq!(t.board_temps_c, vec![80.0, 82.0, 81.0]);
+    assert_eq!(t.state, MinerState::Mining);
 }

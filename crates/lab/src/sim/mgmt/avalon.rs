@@ -21,7 +21,8 @@ fn handle(state: &SimMinerState, req: &Value, now: Instant) -> String {
     match cmd {
         "summary" => reply(
             "SUMMARY",
-            json!([{ "MHS 5s": r.hashrate_ths * 1e6, "MHS av": r.hashrate_ths * 1e6, "Elapsed": 1 }]),
+            // cgminer on Avalon logs every 30 s, so its rate windows are `30s`, not `5s`.
+            json!([{ "MHS 30s": r.hashrate_ths * 1e6, "MHS av": r.hashrate_ths * 1e6, "Elapsed": 1 }]),
             "Summary",
             11,
             DESCRIPTION,
@@ -37,17 +38,24 @@ fn handle(state: &SimMinerState, req: &Value, now: Instant) -> String {
                 .enumerate()
                 .map(|(i, rpm)| format!(" Fan{}[{rpm}]", i + 1))
                 .collect();
-            // PS[error vout-control vout iout power-in ...]: index 4 is input watts.
+            // The A15xx layout (cgminer 4.11): PS[error 12Vin Vout Iout Pout Vset Pin], volts
+            // in 10 mV, the PSU's output Pout = Vout × Iout, and the wall figure Pin also
+            // printed as WALLPOWER. The PSU is taken as 93 % efficient at 12.00 V out.
+            let vout_cv = 1200.0;
+            let iout = (r.power_watts * 0.93 / 12.0).round();
+            let pout = vout_cv * iout / 100.0;
             let mm = format!(
-                "Ver[1246-83-sim] Elapsed[1] Temp[{:.0}] TMax[{tmax:.0}] MTmax[{mtmax}]{fans} FanR[60%] PS[0 1209 2260 87 {:.0} 2260 1994] GHSmm[{:.2}] SoftOFF[{}]",
+                "Ver[15-194-sim] Elapsed[1] SYSTEMSTATU[Work: In Work, Hash Board: {boards} ] Temp[{:.0}] TMax[{tmax:.0}]{fans} FanR[60%] PS[0 1209 {vout_cv:.0} {iout:.0} {pout:.0} 1200 {:.0}] WALLPOWER[{:.0}] GHSspd[{:.2}] MTmax[{mtmax}] SoftOFF[{}] WORKMODE[1]",
                 r.inlet_c,
                 r.power_watts,
+                r.power_watts,
                 r.hashrate_ths * 1000.0,
-                u8::from(!r.awake)
+                u8::from(!r.awake),
+                boards = r.board_temps_c.len(),
             );
             reply(
                 "STATS",
-                json!([{ "STATS": 0, "ID": "AVA100", "MM ID0": mm }]),
+                json!([{ "STATS": 0, "ID": "AVA100", "MM ID0": mm, "MM Count": 1 }]),
                 "CGMiner stats",
                 70,
                 DESCRIPTION,

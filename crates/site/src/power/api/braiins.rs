@@ -181,16 +181,24 @@ fn path_f64(v: &Value, path: &[&str]) -> Option<f64> {
 }
 
 /// Builds telemetry from `miner/stats`, `miner/hw/hashboards`, `cooling/state` and
-/// `miner/details`.
+/// `miner/details`; a figure missing from its document is unknown.
 ///
 /// # Errors
-/// [`ApiError::Protocol`] when the stats carry no hashrate.
+/// [`ApiError::Protocol`] when none of the four documents is a JSON object.
 pub fn parse_telemetry(
     stats: &Value,
     hashboards: &Value,
     cooling: &Value,
     details: &Value,
 ) -> Result<Telemetry, ApiError> {
+    if ![stats, hashboards, cooling, details]
+        .iter()
+        .any(|d| d.is_object())
+    {
+        return Err(ApiError::Protocol(
+            "none of miner/stats, hashboards, cooling, details is a JSON object".into(),
+        ));
+    }
     let ghs = path_f64(
         stats,
         &[
@@ -210,9 +218,8 @@ pub fn parse_telemetry(
                 "gigahash_per_second",
             ],
         )
-    })
-    .ok_or_else(|| ApiError::Protocol("miner/stats has no real hashrate".into()))?;
-    let hashrate_ths = ghs / 1000.0;
+    });
+    let hashrate_ths = ghs.map(|ghs| ghs / 1000.0);
     let power_watts = path_f64(stats, &["power_stats", "approximated_consumption", "watt"]);
     let boards = hashboards
         .get("hashboards")
@@ -246,14 +253,14 @@ pub fn parse_telemetry(
     let status = details.get("status").and_then(Value::as_i64);
     let state = match status {
         Some(STATUS_PAUSED) | Some(STATUS_SUSPENDED) => MinerState::Sleeping,
-        _ if hashrate_ths > 0.0 => MinerState::Mining,
+        _ if hashrate_ths.is_some_and(|h| h > 0.0) => MinerState::Mining,
         _ => MinerState::Idle,
     };
     Ok(Telemetry {
         power_watts,
         inlet_temp_c,
         board_temps_c,
-        hashrate_ths: Some(hashrate_ths),
+        hashrate_ths,
         fan_rpm,
         state,
     })
@@ -299,5 +306,27 @@ impl MinerApi for BraiinsClient {
                 .await
                 .map(drop)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_missing_figure_is_unknown_but_no_document_is_an_error() {
+        let stats = json!({"power_stats":{"approximated_consumption":{"watt":3137}}});
+        let details = json!({"status": STATUS_PAUSED});
+        let t = parse_telemetry(&stats, &json!({}), &json!({}), &details).unwrap();
+        assert_eq!(t.hashrate_ths, None);
+        assert_eq!(t.power_watts, Some(3137.0));
+        assert_eq!(t.state, MinerState::Sleeping);
+        let t = parse_telemetry(&json!({}), &json!({}), &json!({}), &json!({})).unwrap();
+        assert_eq!(t.state, MinerState::Idle);
+        assert!(matches!(
+            parse_telemetry(&Value::Null, &Value::Null, &Value::Null, &Value::Null),
+            Err(ApiError::Protocol(_))
+        ));
     }
 }

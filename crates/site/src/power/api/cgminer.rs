@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::ApiError;
+use super::{ApiError, reading};
 
 /// Largest reply accepted from a miner; LuxOS `healthchipget` is ~30 KB, so 1 MiB leaves
 /// room for any real reply while bounding what a broken miner can make us buffer.
@@ -435,18 +435,40 @@ pub fn status_of(reply: &Value) -> Option<(String, String)> {
     Some((code, msg))
 }
 
-/// The first object of a named section (`"SUMMARY":[{..}]`), if present.
-pub fn section<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
-    reply.get(name)?.as_array()?.first()
+/// The value a reply holds under section `name`, found however the firmware spelled it.
+///
+/// Exact spelling first, then any case or spacing (`"SUMMARY"`, `"Summary"`). A
+/// multi-command reply nests one whole reply per command (`{"summary":[{"STATUS":..,
+/// "SUMMARY":[..]}]}`), so a match whose first entry itself holds the section is opened.
+fn section_value<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
+    let found = reading::get(reply, &[name])?;
+    if let Some(inner) = found.as_array().and_then(|items| items.first())
+        && inner.get("STATUS").is_some()
+        && reading::get(inner, &[name]).is_some_and(|v| v.is_array() || v.is_object())
+    {
+        return section_value(inner, name);
+    }
+    Some(found)
 }
 
-/// A named section's list of objects (`"FANS":[{..},{..}]`); empty when absent.
+/// The first object of a named section (`"SUMMARY":[{..}]`, or `"SUMMARY":{..}` as some
+/// firmware writes it), if present; the name matches in any case.
+pub fn section<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
+    match section_value(reply, name)? {
+        Value::Array(items) => items.first().filter(|v| v.is_object()),
+        obj @ Value::Object(_) => Some(obj),
+        _ => None,
+    }
+}
+
+/// A named section's list of objects (`"FANS":[{..},{..}]`); empty when absent. A section
+/// written as one object is a list of one.
 pub fn section_list<'a>(reply: &'a Value, name: &str) -> &'a [Value] {
-    reply
-        .get(name)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    match section_value(reply, name) {
+        Some(Value::Array(items)) => items,
+        Some(obj @ Value::Object(_)) => std::slice::from_ref(obj),
+        _ => &[],
+    }
 }
 
 /// Reads a number that firmware may send as a JSON number or as a numeric string.
@@ -573,6 +595,30 @@ mod tests {
             check_status(&json!({"a":1})),
             Err(ApiError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn sections_in_any_case_object_form_or_nested_per_command() {
+        let plain = json!({"SUMMARY":[{"a":1}]});
+        assert_eq!(section(&plain, "SUMMARY"), Some(&json!({"a":1})));
+        let lower = json!({"Summary":[{"a":2}]});
+        assert_eq!(section(&lower, "SUMMARY"), Some(&json!({"a":2})));
+        let object = json!({"SUMMARY":{"a":3}});
+        assert_eq!(section(&object, "SUMMARY"), Some(&json!({"a":3})));
+        assert_eq!(section_list(&object, "SUMMARY").len(), 1);
+        let nested = json!({"summary":[{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"a":4}]}],
+            "stats":[{"STATUS":[{"STATUS":"S"}],"STATS":[{"STATS":0},{"STATS":1}]}]});
+        assert_eq!(section(&nested, "SUMMARY"), Some(&json!({"a":4})));
+        assert_eq!(section_list(&nested, "STATS").len(), 2);
+        // An entry's own `STATS` counter is not a nested reply.
+        let stats = json!({"STATS":[{"STATS":0,"ID":"AVA100"}]});
+        assert_eq!(
+            section(&stats, "STATS"),
+            Some(&json!({"STATS":0,"ID":"AVA100"}))
+        );
+        assert_eq!(section(&json!({"SUMMARY":[]}), "SUMMARY"), None);
+        assert_eq!(section(&json!({"SUMMARY":[1]}), "SUMMARY"), None);
+        assert!(section_list(&json!({"FANS":"none"}), "FANS").is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::cgminer::{self, Timeouts, check_status, field, section, section_list};
-use super::{ApiError, ApiFuture, Family, MinerApi, MinerState, Telemetry};
+use super::{ApiError, ApiFuture, Family, MinerApi, MinerState, Telemetry, reading};
 
 /// Client for one LuxOS miner.
 #[derive(Debug)]
@@ -113,10 +113,46 @@ fn is_session_error(msg: &str) -> bool {
     msg.contains("session") || msg.contains("logon")
 }
 
+/// Temperature sensors facing the air intake: those whose `METADATA` label says so, or,
+/// for firmware without `METADATA`, whose own name does.
+fn intake_keys(temps: &Value) -> Vec<String> {
+    let labelled: Vec<String> = section(temps, "METADATA")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| {
+                    reading::get(v, &["Label"])
+                        .and_then(Value::as_str)
+                        .is_some_and(is_intake)
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !labelled.is_empty() {
+        return labelled;
+    }
+    section_list(temps, "TEMPS")
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|board| board.keys())
+        .filter(|k| is_intake(k))
+        .cloned()
+        .collect()
+}
+
+fn is_intake(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("intake") || name.contains("inlet")
+}
+
 /// Builds telemetry from the `summary`, `power`, `temps`, `fans` and `config` replies.
 ///
+/// A reply that is missing or lacks a figure leaves that figure unknown; the summary's
+/// shortest-window rate gives the hashrate in whichever unit it is written.
+///
 /// # Errors
-/// [`ApiError::Protocol`] when the summary has no hashrate.
+/// [`ApiError::Protocol`] when none of the replies has its section.
 pub fn parse_telemetry(
     summary: &Value,
     power: &Value,
@@ -124,60 +160,56 @@ pub fn parse_telemetry(
     fans: &Value,
     config: &Value,
 ) -> Result<Telemetry, ApiError> {
-    let hashrate_ths = section(summary, "SUMMARY")
-        .and_then(|s| field(s, "GHS 5s").or_else(|| field(s, "GHS av")))
-        .map(|ghs| ghs / 1000.0)
-        .ok_or_else(|| ApiError::Protocol("summary has no GHS 5s".into()))?;
-    let power_watts = section(power, "POWER").and_then(|p| field(p, "Watts"));
+    let sum = section(summary, "SUMMARY");
+    let boards = section_list(temps, "TEMPS");
+    let power_section = section(power, "POWER");
+    let fan_list = section_list(fans, "FANS");
+    if sum.is_none() && boards.is_empty() && power_section.is_none() && fan_list.is_empty() {
+        return Err(ApiError::Protocol(
+            "no SUMMARY, POWER, TEMPS or FANS section in the replies".into(),
+        ));
+    }
+    let hashrate_ths = sum.and_then(reading::hashrate_ths);
+    let power_watts = power_section
+        .and_then(|p| reading::num(p, &["Watts", "Power"]))
+        .filter(|w| *w >= 0.0);
 
-    // Sensor names differ per model; METADATA labels say which ones face the intake.
-    let intake_keys: Vec<&str> = section(temps, "METADATA")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter(|(_, v)| {
-                    v.get("Label")
-                        .and_then(Value::as_str)
-                        .is_some_and(|l| l.contains("Intake"))
-                })
-                .map(|(k, _)| k.as_str())
-                .collect()
-        })
-        .unwrap_or_default();
+    let intake = intake_keys(temps);
     let mut board_temps_c = Vec::new();
     let mut inlet: Option<f64> = None;
-    for board in section_list(temps, "TEMPS") {
+    for board in boards {
         let Some(obj) = board.as_object() else {
             continue;
         };
         let hottest = obj
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "ID" | "TEMP"))
+            .filter(|(k, _)| !matches!(reading::norm(k).as_str(), "id" | "temp" | "board"))
             .filter_map(|(_, v)| cgminer::number(Some(v)))
+            .filter_map(reading::plausible_temp)
             .fold(None, |acc: Option<f64>, t| {
                 Some(acc.map_or(t, |a| a.max(t)))
             });
         if let Some(t) = hottest {
             board_temps_c.push(t);
         }
-        for key in &intake_keys {
-            if let Some(t) = field(board, key) {
+        for key in &intake {
+            if let Some(t) = reading::num(board, &[key]).and_then(reading::plausible_temp) {
                 inlet = Some(inlet.map_or(t, |i| i.min(t)));
             }
         }
     }
-    let fan_rpm = section_list(fans, "FANS")
+    let fan_rpm = fan_list
         .iter()
-        .filter_map(|f| field(f, "RPM"))
+        .filter_map(|f| reading::num(f, &["RPM"]))
         .map(|r| r.max(0.0) as u32)
         .collect();
     let curtail = section(config, "CONFIG")
-        .and_then(|c| c.get("CurtailMode"))
+        .and_then(|c| reading::get(c, &["CurtailMode"]))
         .and_then(Value::as_str)
         .unwrap_or("None");
     let state = if !curtail.eq_ignore_ascii_case("none") && !curtail.is_empty() {
         MinerState::Sleeping
-    } else if hashrate_ths > 0.0 {
+    } else if hashrate_ths.is_some_and(|h| h > 0.0) {
         MinerState::Mining
     } else {
         MinerState::Idle
@@ -186,7 +218,7 @@ pub fn parse_telemetry(
         power_watts,
         inlet_temp_c: inlet,
         board_temps_c,
-        hashrate_ths: Some(hashrate_ths),
+        hashrate_ths,
         fan_rpm,
         state,
     })
@@ -242,5 +274,64 @@ impl MinerApi for LuxosClient {
             let name = pick_profile(&profiles, watts)?;
             self.write("profileset", &name).await.map(drop)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn intake_by_sensor_name_when_there_is_no_metadata() {
+        let temps = json!({"TEMPS":[{"ID":0,"TEMP":0,"Board":1,"ChipMax":71.0,"Inlet":31.5},
+            {"ID":1,"TEMP":1,"Board":2,"ChipMax":74.0,"Inlet":30.0}]});
+        let t = parse_telemetry(
+            &json!({"SUMMARY":[{"GHS 5s":60000.0}]}),
+            &Value::Null,
+            &temps,
+            &Value::Null,
+            &Value::Null,
+        )
+        .unwrap();
+        assert_eq!(t.board_temps_c, vec![71.0, 74.0]);
+        assert_eq!(t.inlet_temp_c, Some(30.0));
+        assert_eq!(t.power_watts, None);
+        assert!(t.fan_rpm.is_empty());
+        assert_eq!(t.state, MinerState::Mining);
+    }
+
+    #[test]
+    fn missing_summary_leaves_hashrate_unknown() {
+        let t = parse_telemetry(
+            &Value::Null,
+            &json!({"POWER":[{"Watts":"1051","PSU":false}]}),
+            &Value::Null,
+            &json!({"Fans":[{"RPM":1920}]}),
+            &json!({"CONFIG":[{"CurtailMode":"None"}]}),
+        )
+        .unwrap();
+        assert_eq!(t.hashrate_ths, None);
+        assert_eq!(t.power_watts, Some(1051.0));
+        assert_eq!(t.fan_rpm, vec![1920]);
+        assert_eq!(t.state, MinerState::Idle);
+        let none = Value::Null;
+        assert!(matches!(
+            parse_telemetry(&none, &none, &none, &none, &none),
+            Err(ApiError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn curtailed_is_sleeping_whatever_the_hashrate_says() {
+        let t = parse_telemetry(
+            &json!({"SUMMARY":[{"GHS 5s":0.0}]}),
+            &Value::Null,
+            &Value::Null,
+            &Value::Null,
+            &json!({"CONFIG":[{"CurtailMode":"Sleep"}]}),
+        )
+        .unwrap();
+        assert_eq!(t.state, MinerState::Sleeping);
     }
 }

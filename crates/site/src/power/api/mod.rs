@@ -159,6 +159,7 @@ pub mod digest;
 pub mod fanout;
 mod http;
 pub mod luxos;
+pub mod reading;
 pub mod whatsminer;
 pub mod whatsminer_crypto;
 

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::cgminer::{self, Timeouts, check_status, field, section, section_list};
+use super::cgminer::{self, Timeouts, check_status, section, section_list};
 use super::whatsminer_crypto::TokenSession;
-use super::{ApiError, ApiFuture, Credentials, Family, MinerApi, MinerState, Telemetry};
+use super::{ApiError, ApiFuture, Credentials, Family, MinerApi, MinerState, Telemetry, reading};
 
 /// How long a token is reused: under the miner's 30-minute keepalive with a margin.
 const TOKEN_REUSE: Duration = Duration::from_secs(25 * 60);
@@ -159,48 +159,86 @@ fn token_error(reply: &Value) -> Result<(), ApiError> {
     }
 }
 
-/// Builds telemetry from the `summary`, `devs` and `status` replies (v1 or v2).
+/// The object `msg.<name>` of a btminer API v3 reply (`{"code":0,"msg":{"summary":{..}}}`).
+fn v3_msg<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
+    reading::get(reading::get(reply, &["msg"])?, &[name])
+}
+
+/// Builds telemetry from the `summary`, `devs` and `status` replies.
+///
+/// Reads btminer API v1/v2 (`SUMMARY` / `DEVS` sections, `HS RT` in MH/s, `Power`,
+/// `Env Temp`) and the shape of API v3 (`msg.summary` / `msg.edevs`, kebab-case names,
+/// hashrate in TH/s). A missing or malformed figure is unknown; a missing `status`
+/// reply only means the off switch is not known to be on.
 ///
 /// # Errors
-/// [`ApiError::Protocol`] when the summary has no hashrate.
+/// [`ApiError::Protocol`] when neither `summary` nor `devs` has its section.
 pub fn parse_telemetry(
     summary: &Value,
     devs: &Value,
     status: &Value,
 ) -> Result<Telemetry, ApiError> {
-    let s = section(summary, "SUMMARY")
-        .ok_or_else(|| ApiError::Protocol("summary has no SUMMARY".into()))?;
-    let mhs = field(s, "HS RT")
-        .or_else(|| field(s, "MHS 5s"))
-        .or_else(|| field(s, "MHS av"))
-        .ok_or_else(|| ApiError::Protocol("summary has no hashrate".into()))?;
-    let hashrate_ths = mhs / 1e6;
-    let fan_rpm = ["Fan Speed In", "Fan Speed Out"]
+    let s = section(summary, "SUMMARY").or_else(|| v3_msg(summary, "summary"));
+    let boards: &[Value] = match section_list(devs, "DEVS") {
+        [] => v3_msg(devs, "edevs")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+        list => list,
+    };
+    if s.is_none() && boards.is_empty() {
+        return Err(ApiError::Protocol(
+            "neither summary nor devs has a SUMMARY or DEVS section".into(),
+        ));
+    }
+    // A partial sum over boards would under-count, so every board must tell its rate.
+    let boards_rate = || -> Option<f64> {
+        if boards.is_empty() {
+            return None;
+        }
+        boards.iter().map(reading::hashrate_ths).sum()
+    };
+    let hashrate_ths = s.and_then(reading::hashrate_ths).or_else(boards_rate);
+    let fan_rpm = s
+        .map(|s| {
+            ["Fan Speed In", "Fan Speed Out"]
+                .iter()
+                .filter_map(|k| reading::num(s, &[k]))
+                .map(|r| r.max(0.0) as u32)
+                .collect()
+        })
+        .unwrap_or_default();
+    let board_temps_c = boards
         .iter()
-        .filter_map(|k| field(s, k))
-        .map(|r| r.max(0.0) as u32)
+        .filter_map(|d| {
+            reading::num(d, &["Chip Temp Max"])
+                .and_then(reading::plausible_temp)
+                .or_else(|| reading::num(d, &["Temperature"]).and_then(reading::plausible_temp))
+        })
         .collect();
-    let board_temps_c = section_list(devs, "DEVS")
-        .iter()
-        .filter_map(|d| field(d, "Chip Temp Max").or_else(|| field(d, "Temperature")))
-        .collect();
-    let off = status
-        .get("Msg")
-        .and_then(|m| m.get("mineroff").or_else(|| m.get("btmineroff")))
-        .and_then(Value::as_str)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let power_watts = s
+        .and_then(|s| reading::num(s, &["Power", "Power_RT", "power-realtime", "power-5min"]))
+        .filter(|w| *w >= 0.0);
+    let inlet_temp_c = s.and_then(|s| reading::num(s, &["Env Temp", "environment-temperature"]));
+    let off = reading::get(status, &["Msg"])
+        .and_then(|m| reading::get(m, &["mineroff", "btmineroff"]))
+        .is_some_and(|v| match v {
+            Value::String(s) => s.eq_ignore_ascii_case("true"),
+            Value::Bool(b) => *b,
+            _ => false,
+        });
     let state = if off {
         MinerState::Sleeping
-    } else if hashrate_ths > 0.0 {
+    } else if hashrate_ths.is_some_and(|h| h > 0.0) {
         MinerState::Mining
     } else {
         MinerState::Idle
     };
     Ok(Telemetry {
-        power_watts: field(s, "Power"),
-        inlet_temp_c: field(s, "Env Temp"),
+        power_watts,
+        inlet_temp_c,
         board_temps_c,
-        hashrate_ths: Some(hashrate_ths),
+        hashrate_ths,
         fan_rpm,
         state,
     })
@@ -238,5 +276,60 @@ impl MinerApi for WhatsminerClient {
                 .await
                 .map(drop)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn m30_summary_without_power_rt_or_status_details() {
+        // btminer on M30 (2022): short STATUS, `Power` only, fans at 0 rpm when immersed.
+        let summary = json!({"STATUS":[{"STATUS":"S","Msg":"Summary"}],"SUMMARY":[{
+            "MHS av":60420128.78,"MHS 5s":69202822.25,"HS RT":60375400.49,"Temperature":55.69,
+            "Fan Speed In":0,"Fan Speed Out":0,"Power":2631,"Env Temp":54.44,
+            "Chip Temp Max":101.25}]});
+        let t = parse_telemetry(&summary, &Value::Null, &Value::Null).unwrap();
+        assert!((t.hashrate_ths.unwrap() - 60.37540049).abs() < 1e-9);
+        assert_eq!(t.power_watts, Some(2631.0));
+        assert_eq!(t.inlet_temp_c, Some(54.44));
+        assert_eq!(t.fan_rpm, vec![0, 0]);
+        assert!(t.board_temps_c.is_empty());
+        assert_eq!(t.state, MinerState::Mining);
+    }
+
+    #[test]
+    fn power_rt_when_power_is_absent() {
+        let summary = json!({"SUMMARY":[{"HS RT":1.0,"Power_RT":"3427"}]});
+        let t = parse_telemetry(&summary, &Value::Null, &Value::Null).unwrap();
+        assert_eq!(t.power_watts, Some(3427.0));
+    }
+
+    #[test]
+    fn board_rates_stand_in_only_when_all_boards_tell() {
+        let devs = json!({"DEVS":[{"MHS 5s":40_000_000.0,"Chip Temp Max":80},{"MHS 5s":41_000_000.0,"Temperature":66}]});
+        let t = parse_telemetry(&Value::Null, &devs, &Value::Null).unwrap();
+        assert!((t.hashrate_ths.unwrap() - 81.0).abs() < 1e-9);
+        assert_eq!(t.board_temps_c, vec![80.0, 66.0]);
+        let devs = json!({"DEVS":[{"MHS 5s":40_000_000.0},{"Status":"Dead"}]});
+        let t = parse_telemetry(&Value::Null, &devs, &Value::Null).unwrap();
+        assert_eq!(t.hashrate_ths, None);
+        assert_eq!(t.state, MinerState::Idle);
+    }
+
+    #[test]
+    fn mineroff_as_bool_or_string() {
+        let summary = json!({"SUMMARY":[{"HS RT":0.0}]});
+        for off in [json!("true"), json!(true)] {
+            let status = json!({"STATUS":"S","Msg":{"mineroff": off}});
+            let t = parse_telemetry(&summary, &Value::Null, &status).unwrap();
+            assert_eq!(t.state, MinerState::Sleeping);
+        }
+        assert!(matches!(
+            parse_telemetry(&json!({"STATUS":"S"}), &json!({}), &Value::Null),
+            Err(ApiError::Protocol(_))
+        ));
     }
 }
