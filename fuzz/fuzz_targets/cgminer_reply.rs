@@ -1,7 +1,7 @@
 #![no_main]
 //! Raw 4028 reply bytes → frame scanner → sanitiser → parser → status check: never panics,
 //! and the frame scanner never claims an end past the input.
-use hashgate_site::power::api::cgminer::{FrameScanner, check_status, parse_reply, sanitize};
+use hashgate_protocol::cgminer::{FrameScanner, check_status, parse_reply, sanitize};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hashgate_protocol::cgminer::ReplyError;
 use hashgate_site::power::api::cgminer::{self, MAX_REPLY_BYTES};
 use hashgate_site::power::api::{ApiError, Timeouts};
 use serde_json::{Value, json};
@@ -100,7 +101,7 @@ async fn whatsminer_status_string() {
     let reply = br#"{"STATUS":"E","When":1,"Code":135,"Msg":"check token error","Description":""}"#;
     let v = ask(reply, false).await.unwrap();
     assert!(
-        matches!(cgminer::check_status(&v), Err(ApiError::Refused(m)) if m == "check token error")
+        matches!(cgminer::check_status(&v), Err(ReplyError::Refused(m)) if m == "check token error")
     );
 }
 

@@ -10,7 +10,9 @@
 //! | [`work`] | jobs, difficulty ↔ target, header building and SHA-256d share validation |
 //! | [`extranonce`] | extranonce splitting: per-miner prefixes leased from each upstream connection |
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
+//! | [`cgminer`] | the miners' cgminer-style management API replies (TCP 4028): framing, repair, STATUS, sections, tolerant figure reading |
 
+pub mod cgminer;
 pub mod extranonce;
 pub mod stratum;
 pub mod vardiff;

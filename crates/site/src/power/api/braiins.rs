@@ -139,7 +139,7 @@ impl BraiinsClient {
                     if bytes.iter().all(u8::is_ascii_whitespace) {
                         return Ok(Value::Null);
                     }
-                    return cgminer::parse_reply(&bytes);
+                    return Ok(cgminer::parse_reply(&bytes)?);
                 }
                 s => {
                     let text = resp.text().await.unwrap_or_default();

@@ -38,5 +38,5 @@ pub(crate) async fn json_body(
     if bytes.len() > super::cgminer::MAX_REPLY_BYTES {
         return Err(ApiError::Protocol("reply too large".into()));
     }
-    super::cgminer::parse_reply(&bytes)
+    Ok(super::cgminer::parse_reply(&bytes)?)
 }

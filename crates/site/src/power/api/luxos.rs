@@ -45,7 +45,7 @@ impl LuxosClient {
 
     async fn logon(&self) -> Result<String, ApiError> {
         let reply = cgminer::command(self.addr, "logon", None, self.timeouts).await?;
-        let reply = match check_status(&reply) {
+        let reply = match check_status(&reply).map_err(ApiError::from) {
             Ok(()) => reply,
             // Only one session exists at a time; when another is open, `session` names it.
             Err(ApiError::Refused(_)) => {
@@ -90,7 +90,7 @@ impl LuxosClient {
                 let param = format!("{sid},{args}");
                 let reply =
                     cgminer::command(self.addr, command, Some(&param), self.timeouts).await?;
-                match check_status(&reply) {
+                match check_status(&reply).map_err(ApiError::from) {
                     Ok(()) => return Ok(reply),
                     Err(ApiError::Refused(msg)) if is_session_error(&msg) => {
                         tracing::debug!(miner = %self.addr, %msg, "LuxOS session refused; logging on again");

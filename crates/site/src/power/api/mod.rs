@@ -136,6 +136,16 @@ pub enum ApiError {
     },
 }
 
+impl From<hashgate_protocol::cgminer::ReplyError> for ApiError {
+    fn from(e: hashgate_protocol::cgminer::ReplyError) -> Self {
+        use hashgate_protocol::cgminer::ReplyError;
+        match e {
+            ReplyError::Unreadable(why) => ApiError::Protocol(why),
+            ReplyError::Refused(why) => ApiError::Refused(why),
+        }
+    }
+}
+
 /// The management operations the power controller needs from any miner.
 pub trait MinerApi: Send + Sync {
     /// Which firmware family this client speaks to.
@@ -159,7 +169,8 @@ pub mod digest;
 pub mod fanout;
 mod http;
 pub mod luxos;
-pub mod reading;
+// Tolerant figure reading is part of the reply format (protocol crate).
+pub use hashgate_protocol::cgminer::reading;
 pub mod whatsminer;
 pub mod whatsminer_crypto;
 

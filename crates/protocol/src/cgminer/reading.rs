@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::cgminer::number;
+use super::number;
 
 /// A key reduced for loose comparison: ASCII lower case without spaces, `_` and `-`.
 pub fn norm(key: &str) -> String {
