@@ -78,7 +78,7 @@ pub struct ProxyConfig {
 }
 
 /// One upstream pool.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PoolConfig {
     /// Name used in logs and metric labels.
     pub name: String,
@@ -88,6 +88,19 @@ pub struct PoolConfig {
     pub user: String,
     /// Password sent with `mining.authorize` (most pools ignore it).
     pub password: String,
+}
+
+/// The password never reaches a log line or a panic message: some pools use it as a
+/// real credential (payout settings, per-account secrets).
+impl std::fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Failover timing.

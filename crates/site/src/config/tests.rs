@@ -171,3 +171,22 @@ fn power_section_is_validated_with_the_rest() {
         "names the container: {err}"
     );
 }
+
+#[test]
+fn pool_password_is_not_in_debug_output() {
+    let cfg = RawConfig::parse(
+        r#"
+        [proxy]
+        account = "site"
+        [[pools]]
+        url = "stratum+tcp://pool.example:3333"
+        password = "hunter2-secret"
+    "#,
+    )
+    .unwrap()
+    .validate()
+    .unwrap();
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}

@@ -64,6 +64,10 @@ pub fn describe() {
         "hashgate_downstream_malformed_total",
         "Lines from miners that could not be parsed."
     );
+    metrics::describe_counter!(
+        crate::power::admin::ADMIN_AUTH_FAILURES,
+        "Admin API writes refused, by reason (missing or wrong bearer token, writes disabled)."
+    );
 }
 
 /// Renders `/metrics`: the recorder's series, then those read from the registry.

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::power::controller::ControlError;
 use crate::power::driver::PowerHandle;
@@ -34,13 +35,41 @@ pub fn router(handle: PowerHandle, token: Option<AdminToken>) -> Router {
         .route("/api/v1/miners/{id}/pin", post(set_pin))
         .route("/api/v1/containers/{name}/budget", put(set_budget))
         .route("/api/v1/power", get(power))
-        .with_state(AdminState { handle, token })
+        .with_state(AdminState {
+            handle,
+            token: token.map(|t| TokenDigest::of(t.expose().as_bytes())),
+        })
+}
+
+/// Counter of refused admin writes, by `reason` (`missing`, `wrong`, `disabled`).
+pub const ADMIN_AUTH_FAILURES: &str = "hashgate_admin_auth_failures_total";
+
+/// A secret kept only as its SHA-256: comparing digests takes the same time whatever the
+/// presented token's length or content, so neither the token's length nor a prefix of it
+/// can be learnt from response times.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    fn of(secret: &[u8]) -> Self {
+        TokenDigest(Sha256::digest(secret).into())
+    }
+
+    /// Constant-time equality: every byte is compared whatever the first difference.
+    fn matches(&self, other: &TokenDigest) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
 }
 
 #[derive(Clone)]
 struct AdminState {
     handle: PowerHandle,
-    token: Option<AdminToken>,
+    /// The configured token's digest; `None` refuses every write.
+    token: Option<TokenDigest>,
 }
 
 /// An admin API failure, answered as `{"error": "..."}` with its status.
@@ -88,18 +117,16 @@ impl IntoResponse for AdminError {
     }
 }
 
-/// Compares in time independent of where the first difference is, so the token cannot be
-/// guessed byte by byte from response times.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let Some(token) = &state.token else {
-        return Err(AdminError::WritesDisabled);
+fn authorize(token: Option<&TokenDigest>, headers: &HeaderMap) -> Result<(), AdminError> {
+    let refuse = |reason: &'static str, error: AdminError| {
+        // An operator must see someone trying the admin API; the counter feeds an alert,
+        // the log line says which route-independent reason it was.
+        metrics::counter!(ADMIN_AUTH_FAILURES, "reason" => reason).increment(1);
+        tracing::warn!(reason, "admin write refused: {error}");
+        Err(error)
+    };
+    let Some(token) = token else {
+        return refuse("disabled", AdminError::WritesDisabled);
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -107,12 +134,14 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> 
         .and_then(|v| v.split_once(' '))
         // The scheme is case-insensitive (RFC 9110); the token is not.
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or(AdminError::Unauthorized)?;
-    if same_secret(presented.as_bytes(), token.expose().as_bytes()) {
+        .map(|(_, token)| token.trim());
+    let Some(presented) = presented else {
+        return refuse("missing", AdminError::Unauthorized);
+    };
+    if token.matches(&TokenDigest::of(presented.as_bytes())) {
         Ok(())
     } else {
-        Err(AdminError::Unauthorized)
+        refuse("wrong", AdminError::Unauthorized)
     }
 }
 
@@ -154,7 +183,7 @@ async fn set_pin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    authorize(&state, &headers)?;
+    authorize(state.token.as_ref(), &headers)?;
     let req: PinRequest = parse_body(&body)?;
     let pin = match req.pin {
         PinBody::On => Some(Pin::KeepOn),
@@ -172,7 +201,7 @@ async fn set_budget(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    authorize(&state, &headers)?;
+    authorize(state.token.as_ref(), &headers)?;
     let value: serde_json::Value = parse_body(&body)?;
     if value.get("budget_kw").is_none() {
         return Err(AdminError::BadBody(
@@ -205,9 +234,50 @@ mod tests {
 
     #[test]
     fn secrets_compare_whole() {
-        assert!(same_secret(b"abcdefghijklmnop", b"abcdefghijklmnop"));
-        assert!(!same_secret(b"abcdefghijklmnop", b"abcdefghijklmnoq"));
-        assert!(!same_secret(b"abc", b"abcd"));
+        let token = TokenDigest::of(b"abcdefghijklmnop");
+        assert!(token.matches(&TokenDigest::of(b"abcdefghijklmnop")));
+        assert!(!token.matches(&TokenDigest::of(b"abcdefghijklmnoq")));
+        // A prefix or a longer string is just another digest: nothing returns early on
+        // length, so the configured token's length is not observable.
+        assert!(!token.matches(&TokenDigest::of(b"abc")));
+        assert!(!token.matches(&TokenDigest::of(b"abcdefghijklmnopq")));
+    }
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = auth {
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn refused_writes_are_counted_by_reason() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let on = Some(TokenDigest::of(b"s3cret"));
+            let on = on.as_ref();
+            assert!(authorize(on, &headers(Some("Bearer s3cret"))).is_ok());
+            assert!(authorize(on, &headers(Some("bearer s3cret"))).is_ok());
+            assert!(matches!(
+                authorize(on, &headers(Some("Bearer s3cre"))),
+                Err(AdminError::Unauthorized)
+            ));
+            assert!(matches!(
+                authorize(on, &headers(None)),
+                Err(AdminError::Unauthorized)
+            ));
+            assert!(matches!(
+                authorize(None, &headers(Some("Bearer s3cret"))),
+                Err(AdminError::WritesDisabled)
+            ));
+        });
+        let text = handle.render();
+        for reason in ["wrong", "missing", "disabled"] {
+            let line = format!("{ADMIN_AUTH_FAILURES}{{reason=\"{reason}\"}} 1");
+            assert!(text.contains(&line), "{line} not in:\n{text}");
+        }
     }
 
     #[test]
