@@ -155,6 +155,9 @@ pub enum Counted {
     NameplateSleepPending,
     /// At least nameplate, because it was woken recently (inrush and ramp).
     NameplateRamping,
+    /// Nameplate, because the reported power is outside the model's plausible band (a
+    /// firmware bug or unit slip); the miner is alarmed too.
+    NameplateImplausible,
 }
 
 /// The controller's view of a miner's power state, exported as a gauge.

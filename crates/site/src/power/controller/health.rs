@@ -48,6 +48,8 @@ pub struct HealthInput {
     pub proven_ths: f64,
     /// Time of the last valid share, if any.
     pub last_share: Option<Instant>,
+    /// Reported power outside the model's plausible band, W (none when believable).
+    pub implausible_watts: Option<f64>,
 }
 
 /// A health problem worth an operator's attention.
@@ -65,6 +67,11 @@ pub enum Alarm {
         /// What shares prove, TH/s.
         proven_ths: f64,
     },
+    /// The API reports a power figure the model cannot draw; counted at nameplate instead.
+    ImplausiblePower {
+        /// What the firmware reported, W.
+        reported_watts: f64,
+    },
 }
 
 impl Alarm {
@@ -73,6 +80,7 @@ impl Alarm {
         match self {
             Alarm::NoShares { .. } => "no_shares",
             Alarm::HashrateExceedsShares { .. } => "hashrate_exceeds_shares",
+            Alarm::ImplausiblePower { .. } => "implausible_power",
         }
     }
 }
@@ -82,6 +90,11 @@ pub fn evaluate_health(input: &HealthInput, rules: &AlarmRules, now: Instant) ->
     let mut alarms = Vec::new();
     if input.intended == IntendedState::Maintenance {
         return alarms;
+    }
+    // Whatever the intent: an unbelievable power figure is a broken sensor or firmware,
+    // and the budget is being kept on nameplate instead of a measurement.
+    if let Some(reported_watts) = input.implausible_watts {
+        alarms.push(Alarm::ImplausiblePower { reported_watts });
     }
     let ApiView::Mining {
         since,
@@ -141,6 +154,7 @@ mod tests {
                 api,
                 proven_ths: 0.0,
                 last_share: None,
+                implausible_watts: None,
             };
             assert!(evaluate_health(&input, &rules(), now).is_empty(), "{api:?}");
         }
@@ -154,6 +168,7 @@ mod tests {
             api: mining(t0, 100.0),
             proven_ths: 0.0,
             last_share: Some(t0 + Duration::from_secs(5 * MIN)),
+            implausible_watts: None,
         };
         let at = |m: u64| t0 + Duration::from_secs(m * MIN);
         assert!(evaluate_health(&input, &rules(), at(14)).is_empty());
@@ -174,6 +189,7 @@ mod tests {
             api: mining(woke, 100.0),
             proven_ths: 0.0,
             last_share: Some(t0),
+            implausible_watts: None,
         };
         // Just woken: the old share is hours old, but the miner has had no time yet.
         assert!(evaluate_health(&input, &rules(), woke + Duration::from_secs(MIN)).is_empty());
@@ -194,6 +210,7 @@ mod tests {
             api: mining(t0, 120.0),
             proven_ths: proven,
             last_share: Some(now),
+            implausible_watts: None,
         };
         assert!(
             evaluate_health(&input(100.0), &rules(), now).is_empty(),
@@ -217,6 +234,7 @@ mod tests {
             api: mining(t0, 120.0),
             proven_ths: 50.0,
             last_share: Some(now),
+            implausible_watts: None,
         };
         assert!(evaluate_health(&input, &rules(), now).is_empty());
     }
@@ -229,6 +247,7 @@ mod tests {
             api: mining(t0, 120.0),
             proven_ths: 0.0,
             last_share: None,
+            implausible_watts: None,
         };
         assert!(evaluate_health(&input, &rules(), t0 + Duration::from_secs(600 * MIN)).is_empty());
     }
@@ -241,7 +260,37 @@ mod tests {
             api: ApiView::Sleeping,
             proven_ths: 0.0,
             last_share: None,
+            implausible_watts: None,
         };
         assert!(evaluate_health(&input, &rules(), t0 + Duration::from_secs(600 * MIN)).is_empty());
+    }
+
+    #[test]
+    fn implausible_power_alarms_whatever_the_intent_but_not_in_maintenance() {
+        let now = Instant::now();
+        let rules = AlarmRules::default();
+        for intended in [IntendedState::Awake, IntendedState::Asleep] {
+            let input = HealthInput {
+                intended,
+                api: ApiView::Sleeping,
+                proven_ths: 0.0,
+                last_share: None,
+                implausible_watts: Some(1e12),
+            };
+            assert_eq!(
+                evaluate_health(&input, &rules, now),
+                vec![Alarm::ImplausiblePower {
+                    reported_watts: 1e12
+                }]
+            );
+        }
+        let maintenance = HealthInput {
+            intended: IntendedState::Maintenance,
+            api: ApiView::Sleeping,
+            proven_ths: 0.0,
+            last_share: None,
+            implausible_watts: Some(1e12),
+        };
+        assert!(evaluate_health(&maintenance, &rules, now).is_empty());
     }
 }

@@ -270,6 +270,13 @@ impl Controller {
         })
     }
 
+    /// The miner's fresh reported power when it is not believable for its model (see
+    /// [`crate::power::inventory::MinerSpec::plausible_watts`]), for the health alarm.
+    pub fn implausible_watts(&self, miner: &str, now: Instant) -> Option<f64> {
+        let m = self.miners.get(*self.miner_index.get(miner)?)?;
+        m.implausible_watts(now, &self.settings)
+    }
+
     /// Runs one tick at `now`: settles pending orders, estimates each container's load and
     /// temperature, and returns the decisions with the figures behind them.
     pub fn tick(&mut self, now: Instant) -> TickReport {

@@ -156,6 +156,9 @@ impl MinerRuntime {
         let (drawing, telemetry_how) = match fresh {
             None => (nominal, Counted::NameplateNoAnswer),
             Some((_, t)) => match (t.state, sane_watts(t.power_watts)) {
+                (state, Some(w)) if !self.spec.plausible_watts(w, state == MinerState::Mining) => {
+                    (nominal, Counted::NameplateImplausible)
+                }
                 (_, Some(w)) => (w, Counted::Telemetry),
                 (MinerState::Sleeping, None) => (self.spec.standby_watts, Counted::Telemetry),
                 (MinerState::Mining | MinerState::Idle, None) => {
@@ -200,11 +203,21 @@ impl MinerRuntime {
         } else if self.ramping(now, s) {
             self.fresh(now, s)
                 .filter(|(at, _)| *at <= metered_at)
-                .and_then(|(_, t)| sane_watts(t.power_watts))
+                .and_then(|(_, t)| {
+                    sane_watts(t.power_watts)
+                        .filter(|w| self.spec.plausible_watts(*w, t.state == MinerState::Mining))
+                })
         } else {
             return 0.0;
         };
         (self.spec.nominal_watts - seen.unwrap_or(self.spec.standby_watts)).max(0.0)
+    }
+
+    /// The fresh reported power when it is outside the model's plausible band.
+    pub(super) fn implausible_watts(&self, now: Instant, s: &ControllerSettings) -> Option<f64> {
+        let (_, t) = self.fresh(now, s)?;
+        let w = sane_watts(t.power_watts)?;
+        (!self.spec.plausible_watts(w, t.state == MinerState::Mining)).then_some(w)
     }
 
     /// What this miner would save if put to sleep now, W.

@@ -44,6 +44,8 @@ struct SimMiner {
     nominal: f64,
     state: MinerState,
     answering: bool,
+    /// A broken power sensor or firmware: maps the true draw to what the API reports.
+    misreport: Option<fn(f64) -> f64>,
 }
 
 /// A container whose miners do what they are told and report it on the next poll.
@@ -72,6 +74,7 @@ impl Sim {
                     nominal: m.nominal_watts,
                     state: MinerState::Mining,
                     answering: true,
+                    misreport: None,
                 })
                 .collect(),
             rng: StdRng::seed_from_u64(7),
@@ -99,6 +102,7 @@ impl Sim {
                 MinerState::Sleeping => 30.0,
                 MinerState::Mining | MinerState::Idle => m.nominal * jitter,
             };
+            let power = m.misreport.map_or(power, |f| f(power));
             let t = Telemetry {
                 power_watts: Some(power),
                 inlet_temp_c: Some(self.inlet_c),
@@ -684,4 +688,68 @@ fn heat_sheds_the_hottest_among_equally_efficient_miners() {
         .filter_map(|d| Some((d.miner.as_deref()?, d.reason)))
         .collect();
     assert_eq!(slept, vec![("s1", Reason::OverTemperature)]);
+}
+
+/// Runs a 10-miner container (32.25 kW nameplate, 40 kW budget) where `m03` reports its
+/// power through `misreport`; returns the last tick's report.
+fn one_miner_misreporting(misreport: fn(f64) -> f64) -> (Sim, TickReport) {
+    let cfg = config("budget_kw = 40\nmin_dwell_secs = 60", 10);
+    let mut sim = Sim::new(&cfg);
+    sim.miner("m03").misreport = Some(misreport);
+    let reports = sim.run(4, 10 * SEC);
+    assert!(
+        reports.iter().all(|r| r.decisions.is_empty()),
+        "one broken reading must not shed anyone: {:?}",
+        reports
+            .iter()
+            .flat_map(|r| &r.decisions)
+            .collect::<Vec<_>>()
+    );
+    let last = reports.into_iter().last().expect("ticks ran");
+    (sim, last)
+}
+
+fn counted(report: &TickReport, id: &str) -> (f64, Counted) {
+    let m = report
+        .miners
+        .iter()
+        .find(|m| &*m.id == id)
+        .expect("miner reported");
+    (m.counted_watts, m.counted)
+}
+
+#[test]
+fn an_absurd_power_reading_counts_at_nameplate_and_sheds_nobody() {
+    let (sim, r) = one_miner_misreporting(|_| 1e12);
+    assert_eq!(counted(&r, "m03"), (3150.0, Counted::NameplateImplausible));
+    let load = container(&r).load_watts;
+    assert!(
+        (load - sim.true_load()).abs() < 1.0,
+        "{load} vs {}",
+        sim.true_load()
+    );
+    assert_eq!(sim.ctl.implausible_watts("m03", sim.now), Some(1e12));
+    assert_eq!(sim.ctl.implausible_watts("m02", sim.now), None);
+}
+
+#[test]
+fn milliwatts_read_as_watts_are_not_believed() {
+    let (_, r) = one_miner_misreporting(|w| w * 1000.0);
+    assert_eq!(counted(&r, "m03"), (3150.0, Counted::NameplateImplausible));
+}
+
+#[test]
+fn kilowatts_read_as_watts_do_not_hide_a_mining_miner() {
+    // 3.15 "W" from a miner that says it is mining would let the controller wake others
+    // into a breaker trip; it counts at nameplate instead.
+    let (_, r) = one_miner_misreporting(|w| w / 1000.0);
+    assert_eq!(counted(&r, "m03"), (3150.0, Counted::NameplateImplausible));
+}
+
+#[test]
+fn overclocked_but_believable_readings_are_used() {
+    let (_, r) = one_miner_misreporting(|w| w * 1.3);
+    let (watts, how) = counted(&r, "m03");
+    assert_eq!(how, Counted::Telemetry);
+    assert!((watts - 3150.0 * 1.3).abs() < 1e-6, "{watts}");
 }

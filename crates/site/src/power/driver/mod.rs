@@ -413,15 +413,15 @@ impl PowerDriver {
         let wall = SystemTime::now();
         let snapshots = self.registry.miners(now);
         let proven = self.join.prove(self.miners.len(), &snapshots, now, wall);
-        let intents: Vec<Option<IntendedState>> = {
+        let intents: Vec<Option<(IntendedState, Option<f64>)>> = {
             let c = lock(&self.shared.controller);
             self.miners
                 .iter()
-                .map(|m| c.intended_state(&m.id))
+                .map(|m| Some((c.intended_state(&m.id)?, c.implausible_watts(&m.id, now))))
                 .collect()
         };
         for ((driven, intended), p) in self.miners.iter_mut().zip(intents).zip(&proven) {
-            let Some(intended) = intended else {
+            let Some((intended, implausible_watts)) = intended else {
                 continue;
             };
             let input = HealthInput {
@@ -440,6 +440,7 @@ impl PowerDriver {
                 },
                 proven_ths: p.ths,
                 last_share: p.last_share,
+                implausible_watts,
             };
             let alarms = evaluate_health(&input, &self.alarms, now);
             let labels: Vec<&'static str> = alarms.iter().map(|a| a.label()).collect();

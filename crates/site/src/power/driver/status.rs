@@ -172,6 +172,7 @@ pub(super) fn counted_label(c: Counted) -> &'static str {
         Counted::NameplateNoAnswer => "nameplate_no_answer",
         Counted::NameplateSleepPending => "nameplate_sleep_pending",
         Counted::NameplateRamping => "nameplate_ramping",
+        Counted::NameplateImplausible => "nameplate_implausible",
     }
 }
 

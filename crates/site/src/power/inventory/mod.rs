@@ -269,7 +269,32 @@ pub struct MinerSpec {
     pub worker: Option<String>,
 }
 
+/// Highest power a miner may report, as a multiple of its nameplate: overclocked firmware
+/// runs 20–30 % over nameplate, while a unit slip (milliwatts read as watts) is 1000× and a
+/// firmware bug can report anything. Above it the reading is not believed.
+pub const PLAUSIBLE_OVER_NAMEPLATE: f64 = 1.5;
+
+/// Lowest power a miner that says it is mining may report, as a fraction of nameplate: the
+/// deepest underclock profiles run near 30 %, while kilowatts read as watts is 1/1000.
+pub const PLAUSIBLE_MINING_FLOOR: f64 = 0.05;
+
 impl MinerSpec {
+    /// Whether a reported power figure is believable for this model: finite, not negative,
+    /// at most [`PLAUSIBLE_OVER_NAMEPLATE`] × nameplate, and while mining at least
+    /// [`PLAUSIBLE_MINING_FLOOR`] × nameplate. An unbelievable figure is counted at
+    /// nameplate and alarmed, so one broken reading cannot put a container to sleep or
+    /// hide real load.
+    pub fn plausible_watts(&self, watts: f64, mining: bool) -> bool {
+        let floor = if mining {
+            self.nominal_watts * PLAUSIBLE_MINING_FLOOR
+        } else {
+            0.0
+        };
+        watts.is_finite()
+            && watts >= floor
+            && watts <= self.nominal_watts * PLAUSIBLE_OVER_NAMEPLATE
+    }
+
     /// Efficiency in J/TH (W per TH/s); higher is worse.
     pub fn joules_per_th(&self) -> f64 {
         self.nominal_watts / self.nominal_ths
