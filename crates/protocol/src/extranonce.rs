@@ -365,10 +365,12 @@ impl fmt::Debug for Prefix {
 /// # Reuse order
 ///
 /// Never-used prefixes go first; released ones are reused oldest-first (FIFO) only after
-/// that. A share of a departed miner can still be in flight (or the pool's answer to it);
-/// handing its prefix straight to a new miner would credit that work to the wrong miner.
-/// FIFO reuse keeps a prefix idle for as long as possible: until every other free prefix
-/// has been handed out.
+/// that, and only once every job they were used on is stale ([`PrefixPool::jobs_went_stale`],
+/// called when a `clean_jobs` job is published). A share of a departed miner can still be
+/// in flight (or the pool's answer to it), and a new miner given the same prefix on the
+/// same job would start from the same extranonce2 and redo work already submitted, which
+/// the pool rejects as duplicate. A channel with no reusable prefix is full: the hub opens
+/// another.
 #[derive(Debug)]
 pub struct PrefixPool {
     /// Prefix width `k`.
@@ -384,8 +386,11 @@ struct PoolState {
     /// Indices below this were handed out at least once; allocation is O(1) without
     /// building a free list of all 65,536 prefixes up front.
     next_fresh: u32,
-    /// Released indices, oldest first.
-    released: VecDeque<u32>,
+    /// Released indices with the job epoch they were released in, oldest first.
+    released: VecDeque<(u32, u64)>,
+    /// Counts `clean_jobs` publications: a prefix released in epoch `e` is reusable once
+    /// this is past `e`.
+    epoch: u64,
     /// Leases alive now.
     in_use: u32,
 }
@@ -415,6 +420,7 @@ impl PrefixPool {
             state: Mutex::new(PoolState {
                 next_fresh: 0,
                 released: VecDeque::new(),
+                epoch: 0,
                 in_use: 0,
             }),
         })
@@ -428,7 +434,13 @@ impl PrefixPool {
                 state.next_fresh += 1;
                 state.next_fresh - 1
             } else {
-                state.released.pop_front()?
+                // FIFO with epochs that only grow: if the oldest is still held, all are.
+                let &(index, released_in) = state.released.front()?;
+                if released_in >= state.epoch {
+                    return None;
+                }
+                state.released.pop_front();
+                index
             };
             state.in_use += 1;
             index
@@ -454,9 +466,16 @@ impl PrefixPool {
         self.lock().in_use
     }
 
+    /// Every job published so far is stale (a `clean_jobs` job replaced them): prefixes
+    /// released until now can no longer meet their old work and may be leased again.
+    pub fn jobs_went_stale(&self) {
+        self.lock().epoch += 1;
+    }
+
     fn release(&self, index: u32) {
         let mut state = self.lock();
-        state.released.push_back(index);
+        let epoch = state.epoch;
+        state.released.push_back((index, epoch));
         state.in_use = state.in_use.saturating_sub(1);
     }
 
@@ -670,6 +689,7 @@ mod tests {
         let third = leases.remove(3);
         assert_eq!(third.prefix().index(), 3);
         drop(third);
+        pool.jobs_went_stale();
         assert_eq!(pool.in_use(), 9);
         // A fresh prefix comes before the one just released.
         assert_eq!(pool.lease().unwrap().prefix().index(), 10);
@@ -678,11 +698,41 @@ mod tests {
         assert_eq!(pool.in_use(), 254);
         let second = leases.remove(2);
         drop(second);
+        pool.jobs_went_stale();
         // Released order was 3, 10, 2: reuse follows it.
         let order: Vec<u32> = (0..3)
             .map(|_| pool.lease().unwrap().prefix().index())
             .collect();
         assert_eq!(order, [3, 10, 2]);
+    }
+
+    #[test]
+    fn a_released_prefix_waits_until_its_jobs_are_stale() {
+        let pool = PrefixPool::new(1).unwrap();
+        let mut leases: Vec<_> = (0..256).map(|_| pool.lease().unwrap()).collect();
+        let index_of = |l: &PrefixLease| l.prefix().index();
+        drop(leases.remove(7));
+        // Same jobs still current: handing 7 out now could repeat the departed miner's
+        // work, so the full channel refuses instead.
+        assert!(pool.lease().is_none());
+        assert_eq!(pool.in_use(), 255);
+        let eight = leases.remove(7);
+        assert_eq!(index_of(&eight), 8);
+        drop(eight);
+        pool.jobs_went_stale();
+        let seven = pool.lease().unwrap();
+        assert_eq!(index_of(&seven), 7);
+        // Released after the clean job: held until the next one, while 8 is free now.
+        drop(leases.remove(0));
+        let eight = pool.lease().unwrap();
+        assert_eq!(index_of(&eight), 8);
+        assert!(
+            pool.lease().is_none(),
+            "prefix 0 was released in the current epoch"
+        );
+        pool.jobs_went_stale();
+        assert_eq!(pool.lease().map(|l| l.prefix().index()), Some(0));
+        drop((seven, eight));
     }
 
     #[test]
@@ -692,6 +742,7 @@ mod tests {
         assert!(pool.lease().is_none());
         drop(leases);
         assert_eq!(pool.in_use(), 0);
+        pool.jobs_went_stale();
         let again: Vec<_> = (0..256).map(|_| pool.lease().unwrap()).collect();
         let distinct: HashSet<u32> = again.iter().map(|l| l.prefix().index()).collect();
         assert_eq!(distinct.len(), 256);

@@ -110,6 +110,12 @@ impl Channel {
     /// Publishes a new job to every miner of the channel: [`Channel::current`] at once,
     /// the miners' feeds one slice after another (see [`JOB_FEEDS`]).
     pub fn publish(&self, job: Arc<MinerJob>) {
+        if job.clean_jobs()
+            && let Ok(pool) = self.prefixes.read()
+        {
+            // Every earlier job is stale now, so prefixes of departed miners can be reused.
+            pool.jobs_went_stale();
+        }
         if self.fanout_task {
             self.work.send_replace(Some(job));
         } else {

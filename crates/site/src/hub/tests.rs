@@ -50,9 +50,17 @@ fn channels_open_as_prefix_space_fills_and_stop_at_the_cap() {
     );
     assert_eq!(hub.join().unwrap_err(), JoinError::Full(2));
     leases.pop();
+    assert_eq!(
+        hub.join().unwrap_err(),
+        JoinError::Full(2),
+        "a departed miner's prefix is held while its jobs are current"
+    );
+    for channel in hub.channels() {
+        channel.publish(test_job_with("b", true));
+    }
     assert!(
         hub.join().is_ok(),
-        "a departed miner's prefix is free again"
+        "after a clean job a departed miner's prefix is free again"
     );
 }
 
@@ -188,6 +196,10 @@ async fn a_closed_link_counts_the_share_as_undelivered() {
 }
 
 fn test_job(id: &str) -> Arc<MinerJob> {
+    test_job_with(id, false)
+}
+
+fn test_job_with(id: &str, clean_jobs: bool) -> Arc<MinerJob> {
     let (tx, _rx) = mpsc::channel(1);
     let notify = sample_notify();
     Arc::new(
@@ -200,7 +212,7 @@ fn test_job(id: &str) -> Arc<MinerJob> {
                 upstream_target: Target::DIFF1,
                 version_mask: 0,
                 link: UpstreamLink::new("p".into(), 1, tx),
-                clean_jobs: false,
+                clean_jobs,
             },
             Instant::now(),
         )
