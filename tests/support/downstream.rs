@@ -214,6 +214,12 @@ impl Miner {
             .expect("write");
     }
 
+    /// Sends bytes as they are (no newline), e.g. a line trickled a byte at a time;
+    /// `false` once the proxy has closed the connection.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> bool {
+        self.writer.write_all(bytes).await.is_ok()
+    }
+
     /// Sends a request and returns its id.
     pub async fn send(&mut self, method: &str, params: Value) -> u64 {
         let id = self.next_id;

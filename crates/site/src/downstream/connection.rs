@@ -123,7 +123,7 @@ struct Connection {
     session: MinerSession,
     /// Subscribe and authorize must be done by then.
     setup_deadline: Instant,
-    /// Last time the miner sent anything, for the idle timeout.
+    /// Last time the miner sent a complete line, for the idle timeout.
     last_heard: Instant,
     /// Set when the session decided to close once its queue is written, with the deadline.
     closing: Option<(SessionEnd, Instant)>,
@@ -228,7 +228,7 @@ impl Connection {
         self.buf.reserve(READ_CHUNK);
         match self.stream.try_read_buf(&mut self.buf) {
             Ok(0) => return Err(SessionEnd::PeerClosed),
-            Ok(_) => self.last_heard = Instant::now(),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Tokio clears readiness only on `WouldBlock`, so every burst of reads
                 // ends here: this is the path that leaves a miner idle, and the chunk
@@ -249,6 +249,9 @@ impl Connection {
                 }
                 Err(CodecError::Io(e)) => return Err(SessionEnd::Io(e)),
             };
+            // Only a complete line counts as hearing from the miner: a byte every few
+            // seconds that never ends a line must not hold a connection open forever.
+            self.last_heard = Instant::now();
             let parsed = Message::parse(&line);
             if let Ok(Message::Request(Request {
                 method: Method::Subscribe(_),
