@@ -10,3 +10,4 @@
 mod support;
 
 mod miner_trickle;
+mod unauthorized_flood;

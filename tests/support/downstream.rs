@@ -206,6 +206,24 @@ impl Miner {
         }
     }
 
+    /// Connects from a chosen loopback source address (127.0.0.x), as a second host would.
+    pub async fn connect_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> Miner {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((source, 0)))
+            .expect("bind a loopback source");
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let (r, w) = stream.into_split();
+        Miner {
+            reader: BufReader::new(r),
+            writer: w,
+            next_id: 1,
+        }
+    }
+
     /// Sends one raw line (a newline is added).
     pub async fn send_raw(&mut self, line: &str) {
         self.writer

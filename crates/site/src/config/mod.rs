@@ -57,6 +57,14 @@ pub struct ProxyConfig {
     pub max_connections: NonZeroUsize,
     /// A miner must subscribe and authorize within this time or is dropped.
     pub setup_timeout: Duration,
+    /// Connections not yet authorized that one source address may hold.
+    pub max_unauthorized_per_source: NonZeroUsize,
+    /// Connections not yet authorized over all sources (the rest of the cap stays for
+    /// miners that authorize).
+    pub max_unauthorized: NonZeroUsize,
+    /// The setup deadline for a new connection while over half of `max_unauthorized` is
+    /// in use, so slots held by connections that never authorize turn over fast.
+    pub setup_timeout_under_pressure: Duration,
     /// A miner that sends nothing for this long is dropped.
     pub idle_timeout: Duration,
     /// Hard cap on one Stratum line; a longer one disconnects its sender.

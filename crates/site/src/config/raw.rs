@@ -50,6 +50,12 @@ pub struct RawProxy {
     pub max_connections: Option<usize>,
     /// Seconds to subscribe and authorize, default 10.
     pub setup_timeout_secs: Option<f64>,
+    /// Unauthorized connections per source address, default 256.
+    pub max_unauthorized_per_source: Option<usize>,
+    /// Unauthorized connections in total, default half of `max_connections`.
+    pub max_unauthorized: Option<usize>,
+    /// Setup deadline under pressure, default 2 s.
+    pub setup_timeout_under_pressure_secs: Option<f64>,
     /// Seconds of silence before a miner is dropped, default 600.
     pub idle_timeout_secs: Option<f64>,
     /// Longest line in bytes, default 65,536.
@@ -172,10 +178,26 @@ impl RawConfig {
         }
         let initial_difficulty = p.initial_difficulty.unwrap_or(1024.0);
         positive("proxy.initial_difficulty", initial_difficulty)?;
+        let max_connections = nonzero("proxy.max_connections", p.max_connections, 20_000)?;
         let proxy = ProxyConfig {
             listen,
-            max_connections: nonzero("proxy.max_connections", p.max_connections, 20_000)?,
+            max_connections,
             setup_timeout: secs("proxy.setup_timeout_secs", p.setup_timeout_secs, 10.0)?,
+            max_unauthorized_per_source: nonzero(
+                "proxy.max_unauthorized_per_source",
+                p.max_unauthorized_per_source,
+                256,
+            )?,
+            max_unauthorized: nonzero(
+                "proxy.max_unauthorized",
+                p.max_unauthorized,
+                (max_connections.get() / 2).max(1),
+            )?,
+            setup_timeout_under_pressure: secs(
+                "proxy.setup_timeout_under_pressure_secs",
+                p.setup_timeout_under_pressure_secs,
+                2.0,
+            )?,
             idle_timeout: secs("proxy.idle_timeout_secs", p.idle_timeout_secs, 600.0)?,
             max_line_bytes: nonzero("proxy.max_line_bytes", p.max_line_bytes, 64 * 1024)?,
             outbound_queue: nonzero("proxy.outbound_queue", p.outbound_queue, 64)?,

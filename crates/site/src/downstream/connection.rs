@@ -18,7 +18,7 @@
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -30,6 +30,7 @@ use crate::hub::{ChannelControl, Hub, MinerJob};
 use crate::stats::Registry;
 use hashgate_protocol::stratum::{CodecError, Message, Method, Request, StratumCodec};
 
+use super::admission::Unauthorized;
 use super::end::SessionEnd;
 use super::outbox::Outbox;
 use super::session::{Effect, MinerSession};
@@ -69,10 +70,12 @@ struct Feeds {
 pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    admitted: (Unauthorized, Duration),
     shared: Arc<SessionContext>,
     cancel: CancellationToken,
 ) -> SessionEnd {
     let start = Instant::now();
+    let (unauthorized, setup_timeout) = admitted;
     let session = MinerSession::new(
         shared.settings.clone(),
         shared.hub.clone(),
@@ -95,7 +98,8 @@ pub(super) async fn serve(
         buf: BytesMut::new(),
         feeds: Feeds::default(),
         session,
-        setup_deadline: start + shared.settings.setup_timeout,
+        setup_deadline: start + setup_timeout,
+        unauthorized: Some(unauthorized),
         last_heard: start,
         closing: None,
         shared,
@@ -123,6 +127,9 @@ struct Connection {
     session: MinerSession,
     /// Subscribe and authorize must be done by then.
     setup_deadline: Instant,
+    /// This connection's place in the budget of unauthorized connections, given back
+    /// when the miner authorizes.
+    unauthorized: Option<Unauthorized>,
     /// Last time the miner sent a complete line, for the idle timeout.
     last_heard: Instant,
     /// Set when the session decided to close once its queue is written, with the deadline.
@@ -266,6 +273,9 @@ impl Connection {
                 self.session
                     .handle(parsed, &line, now, SystemTime::now(), &mut self.out)?;
             self.apply(effect);
+            if self.unauthorized.is_some() && self.session.is_authorized() {
+                self.unauthorized = None;
+            }
             // Answers to one read go out in one write (a syscall per answer would cost
             // more than validating the share), unless a burst fills half the queue.
             if self.out.half_full() {
@@ -374,7 +384,15 @@ mod tests {
             hub,
             registry: Registry::new(),
         });
-        let task = serve(stream, peer, shared, CancellationToken::new());
+        let admission =
+            super::super::admission::Admission::new(super::super::admission::AdmissionLimits {
+                per_source: 1,
+                total: 1,
+                setup_timeout: Duration::from_secs(10),
+                setup_timeout_under_pressure: Duration::from_secs(2),
+            });
+        let admitted = admission.admit(peer.ip()).expect("room for one");
+        let task = serve(stream, peer, admitted, shared, CancellationToken::new());
         let future = std::mem::size_of_val(&task);
         let stats = std::mem::size_of::<MinerStats>();
         eprintln!("per connection: task future {future} B, miner stats {stats} B");

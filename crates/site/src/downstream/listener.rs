@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::stats::Registry;
 
+use super::admission::{Admission, AdmissionLimits};
 use super::connection::{SessionContext, serve};
 use super::end::SessionEnd;
 use super::settings::Settings;
@@ -152,6 +153,8 @@ struct Acceptor {
     tracker: TaskTracker,
     /// One permit per live session: the connection cap, over all sockets.
     permits: Arc<Semaphore>,
+    /// The smaller budget of connections that have not authorized yet.
+    admission: Arc<Admission>,
     /// Accept-loop counters.
     counters: Arc<ListenerCounters>,
 }
@@ -241,6 +244,12 @@ impl Listener {
                 shutdown,
                 tracker: TaskTracker::new(),
                 permits: Arc::new(Semaphore::new(config.proxy.max_connections.get())),
+                admission: Admission::new(AdmissionLimits {
+                    per_source: config.proxy.max_unauthorized_per_source.get(),
+                    total: config.proxy.max_unauthorized.get(),
+                    setup_timeout: config.proxy.setup_timeout,
+                    setup_timeout_under_pressure: config.proxy.setup_timeout_under_pressure,
+                }),
                 counters: Arc::new(ListenerCounters::default()),
             }),
         })
@@ -354,9 +363,20 @@ impl Acceptor {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             // Refused cleanly: dropping the stream closes it; nothing else is touched.
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("hashgate_downstream_refused_total").increment(1);
+            metrics::counter!("hashgate_downstream_refused_total", "reason" => "max_connections")
+                .increment(1);
             tracing::warn!(%peer, "connection cap reached; miner refused");
             return;
+        };
+        let admitted = match self.admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("hashgate_downstream_refused_total", "reason" => refusal.label())
+                    .increment(1);
+                tracing::warn!(%peer, reason = refusal.label(), "budget of unauthorized connections reached; connection refused");
+                return;
+            }
         };
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed) + 1;
@@ -370,7 +390,13 @@ impl Acceptor {
         let span = tracing::info_span!("miner", %peer, worker = tracing::field::Empty);
         // The root token itself, not a child per session: nothing cancels one session
         // alone, and a child node is ~140 bytes per miner.
-        let serving = serve(stream, peer, self.shared.clone(), self.shutdown.clone());
+        let serving = serve(
+            stream,
+            peer,
+            admitted,
+            self.shared.clone(),
+            self.shutdown.clone(),
+        );
         self.tracker.spawn(
             SessionTask {
                 serving,

@@ -16,6 +16,7 @@
 //! are handed to the issuing pool connection through the job's
 //! [`UpstreamLink`](crate::hub::UpstreamLink).
 
+mod admission;
 mod connection;
 mod end;
 mod jobs;
