@@ -11,3 +11,4 @@ mod support;
 
 mod miner_trickle;
 mod unauthorized_flood;
+mod worker_names;

@@ -18,6 +18,30 @@ pub(crate) enum WorkerNameError {
     /// Holds whitespace or control characters, which would corrupt logs and pool names.
     #[error("worker name contains whitespace or control characters")]
     BadCharacter,
+    /// Holds invisible or text-direction characters, with which one name can pass for
+    /// another in logs and Grafana.
+    #[error("worker name contains invisible or text-direction (bidi) characters")]
+    Invisible,
+}
+
+/// Characters that print as nothing or reorder the text around them: bidi embeddings,
+/// overrides and isolates, zero-width spaces and joiners, the byte-order mark, soft hyphen,
+/// Hangul fillers, variation selectors and tag characters. `rack1` and `rack1` + U+200B look
+/// the same on a dashboard; `rack<RLO>1kcar` shows as another name.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}'
+        | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}'
+        | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// The name shares are submitted under upstream for a miner authorized as `name`.
@@ -40,6 +64,9 @@ pub(crate) fn upstream_worker_name(
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(WorkerNameError::BadCharacter);
     }
+    if name.chars().any(invisible) {
+        return Err(WorkerNameError::Invisible);
+    }
     let part = name.split_once('.').map_or(name, |(_, rest)| rest);
     if part.is_empty() {
         return Err(WorkerNameError::Empty);
@@ -54,6 +81,30 @@ pub(crate) fn upstream_worker_name(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_can_pass_for_others_are_refused() {
+        let per = UpstreamWorker::PerMiner;
+        for spoof in [
+            "rack1\u{200B}",         // zero-width space
+            "rack\u{202E}1kcar",     // right-to-left override
+            "rack\u{2067}1\u{2069}", // right-to-left isolate
+            "\u{FEFF}rack1",         // byte-order mark
+            "rack\u{00AD}1",         // soft hyphen
+            "rack1\u{E0041}",        // tag character
+        ] {
+            assert_eq!(
+                upstream_worker_name(spoof, "site", per),
+                Err(WorkerNameError::Invisible),
+                "{spoof:?}"
+            );
+        }
+        // Names in other scripts are fine: only the invisible ones are refused.
+        assert_eq!(
+            upstream_worker_name("acct.стойка-1", "site", per).as_deref(),
+            Ok("site.стойка-1")
+        );
+    }
 
     #[test]
     fn worker_part_is_mapped_onto_the_account() {
