@@ -1,14 +1,9 @@
 //! `hashgate run`: the proxy (and, when configured, power gating) until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
 
 use hashgate_site::config::Config;
-use hashgate_site::power::PowerDriver;
-use hashgate_site::site::Site;
-use hashgate_site::stats::Registry;
+use hashgate_site::site::{Site, SiteOptions};
 
 use super::{EXIT_BAD_CONFIG, RunArgs};
 
@@ -44,10 +39,6 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let registry = Registry::new();
-    let power = config.power.clone();
-    let http = config.http.clone();
     // One global recorder per process: every `metrics::counter!` in the library lands here.
     let prometheus = match hashgate_site::exporter::install_recorder() {
         Ok(handle) => Some(handle),
@@ -56,30 +47,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let mut site = Site::start(Arc::new(config), registry.clone(), shutdown.clone()).await?;
+    let site = Site::start(SiteOptions::new(config).metrics(prometheus)).await?;
     say(&format!("hashgate: miners connect to {}", site.miner_addr));
-    let (power_task, admin) = match power {
-        Some(power) => {
-            let token = power.admin_token.clone();
-            let (driver, handle) = PowerDriver::from_inventory(power, registry.clone()).await?;
-            (
-                Some(tokio::spawn(driver.run(shutdown.clone()))),
-                hashgate_site::power::admin::router(handle, token),
-            )
-        }
-        None => (None, axum::Router::new()),
-    };
-    let http_addr = site.start_http(&http, prometheus, admin).await?;
-    say(&format!(
-        "hashgate: metrics on http://{http_addr}/metrics, status API on http://{http_addr}/api/v1/summary"
-    ));
-    shutdown_signal().await;
-    tracing::info!("shutdown requested: closing miners, delivering pending shares");
-    shutdown.cancel();
-    site.finished().await;
-    if let Some(task) = power_task {
-        let _ = task.await;
+    if let Some(http_addr) = site.http_addr {
+        say(&format!(
+            "hashgate: metrics on http://{http_addr}/metrics, status API on http://{http_addr}/api/v1/summary"
+        ));
     }
+    shutdown_signal().await;
+    site.shutdown().await?;
     Ok(())
 }
 

@@ -8,12 +8,8 @@ use hashgate_lab::sim::asic::{BadShare, SimAsic, SimAsicConfig};
 use hashgate_lab::sim::mgmt::{SimMinerSpec, SimMinerState};
 use hashgate_lab::sim::pool::{SimPool, SimPoolConfig};
 use hashgate_site::config::{Config, RawConfig};
-use hashgate_site::exporter::Exporter;
-use hashgate_site::http::{HttpConfig, HttpState, serve};
-use hashgate_site::site::Site;
-use hashgate_site::stats::Registry;
+use hashgate_site::site::{Site, SiteOptions};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// One share per ~430 hashes: a 400 H/s simulated ASIC sends about one share a second.
 const DIFFICULTY: f64 = 1e-7;
@@ -23,6 +19,7 @@ fn config(pool: &SimPool) -> Arc<Config> {
     let text = format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"site\"\ninitial_difficulty = {DIFFICULTY}\n\
          [vardiff]\nmin_difficulty = {DIFFICULTY}\nmax_difficulty = {DIFFICULTY}\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
          [[pools]]\nname = \"main\"\nurl = \"stratum+tcp://{}\"\n",
         pool.addr()
     );
@@ -54,11 +51,7 @@ async fn api_and_metrics_agree_with_miners_and_pool() {
     })
     .await
     .unwrap();
-    let registry = Registry::new();
-    let shutdown = CancellationToken::new();
-    let site = Site::start(config(&pool), registry.clone(), shutdown.clone())
-        .await
-        .unwrap();
+    let site = Site::start(SiteOptions::new(config(&pool))).await.unwrap();
     let now = Instant::now();
     let mut asics = Vec::new();
     let mut power = Vec::new();
@@ -71,14 +64,7 @@ async fn api_and_metrics_agree_with_miners_and_pool() {
         power.push(state);
     }
 
-    let exporter = Arc::new(Exporter::new(registry.clone(), 2_000).with_hub(site.hub.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(serve(
-        listener,
-        HttpState::new(exporter, &HttpConfig::default()),
-        shutdown.clone(),
-    ));
+    let base = format!("http://{}", site.http_addr.unwrap());
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -158,7 +144,5 @@ async fn api_and_metrics_agree_with_miners_and_pool() {
     assert!(text.contains("hashgate_upstream_state{pool=\"main\",state=\"active\"} 1\n"));
     assert!(text.contains("hashgate_shares_total{worker=\"site.m01\",result=\"rejected\",reason=\"low_difficulty\"} 1\n"));
 
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    let _ = tokio::time::timeout(Duration::from_secs(15), site.finished()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), site.shutdown()).await;
 }

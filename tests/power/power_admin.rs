@@ -1,16 +1,13 @@
-//! The admin API over HTTP on 127.0.0.1 against a running driver and simulated miners:
-//! bearer auth, 404s naming the unknown miner or container, pins honoured, demand response
-//! (cut and raise), and writes refused when no token is configured.
+//! The admin API over HTTP on 127.0.0.1, served by a running site's status server against
+//! its driver and simulated miners: bearer auth, 404s naming the unknown miner or
+//! container, pins honoured, demand response (cut and raise), and writes refused when no
+//! token is configured.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::power_driver::{Site, def, start_site, wait_for};
-use hashgate_site::power::admin;
+use crate::support::power_driver::{GatedSite, def, start_site, wait_for};
 use hashgate_site::power::api::Family;
-use hashgate_site::power::inventory::AdminToken;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "test-token-0123456789";
 const FAST: &str = "[controller]\nsleep_confirm_timeout_secs = 5\nwake_ramp_secs = 1\n";
@@ -18,10 +15,9 @@ const CONTAINER: &str = "budget_kw = 20.0\nmin_dwell_secs = 1\nwake_stagger_secs
 const LIMIT: Duration = Duration::from_secs(5);
 
 struct Admin {
-    site: Site,
+    site: GatedSite,
     base: String,
     http: reqwest::Client,
-    stop: CancellationToken,
 }
 
 async fn start(token: Option<&str>) -> Admin {
@@ -31,32 +27,13 @@ async fn start(token: Option<&str>) -> Admin {
         def("worst", Family::Luxos, 3000.0, 60.0),
     ];
     let site = start_site(FAST, CONTAINER, &miners, Duration::from_millis(100), token).await;
-    let router = admin::router(
-        site.handle.clone(),
-        token.map(|t| AdminToken::new(t).expect("token")),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let until = stop.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { until.cancelled().await })
-            .await
-    });
+    let base = format!("http://{}", site.http);
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
-    Admin {
-        site,
-        base: format!("http://{addr}"),
-        http,
-        stop,
-    }
+    Admin { site, base, http }
 }
 
 impl Admin {
@@ -86,7 +63,6 @@ impl Admin {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
         self.site.stop().await;
     }
 }

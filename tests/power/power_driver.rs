@@ -234,11 +234,12 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_inventory_builds_real_clients_from_family_address_and_credentials() {
+    use crate::support::power_driver::{idle_pool, site_config};
     use hashgate_lab::sim::mgmt::{self, SimMinerSpec, SimMinerState};
     use hashgate_site::power::PowerDriver;
     use hashgate_site::power::inventory::PowerConfig;
+    use hashgate_site::site::{Site, SiteOptions};
     use hashgate_site::stats::Registry;
-    use tokio_util::sync::CancellationToken;
 
     let now = Instant::now();
     let mut sims = Vec::new();
@@ -264,11 +265,12 @@ async fn from_inventory_builds_real_clients_from_family_address_and_credentials(
     }
     let mut config = PowerConfig::from_toml_str(&text).expect("valid");
     config.driver.tick = TICK;
-    let (driver, handle) = PowerDriver::from_inventory(config.clone(), Registry::new())
+    let pool = idle_pool().await;
+    // No clients given: the site builds them from the inventory, as `hashgate run` does.
+    let site = Site::start(SiteOptions::new(site_config(pool.addr(), config.clone())))
         .await
         .expect("clients");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(driver.run(shutdown.clone()));
+    let handle = site.power.clone().expect("power is configured");
     wait_for("every miner answering", LIMIT, || async {
         handle
             .status()
@@ -286,8 +288,7 @@ async fn from_inventory_builds_real_clients_from_family_address_and_credentials(
         !sims[2].state.is_hashing(Instant::now())
     })
     .await;
-    shutdown.cancel();
-    tokio::time::timeout(LIMIT, task)
+    tokio::time::timeout(LIMIT, site.shutdown())
         .await
         .expect("stops")
         .expect("task");

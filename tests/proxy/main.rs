@@ -16,4 +16,5 @@ mod downstream_session;
 mod hashrate_accuracy;
 mod proxy_e2e;
 mod sim_pool_asic;
+mod site_shutdown;
 mod upstream_pool;

@@ -9,9 +9,8 @@ use hashgate_lab::sim::asic::{SimAsic, SimAsicConfig};
 use hashgate_lab::sim::mgmt::{SimMinerSpec, SimMinerState};
 use hashgate_lab::sim::pool::{PoolFault, SimPool, SimPoolConfig};
 use hashgate_site::config::{Config, RawConfig};
-use hashgate_site::site::Site;
+use hashgate_site::site::{Site, SiteOptions};
 use hashgate_site::stats::Registry;
-use tokio_util::sync::CancellationToken;
 
 /// Miner and pool difficulty: one share per ~430 hashes, so a 400 H/s simulated ASIC sends
 /// about one share a second and every share also meets the pool's target.
@@ -95,15 +94,10 @@ async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_miners_over_one_upstream_connection_every_share_counted_once() {
     let primary = pool("primary").await;
-    let registry = Registry::new();
-    let shutdown = CancellationToken::new();
-    let site = Site::start(
-        config(&[&primary], DIFFICULTY),
-        registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let site = Site::start(SiteOptions::new(config(&[&primary], DIFFICULTY)).without_http())
+        .await
+        .unwrap();
+    let registry = site.registry.clone();
     let miners = fleet(site.miner_addr, 210);
 
     wait_until("every miner authorized", Duration::from_secs(30), || {
@@ -182,25 +176,21 @@ async fn two_hundred_miners_over_one_upstream_connection_every_share_counted_onc
         );
     }
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), site.finished())
+    tokio::time::timeout(Duration::from_secs(15), site.shutdown())
         .await
-        .expect("graceful shutdown within its grace period");
+        .expect("graceful shutdown within its grace period")
+        .expect("every part stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_outage_fails_over_without_dropping_miners_and_fails_back() {
     let primary = pool("primary").await;
     let backup = pool("backup").await;
-    let registry = Registry::new();
-    let shutdown = CancellationToken::new();
-    let site = Site::start(
-        config(&[&primary, &backup], DIFFICULTY),
-        registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let site =
+        Site::start(SiteOptions::new(config(&[&primary, &backup], DIFFICULTY)).without_http())
+            .await
+            .unwrap();
+    let registry = site.registry.clone();
     let miners = fleet(site.miner_addr, 12);
     wait_until("shares at the primary", Duration::from_secs(30), || {
         primary.stats().accepted >= 12
@@ -276,8 +266,8 @@ async fn pool_outage_fails_over_without_dropping_miners_and_fails_back() {
         "the proxy's pool-accepted count is what the pools accepted"
     );
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), site.finished())
+    tokio::time::timeout(Duration::from_secs(15), site.shutdown())
         .await
+        .unwrap()
         .unwrap();
 }

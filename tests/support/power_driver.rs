@@ -1,19 +1,22 @@
-//! SessionContext set-up of the power driver tests: simulated miners of several families behind
-//! their management APIs, an inventory naming them, and a running driver.
+//! Set-up of the power driver tests: simulated miners of several families behind their
+//! management APIs, an inventory naming them, and a running site (`Site::start`, as
+//! `hashgate run` starts it) whose power driver commands them.
 
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashgate_lab::sim::mgmt::{self, SimMgmtServer, SimMinerSpec, SimMinerState};
+use hashgate_lab::sim::pool::{SimPool, SimPoolConfig};
+use hashgate_site::config::{Config, RawConfig};
+use hashgate_site::power::PowerHandle;
 use hashgate_site::power::api::{Credentials, Family, MinerApi, Timeouts};
 use hashgate_site::power::inventory::PowerConfig;
-use hashgate_site::power::{PowerDriver, PowerHandle};
+use hashgate_site::site::{MinerClients, Site, SiteOptions};
 use hashgate_site::stats::Registry;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// One simulated miner to start.
 pub struct MinerDef {
@@ -35,16 +38,19 @@ pub fn def(id: &'static str, family: Family, watts: f64, ths: f64) -> MinerDef {
     }
 }
 
-/// A site of simulated miners driven by a running power driver.
-pub struct Site {
+/// A running site whose power driver commands simulated miners.
+pub struct GatedSite {
     pub sims: Vec<(&'static str, SimMgmtServer)>,
     pub handle: PowerHandle,
     pub registry: Arc<Registry>,
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<()>,
+    /// Where `/metrics`, `/api/v1` and the admin routes answer.
+    pub http: SocketAddr,
+    pub site: Site,
+    /// The site's pool; nobody mines through it.
+    pub pool: SimPool,
 }
 
-impl Site {
+impl GatedSite {
     pub fn sim(&self, id: &str) -> &SimMinerState {
         &self
             .sims
@@ -60,12 +66,33 @@ impl Site {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
+        tokio::time::timeout(Duration::from_secs(5), self.site.shutdown())
             .await
             .expect("driver stops on shutdown")
             .expect("driver task");
     }
+}
+
+/// The site configuration around `power`: miners and the status server on loopback ports
+/// the system picks, one pool at `pool`.
+pub fn site_config(pool: SocketAddr, power: PowerConfig) -> Config {
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"site\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [[pools]]\nname = \"pool\"\nurl = \"stratum+tcp://{pool}\"\n"
+    );
+    let mut config = RawConfig::parse(&text)
+        .and_then(|raw| raw.validate())
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    config.power = Some(power);
+    config
+}
+
+/// A pool for a site whose tests are about power.
+pub async fn idle_pool() -> SimPool {
+    SimPool::start(SimPoolConfig::default())
+        .await
+        .expect("bind pool")
 }
 
 pub fn root() -> Credentials {
@@ -83,14 +110,15 @@ pub fn timeouts() -> Timeouts {
 }
 
 /// Starts the sims, writes the inventory (`container` holds the container's TOML keys after
-/// its name, `head` goes before it), and runs a driver ticking every `tick`.
+/// its name, `head` goes before it), and starts a site with it whose driver ticks every
+/// `tick` through the sims' own clients.
 pub async fn start_site(
     head: &str,
     container: &str,
     miners: &[MinerDef],
     tick: Duration,
     admin_token: Option<&str>,
-) -> Site {
+) -> GatedSite {
     let now = Instant::now();
     let mut sims = Vec::new();
     let mut text = String::new();
@@ -125,17 +153,20 @@ pub async fn start_site(
         .iter()
         .map(|(id, sim)| (Arc::from(*id), Arc::from(sim.client(root(), timeouts()))))
         .collect();
-    let registry = Registry::new();
-    let (driver, handle) =
-        PowerDriver::new(config, clients, registry.clone()).expect("driver builds");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(driver.run(shutdown.clone()));
-    Site {
+    let pool = idle_pool().await;
+    let site = Site::start(
+        SiteOptions::new(site_config(pool.addr(), config))
+            .miner_clients(MinerClients::Given(clients)),
+    )
+    .await
+    .expect("driver builds");
+    GatedSite {
         sims,
-        handle,
-        registry,
-        shutdown,
-        task,
+        handle: site.power.clone().expect("power is configured"),
+        registry: site.registry.clone(),
+        http: site.http_addr.expect("the status server is served"),
+        site,
+        pool,
     }
 }
 

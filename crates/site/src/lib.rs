@@ -14,7 +14,7 @@
 //! | [`power`] | miner management APIs, the power/temperature budget controller, its driver and the admin API |
 //! | [`exporter`] | Prometheus `/metrics`: recorder output plus per-miner, per-pool and site series read from [`stats`] at scrape time |
 //! | [`http`] | the status server: `/metrics` and the JSON status API (`/api/v1/...`) |
-//! | [`site`] | the assembled proxy (registry, hub, upstream manager, miner listener) as `run`, `demo` and the tests start it |
+//! | [`site`] | the assembled site (registry, hub, upstream manager, miner listener, power driver, status server) and its shutdown order, as `run`, `demo` and the tests start it |
 
 pub mod config;
 pub mod downstream;

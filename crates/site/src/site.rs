@@ -1,42 +1,173 @@
-//! The assembled proxy: registry, hub, upstream manager and miner listener, started from one
-//! validated [`Config`] and stopped by one [`CancellationToken`].
+//! The assembled site: registry, hub, upstream manager, miner listener, the power driver
+//! (when `[power]` is configured) and the status server with the power admin routes,
+//! started from one validated [`Config`] and stopped in one order.
 //!
-//! `hashgate run`, `hashgate demo` and the end-to-end tests all start the proxy through
-//! [`Site::start`], so what is tested is what runs.
+//! `hashgate run`, `hashgate demo` and the end-to-end tests all start it through
+//! [`Site::start`] and differ only in their [`SiteOptions`], so what is tested is what runs.
+//!
+//! # Shutdown order
+//!
+//! [`Site::begin_shutdown`] (or [`Site::shutdown`]) starts one sequence; [`Site::phase`]
+//! tells where it is and [`Site::finished`] waits for its end.
+//!
+//! | phase | what stops | why here |
+//! |---|---|---|
+//! | [`Phase::ClosingMiners`] | the listener (a new miner is refused), every miner session, and the power driver | at once: a sleep or wake sent while the process goes away could never be confirmed or retried, so none is sent once shutdown began; miners stay as they are, and the next start learns their state from telemetry |
+//! | [`Phase::DrainingUpstream`] | pool connections send what is queued and wait for verdicts, up to `min(submit_timeout, 5 s)` | after the sessions, so no share arrives behind the drain |
+//! | [`Phase::StoppingHttp`] | the status server, answering requests in flight | last, so a scrape during shutdown still sees the final counts |
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::downstream::{Listener, ListenerCounters};
 use crate::exporter::Exporter;
-use crate::http::{HttpConfig, HttpState};
+use crate::http::HttpState;
 use crate::hub::Hub;
+use crate::power::api::MinerApi;
+use crate::power::driver::DriverError;
+use crate::power::inventory::PowerConfig;
+use crate::power::{PowerDriver, PowerHandle};
 use crate::stats::Registry;
 
-/// A running proxy.
+/// Where the power driver's management API clients come from.
+#[derive(Default)]
+pub enum MinerClients {
+    /// Built from each inventory miner's family, address and credentials, host names
+    /// resolved once at start: what a real site uses.
+    #[default]
+    Inventory,
+    /// Given, one per inventory miner by id: simulated miners on ports the inventory cannot
+    /// name (a stock Antminer's web port), or in-process fakes.
+    Given(Vec<(Arc<str>, Arc<dyn MinerApi>)>),
+}
+
+impl fmt::Debug for MinerClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MinerClients::Inventory => f.write_str("Inventory"),
+            MinerClients::Given(clients) => write!(f, "Given({} clients)", clients.len()),
+        }
+    }
+}
+
+/// What differs between `hashgate run`, `hashgate demo` and the tests; everything else
+/// comes from the [`Config`].
+#[derive(Debug)]
+pub struct SiteOptions {
+    config: Arc<Config>,
+    clients: MinerClients,
+    prometheus: Option<PrometheusHandle>,
+    serve_http: bool,
+}
+
+impl SiteOptions {
+    /// The site `config` describes: management clients from the inventory, `/metrics`
+    /// with the registry's series only, the status server on `http.listen`.
+    pub fn new(config: impl Into<Arc<Config>>) -> SiteOptions {
+        SiteOptions {
+            config: config.into(),
+            clients: MinerClients::Inventory,
+            prometheus: None,
+            serve_http: true,
+        }
+    }
+
+    /// Where the power driver's clients come from; unused without `[power]`.
+    pub fn miner_clients(mut self, clients: MinerClients) -> SiteOptions {
+        self.clients = clients;
+        self
+    }
+
+    /// The recorder whose series lead each `/metrics` scrape: the process-wide one the
+    /// binary installed, or a test's own; `None` serves the registry's series alone.
+    pub fn metrics(mut self, recorder: Option<PrometheusHandle>) -> SiteOptions {
+        self.prometheus = recorder;
+        self
+    }
+
+    /// No status server, hence no admin routes either (the power handle still works).
+    pub fn without_http(mut self) -> SiteOptions {
+        self.serve_http = false;
+        self
+    }
+}
+
+/// Why a site could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// The miner listener could not be bound (address in use, permission, a vardiff
+    /// setting the sessions cannot use).
+    #[error("miner listener on {addr}: {source}")]
+    Listener {
+        /// `proxy.listen`.
+        addr: SocketAddr,
+        /// What binding said.
+        source: io::Error,
+    },
+    /// The status server could not be bound.
+    #[error("status server on {addr}: {source}")]
+    Http {
+        /// `http.listen`.
+        addr: SocketAddr,
+        /// What binding said.
+        source: io::Error,
+    },
+    /// The power driver could not be built from the inventory and the clients.
+    #[error("power gating: {0}")]
+    Power(#[from] DriverError),
+    /// A part of the site panicked or failed while running or stopping.
+    #[error("{part} did not stop cleanly: {problem}")]
+    Stop {
+        /// Which part: `miner listener`, `power driver`, `upstream`, `status server`.
+        part: &'static str,
+        /// The panic or I/O error.
+        problem: String,
+    },
+}
+
+/// Where a site is in its life; later phases compare greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Serving miners, pools, power and HTTP.
+    Running,
+    /// Shutdown began: the listener and the power driver are stopped, sessions are ending.
+    ClosingMiners,
+    /// Pool connections deliver what is queued and wait for the pools' verdicts.
+    DrainingUpstream,
+    /// The status server finishes the requests in flight.
+    StoppingHttp,
+    /// Everything has stopped.
+    Stopped,
+}
+
+/// A running site.
 #[derive(Debug)]
 pub struct Site {
     /// Where miners connect (the real port when configured with port 0).
     pub miner_addr: SocketAddr,
+    /// Where `/metrics`, `/api/v1` and the admin routes answer; `None` without HTTP.
+    pub http_addr: Option<SocketAddr>,
     /// Every miner and pool, for status output, metrics and the API.
     pub registry: Arc<Registry>,
     /// Channels and jobs.
     pub hub: Arc<Hub>,
     /// Accept-loop counters (accepted, refused, sessions ended by reason).
     pub listener: Arc<ListenerCounters>,
-    /// Cancelling it begins a graceful shutdown.
-    pub shutdown: CancellationToken,
-    accept_task: JoinHandle<io::Result<()>>,
-    upstream_task: JoinHandle<()>,
-    http_task: Option<JoinHandle<io::Result<()>>>,
+    /// Pins, budgets and the power view, when `[power]` is configured.
+    pub power: Option<PowerHandle>,
+    /// Cancelled to begin shutdown; the listener's and the driver's tokens are its children.
+    shutdown: CancellationToken,
+    phase: watch::Receiver<Phase>,
+    stopping: JoinHandle<Result<(), SiteError>>,
 }
 
 /// Upstream connections per pool the hub may open: enough for the connection cap with the
@@ -46,90 +177,234 @@ fn max_channels(config: &Config) -> usize {
 }
 
 impl Site {
-    /// Binds the miner listener (before anything connects upstream, so a bad address fails
-    /// fast), starts the upstream manager and begins accepting miners.
+    /// Binds the miner listener and the status server and builds the power driver (so a
+    /// bad address or an unresolvable miner fails before anything connects upstream), then
+    /// starts the upstream manager, the accept loop, the driver and the status server.
     ///
     /// # Errors
-    /// Binding the listen address failed.
-    pub async fn start(
-        config: Arc<Config>,
-        registry: Arc<Registry>,
-        shutdown: CancellationToken,
-    ) -> io::Result<Site> {
+    /// [`SiteError::Listener`], [`SiteError::Http`] or [`SiteError::Power`]; nothing is
+    /// left running then.
+    pub async fn start(options: SiteOptions) -> Result<Site, SiteError> {
+        let SiteOptions {
+            config,
+            clients,
+            prometheus,
+            serve_http,
+        } = options;
+        let registry = Registry::new();
         let (hub, channels) = Hub::new(max_channels(&config));
-        let listener = Listener::bind(&config, hub.clone(), registry.clone(), shutdown.clone())?;
-        let miner_addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        // The listener and the driver stop the instant shutdown begins; the upstream and
+        // the status server only when the sequence reaches them.
+        let upstream_stop = CancellationToken::new();
+        let http_stop = CancellationToken::new();
+
+        let listener_error = |source| SiteError::Listener {
+            addr: config.proxy.listen,
+            source,
+        };
+        let listener = Listener::bind(
+            &config,
+            hub.clone(),
+            registry.clone(),
+            shutdown.child_token(),
+        )
+        .map_err(listener_error)?;
+        let miner_addr = listener.local_addr().map_err(listener_error)?;
+        let http_listener = if serve_http {
+            let http_error = |source| SiteError::Http {
+                addr: config.http.listen,
+                source,
+            };
+            let bound = TcpListener::bind(config.http.listen)
+                .await
+                .map_err(http_error)?;
+            let addr = bound.local_addr().map_err(http_error)?;
+            Some((bound, addr))
+        } else {
+            None
+        };
+        let driver = match &config.power {
+            Some(power) => {
+                let (driver, handle) =
+                    build_driver(power.clone(), clients, registry.clone()).await?;
+                let admin = crate::power::admin::router(handle.clone(), power.admin_token.clone());
+                Some((driver, handle, admin))
+            }
+            None => None,
+        };
+
         let counters = listener.counters();
         let upstream_task = crate::upstream::spawn(
             config.clone(),
             hub.clone(),
             channels,
             registry.clone(),
-            shutdown.clone(),
+            upstream_stop.clone(),
         );
         let accept_task = tokio::spawn(listener.run());
-        tracing::info!(%miner_addr, pools = config.pools.len(), "hashgate proxy listening");
+        let (power, power_task, admin) = match driver {
+            Some((driver, handle, admin)) => {
+                let task = tokio::spawn(driver.run(shutdown.child_token()));
+                (Some(handle), Some(task), admin)
+            }
+            None => (None, None, axum::Router::new()),
+        };
+        let (http_addr, http_task) = match http_listener {
+            Some((bound, addr)) => {
+                let mut exporter = Exporter::new(registry.clone(), config.http.max_worker_series)
+                    .with_hub(hub.clone());
+                if let Some(handle) = prometheus {
+                    exporter = exporter.with_prometheus(handle);
+                }
+                let state = HttpState::new(Arc::new(exporter), &config.http);
+                let task = tokio::spawn(crate::http::serve_merged(
+                    bound,
+                    state,
+                    admin,
+                    http_stop.clone(),
+                ));
+                (Some(addr), Some(task))
+            }
+            None => (None, None),
+        };
+        tracing::info!(%miner_addr, http = ?http_addr, pools = config.pools.len(), power = power.is_some(), "hashgate proxy listening");
+
+        let (phase_tx, phase) = watch::channel(Phase::Running);
+        let stopping = tokio::spawn(
+            Stopping {
+                shutdown: shutdown.clone(),
+                phase: phase_tx,
+                accept: accept_task,
+                power: power_task,
+                upstream: (upstream_stop, upstream_task),
+                http: (http_stop, http_task),
+            }
+            .run(),
+        );
         Ok(Site {
             miner_addr,
+            http_addr,
             registry,
             hub,
             listener: counters,
+            power,
             shutdown,
-            accept_task,
-            upstream_task,
-            http_task: None,
+            phase,
+            stopping,
         })
     }
 
-    /// Starts the status server (`/metrics`, `/api/v1/...`) on `http.listen`, with `extra`
-    /// routes (the power admin API) on the same listener; returns the bound address.
-    ///
-    /// `prometheus` is the process-wide recorder's handle (installed once per process by
-    /// the binary); without it `/metrics` carries the registry's series only.
-    ///
-    /// # Errors
-    /// Binding the address failed.
-    pub async fn start_http(
-        &mut self,
-        http: &HttpConfig,
-        prometheus: Option<PrometheusHandle>,
-        extra: Router,
-    ) -> io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(http.listen).await?;
-        let addr = listener.local_addr()?;
-        let mut exporter =
-            Exporter::new(self.registry.clone(), http.max_worker_series).with_hub(self.hub.clone());
-        if let Some(handle) = prometheus {
-            exporter = exporter.with_prometheus(handle);
-        }
-        let state = HttpState::new(Arc::new(exporter), http);
-        self.http_task = Some(tokio::spawn(crate::http::serve_merged(
-            listener,
-            state,
-            extra,
-            self.shutdown.clone(),
-        )));
-        Ok(addr)
+    /// Begins the shutdown sequence (see the module documentation) without waiting for it;
+    /// calling it again changes nothing.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
     }
 
-    /// Waits until shutdown has been requested and both sides have finished: miner
-    /// sessions closed, pending upstream submits answered or counted within the grace period.
-    pub async fn finished(self) {
-        self.shutdown.cancelled().await;
-        match self.accept_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "miner listener failed"),
-            Err(error) => tracing::error!(%error, "miner listener task panicked"),
+    /// Where the site is in its life.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Waits until shutdown has been begun and every phase has ended: miner sessions
+    /// closed, the driver stopped, pending upstream submits answered or counted within the
+    /// grace period, the status server stopped.
+    ///
+    /// # Errors
+    /// [`SiteError::Stop`] naming the first part that panicked or failed (every one is
+    /// logged); the later phases still ran.
+    pub async fn finished(self) -> Result<(), SiteError> {
+        match self.stopping.await {
+            Ok(result) => result,
+            Err(error) => Err(stop_error("shutdown sequence", &error)),
         }
-        if let Err(error) = self.upstream_task.await {
-            tracing::error!(%error, "upstream task panicked");
-        }
-        if let Some(task) = self.http_task {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "status server failed"),
-                Err(error) => tracing::error!(%error, "status server task panicked"),
+    }
+
+    /// [`begin_shutdown`](Site::begin_shutdown), then [`finished`](Site::finished).
+    ///
+    /// # Errors
+    /// As [`Site::finished`].
+    pub async fn shutdown(self) -> Result<(), SiteError> {
+        self.begin_shutdown();
+        self.finished().await
+    }
+}
+
+async fn build_driver(
+    power: PowerConfig,
+    clients: MinerClients,
+    registry: Arc<Registry>,
+) -> Result<(PowerDriver, PowerHandle), DriverError> {
+    match clients {
+        MinerClients::Inventory => PowerDriver::from_inventory(power, registry).await,
+        MinerClients::Given(clients) => PowerDriver::new(power, clients, registry),
+    }
+}
+
+/// The site's tasks as the shutdown sequence stops them, in order.
+struct Stopping {
+    shutdown: CancellationToken,
+    phase: watch::Sender<Phase>,
+    accept: JoinHandle<io::Result<()>>,
+    power: Option<JoinHandle<()>>,
+    upstream: (CancellationToken, JoinHandle<()>),
+    http: (CancellationToken, Option<JoinHandle<io::Result<()>>>),
+}
+
+impl Stopping {
+    async fn run(self) -> Result<(), SiteError> {
+        let mut first: Option<SiteError> = None;
+        let mut note = |result: Result<(), SiteError>| {
+            if let Err(error) = result {
+                tracing::error!(%error, "site shutdown");
+                first.get_or_insert(error);
             }
+        };
+        self.shutdown.cancelled().await;
+        self.phase.send_replace(Phase::ClosingMiners);
+        tracing::info!("shutdown: miners refused and closed, power commands stopped");
+        let power = async {
+            match self.power {
+                Some(task) => task.await.map_err(|e| stop_error("power driver", &e)),
+                None => Ok(()),
+            }
+        };
+        let (accepted, powered) = tokio::join!(self.accept, power);
+        note(served("miner listener", accepted));
+        note(powered);
+
+        self.phase.send_replace(Phase::DrainingUpstream);
+        tracing::info!("shutdown: delivering pending shares to the pools");
+        let (upstream_stop, upstream) = self.upstream;
+        upstream_stop.cancel();
+        note(upstream.await.map_err(|e| stop_error("upstream", &e)));
+
+        self.phase.send_replace(Phase::StoppingHttp);
+        let (http_stop, http) = self.http;
+        http_stop.cancel();
+        if let Some(task) = http {
+            note(served("status server", task.await));
         }
+        self.phase.send_replace(Phase::Stopped);
+        tracing::info!("shutdown: done");
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn served(part: &'static str, joined: Result<io::Result<()>, JoinError>) -> Result<(), SiteError> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(SiteError::Stop {
+            part,
+            problem: error.to_string(),
+        }),
+        Err(error) => Err(stop_error(part, &error)),
+    }
+}
+
+fn stop_error(part: &'static str, error: &JoinError) -> SiteError {
+    SiteError::Stop {
+        part,
+        problem: error.to_string(),
     }
 }

@@ -1,17 +1,14 @@
 //! The demo's script: start the simulated site and the real proxy, print status, and play a
 //! few events an operator meets on a real site (demand response, a pool outage).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::sim::pool::PoolFault;
 use hashgate_site::config::{ConfigError, RawConfig};
-use hashgate_site::power::api::Timeouts;
-use hashgate_site::power::{PowerDriver, PowerStatus};
-use hashgate_site::site::Site;
-use hashgate_site::stats::Registry;
+use hashgate_site::power::PowerStatus;
+use hashgate_site::site::{MinerClients, Site, SiteError, SiteOptions};
 
 use super::{DEMO_TOML, SimSite, status};
 
@@ -110,9 +107,9 @@ pub enum DemoError {
     /// A loopback port could not be bound.
     #[error("cannot start the simulated site: {0}")]
     Io(#[from] std::io::Error),
-    /// The power driver refused the simulated inventory.
-    #[error("power driver: {0}")]
-    Power(#[from] hashgate_site::power::driver::DriverError),
+    /// The proxy did not start (or did not stop cleanly).
+    #[error("proxy: {0}")]
+    Site(#[from] SiteError),
 }
 
 /// What the demo saw, for its last line and for tests.
@@ -151,10 +148,20 @@ pub async fn run(
     let account = raw.proxy.account.clone().unwrap_or_default();
     let mut sim = SimSite::start(&mut raw, options.asic_hashrate, 1e-6).await?;
     let config = raw.validate()?;
-    let power_config = config.power.clone();
-    let http = config.http.clone();
-    let registry = Registry::new();
-    let mut site = Site::start(Arc::new(config), registry.clone(), shutdown.clone()).await?;
+    // The simulators' own clients: a simulated stock Antminer takes its web writes on a
+    // port of its own, which an inventory address cannot name.
+    let clients = match &config.power {
+        Some(power) => sim.clients(&raw, power.driver.timeouts),
+        None => Vec::new(),
+    };
+    let site = Site::start(
+        SiteOptions::new(config)
+            .miner_clients(MinerClients::Given(clients))
+            .metrics(options.prometheus.clone()),
+    )
+    .await?;
+    let registry = site.registry.clone();
+    let power = site.power.clone();
     print(format!(
         "hashgate demo: proxy on {} | {} simulated pools | {} simulated ASICs ({} real hashes/s each) with management APIs",
         site.miner_addr,
@@ -163,35 +170,11 @@ pub async fn run(
         options.asic_hashrate
     ));
     sim.start_asics(site.miner_addr, &account);
-
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(1),
-        call: Duration::from_secs(2),
-    };
-    let (power, power_task, admin) = match power_config {
-        Some(power_config) => {
-            let token = power_config.admin_token.clone();
-            let clients = sim
-                .clients(&raw, timeouts)
-                .into_iter()
-                .map(|(id, api)| (Arc::from(id.as_str()), api))
-                .collect();
-            let (driver, handle) = PowerDriver::new(power_config, clients, registry.clone())?;
-            let admin = hashgate_site::power::admin::router(handle.clone(), token);
-            (
-                Some(handle),
-                Some(tokio::spawn(driver.run(shutdown.clone()))),
-                admin,
-            )
-        }
-        None => (None, None, axum::Router::new()),
-    };
-    let http_addr = site
-        .start_http(&http, options.prometheus.clone(), admin)
-        .await?;
-    print(format!(
-        "hashgate demo: metrics on http://{http_addr}/metrics | status API http://{http_addr}/api/v1/miners | power view http://{http_addr}/api/v1/power"
-    ));
+    if let Some(http_addr) = site.http_addr {
+        print(format!(
+            "hashgate demo: metrics on http://{http_addr}/metrics | status API http://{http_addr}/api/v1/miners | power view http://{http_addr}/api/v1/power"
+        ));
+    }
 
     let start = Instant::now();
     let mut events = options.events.clone();
@@ -268,11 +251,7 @@ pub async fn run(
             asic.stop().await;
         }
     }
-    shutdown.cancel();
-    site.finished().await;
-    if let Some(task) = power_task {
-        let _ = task.await;
-    }
+    let stopped = site.shutdown().await;
     for pool in &sim.pools {
         pool.shutdown().await;
     }
@@ -285,6 +264,7 @@ pub async fn run(
         summary.wakes,
         summary.worst_overshoot_watts / 1000.0
     ));
+    stopped?;
     Ok(summary)
 }
 

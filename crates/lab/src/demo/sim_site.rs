@@ -106,7 +106,11 @@ impl SimSite {
     }
 
     /// Management API clients for the power driver, built for each simulator's ports.
-    pub fn clients(&self, raw: &RawConfig, timeouts: Timeouts) -> Vec<(String, Arc<dyn MinerApi>)> {
+    pub fn clients(
+        &self,
+        raw: &RawConfig,
+        timeouts: Timeouts,
+    ) -> Vec<(Arc<str>, Arc<dyn MinerApi>)> {
         let credentials = |id: &str| {
             raw.power
                 .as_ref()
@@ -119,7 +123,7 @@ impl SimSite {
             .map(|m| {
                 let client: Arc<dyn MinerApi> =
                     Arc::from(m.mgmt.client(credentials(&m.id), timeouts));
-                (m.id.clone(), client)
+                (Arc::from(m.id.as_str()), client)
             })
             .collect()
     }

@@ -100,7 +100,8 @@ struct Meter {
 }
 
 /// Runs the controller against miners' management APIs; build with [`PowerDriver::new`]
-/// or [`PowerDriver::from_inventory`], then [`PowerDriver::run`] it as a task.
+/// or [`PowerDriver::from_inventory`], then [`PowerDriver::run`] it as a task
+/// ([`Site::start`](crate::site::Site::start) does both, and stops it on shutdown).
 pub struct PowerDriver {
     settings: DriverSettings,
     alarms: crate::power::inventory::AlarmRules,
