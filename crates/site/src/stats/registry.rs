@@ -1,7 +1,7 @@
 //! The live set of miners and upstream connections, read by status output, the JSON API and
 //! the metrics exporter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -289,16 +289,34 @@ impl Departed {
     }
 }
 
+/// A connection's final counters on their way into the departed book.
+#[derive(Debug)]
+struct Retiree {
+    /// Its session id, to drop it from a live snapshot taken while it left.
+    id: u64,
+    worker: Option<String>,
+    totals: MinerTotals,
+    last_share: Option<SystemTime>,
+}
+
 /// Every live miner and every pool; the one place readers go.
+///
+/// A departing miner never waits for a reader: it leaves its final counters in the short
+/// `retiring` queue (one push, under a lock held for nothing else) and readers fold that
+/// queue into the `departed` book, whose lock only readers take. A render of 100,000
+/// departed names therefore costs the sessions nothing.
 #[derive(Debug, Default)]
 pub struct Registry {
     miners: DashMap<u64, Arc<MinerStats>>,
     upstreams: DashMap<Arc<str>, Arc<UpstreamStats>>,
     next_miner: AtomicU64,
-    /// Totals of departed connections. Its lock is taken by a departure (around removing
-    /// the miner and adding its totals) and by [`Registry::view`], so a reader sees every
-    /// connection exactly once, live or departed, and sums never step back.
+    /// Totals of departed connections; locked by readers only.
     departed: Mutex<Departed>,
+    /// Departures not yet folded into `departed`. A departure pushes and removes the
+    /// miner from `miners` under this lock, so a reader that drains it after a live
+    /// snapshot finds every connection exactly once, live or departed, and sums never
+    /// step back.
+    retiring: Mutex<Vec<Retiree>>,
 }
 
 impl Registry {
@@ -347,19 +365,45 @@ impl Registry {
         now: Instant,
         read: impl FnOnce(&[(u64, MinerSnapshot)], &Departed) -> R,
     ) -> R {
-        let departed = self.lock_departed();
-        let miners = self.miners(now);
+        let mut departed = self.lock_departed();
+        // Keep the queue short before the (long) live snapshot.
+        self.fold_retirees(&mut departed);
+        let mut miners = self.miners(now);
+        // Who left while the snapshot was taken is in the queue now: count them in the
+        // book with their final totals (never below the snapshot's), not twice.
+        let late = std::mem::take(&mut *self.lock_retiring());
+        if !late.is_empty() {
+            let gone: HashSet<u64> = late.iter().map(|r| r.id).collect();
+            miners.retain(|(id, _)| !gone.contains(id));
+            for r in late {
+                departed.retire(r.worker, &r.totals, r.last_share);
+            }
+        }
         read(&miners, &departed)
     }
 
     /// Departed totals of one worker name, if any of its connections has gone.
     pub fn departed_worker(&self, worker: &str) -> Option<DepartedWorker> {
-        self.lock_departed().by_worker.get(worker).copied()
+        let mut departed = self.lock_departed();
+        self.fold_retirees(&mut departed);
+        departed.by_worker.get(worker).copied()
+    }
+
+    fn fold_retirees(&self, departed: &mut Departed) {
+        let retirees = std::mem::take(&mut *self.lock_retiring());
+        for r in retirees {
+            departed.retire(r.worker, &r.totals, r.last_share);
+        }
     }
 
     fn lock_departed(&self) -> MutexGuard<'_, Departed> {
         // The book is only ever added to, so a panic elsewhere leaves it usable.
         self.departed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_retiring(&self) -> MutexGuard<'_, Vec<Retiree>> {
+        // Pushes and takes are single steps: a poisoned queue is still whole.
+        self.retiring.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Snapshots of every pool, in name order.
@@ -390,10 +434,23 @@ impl MinerRegistration {
 
 impl Drop for MinerRegistration {
     fn drop(&mut self) {
-        let mut departed = self.registry.lock_departed();
-        if let Some((_, stats)) = self.registry.miners.remove(&self.id) {
-            departed.retire(stats.worker(), &stats.totals(), stats.last_share());
+        // Queue first, then unlist, both under the queue's lock: a reader draining the
+        // queue after its live snapshot sees this connection in one of the two.
+        let mut retiring = self.registry.lock_retiring();
+        if let Some(stats) = self
+            .registry
+            .miners
+            .get(&self.id)
+            .map(|e| e.value().clone())
+        {
+            retiring.push(Retiree {
+                id: self.id,
+                worker: stats.worker(),
+                totals: stats.totals(),
+                last_share: stats.last_share(),
+            });
         }
+        self.registry.miners.remove(&self.id);
     }
 }
 
@@ -465,6 +522,45 @@ mod tests {
         drop(registry.add_miner(b));
         let rig1 = registry.departed_worker("rig1").unwrap();
         assert_eq!((rig1.connections, rig1.totals.accepted), (2, 3));
+    }
+
+    #[test]
+    fn a_departure_does_not_wait_for_a_reader() {
+        let registry = Registry::new();
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let stats = Arc::new(MinerStats::new(now, wall, 1.0));
+        stats.set_identity(identity("rig1"));
+        stats.record_accepted(now, wall, 1.0, 1.0);
+        let leaving = registry.add_miner(stats);
+        let (inside, reader_in) = std::sync::mpsc::channel();
+        let (release, reader_go) = std::sync::mpsc::channel::<()>();
+        let (left, departure_done) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let registry = &registry;
+            let reader = scope.spawn(move || {
+                registry.view(now, |live, _| {
+                    inside.send(live.len()).unwrap();
+                    // A long render: holds the view until told to go on.
+                    reader_go.recv().unwrap();
+                })
+            });
+            assert_eq!(reader_in.recv().unwrap(), 1);
+            scope.spawn(move || {
+                drop(leaving);
+                left.send(()).unwrap();
+            });
+            let waited = departure_done.recv_timeout(Duration::from_secs(5));
+            release.send(()).unwrap();
+            reader.join().unwrap();
+            assert!(waited.is_ok(), "the departure waited for the reader");
+        });
+        // And its counts are in the book for the next reader, exactly once.
+        let accepted = registry.view(now, |live, departed| {
+            assert!(live.is_empty());
+            departed.by_worker["rig1"].totals.accepted
+        });
+        assert_eq!(accepted, 1);
     }
 
     #[test]
