@@ -34,6 +34,10 @@ mod cpuminer;
 mod cpuminer_log;
 #[path = "interop/excerpt.rs"]
 mod excerpt;
+#[path = "interop/hashgate_log.rs"]
+mod hashgate_log;
+#[path = "interop/hashgate.rs"]
+mod hashgate_proc;
 #[path = "interop/lab.rs"]
 mod lab;
 #[path = "interop/peers.rs"]
@@ -42,6 +46,10 @@ mod peers;
 mod ports;
 #[path = "interop/process.rs"]
 mod process;
+#[path = "interop/status.rs"]
+mod status;
+#[path = "interop/tap.rs"]
+mod tap;
 #[path = "interop/wait.rs"]
 mod wait;
 

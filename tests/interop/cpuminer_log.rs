@@ -61,4 +61,9 @@ impl MinerLog {
         }
         c
     }
+
+    /// Up to `n` of the first lines containing `needle`, for failure messages.
+    pub fn excerpt(&self, needle: &str, n: usize) -> String {
+        crate::excerpt::lines_with(&self.text(), needle, n)
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::bitcoind::{self, FakeBitcoind};
 use crate::ckpool::{self, Ckpool, CkpoolConfig};
 use crate::cpuminer::{self, Cpuminer};
+use crate::hashgate_proc::{self, Hashgate};
 use crate::peers::Peers;
 use crate::ports;
 
@@ -17,6 +18,14 @@ pub const LIFETIME: Duration = Duration::from_secs(300);
 
 /// The site account every scenario mines for.
 pub const ACCOUNT: &str = "site";
+
+/// hashgate's defaults with what a CPU miner needs (it is about a million times slower
+/// than an ASIC): a new miner starts at difficulty 0.001, the pools' difficulty, instead
+/// of 1,024, and vardiff's floor is that too (already its default, written out so the two
+/// visibly agree: a miner below the pools' difficulty would find shares hashgate accepts
+/// but may not forward).
+pub const CPU_MINER_SETTINGS: &str =
+    "[proxy]\ninitial_difficulty = 0.001\n\n[vardiff]\nmin_difficulty = 0.001\n";
 
 /// A scenario's peers; every process is killed when it drops.
 #[derive(Debug)]
@@ -65,6 +74,12 @@ impl Lab {
             logdir: self.dir.join(name).join("logs"),
         };
         ckpool::start(&self.peers, &self.dir, name, &config, LIFETIME)
+    }
+
+    /// Starts hashgate with `config_toml`, mining for [`ACCOUNT`] through `pools` (ports on
+    /// 127.0.0.1, in failover order).
+    pub fn hashgate(&self, config_toml: &str, pools: &[u16]) -> Hashgate {
+        hashgate_proc::start(&self.dir, config_toml, pools, ACCOUNT, LIFETIME)
     }
 
     /// Starts cpuminer `name` against `server` as `ACCOUNT.<name>`.

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
@@ -23,6 +23,8 @@ pub enum Sink {
     Null,
     /// Appended to this file (so stdout and stderr can share one file without overwriting).
     File(PathBuf),
+    /// A pipe the caller reads with [`Proc::take_stdout`] (stdout only).
+    Piped,
 }
 
 /// A program to start, built up by its methods.
@@ -31,6 +33,7 @@ pub struct Spawn {
     name: String,
     program: PathBuf,
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     lifetime: Duration,
     stdout: Sink,
     stderr: Sink,
@@ -68,6 +71,7 @@ impl Spawn {
             name: name.to_owned(),
             program: program.into(),
             args: Vec::new(),
+            env: Vec::new(),
             lifetime,
             stdout: Sink::Null,
             stderr: Sink::Null,
@@ -81,6 +85,12 @@ impl Spawn {
         S: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the program.
+    pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Spawn {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -108,6 +118,7 @@ impl Spawn {
             .arg(format!("{}s", self.lifetime.as_secs().max(1)))
             .arg(&self.program)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdio(&self.stdout).map_err(fail)?)
             .stderr(stdio(&self.stderr).map_err(fail)?);
@@ -133,6 +144,7 @@ impl Spawn {
 fn stdio(sink: &Sink) -> io::Result<Stdio> {
     Ok(match sink {
         Sink::Null => Stdio::null(),
+        Sink::Piped => Stdio::piped(),
         Sink::File(path) => Stdio::from(append(path)?),
     })
 }
@@ -173,6 +185,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// The program's stdout, when started with [`Sink::Piped`].
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.timeout.stdout.take()
+    }
+
     /// Sends `signal` to the program (not to `timeout`).
     pub fn signal(&self, signal: Signal) -> io::Result<()> {
         rustix::process::kill_process(self.pid, signal).map_err(io::Error::from)

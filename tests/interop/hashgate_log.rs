@@ -1,0 +1,38 @@
+//! hashgate's log, read only to explain what the peers recorded (never as the count under
+//! test) and for the one figure it alone has after a SIGTERM: shares it still held.
+
+use std::path::PathBuf;
+
+/// hashgate's stderr log (`RUST_LOG=info`, no colours).
+#[derive(Debug, Clone)]
+pub struct HashgateLog {
+    path: PathBuf,
+}
+
+impl HashgateLog {
+    /// The log at `path`.
+    pub fn new(path: PathBuf) -> HashgateLog {
+        HashgateLog { path }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    /// Lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Up to `n` of the first lines containing `needle`, for failure messages.
+    pub fn excerpt(&self, needle: &str, n: usize) -> String {
+        crate::excerpt::lines_with(&self.text(), needle, n)
+    }
+
+    /// The last `n` lines.
+    pub fn tail(&self, n: usize) -> String {
+        let text = self.text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
