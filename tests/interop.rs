@@ -55,3 +55,5 @@ mod wait;
 
 #[path = "interop/scenario_cpuminer.rs"]
 mod scenario_cpuminer;
+#[path = "interop/scenario_sim_asic.rs"]
+mod scenario_sim_asic;

@@ -107,6 +107,11 @@ impl CkpoolLog {
         self.text().contains(needle)
     }
 
+    /// Lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(needle)).count()
+    }
+
     /// Counts the lines of the module table.
     pub fn counts(&self) -> PoolCounts {
         let mut c = PoolCounts::default();

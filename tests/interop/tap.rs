@@ -104,6 +104,10 @@ pub struct WireFacts {
     pub submit_rejects: BTreeMap<String, usize>,
     /// `true` answers to `mining.submit`.
     pub submit_accepts: usize,
+    /// `mining.submit` requests sent.
+    pub submits: usize,
+    /// Of those, the ones carrying non-zero version bits (BIP310's sixth parameter).
+    pub submits_rolled: usize,
     /// Requests the pool never answered before the connection ended, by method.
     pub unanswered: BTreeMap<String, usize>,
 }
@@ -128,6 +132,15 @@ impl Tap {
             let key = (conn.to_owned(), msg["id"].to_string());
             match (dir, msg["method"].as_str()) {
                 ("C->S", Some(method)) => {
+                    if method == "mining.submit" {
+                        facts.submits += 1;
+                        let bits = msg["params"][5]
+                            .as_str()
+                            .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+                        if bits.is_some_and(|b| b != 0) {
+                            facts.submits_rolled += 1;
+                        }
+                    }
                     asked.insert(key, method.to_owned());
                 }
                 ("S->C", None) => {
