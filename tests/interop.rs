@@ -55,5 +55,7 @@ mod wait;
 
 #[path = "interop/scenario_cpuminer.rs"]
 mod scenario_cpuminer;
+#[path = "interop/scenario_failover.rs"]
+mod scenario_failover;
 #[path = "interop/scenario_sim_asic.rs"]
 mod scenario_sim_asic;

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The findings of one scenario.
 #[derive(Debug)]
@@ -61,4 +62,12 @@ impl Checks {
         let _ = write!(msg, "logs: {}", self.logs.display());
         panic!("{msg}");
     }
+}
+
+/// A measured duration for a report line, or "never".
+pub fn secs(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "never".to_owned(),
+        |d| format!("{:.2} s", d.as_secs_f64()),
+    )
 }

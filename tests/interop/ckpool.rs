@@ -130,4 +130,9 @@ impl Ckpool {
             last = now;
         }
     }
+
+    /// Kills it at once (SIGKILL), as a crash or a pulled cable would.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
 }

@@ -13,6 +13,11 @@ use crate::process::{Proc, Sink, Spawn};
 /// test's profile (`--release` in `.ci/run`).
 pub const BINARY: &str = env!("CARGO_BIN_EXE_hashgate");
 
+/// The name hashgate gives the `index`th `--pool` (its log's `pool=` field).
+pub fn cli_pool_name(index: usize) -> String {
+    format!("pool{index}")
+}
+
 /// A running `hashgate run`.
 #[derive(Debug)]
 pub struct Hashgate {

@@ -29,6 +29,17 @@ impl HashgateLog {
         crate::excerpt::lines_with(&self.text(), needle, n)
     }
 
+    /// The log's length now, to quote only what comes after it.
+    pub fn mark(&self) -> usize {
+        self.text().len()
+    }
+
+    /// Up to `n` of the first lines containing `needle` written after `mark`.
+    pub fn excerpt_since(&self, mark: usize, needle: &str, n: usize) -> String {
+        let text = self.text();
+        crate::excerpt::lines_with(text.get(mark..).unwrap_or_default(), needle, n)
+    }
+
     /// The last `n` lines.
     pub fn tail(&self, n: usize) -> String {
         let text = self.text();
