@@ -57,5 +57,7 @@ mod wait;
 mod scenario_cpuminer;
 #[path = "interop/scenario_failover.rs"]
 mod scenario_failover;
+#[path = "interop/scenario_sigterm.rs"]
+mod scenario_sigterm;
 #[path = "interop/scenario_sim_asic.rs"]
 mod scenario_sim_asic;

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rustix::process::Signal;
+
 use crate::hashgate_log::HashgateLog;
 use crate::process::{Proc, Sink, Spawn};
 
@@ -27,8 +29,7 @@ pub struct Hashgate {
     pub http_addr: SocketAddr,
     /// Its log (stderr, `RUST_LOG=info`).
     pub log: HashgateLog,
-    /// Kills hashgate when dropped.
-    _proc: Proc,
+    proc: Proc,
 }
 
 /// Starts `hashgate run` with `config_toml` as its file and, as flags, the listen addresses
@@ -90,6 +91,25 @@ pub fn start(
         miner_addr: miner_addr.expect("loop ends only with both"),
         http_addr: http_addr.expect("loop ends only with both"),
         log,
-        _proc: proc,
+        proc,
+    }
+}
+
+impl Hashgate {
+    /// Sends SIGTERM, as a service manager stops it.
+    pub fn terminate(&self) {
+        self.proc
+            .signal(Signal::TERM)
+            .unwrap_or_else(|e| panic!("SIGTERM to hashgate: {e}"));
+    }
+
+    /// Kills it (SIGKILL), for a hashgate that would not stop.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Waits up to `within` for it to exit; its status if it did.
+    pub fn wait_for_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.proc.wait_for_exit(within)
     }
 }

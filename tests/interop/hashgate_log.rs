@@ -24,6 +24,21 @@ impl HashgateLog {
         self.text().lines().filter(|l| l.contains(needle)).count()
     }
 
+    /// Σ `shares=N` over `shares left without a pool verdict` lines with `reason=<reason>`:
+    /// the sent shares a closing pool connection never got an answer for.
+    pub fn shares_left_without_verdict(&self, reason: &str) -> u64 {
+        let tag = format!("reason={reason}");
+        self.text()
+            .lines()
+            .filter(|l| l.contains("shares left without a pool verdict") && l.contains(&tag))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("shares="))
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .sum()
+    }
+
     /// Up to `n` of the first lines containing `needle`, for failure messages.
     pub fn excerpt(&self, needle: &str, n: usize) -> String {
         crate::excerpt::lines_with(&self.text(), needle, n)
