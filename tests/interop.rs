@@ -18,6 +18,10 @@
 //! holds `fake_bitcoind.py`. Each test leaves its processes' logs under
 //! `target/tmp/interop/<test>/` and names that directory in its failure message.
 
+// The workspace lints hold library code; a test crate exports nothing and unwraps by
+// design (a panic is its failure report).
+#![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
+
 #[path = "interop/accounting.rs"]
 mod accounting;
 #[path = "interop/bitcoind.rs"]

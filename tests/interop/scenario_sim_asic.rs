@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use hashgate::sim::asic::{SimAsic, SimAsicConfig};
+use hashgate_lab::sim::asic::{SimAsic, SimAsicConfig};
 
 use crate::checks::Checks;
 use crate::lab::{ACCOUNT, Lab};
