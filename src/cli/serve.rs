@@ -55,7 +55,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
     shutdown_signal().await;
-    site.shutdown().await?;
+    let registry = site.registry.clone();
+    let stopped = site.shutdown().await;
+    // The status server is gone now: the operator's (and a log shipper's) last word on
+    // where every share went is this line.
+    let pools = registry.upstreams();
+    let sum =
+        |f: fn(&hashgate_site::stats::UpstreamSnapshot) -> u64| pools.iter().map(f).sum::<u64>();
+    let (submitted, accepted, undelivered) = (
+        sum(|p| p.submitted),
+        sum(|p| p.accepted),
+        sum(|p| p.undelivered),
+    );
+    let rejected = sum(|p| p.rejected.iter().sum());
+    tracing::info!(
+        submitted,
+        accepted,
+        rejected,
+        undelivered,
+        "stopped; shares sent to pools: accepted, rejected and undelivered (with reason in /metrics until now)"
+    );
+    say(&format!(
+        "hashgate: stopped; shares sent to pools {submitted}: accepted {accepted}, rejected {rejected}, undelivered {undelivered}"
+    ));
+    stopped?;
     Ok(())
 }
 

@@ -51,10 +51,11 @@ async fn run_from_flags_mines_and_stops_on_sigterm() {
             let _ = tx.send(line);
         }
     });
-    let line = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .expect("hashgate run printed its listen address");
+    let (line, rx) =
+        tokio::task::spawn_blocking(move || (rx.recv_timeout(Duration::from_secs(30)), rx))
+            .await
+            .unwrap();
+    let line = line.expect("hashgate run printed its listen address");
     let addr = line
         .trim()
         .rsplit(' ')
@@ -95,6 +96,21 @@ async fn run_from_flags_mines_and_stops_on_sigterm() {
         .unwrap();
     std::fs::remove_dir_all(&dir).ok();
     assert!(status.success(), "hashgate run exited with {status}");
+    // Its last word says where the shares went, since the status API is gone by then.
+    // The reader thread ends (and drops its sender) at the child's EOF.
+    let rest: Vec<String> =
+        std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+    let ledger = rest
+        .iter()
+        .find(|l| l.starts_with("hashgate: stopped; shares sent to pools"))
+        .unwrap_or_else(|| panic!("no final ledger line in {rest:?}"));
+    let accepted: u64 = ledger
+        .split("accepted ")
+        .nth(1)
+        .and_then(|a| a.split(',').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no accepted count in {ledger:?}"));
+    assert!(accepted >= 3, "{ledger}");
 }
 
 #[test]
