@@ -11,4 +11,5 @@ mod support;
 
 mod miner_trickle;
 mod unauthorized_flood;
+mod user_agent;
 mod worker_names;

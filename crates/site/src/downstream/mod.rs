@@ -17,6 +17,7 @@
 //! [`UpstreamLink`](crate::hub::UpstreamLink).
 
 mod admission;
+mod agent;
 mod connection;
 mod end;
 mod jobs;

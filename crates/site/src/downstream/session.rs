@@ -31,6 +31,7 @@ use hashgate_protocol::stratum::{
 use hashgate_protocol::vardiff::{Vardiff, VardiffConfig, VardiffError};
 use hashgate_protocol::work::{Difficulty, ShareReject, SubmitPolicy, Target, validate};
 
+use super::agent::kept_user_agent;
 use super::end::SessionEnd;
 use super::jobs::JobList;
 use super::outbox::Outbox;
@@ -275,7 +276,7 @@ impl MinerSession {
             }
             Method::Subscribe(subscribe) => {
                 if let Some(agent) = subscribe.user_agent {
-                    self.user_agent = agent;
+                    self.user_agent = kept_user_agent(&agent);
                 }
                 self.subscribe(id, out)
             }
