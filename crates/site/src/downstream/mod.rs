@@ -18,11 +18,15 @@
 
 mod connection;
 mod end;
+#[cfg(test)]
+mod harness;
 mod jobs;
 mod listener;
 mod outbox;
 mod replies;
 mod session;
+#[cfg(test)]
+mod session_tests;
 mod settings;
 mod worker;
 
