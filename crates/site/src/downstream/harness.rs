@@ -181,6 +181,8 @@ pub(super) struct Harness {
     closed: Option<SessionEnd>,
     /// What the miner knows.
     pub(super) miner: MinerView,
+    /// From the settings, for tests that count in intervals.
+    target_interval: Duration,
     next_id: u64,
     /// Varies the extranonce2 of every share found, so two finds are never duplicates.
     finds: u64,
@@ -227,6 +229,7 @@ impl Harness {
             inbox: VecDeque::new(),
             closed: None,
             miner: MinerView::default(),
+            target_interval: settings.vardiff.target_interval,
             next_id: 1,
             finds: 0,
         }
@@ -235,6 +238,16 @@ impl Harness {
     /// The synthetic time now.
     pub(super) fn now(&self) -> Instant {
         self.now
+    }
+
+    /// Time since the session started.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    /// The vardiff target interval of the session's settings.
+    pub(super) fn target_interval(&self) -> Duration {
+        self.target_interval
     }
 
     /// Why the session closed, if it has.

@@ -121,19 +121,60 @@ fn a_lowering_retarget_takes_effect_at_once() {
 }
 
 #[test]
-fn a_quiet_miner_is_lowered_on_the_timer_without_a_new_job() {
+fn a_silent_new_miner_is_probed_down_on_its_ticks_with_the_job_again() {
     let mut h = Harness::new(&config());
     let job = h.publish(true, Target::ZERO).id.to_string();
     h.setup("rig1");
-    h.advance(Duration::from_secs(59));
+    let t = h.target_interval();
+    h.advance(t - Duration::from_millis(1));
     assert!(h.try_recv().is_none(), "{:?}", h.drain());
-    // No share for 12 target intervals (60 s): lowered ×¼ with the job again.
-    h.advance(Duration::from_secs(1));
+    // A whole interval without a share: halved, with the job again so it applies now.
+    h.advance(Duration::from_millis(1));
     assert_eq!(
         h.drain_methods(),
         ["mining.set_difficulty", "mining.notify"]
     );
-    assert_eq!(h.miner.difficulty, Some(START / 4.0));
+    assert_eq!(h.miner.difficulty, Some(START / 2.0));
+    assert_eq!(h.miner.job.as_deref(), Some(job.as_str()));
+    h.advance(t);
+    assert_eq!(
+        h.drain_methods(),
+        ["mining.set_difficulty", "mining.notify"]
+    );
+    assert_eq!(h.miner.difficulty, Some(START / 8.0), "then by 4");
+    // A job in between does not postpone the next step.
+    h.advance(t / 2);
+    h.publish(false, Target::ZERO);
+    assert_eq!(h.drain_methods(), ["mining.notify"]);
+    h.advance(t / 2);
+    assert_eq!(
+        h.drain_methods(),
+        ["mining.set_difficulty", "mining.notify"]
+    );
+    assert_eq!(h.miner.difficulty, Some(START / 64.0));
+}
+
+#[test]
+fn a_working_miner_that_goes_quiet_is_lowered_only_after_quiet_intervals() {
+    let mut h = Harness::new(&config());
+    let job = h.publish(true, Target::ZERO).id.to_string();
+    h.setup("rig1");
+    let (e2, nonce) = h.find_share(&job, START, f64::MAX);
+    assert_eq!(h.submit("rig1", &job, &e2, nonce)["result"], json!(true));
+    // One share in: silence is judged over (1 + 1) · 12 target intervals, not one.
+    let quiet = h.target_interval() * 24;
+    h.advance(quiet - Duration::from_millis(1));
+    assert!(h.try_recv().is_none(), "{:?}", h.drain());
+    h.advance(Duration::from_millis(1));
+    assert_eq!(
+        h.drain_methods(),
+        ["mining.set_difficulty", "mining.notify"]
+    );
+    assert_eq!(
+        h.miner.difficulty,
+        Some(START / 4.0),
+        "one step of max_step"
+    );
     assert_eq!(h.miner.job.as_deref(), Some(job.as_str()));
 }
 
@@ -227,4 +268,35 @@ fn a_minimum_difficulty_after_authorize_raises_the_miner_with_the_next_job() {
         ["mining.set_difficulty", "mining.notify"]
     );
     assert_eq!(h.miner.difficulty, Some(64.0));
+}
+
+#[test]
+fn a_suggested_difficulty_is_not_probed_down_after_one_silent_interval() {
+    let mut h = Harness::new(&config());
+    h.publish(true, Target::ZERO);
+    h.send_raw(r#"{"id":null,"method":"mining.suggest_difficulty","params":[64]}"#);
+    h.setup("rig1");
+    assert_eq!(h.miner.difficulty, Some(64.0));
+    // The miner named its difficulty: only the quiet rule (12 intervals) lowers it.
+    h.advance(h.target_interval() * 12 - Duration::from_millis(1));
+    assert!(h.try_recv().is_none(), "{:?}", h.drain());
+    h.advance(Duration::from_millis(1));
+    assert_eq!(
+        h.drain_methods(),
+        ["mining.set_difficulty", "mining.notify"]
+    );
+    assert_eq!(h.miner.difficulty, Some(16.0));
+}
+
+#[test]
+fn a_minimum_of_zero_is_honoured_as_the_site_floor() {
+    let mut h = Harness::new(&config());
+    let a = h.call(
+        "mining.configure",
+        json!([["minimum-difficulty"], {"minimum-difficulty.value": 0}]),
+    );
+    assert_eq!(a["result"], json!({"minimum-difficulty": true}));
+    h.publish(true, Target::ZERO);
+    h.setup("rig1");
+    assert_eq!(h.miner.difficulty, Some(START));
 }

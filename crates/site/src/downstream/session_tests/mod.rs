@@ -3,6 +3,7 @@
 
 mod codes;
 mod difficulty;
+mod first_share;
 mod resize;
 mod setup;
 mod shares;
