@@ -54,7 +54,7 @@ async fn vardiff_raises_a_fast_miner_with_the_next_job() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_quiet_miner_is_lowered_on_the_timer_without_a_new_job() {
+async fn a_silent_new_miner_is_lowered_on_the_timer_without_a_new_job() {
     let mut cfg = config();
     cfg.proxy.initial_difficulty = 1.0;
     cfg.proxy.idle_timeout = Duration::from_secs(3600);
@@ -62,13 +62,13 @@ async fn a_quiet_miner_is_lowered_on_the_timer_without_a_new_job() {
     let job = h.publish(true, Target::ZERO);
     let mut m = Miner::connect(h.addr).await;
     m.setup("rig1", true).await;
-    // No share for 12 target intervals (60 s): lowered, and the job is re-sent with it.
+    // No share for one target interval (5 s): halved, and the job is re-sent with it.
     let diff = m
         .try_recv_within(Duration::from_secs(120))
         .await
         .expect("a retarget");
     assert_eq!(diff["method"], json!("mining.set_difficulty"), "{diff}");
-    assert_eq!(diff["params"], json!([0.25]));
+    assert_eq!(diff["params"], json!([0.5]));
     let notify = m.recv().await;
     assert_eq!(notify["params"][0], json!(&*job.id));
 }

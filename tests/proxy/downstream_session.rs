@@ -1,4 +1,8 @@
-//! Miner sessions over real TCP: setup order, answers, share validation and forwarding.
+//! Miner sessions over real TCP, as smoke tests of the wire: setup order, a share
+//! forwarded, malformed lines, captured cpuminer lines, and the connection waiting for the
+//! first pool. The session's rules (reject codes, duplicates, stale jobs, difficulty,
+//! resize, version rolling) are tested in simulated time through the in-memory harness in
+//! `crates/site/src/downstream/session_tests/`.
 
 use std::time::Duration;
 
@@ -89,170 +93,6 @@ async fn a_valid_share_is_accepted_and_forwarded_with_the_pool_extranonce2() {
 }
 
 #[tokio::test]
-async fn a_share_below_the_upstream_target_stays_local() {
-    let mut h = Harness::start(config()).await;
-    h.publish(true, Target::ZERO);
-    let mut m = Miner::connect(h.addr).await;
-    let s = m.setup("rig1", true).await;
-    let answer = m.submit("rig1", &s.job_id.expect("job"), E2, 1).await;
-    assert_eq!(answer["result"], json!(true));
-    assert!(h.submits.try_recv().is_err(), "nothing forwarded");
-}
-
-#[tokio::test]
-async fn rejects_carry_stratum_codes() {
-    let h = Harness::start(config()).await;
-    let first = h.publish(true, Target::ZERO);
-    let mut m = Miner::connect(h.addr).await;
-
-    // 25: not subscribed.
-    let a = m.submit("rig1", &first.id, E2, 1).await;
-    assert_eq!(
-        (a["result"].clone(), error_code(&a)),
-        (json!(false), Some(25))
-    );
-
-    let configure = m
-        .call(
-            "mining.configure",
-            json!([["version-rolling"], {"version-rolling.mask": "ffffffff"}]),
-        )
-        .await;
-    assert_eq!(
-        configure["result"],
-        json!({"version-rolling": true, "version-rolling.mask": "1fffe000"})
-    );
-    let s = m.setup("rig1", true).await;
-    let job = s.job_id.expect("job");
-
-    // 24: a worker never authorized on this connection.
-    let a = m.submit("other", &job, E2, 1).await;
-    assert_eq!(error_code(&a), Some(24), "{a}");
-    // 21: unknown job.
-    let a = m.submit("rig1", "nope", E2, 1).await;
-    assert_eq!(error_code(&a), Some(21), "{a}");
-    // 20: wrong extranonce2 size.
-    let a = m.submit("rig1", &job, "0102", 1).await;
-    assert_eq!(error_code(&a), Some(20), "{a}");
-    // 20: version bits outside the mask.
-    let a = m
-        .call(
-            "mining.submit",
-            json!([
-                "rig1",
-                job,
-                E2,
-                format!("{NTIME:08x}"),
-                "00000007",
-                "00000001"
-            ]),
-        )
-        .await;
-    assert_eq!(
-        (error_code(&a), a["error"][1].as_str()),
-        (Some(20), Some("Invalid version bits"))
-    );
-    // Inside the mask is fine.
-    let a = m
-        .call(
-            "mining.submit",
-            json!([
-                "rig1",
-                job,
-                E2,
-                format!("{NTIME:08x}"),
-                "00000007",
-                "00002000"
-            ]),
-        )
-        .await;
-    assert_eq!(a["result"], json!(true), "{a}");
-    // 22: the same share twice.
-    let a = m.submit("rig1", &job, E2, 9).await;
-    assert_eq!(a["result"], json!(true), "{a}");
-    let a = m.submit("rig1", &job, E2, 9).await;
-    assert_eq!(error_code(&a), Some(22), "{a}");
-
-    // 21 after clean_jobs: the old job is void.
-    let newer = h.publish(true, Target::ZERO);
-    let notify = m.recv().await;
-    assert_eq!(notify["params"][0], json!(&*newer.id));
-    let a = m.submit("rig1", &job, E2, 10).await;
-    assert_eq!(error_code(&a), Some(21), "{a}");
-    let a = m.submit("rig1", &newer.id, E2, 10).await;
-    assert_eq!(a["result"], json!(true), "{a}");
-
-    let snap = &h.registry.miners(std::time::Instant::now())[0].1;
-    assert_eq!(snap.totals.accepted, 3);
-    assert_eq!(snap.totals.rejected_total(), 7);
-}
-
-#[tokio::test]
-async fn a_low_difficulty_share_is_23() {
-    let h = Harness::start(config()).await;
-    h.publish(true, Target::ZERO);
-    let mut m = Miner::connect(h.addr).await;
-    m.send_raw(r#"{"id":null,"method":"mining.suggest_difficulty","params":[1000000000]}"#)
-        .await;
-    let sub = m.call("mining.subscribe", json!([])).await;
-    assert_eq!(sub["error"], Value::Null);
-    m.call("mining.authorize", json!(["rig1"])).await;
-    let diff = m.recv().await;
-    assert_eq!(
-        diff["params"],
-        json!([1_000_000_000]),
-        "suggestion honoured"
-    );
-    let notify = m.recv().await;
-    let job = notify["params"][0].as_str().expect("job").to_owned();
-    let a = m.submit("rig1", &job, E2, 3).await;
-    assert_eq!(
-        (error_code(&a), a["error"][1].as_str()),
-        (Some(23), Some("Low difficulty share"))
-    );
-}
-
-#[tokio::test]
-async fn configure_refuses_unknown_extensions_and_honours_minimum_difficulty() {
-    let h = Harness::start(config()).await;
-    let mut m = Miner::connect(h.addr).await;
-    let a = m
-        .call(
-            "mining.configure",
-            json!([
-                ["version-rolling", "minimum-difficulty", "subscribe-extranonce", "frob"],
-                {"version-rolling.mask": "00ffe000", "minimum-difficulty.value": 2048}
-            ]),
-        )
-        .await;
-    assert_eq!(
-        a["result"],
-        json!({
-            "version-rolling": true,
-            "version-rolling.mask": "00ffe000",
-            "minimum-difficulty": true,
-            "subscribe-extranonce": true,
-            "frob": false
-        })
-    );
-    m.call("mining.subscribe", json!([])).await;
-    m.call("mining.authorize", json!(["rig1"])).await;
-    let diff = m.recv().await;
-    assert_eq!(diff["params"], json!([2048]), "{diff}");
-}
-
-#[tokio::test]
-async fn unknown_methods_are_answered_not_disconnected() {
-    let h = Harness::start(config()).await;
-    let mut m = Miner::connect(h.addr).await;
-    let a = m.call("mining.frobnicate", json!([1])).await;
-    assert_eq!(a["result"], Value::Null);
-    assert_eq!(a["error"], json!([20, "Method not found", null]));
-    let a = m.call("mining.extranonce.subscribe", json!([])).await;
-    assert_eq!(a["result"], json!(true));
-}
-
-#[tokio::test]
 async fn malformed_lines_are_answered_counted_and_others_unaffected() {
     let h = Harness::start(config()).await;
     h.publish(true, Target::ZERO);
@@ -304,21 +144,6 @@ async fn malformed_lines_are_answered_counted_and_others_unaffected() {
     assert_eq!(a["result"], json!(true), "{a}");
 }
 
-#[tokio::test]
-async fn several_workers_may_authorize_on_one_connection() {
-    let h = Harness::start(config()).await;
-    h.publish(true, Target::ZERO);
-    let mut m = Miner::connect(h.addr).await;
-    let s = m.setup("acct.a", true).await;
-    let auth = m.call("mining.authorize", json!(["acct.b", "x"])).await;
-    assert_eq!(auth["result"], json!(true));
-    let job = s.job_id.expect("job");
-    assert_eq!(m.submit("acct.b", &job, E2, 1).await["result"], json!(true));
-    assert_eq!(m.submit("acct.a", &job, E2, 2).await["result"], json!(true));
-}
-
-/// cpuminer 2.5.1's lines as captured in `tests/fixtures/stratum/session-cpuminer-ckpool.txt`
-/// (spaces after colons, the id last, every submit with id 4), with the proxy's job id.
 #[tokio::test]
 async fn cpuminer_lines_as_captured_are_served() {
     let h = Harness::start(config()).await;

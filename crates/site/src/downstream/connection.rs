@@ -153,9 +153,9 @@ impl Connection {
                 return Err(end);
             }
             // Re-arming moves the entry in the timer wheel under its lock, and the deadline
-            // moves later on every submit (idle timeout) and every job (vardiff poll). So
-            // the timer is only pulled earlier; a later deadline lets it fire at the old
-            // one, where `on_timer` finds nothing due and it is armed again.
+            // moves later on every submit (idle timeout) and every vardiff tick. So the
+            // timer is only pulled earlier; a later deadline lets it fire at the old one,
+            // where `on_timer` finds nothing due and it is armed again.
             let deadline = self.next_deadline();
             if deadline < timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(deadline);

@@ -11,6 +11,8 @@
 //! | `worker` | mapping worker names onto the site account |
 //! | `settings` | the session settings derived from the configuration |
 //! | `end` | [`SessionEnd`]: why a connection closed |
+//! | `harness` (tests) | the session in memory: a real hub, a fake pool link, a clock the test moves |
+//! | `session_tests` (tests) | the session's rules in simulated time, one concern per file |
 //!
 //! Shares are answered from local validation at once; those meeting the upstream target
 //! are handed to the issuing pool connection through the job's
@@ -20,11 +22,15 @@ mod admission;
 mod agent;
 mod connection;
 mod end;
+#[cfg(test)]
+mod harness;
 mod jobs;
 mod listener;
 mod outbox;
 mod replies;
 mod session;
+#[cfg(test)]
+mod session_tests;
 mod settings;
 mod worker;
 

@@ -28,7 +28,7 @@ use hashgate_protocol::stratum::{
     Authorize, Configure, Id, Message, Method, ParseError, Request, ResultValue, Submit,
     SubscribeResult,
 };
-use hashgate_protocol::vardiff::{Vardiff, VardiffConfig, VardiffError};
+use hashgate_protocol::vardiff::{Vardiff, VardiffError};
 use hashgate_protocol::work::{Difficulty, ShareReject, SubmitPolicy, Target, validate};
 
 use super::agent::kept_user_agent;
@@ -129,8 +129,9 @@ pub(super) struct MinerSession {
     vardiff: Vardiff,
     /// The difficulty before the last retarget and when it changed (see [`RETARGET_GRACE`]).
     previous: Option<(f64, Instant)>,
-    /// The difficulty last sent to the miner: what it works at, even when vardiff was
-    /// rebuilt since (a BIP310 minimum-difficulty) and the change is still pending.
+    /// The difficulty last sent to the miner; `None` before the first, so a value decided
+    /// before authorize (a suggestion, a BIP310 minimum) never leaves the starting
+    /// difficulty, which the miner was never told, in force as the previous one.
     announced: Option<f64>,
     /// Jobs the miner may submit for.
     jobs: JobList,
@@ -285,7 +286,7 @@ impl MinerSession {
                 Ok(Effect::None)
             }
             Method::Configure(configure) => {
-                self.configure(id, &configure, now, out)?;
+                self.configure(id, &configure, out)?;
                 Ok(Effect::None)
             }
             Method::ExtranonceSubscribe => {
@@ -414,7 +415,6 @@ impl MinerSession {
         &mut self,
         id: Id,
         configure: &Configure,
-        now: Instant,
         out: &mut Outbox,
     ) -> Result<(), SessionEnd> {
         let mut answer = serde_json::Map::new();
@@ -431,7 +431,7 @@ impl MinerSession {
         if let Some(minimum) = configure.minimum_difficulty {
             answer.insert(
                 "minimum-difficulty".into(),
-                self.raise_minimum(minimum, now).into(),
+                self.raise_minimum(minimum).into(),
             );
         }
         if configure.subscribe_extranonce {
@@ -455,30 +455,10 @@ impl MinerSession {
         job.map_or(PROXY_VERSION_MASK, |j| j.version_mask)
     }
 
-    /// BIP310 `minimum-difficulty`: the miner's floor, kept inside the site's bounds.
-    fn raise_minimum(&mut self, minimum: f64, now: Instant) -> bool {
-        if !(minimum.is_finite() && minimum > 0.0) {
-            return false;
-        }
-        let site = &self.settings.vardiff;
-        let floor = minimum.clamp(site.min_difficulty, site.max_difficulty);
-        let config = VardiffConfig {
-            min_difficulty: floor,
-            ..site.clone()
-        };
-        let start = self.vardiff.current().max(floor);
-        match Vardiff::new(config, start, now) {
-            Ok(vardiff) => {
-                let changed = vardiff.current() != self.vardiff.current();
-                self.vardiff = vardiff;
-                if changed && self.is_authorized() {
-                    // Goes out with the next job, like any retarget.
-                    let _ = self.vardiff.suggest(start);
-                }
-                true
-            }
-            Err(_) => false,
-        }
+    /// BIP310 `minimum-difficulty`: the miner's floor, kept inside the site's bounds; a
+    /// raise goes out with the next job like any retarget (or at authorize).
+    fn raise_minimum(&mut self, minimum: f64) -> bool {
+        self.vardiff.set_minimum(minimum).is_ok()
     }
 
     fn submit(&mut self, s: &Submit, now: Instant, wall: SystemTime) -> Result<(), ShareReject> {
@@ -602,7 +582,8 @@ impl MinerSession {
         }
         out.push(job.notify_line.clone())?;
         self.jobs.push(job);
-        self.next_poll = now + self.settings.vardiff.target_interval;
+        // The tick keeps its own beat: a job does not postpone it, so a silent new miner
+        // is probed down every target interval however often jobs come.
         Ok(())
     }
 
