@@ -89,6 +89,7 @@
 //! its rounding error (at most a factor √2 ≈ 1.41) lies inside the default ±50 % band, so
 //! rounding alone never causes the next retarget.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Shares in the window at which it is halved, as a multiple of `min_shares`.
@@ -198,8 +199,9 @@ impl VardiffConfig {
 /// Vardiff state of one miner.
 #[derive(Debug, Clone)]
 pub struct Vardiff {
-    /// Tuning, validated at construction.
-    config: VardiffConfig,
+    /// Tuning, validated at construction; shared, since every miner of a site has the same
+    /// and a copy per session would cost ~60 bytes per idle miner.
+    config: Arc<VardiffConfig>,
     /// Lowest difficulty handed out: `min_difficulty`, or the miner's own minimum.
     floor: f64,
     /// The difficulty the miner works at now (last value the caller applied).
@@ -224,7 +226,12 @@ impl Vardiff {
     ///
     /// [`VardiffError::InvalidConfig`] for a bad config, [`VardiffError::InvalidDifficulty`]
     /// for a non-finite or non-positive `initial`.
-    pub fn new(config: VardiffConfig, initial: f64, now: Instant) -> Result<Self, VardiffError> {
+    pub fn new(
+        config: impl Into<Arc<VardiffConfig>>,
+        initial: f64,
+        now: Instant,
+    ) -> Result<Self, VardiffError> {
+        let config = config.into();
         config.validate()?;
         check_difficulty(initial)?;
         Ok(Self {

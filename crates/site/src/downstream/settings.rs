@@ -25,14 +25,14 @@ pub(crate) struct Settings {
     /// Difficulty a miner starts at, already inside the vardiff bounds.
     pub initial_difficulty: f64,
     /// Per-miner vardiff tuning: the configured interval and bounds, defaults for the rest.
-    pub vardiff: VardiffConfig,
+    pub vardiff: std::sync::Arc<VardiffConfig>,
 }
 
 impl Settings {
     /// Derives the session settings from a validated configuration.
     pub(crate) fn from_config(config: &Config) -> Settings {
         let p = &config.proxy;
-        let vardiff = config.vardiff.clone();
+        let vardiff = std::sync::Arc::new(config.vardiff.clone());
         Settings {
             setup_timeout: p.setup_timeout,
             idle_timeout: p.idle_timeout,
