@@ -62,7 +62,8 @@ async fn a_silent_new_miner_is_lowered_on_the_timer_without_a_new_job() {
     let job = h.publish(true, Target::ZERO);
     let mut m = Miner::connect(h.addr).await;
     m.setup("rig1", true).await;
-    // No share for one target interval (5 s): halved, and the job is re-sent with it.
+    // No share for one target interval (5 s): halved, and the job is re-sent with it under
+    // a new id (miners like cpuminer restart work, at the new difficulty, only then).
     let diff = m
         .try_recv_within(Duration::from_secs(120))
         .await
@@ -70,7 +71,12 @@ async fn a_silent_new_miner_is_lowered_on_the_timer_without_a_new_job() {
     assert_eq!(diff["method"], json!("mining.set_difficulty"), "{diff}");
     assert_eq!(diff["params"], json!([0.5]));
     let notify = m.recv().await;
-    assert_eq!(notify["params"][0], json!(&*job.id));
+    assert_eq!(notify["params"][0], json!(format!("{}.1", job.id)));
+    assert_eq!(
+        notify["params"][8],
+        json!(false),
+        "same work: nothing to drop"
+    );
 }
 
 #[tokio::test(start_paused = true)]

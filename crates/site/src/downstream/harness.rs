@@ -474,7 +474,10 @@ impl Harness {
         version_bits: Option<u32>,
     ) -> (Vec<u8>, u32) {
         self.finds += 1;
-        let job = self.jobs.get(job).expect("a job the harness published");
+        let job = self
+            .jobs
+            .get(super::jobs::base_id(job))
+            .expect("a job the harness published");
         let mut extranonce2 = vec![0; self.miner.extranonce2_size];
         for (byte, seed) in extranonce2.iter_mut().zip(self.finds.to_le_bytes()) {
             *byte = seed;

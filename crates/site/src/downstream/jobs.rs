@@ -43,6 +43,37 @@ impl Hasher for ShareHashHasher {
     }
 }
 
+/// The id a job was issued under, for an id the miner was sent it under again: a job
+/// re-sent after a retarget goes out as `<id>.<n>` (proxy ids are hex, so a dot never
+/// occurs in them), because miners such as cpuminer build new work, at the new
+/// difficulty, only when the job id changes. Every alias shares the job's duplicate set,
+/// so one share cannot be credited twice under two names.
+pub(super) fn base_id(id: &str) -> &str {
+    id.split_once('.').map_or(id, |(base, _)| base)
+}
+
+/// The `mining.notify` line of `job` under the alias `<id>.<n>`, `clean_jobs` false (the
+/// work is the same; nothing in flight is lost).
+pub(super) fn realias(job: &MinerJob, n: u32) -> Option<bytes::Bytes> {
+    use hashgate_protocol::stratum::{Message, Method, Request};
+    let Ok(Message::Request(Request {
+        id,
+        method: Method::Notify(mut notify),
+    })) = Message::parse(&job.notify_line)
+    else {
+        return None;
+    };
+    notify.job_id = format!("{}.{n}", job.id);
+    notify.clean_jobs = false;
+    Some(
+        Message::Request(Request {
+            id,
+            method: Method::Notify(notify),
+        })
+        .to_bytes(),
+    )
+}
+
 /// One job the miner was sent, and the shares already accepted for it.
 #[derive(Debug)]
 struct Entry {
@@ -82,6 +113,7 @@ impl JobList {
 
     /// The job with this id, if the miner may still submit for it.
     pub(super) fn get(&self, id: &str) -> Option<&Arc<MinerJob>> {
+        let id = base_id(id);
         self.entries
             .iter()
             .rev()
@@ -100,6 +132,7 @@ impl JobList {
     /// [`ShareReject::Duplicate`] when the same share was already recorded,
     /// [`ShareReject::Stale`] when the job is unknown or has seen [`MAX_SHARES_PER_JOB`].
     pub(super) fn record(&mut self, id: &str, hash: &Hash256) -> Result<(), ShareReject> {
+        let id = base_id(id);
         let [a, b, c, d, e, f, g, h, ..] = *hash.as_bytes();
         let low = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
         let entry = self

@@ -33,7 +33,7 @@ use hashgate_protocol::work::{Difficulty, ShareReject, SubmitPolicy, Target, val
 
 use super::agent::kept_user_agent;
 use super::end::SessionEnd;
-use super::jobs::JobList;
+use super::jobs::{JobList, realias};
 use super::outbox::Outbox;
 use super::replies;
 use super::settings::Settings;
@@ -133,6 +133,8 @@ pub(super) struct MinerSession {
     /// before authorize (a suggestion, a BIP310 minimum) never leaves the starting
     /// difficulty, which the miner was never told, in force as the previous one.
     announced: Option<f64>,
+    /// Times the latest job was re-sent under a new id after a retarget (its alias count).
+    realiased: u32,
     /// Jobs the miner may submit for.
     jobs: JobList,
     /// This miner's counters.
@@ -174,6 +176,7 @@ impl MinerSession {
             version_mask: 0,
             vardiff,
             previous: None,
+            realiased: 0,
             announced: None,
             jobs: JobList::default(),
             stats,
@@ -619,7 +622,11 @@ impl MinerSession {
         }
         if let Some(job) = self.jobs.latest().cloned() {
             self.send_difficulty(now, out)?;
-            out.push(job.notify_line.clone())?;
+            // Under a new id: miners that build work only on a new job id (cpuminer)
+            // would otherwise keep hashing at the old difficulty past the grace.
+            self.realiased = self.realiased.wrapping_add(1);
+            let line = realias(&job, self.realiased).unwrap_or_else(|| job.notify_line.clone());
+            out.push(line)?;
         }
         Ok(())
     }

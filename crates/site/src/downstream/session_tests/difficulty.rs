@@ -44,7 +44,7 @@ fn a_vardiff_raise_goes_out_right_before_the_next_notify() {
 }
 
 #[test]
-fn without_a_new_job_a_retarget_goes_out_on_the_tick_with_the_job_again() {
+fn without_a_new_job_a_retarget_goes_out_on_the_tick_with_the_job_under_a_new_id() {
     let mut h = Harness::new(&config());
     let job = h.publish(true, Target::ZERO).id.to_string();
     h.setup("rig1");
@@ -58,10 +58,12 @@ fn without_a_new_job_a_retarget_goes_out_on_the_tick_with_the_job_again() {
         ["mining.set_difficulty", "mining.notify"]
     );
     assert_eq!(h.miner.difficulty, Some(START * 4.0));
+    // The same work under a new id: cpuminer builds new work (at the new difficulty)
+    // only when the id changes.
     assert_eq!(
         h.miner.job.as_deref(),
-        Some(job.as_str()),
-        "the same job again"
+        Some(format!("{job}.1").as_str()),
+        "the same job under its first alias"
     );
 }
 
@@ -135,7 +137,7 @@ fn a_silent_new_miner_is_probed_down_on_its_ticks_with_the_job_again() {
         ["mining.set_difficulty", "mining.notify"]
     );
     assert_eq!(h.miner.difficulty, Some(START / 2.0));
-    assert_eq!(h.miner.job.as_deref(), Some(job.as_str()));
+    assert_eq!(h.miner.job.as_deref(), Some(format!("{job}.1").as_str()));
     h.advance(t);
     assert_eq!(
         h.drain_methods(),
@@ -175,7 +177,7 @@ fn a_working_miner_that_goes_quiet_is_lowered_only_after_quiet_intervals() {
         Some(START / 4.0),
         "one step of max_step"
     );
-    assert_eq!(h.miner.job.as_deref(), Some(job.as_str()));
+    assert_eq!(h.miner.job.as_deref(), Some(format!("{job}.1").as_str()));
 }
 
 #[test]
@@ -299,4 +301,24 @@ fn a_minimum_of_zero_is_honoured_as_the_site_floor() {
     h.publish(true, Target::ZERO);
     h.setup("rig1");
     assert_eq!(h.miner.difficulty, Some(START));
+}
+
+#[test]
+fn a_share_under_a_retarget_alias_counts_once_for_its_job() {
+    let mut h = Harness::new(&config());
+    let job = h.publish(true, Target::ZERO).id.to_string();
+    h.setup("rig1");
+    let t = h.target_interval();
+    h.advance(t);
+    h.drain();
+    let alias = format!("{job}.1");
+    assert_eq!(h.miner.job.as_deref(), Some(alias.as_str()));
+    let now = h.miner.difficulty.expect("told a difficulty");
+    let (extranonce2, nonce) = h.find_share(&job, now, f64::INFINITY);
+    let first = h.submit("rig1", &alias, &extranonce2, nonce);
+    assert_eq!(first["result"], serde_json::json!(true), "{first}");
+    // The same share under the job's original id is the same work: a duplicate.
+    let again = h.submit("rig1", &job, &extranonce2, nonce);
+    assert_eq!(code(&again), Some(22), "{again}");
+    assert_eq!(h.snapshot().totals.accepted, 1);
 }
