@@ -14,6 +14,7 @@
 //! | [`power`] | miner management APIs, the power/temperature budget controller, its driver and the admin API |
 //! | [`exporter`] | Prometheus `/metrics`: recorder output plus per-miner, per-pool and site series read from [`stats`] at scrape time |
 //! | [`http`] | the status server: `/metrics` and the JSON status API (`/api/v1/...`) |
+//! | [`ratelog`] | rate limiting for repeating warnings, with a count of what was held back |
 //! | [`site`] | the assembled site (registry, hub, upstream manager, miner listener, power driver, status server) and its shutdown order, as `run`, `demo` and the tests start it |
 
 pub mod config;
@@ -22,6 +23,7 @@ pub mod exporter;
 pub mod http;
 pub mod hub;
 pub mod power;
+pub mod ratelog;
 pub mod site;
 pub mod stats;
 pub mod upstream;
