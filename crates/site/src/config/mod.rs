@@ -42,7 +42,7 @@ pub struct Config {
 /// How miners' worker names are presented to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamWorker {
-    /// Each miner submits as `<account>.<worker>`, so the pool's dashboard shows every miner.
+    /// Each miner submits as `<account>.<worker>` where the pool accepts that name.
     PerMiner,
     /// Every share is submitted as the bare account: fewer pool-side authorizations.
     Account,
@@ -114,7 +114,7 @@ impl std::fmt::Debug for PoolConfig {
 /// Failover timing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailoverConfig {
-    /// A pool that sends nothing (no job, no answer) for this long is treated as down.
+    /// A request (share, handshake) the pool leaves unanswered this long marks it down.
     pub silence_timeout: Duration,
     /// First reconnect delay; doubles per failure with jitter.
     pub reconnect_min: Duration,
@@ -124,6 +124,11 @@ pub struct FailoverConfig {
     pub failback_after: Duration,
     /// An upstream submit with no answer after this long is counted as undelivered.
     pub submit_timeout: Duration,
+    /// Shortest wait for a pool's next job before it counts as stuck; the bound used is
+    /// the larger of this and a multiple of the pool's own notify cadence.
+    pub job_timeout_floor: Duration,
+    /// Consecutive rejected shares after which a pool counts as down (0: never).
+    pub reject_streak: u32,
 }
 
 /// The configuration `hashgate run` uses when no file is given.

@@ -30,7 +30,7 @@ mod submit;
 
 use super::UpstreamContext;
 use super::error::UpstreamError;
-use super::health::{Health, HealthCheck};
+use super::health::{Health, HealthCheck, HealthRules};
 use super::pending::Pending;
 use super::sizing::{PlanChoice, plan_for};
 
@@ -70,10 +70,37 @@ enum Asked {
     Configure,
     Subscribe,
     Authorize,
-    /// A per-miner worker authorized before its first submit.
-    WorkerAuthorize(String),
-    /// A liveness probe; any answer will do.
-    Probe,
+    /// A miner's own name on the pool (`upstream_worker = "per-miner"`), keyed by the
+    /// miner's worker; its shares go under the account until the pool says `true`.
+    WorkerAuthorize(Arc<str>),
+}
+
+/// How long TCP waits on an idle pool socket before its first keepalive probe, and
+/// between probes; with [`KEEPALIVE_RETRIES`] a dead path is found in about 30 s even when
+/// nothing is being sent.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Longest time written data may stay unacknowledged before the kernel drops the
+/// connection (`TCP_USER_TIMEOUT`): shares sent into a black hole fail the socket rather
+/// than wait for the retransmission limit (about 15 minutes by default).
+const USER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sets keepalive timing and `TCP_USER_TIMEOUT`; a refusal only loses an early warning
+/// (the share and job rules still apply), so it is logged, not fatal.
+fn tune_socket(stream: &TcpStream, pool: &str) {
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(error) = sock
+        .set_tcp_keepalive(&keepalive)
+        .and_then(|()| sock.set_tcp_user_timeout(Some(USER_TIMEOUT)))
+    {
+        tracing::warn!(pool, %error, "cannot set TCP keepalive on the pool socket");
+    }
 }
 
 /// The current time on tokio's clock (pausable in tests) as the `std` instant the pure
@@ -118,6 +145,7 @@ async fn open(
             Ok(Ok(stream)) => {
                 // Submits are small and latency-sensitive: no Nagle delay.
                 let _ = stream.set_nodelay(true);
+                tune_socket(&stream, &spec.name);
                 Ok(Some(stream))
             }
             Ok(Err(source)) => Err(UpstreamError::Connect { address, source }),
@@ -176,8 +204,8 @@ struct PoolSession {
     latest: Option<Notify>,
     /// Whether work has been handed to the server (the connection is ready).
     ready: bool,
-    /// Miner worker name → name on this pool; present once authorized (or requested).
-    workers: HashMap<Arc<str>, Arc<str>>,
+    /// Per-miner names on this pool (`upstream_worker = "per-miner"` only).
+    workers: submit::WorkerBook,
     /// Round-trip time of submits.
     latency: metrics::Histogram,
 }
@@ -200,7 +228,15 @@ impl PoolSession {
         );
         PoolSession {
             codec: StratumCodec::new(shared.config.proxy.max_line_bytes.get()),
-            health: Health::new(shared.config.failover.silence_timeout, TICK, now),
+            health: Health::new(
+                HealthRules {
+                    answer_timeout: shared.config.failover.silence_timeout,
+                    job_floor: shared.config.failover.job_timeout_floor,
+                    reject_streak: shared.config.failover.reject_streak,
+                },
+                TICK,
+                now,
+            ),
             shared,
             spec,
             events,
@@ -219,7 +255,7 @@ impl PoolSession {
             version_mask: 0,
             latest: None,
             ready: false,
-            workers: HashMap::new(),
+            workers: submit::WorkerBook::default(),
             latency,
         }
     }
@@ -282,8 +318,13 @@ impl PoolSession {
     /// Encodes a request under a fresh id of ours and remembers what it was.
     fn request(&mut self, kind: Asked, method: Method) {
         let id = self.take_id();
+        // A worker's authorize is the one request a pool may leave unanswered (ckpool
+        // answers only the first on a connection): its silence means "not supported", not
+        // "pool down", and is judged by the worker book instead.
+        if !matches!(kind, Asked::WorkerAuthorize(_)) {
+            self.health.sent_request(now());
+        }
         self.requests.insert(id, kind);
-        self.health.sent_request(now());
         Message::Request(Request {
             id: Id::Int(id),
             method,
@@ -320,12 +361,11 @@ impl PoolSession {
         match line? {
             None => Err(UpstreamError::Closed.into()),
             Some(Err(err)) => {
-                self.health.heard(now);
                 tracing::warn!(pool = %self.spec.name, error = %err, "unreadable line from pool");
                 Ok(())
             }
             Some(Ok(Message::Response(answer))) => {
-                self.health.answered(now);
+                self.health.answered();
                 self.on_answer(answer, now)?;
                 if !self.ready && self.extranonce.is_some() && self.latest.is_some() {
                     // A pool that sent its first job before answering subscribe.
@@ -333,10 +373,7 @@ impl PoolSession {
                 }
                 Ok(())
             }
-            Some(Ok(Message::Request(request))) => {
-                self.health.heard(now);
-                self.on_request(request).await
-            }
+            Some(Ok(Message::Request(request))) => self.on_request(request, now).await,
         }
     }
 
@@ -346,8 +383,7 @@ impl PoolSession {
             return Ok(());
         };
         if let Some(share) = self.pending.take(id) {
-            self.on_submit_answer(share, &answer, now);
-            return Ok(());
+            return self.on_submit_answer(share, &answer, now);
         }
         match self.requests.remove(&id) {
             Some(Asked::Configure) => {
@@ -377,12 +413,15 @@ impl PoolSession {
                 }
             }
             Some(Asked::WorkerAuthorize(worker)) => {
-                if !answer.is_accepted() {
-                    tracing::warn!(pool = %self.spec.name, worker, reason = answer.reject_message().unwrap_or(""), "pool refused a miner's worker name; its shares will be rejected");
+                if answer.is_accepted() {
+                    self.workers.verified(&worker);
+                } else {
+                    let reason = answer.reject_message().unwrap_or("no reason given");
+                    self.per_miner_fallback(submit::Fallback::Refused, reason);
                 }
                 Ok(())
             }
-            Some(Asked::Probe) | None => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -447,9 +486,10 @@ impl PoolSession {
         Ok(())
     }
 
-    async fn on_request(&mut self, request: Request) -> Result<(), Ended> {
+    async fn on_request(&mut self, request: Request, now: Instant) -> Result<(), Ended> {
         match request.method {
             Method::Notify(notify) => {
+                self.health.new_job(now);
                 let clean = notify.clean_jobs;
                 self.latest = Some(notify);
                 self.hand_over(clean).await
@@ -577,6 +617,12 @@ impl PoolSession {
         if !self.ready && self.health.awake_for(now) >= setup {
             return Err(UpstreamError::SetupTimeout(setup).into());
         }
+        if self
+            .workers
+            .unanswered_since(now, self.shared.config.failover.silence_timeout)
+        {
+            self.per_miner_fallback(submit::Fallback::Unanswered, "no answer");
+        }
         for expired in self
             .pending
             .expire(now, self.shared.config.failover.submit_timeout)
@@ -586,13 +632,8 @@ impl PoolSession {
         }
         match verdict {
             HealthCheck::Fine => Ok(()),
-            HealthCheck::Silent(quiet) => Err(UpstreamError::Silent(quiet).into()),
-            HealthCheck::Probe => {
-                // Re-authorizing the pool user is the one request every SV1 pool answers
-                // (there is no standard ping), and it changes nothing at the pool.
-                self.request(Asked::Probe, self.authorize_pool_user());
-                self.flush().await
-            }
+            HealthCheck::Unanswered(after) => Err(UpstreamError::Unanswered(after).into()),
+            HealthCheck::NoNewJob(after) => Err(UpstreamError::NoNewJob(after).into()),
         }
     }
 }
