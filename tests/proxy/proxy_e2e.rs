@@ -268,3 +268,53 @@ async fn pool_outage_fails_over_without_dropping_miners_and_fails_back() {
         .unwrap()
         .unwrap();
 }
+
+/// Against a pool that is strict as ckpool (one authorize per connection, a second one
+/// never answered, a submit under any other name refused as `Worker mismatch`), the
+/// proxy keeps one connection and every share is accepted, even when asked for per-miner
+/// names: it must neither probe with a repeated authorize (which made healthy pools look
+/// silent and be reconnected every 3 s) nor submit under a name the pool did not take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_pool_keeps_one_connection_and_takes_every_share() {
+    let strict = pool("strict").await;
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"site\"\nupstream_worker = \"per-miner\"\n\
+         initial_difficulty = {DIFFICULTY}\n[vardiff]\nmin_difficulty = {DIFFICULTY}\n\
+         max_difficulty = {DIFFICULTY}\n[failover]\nsilence_timeout_secs = 1\n\
+         submit_timeout_secs = 5\n[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{}\"\n",
+        strict.addr()
+    );
+    let cfg = Arc::new(RawConfig::parse(&text).unwrap().validate().unwrap());
+    let site = Site::start(SiteOptions::new(cfg).without_http())
+        .await
+        .unwrap();
+    let miners = fleet(site.miner_addr, 3);
+    // Well past the 1 s answer timeout of the per-miner authorize and of any probe.
+    wait_until("20 accepted shares", Duration::from_secs(30), || {
+        miners.accepted() >= 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = strict.stats();
+    assert_eq!(stats.connections_total, 1, "the pool connection was kept");
+    assert_eq!(
+        stats.rejected, 0,
+        "rejects by code: {:?}",
+        stats.rejects_by_code
+    );
+    assert_eq!(
+        stats.authorizes_ignored, 1,
+        "one per-miner authorize tried, then the account for good"
+    );
+    assert_eq!(miners.rejected(), 0);
+    assert_eq!(
+        stats.workers.keys().collect::<Vec<_>>(),
+        ["site"],
+        "every share under the account"
+    );
+    for a in &miners.asics {
+        a.stop().await;
+    }
+    site.shutdown().await.unwrap();
+    strict.shutdown().await;
+}

@@ -272,7 +272,7 @@ async fn every_bad_share_gets_its_reject_code() {
             (BadShare::OutsideVersionMask, 20),
             (BadShare::WrongExtranonce2Size, 20),
             (BadShare::NtimeOutOfRange, 20),
-            (BadShare::UnauthorizedWorker, 24),
+            (BadShare::UnauthorizedWorker, 20),
         ];
         for (kind, expect) in cases {
             let before = asic.stats();
@@ -312,8 +312,8 @@ async fn every_bad_share_gets_its_reject_code() {
                 "code {c}"
             );
         }
-        assert_eq!(code(&s, 20), 3);
-        assert_eq!(p.workers["acct.bad-x"].rejects_by_code[&24], 1);
+        assert_eq!(code(&s, 20), 4);
+        assert_eq!(p.workers["acct.bad-x"].rejects_by_code[&20], 1);
         pool.shutdown().await;
     })
     .await;
@@ -507,20 +507,54 @@ async fn handshake_is_ckpool_like_and_workers_are_checked_per_connection() {
         assert_eq!(before[1]["params"][8], true);
         let job_id = before[1]["params"][0].as_str().expect("job id").to_owned();
 
+        // As ckpool: a second authorize on the connection is never answered, and a
+        // submit under any name but the authorized one is a worker mismatch.
         raw.send(r#"{"id":4,"method":"mining.authorize","params":["acct.b","x"]}"#).await;
-        assert_eq!(raw.answer(4).await.0["result"], true);
         let submit = |id: u64, worker: &str, job: &str| {
             format!(r#"{{"id":{id},"method":"mining.submit","params":["{worker}","{job}","0000000000000000","{ntime}","00000000"]}}"#,
                 ntime = before[1]["params"][7].as_str().unwrap_or("00000000"))
         };
-        raw.send(&submit(5, "acct.c", &job_id)).await;
-        assert_eq!(raw.answer(5).await.0["error"][0], 24);
-        raw.send(&submit(6, "acct.b", "deadbeef")).await;
+        raw.send(&submit(5, "acct.b", &job_id)).await;
+        let (mismatch, between) = raw.answer(5).await;
+        assert!(between.iter().all(|v| v["id"] != 4), "second authorize answered: {between:?}");
+        assert_eq!(mismatch["error"], serde_json::json!([20, "Worker mismatch", null]));
+        assert_eq!(pool.stats().authorizes_ignored, 1);
+        raw.send(&submit(6, "acct.a", "deadbeef")).await;
         let (stale, _) = raw.answer(6).await;
         assert_eq!(stale["result"], false);
         assert_eq!(stale["error"][0], 21);
         raw.send(r#"{"id":7,"method":"mining.foo","params":[]}"#).await;
         assert_eq!(raw.answer(7).await.0["error"][0], 20);
+        pool.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lenient_pool_takes_several_workers_on_one_connection() {
+    bounded(15, async {
+        let pool = SimPool::start(SimPoolConfig {
+            authorizes_per_connection: 2,
+            ..pool_config()
+        })
+        .await
+        .expect("pool starts");
+        let mut raw = Raw::connect(pool.addr()).await;
+        raw.send(r#"{"id":1,"method":"mining.subscribe","params":["raw/1"]}"#)
+            .await;
+        raw.answer(1).await;
+        for (id, worker) in [(2, "acct.a"), (3, "acct.b")] {
+            raw.send(&format!(
+                r#"{{"id":{id},"method":"mining.authorize","params":["{worker}","x"]}}"#
+            ))
+            .await;
+            assert_eq!(raw.answer(id).await.0["result"], true, "{worker}");
+        }
+        // The third is past the limit: read, never answered, counted.
+        raw.send(r#"{"id":4,"method":"mining.authorize","params":["acct.c","x"]}"#)
+            .await;
+        assert_eq!(raw.next(Duration::from_millis(300)).await, None);
+        assert_eq!(pool.stats().authorizes_ignored, 1);
         pool.shutdown().await;
     })
     .await;

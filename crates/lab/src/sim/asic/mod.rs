@@ -100,7 +100,7 @@ pub enum BadShare {
     WrongExtranonce2Size,
     /// ntime two hours past the job's (expect 20).
     NtimeOutOfRange,
-    /// A worker name never authorized (expect 24).
+    /// A worker name other than the one authorized (expect 20, `Worker mismatch`).
     UnauthorizedWorker,
 }
 

@@ -1,8 +1,7 @@
 //! A simulated Stratum V1 pool: the independent judge of shares in tests and demos.
 //!
 //! It behaves like ckpool (see `fixtures/stratum/`): it answers `mining.configure`,
-//! `subscribe`, `authorize` (several workers per connection), `extranonce.subscribe` and
-//! `suggest_difficulty`; sends `set_difficulty` and the first job right after subscribe;
+//! `subscribe`, `authorize`, `extranonce.subscribe` and `suggest_difficulty`; sends `set_difficulty` and the first job right after subscribe;
 //! answers submits with `result:true` or `result:false` and `[code,"msg",null]`.
 //! Shares are judged by [`judge`], its own deliberately plain code, never by
 //! `hashgate_protocol::work`, so that a test can catch the proxy's validator being wrong.
@@ -10,7 +9,8 @@
 //! | submit check, in order | code | message |
 //! |---|---|---|
 //! | not subscribed | 25 | `Not subscribed` |
-//! | worker not authorized on this connection | 24 | `Unauthorized worker` |
+//! | nothing authorized on this connection | 24 | `Unauthorized worker` |
+//! | a worker other than the one(s) authorized on this connection | 20 | `Worker mismatch` |
 //! | [`PoolFault::RejectAll`] on | 23 | `Above target` |
 //! | job unknown, closed by a clean job or evicted | 21 | `Job not found` |
 //! | extranonce2 of the wrong size | 20 | `Invalid extranonce2 size` |
@@ -24,6 +24,16 @@
 //! next job and one that applies it at once are both treated fairly. Likewise a share
 //! may use any extranonce1 its job was sent with on that connection, so one in flight
 //! across a `mining.set_extranonce` is not lost.
+//!
+//! # One identity per connection, as ckpool
+//!
+//! ckpool answers the first `mining.authorize` on a connection and never answers
+//! another (whatever the name), and refuses a submit under any name but the authorized
+//! one with `Worker mismatch`. The simulated pool does the same by default
+//! ([`SimPoolConfig::authorizes_per_connection`] = 1), so a proxy that authorizes
+//! several names on one pool connection, or probes liveness with a repeated authorize,
+//! fails the fast tests as it would fail against a real pool. Tests of a lenient pool
+//! raise the limit.
 
 mod jobs;
 pub mod judge;
@@ -79,6 +89,9 @@ pub struct SimPoolConfig {
     pub open_jobs: usize,
     /// Accepted-share records kept for [`SimPool::accepted_shares`].
     pub share_log_cap: usize,
+    /// `mining.authorize` requests answered per connection; later ones are read and
+    /// never answered (ckpool: 1). Submits must use a name authorized on the connection.
+    pub authorizes_per_connection: usize,
 }
 
 impl Default for SimPoolConfig {
@@ -98,6 +111,7 @@ impl Default for SimPoolConfig {
             merkle_branch_len: 4,
             open_jobs: 16,
             share_log_cap: 100_000,
+            authorizes_per_connection: 1,
         }
     }
 }
@@ -122,6 +136,12 @@ impl SimPoolConfig {
             return bad(format!(
                 "sim pool {}: difficulty {} must be a positive number",
                 self.name, self.difficulty
+            ));
+        }
+        if self.authorizes_per_connection == 0 {
+            return bad(format!(
+                "sim pool {}: authorizes_per_connection must be at least 1",
+                self.name
             ));
         }
         if judge::target_for_nbits(self.nbits).is_none() {

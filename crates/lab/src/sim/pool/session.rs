@@ -61,6 +61,8 @@ struct ClientSession {
     version_mask: u32,
     /// Workers authorized on this connection.
     authorized: HashSet<String>,
+    /// `mining.authorize` requests answered on this connection, `true` or `false`.
+    authorizes_answered: usize,
     /// Current share difficulty.
     difficulty: f64,
     /// How each recent job was sent to this connection, newest last.
@@ -82,6 +84,7 @@ pub(crate) async fn run(
         extranonce_subscribed: false,
         version_mask: 0,
         authorized: HashSet::new(),
+        authorizes_answered: 0,
         difficulty: shared.default_difficulty(),
         sent: VecDeque::new(),
         peer,
@@ -193,6 +196,12 @@ impl ClientSession {
                 }
             }
             Method::Authorize(authorize) => {
+                if self.authorizes_answered >= self.shared.config.authorizes_per_connection {
+                    // ckpool logs "trying to authorise twice" and sends nothing back.
+                    self.shared.ledger().stats.authorizes_ignored += 1;
+                    return;
+                }
+                self.authorizes_answered += 1;
                 let ok = !authorize.user.trim().is_empty();
                 if ok {
                     self.authorized.insert(authorize.user);
@@ -261,8 +270,11 @@ impl ClientSession {
         if !self.subscribed {
             return Err((25, "Not subscribed"));
         }
-        if !self.authorized.contains(&submit.worker) {
+        if self.authorized.is_empty() {
             return Err((24, "Unauthorized worker"));
+        }
+        if !self.authorized.contains(&submit.worker) {
+            return Err((20, "Worker mismatch"));
         }
         if fault == PoolFault::RejectAll {
             return Err((23, "Above target"));

@@ -70,6 +70,8 @@ pub struct SimPoolStats {
     pub lines_ignored: u64,
     /// Lines that did not parse as Stratum (answered with error 20 when they had an id).
     pub bad_lines: u64,
+    /// `mining.authorize` requests left unanswered: past the connection's limit.
+    pub authorizes_ignored: u64,
 }
 
 /// The live counters behind [`SimPoolStats`], plus the accepted-share records.

@@ -48,6 +48,9 @@ pub(super) struct WorkerBook {
     names: HashMap<Arc<str>, (Arc<str>, Option<Instant>)>,
     /// Per-miner names were refused or ignored on this connection: the account only.
     given_up: bool,
+    /// The pool has answered some name `true`: other miners' names may be asked for
+    /// without waiting for each other.
+    any_verified: bool,
     /// The pool user, shared by every share that goes under it.
     account: Option<Arc<str>>,
 }
@@ -62,7 +65,13 @@ impl WorkerBook {
     pub(super) fn verified(&mut self, worker: &Arc<str>) {
         if let Some((_, asked)) = self.names.get_mut(worker) {
             *asked = None;
+            self.any_verified = true;
         }
+    }
+
+    /// Whether the pool has not yet answered any name `true` and one is still waiting.
+    fn probing(&self) -> bool {
+        !self.any_verified && self.names.values().any(|(_, asked)| asked.is_some())
     }
 
     /// Whether an authorize has waited longer than `timeout`.
@@ -145,6 +154,12 @@ impl PoolSession {
             } else {
                 account
             };
+        }
+        if self.workers.probing() {
+            // One name at a time until the pool has taken one: a strict pool (ckpool)
+            // ignores every authorize after the first, and each ignored one is a line in
+            // its log and a wait of ours.
+            return account;
         }
         let name = upstream_worker(true, &proxy.account, &self.spec.config.user, worker);
         if name == self.spec.config.user || self.workers.names.len() >= MAX_POOL_WORKERS {
@@ -293,5 +308,29 @@ impl PoolSession {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_is_asked_for_at_a_time_until_the_pool_takes_one() {
+        let t0 = Instant::now();
+        let mut book = WorkerBook::default();
+        assert!(!book.probing());
+        let (m1, m2): (Arc<str>, Arc<str>) = ("site.m1".into(), "site.m2".into());
+        book.names.insert(m1.clone(), ("u.m1".into(), Some(t0)));
+        assert!(book.probing(), "m2 must wait for m1's answer");
+        assert!(!book.unanswered_since(t0 + Duration::from_millis(2999), Duration::from_secs(3)));
+        assert!(book.unanswered_since(t0 + Duration::from_secs(3), Duration::from_secs(3)));
+        book.verified(&m1);
+        assert!(!book.probing());
+        // Once the pool has taken a name, others are asked for side by side.
+        book.names.insert(m2.clone(), ("u.m2".into(), Some(t0)));
+        assert!(!book.probing());
+        book.verified(&m2);
+        assert!(book.names.values().all(|(_, asked)| asked.is_none()));
     }
 }
