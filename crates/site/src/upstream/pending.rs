@@ -71,6 +71,20 @@ impl Pending {
         expired
     }
 
+    /// Takes the oldest shares until fewer than `cap` remain, so a pool that reads
+    /// shares but never answers cannot grow the map without bound before a timeout
+    /// ends the connection (a long `silence_timeout`, a fast site).
+    pub fn evict_over(&mut self, cap: usize) -> Vec<InFlight> {
+        let mut evicted = Vec::new();
+        while self.entries.len() >= cap.max(1) {
+            match self.entries.pop_first() {
+                Some((_, entry)) => evicted.push(entry),
+                None => break,
+            }
+        }
+        evicted
+    }
+
     /// Takes every share (the connection is going away).
     pub fn drain(&mut self) -> Vec<InFlight> {
         std::mem::take(&mut self.entries).into_values().collect()
@@ -222,6 +236,22 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p.drain().len(), 1);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_pool_that_never_answers_cannot_grow_the_map_past_its_cap() {
+        let t0 = Instant::now();
+        let miner = miner(t0);
+        let mut p = Pending::default();
+        let mut evicted = Vec::new();
+        for id in 0..100u64 {
+            evicted.extend(p.evict_over(8).into_iter().map(|f| f.sent_at));
+            p.insert(id, share(&miner, t0), t0 + Duration::from_millis(id));
+        }
+        assert_eq!(p.len(), 8);
+        assert_eq!(evicted.len(), 92);
+        assert_eq!(evicted[0], t0, "the oldest go first");
+        assert!(p.take(99).is_some() && p.take(91).is_none());
     }
 
     #[test]

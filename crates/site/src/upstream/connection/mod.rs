@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PoolUrl;
 use crate::hub::{UpstreamLink, UpstreamSubmit};
+use crate::ratelog::{DEFAULT_WINDOW, RateLimitedLog, Verdict};
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
     Authorize, CodecError, Configure, Id, Message, Method, Notify, ParseError, Reconnect, Request,
@@ -208,6 +209,9 @@ struct PoolSession {
     workers: submit::WorkerBook,
     /// Round-trip time of submits.
     latency: metrics::Histogram,
+    /// Gate for the warning about shares left without a verdict, which repeats per
+    /// share while a pool reads and does not answer.
+    no_answer_log: RateLimitedLog,
 }
 
 impl PoolSession {
@@ -257,6 +261,7 @@ impl PoolSession {
             ready: false,
             workers: submit::WorkerBook::default(),
             latency,
+            no_answer_log: RateLimitedLog::new(DEFAULT_WINDOW),
         }
     }
 
@@ -627,7 +632,9 @@ impl PoolSession {
             .pending
             .expire(now, self.shared.config.failover.submit_timeout)
         {
-            tracing::warn!(pool = %self.spec.name, worker = %expired.share.worker, "pool did not answer a share in time");
+            if let Verdict::Log { suppressed } = self.no_answer_log.check(now) {
+                tracing::warn!(pool = %self.spec.name, worker = %expired.share.worker, suppressed, "pool did not answer a share in time");
+            }
             self.undelivered(&expired.share, Undelivered::NoAnswer);
         }
         match verdict {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::UpstreamWorker;
 use crate::hub::UpstreamSubmit;
+use crate::ratelog::Verdict;
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
     Authorize, Extranonce2, Id, Message, Method, Request, Response, Submit,
@@ -19,6 +20,12 @@ use super::{Asked, Ended, PoolSession, now, read_message};
 /// Per-miner names a pool connection has asked for; past this many, further miners'
 /// shares go under the account (a pool's worker book, and ours, stay bounded).
 const MAX_POOL_WORKERS: usize = 16_384;
+
+/// Shares awaiting a verdict per connection. A pool that answers is far below it (a
+/// second of a 4,000 shares/s site); one that reads and never answers is given up on
+/// within the silence timeout, and until then the oldest shares beyond this are counted
+/// `no_answer` rather than held.
+const MAX_PENDING: usize = 16_384;
 
 /// Why per-miner names were given up on a connection (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +143,12 @@ impl PoolSession {
             );
         }
         self.health.sent_request(now);
+        for lost in self.pending.evict_over(MAX_PENDING) {
+            self.undelivered(&lost.share, Undelivered::NoAnswer);
+            if let Verdict::Log { suppressed } = self.no_answer_log.check(now) {
+                tracing::warn!(pool = %self.spec.name, suppressed, pending = MAX_PENDING, "pool answers no shares; the oldest unanswered counted as no_answer");
+            }
+        }
         self.pending.insert(id, share, now);
     }
 
