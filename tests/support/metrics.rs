@@ -223,6 +223,12 @@ pub fn populated(max_worker_series: usize) -> Populated {
         metrics::histogram!(hashgate_site::exporter::SUBMIT_LATENCY, "pool" => "primary")
             .record(0.042);
         metrics::counter!("hashgate_downstream_malformed_total").increment(1);
+        metrics::counter!(
+            hashgate_site::exporter::UPSTREAM_WORKER_FALLBACKS,
+            "pool" => "primary",
+            "reason" => "unanswered"
+        )
+        .increment(1);
     });
     // The recorder must outlive the handle's renders: leak it, it is one per test process.
     Box::leak(Box::new(recorder));

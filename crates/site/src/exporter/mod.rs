@@ -24,6 +24,10 @@ use workers::SeriesSlots;
 /// Name of the submit round-trip histogram the upstream side records with `histogram!`.
 pub const SUBMIT_LATENCY: &str = "hashgate_upstream_submit_latency_seconds";
 
+/// Times a pool connection gave up per-miner worker names for the account, by pool and
+/// reason (`refused`, `unanswered`).
+pub const UPSTREAM_WORKER_FALLBACKS: &str = "hashgate_upstream_worker_fallbacks_total";
+
 /// Buckets of [`SUBMIT_LATENCY`], seconds: a pool on the same continent answers in tens of
 /// milliseconds, one across an ocean in a few hundred; past 10 s it is as good as lost.
 pub const SUBMIT_LATENCY_BUCKETS: [f64; 12] = [
@@ -59,6 +63,10 @@ pub fn describe() {
         SUBMIT_LATENCY,
         metrics::Unit::Seconds,
         "Round trip of a share submitted to the pool, by pool."
+    );
+    metrics::describe_counter!(
+        UPSTREAM_WORKER_FALLBACKS,
+        "Pool connections that gave up per-miner worker names for the account, by pool and reason (refused, unanswered)."
     );
     metrics::describe_counter!(
         "hashgate_downstream_malformed_total",

@@ -200,7 +200,7 @@ impl PoolSession {
         self.requests
             .retain(|_, asked| !matches!(asked, Asked::WorkerAuthorize(_)));
         metrics::counter!(
-            "hashgate_upstream_worker_fallbacks_total",
+            crate::exporter::UPSTREAM_WORKER_FALLBACKS,
             "pool" => self.spec.name.to_string(),
             "reason" => why.label()
         )
