@@ -341,7 +341,7 @@ impl Proxy {
         let m = job.plan.miner_extranonce2_size();
         let e2: Vec<u8> = (1..=m as u8).collect();
         UpstreamSubmit {
-            worker: "site.rig1".into(),
+            worker: hashgate_site::hub::MinerWorker::new("site.rig1"),
             pool_job_id: job.pool_job_id.clone(),
             extranonce2: job.plan.compose(self.lease.prefix(), &e2).unwrap(),
             ntime: 0x6b05_2edf,

@@ -71,7 +71,7 @@ pub struct ProxyConfig {
     pub max_line_bytes: NonZeroUsize,
     /// Messages queued towards one miner before it is judged too slow and disconnected.
     pub outbound_queue: NonZeroUsize,
-    /// The site's pool account; miners' worker names are mapped onto it.
+    /// The site's pool account: the pool user when a pool sets none.
     pub account: String,
     /// Per-miner or account-wide submission upstream.
     pub upstream_worker: UpstreamWorker,

@@ -8,7 +8,7 @@
 //! | `jobs` | the few jobs a miner may submit for, with duplicate detection |
 //! | `outbox` | the bounded queue of lines to a miner |
 //! | `replies` | encoding the proxy's answers and notifications |
-//! | `worker` | mapping worker names onto the site account |
+//! | `worker` | checking a miner's worker name and splitting it into parts ([`crate::hub::MinerWorker`]) |
 //! | `settings` | the session settings derived from the configuration |
 //! | `end` | [`SessionEnd`]: why a connection closed |
 //! | `harness` (tests) | the session in memory: a real hub, a fake pool link, a clock the test moves |

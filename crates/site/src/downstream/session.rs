@@ -21,7 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::hub::{Channel, ChannelControl, Hub, JoinError, MinerJob, MinerSizes, UpstreamSubmit};
+use crate::hub::{
+    Channel, ChannelControl, Hub, JoinError, MinerJob, MinerSizes, MinerWorker, UpstreamSubmit,
+};
 use crate::stats::{MinerIdentity, MinerRegistration, MinerStats, Registry};
 use hashgate_protocol::extranonce::PrefixLease;
 use hashgate_protocol::stratum::{
@@ -37,7 +39,7 @@ use super::jobs::{JobList, realias};
 use super::outbox::Outbox;
 use super::replies;
 use super::settings::Settings;
-use super::worker::upstream_worker_name;
+use super::worker::miner_worker;
 
 /// The version bits the proxy lets miners roll (BIP320's general-purpose bits).
 pub(crate) const PROXY_VERSION_MASK: u32 = 0x1fff_e000;
@@ -93,13 +95,11 @@ enum Phase {
     Authorized(Subscription),
 }
 
-/// An authorized worker: the name the miner uses and the one sent upstream.
+/// An authorized worker, as the miner sends it in submits and as it goes upstream.
 #[derive(Debug)]
 struct Worker {
-    /// As the miner sends it in submits.
-    name: Box<str>,
-    /// Mapped onto the site account.
-    upstream: Arc<str>,
+    /// The name and its worker part.
+    id: MinerWorker,
 }
 
 /// Everything one miner session knows.
@@ -360,15 +360,11 @@ impl MinerSession {
             let reason = ShareReject::NotSubscribed;
             return out.push(replies::refused(id, reason.code().into(), reason.reason()));
         }
-        let upstream = match upstream_worker_name(
-            &authorize.user,
-            &self.settings.account,
-            self.settings.upstream_worker,
-        ) {
-            Ok(name) => name,
+        let worker = match miner_worker(&authorize.user) {
+            Ok(worker) => worker,
             Err(error) => return out.push(replies::refused(id, 20, &error.to_string())),
         };
-        if !self.workers.iter().any(|w| *w.name == *authorize.user) {
+        if !self.workers.iter().any(|w| w.id.name() == authorize.user) {
             if self.workers.len() >= MAX_WORKERS_PER_CONNECTION {
                 return out.push(replies::refused(
                     id,
@@ -379,10 +375,7 @@ impl MinerSession {
             // Nearly every miner authorizes one worker: room for exactly that, not the
             // four a first push would reserve (96 bytes per idle miner).
             self.workers.reserve_exact(1);
-            self.workers.push(Worker {
-                name: authorize.user.as_str().into(),
-                upstream: upstream.into(),
-            });
+            self.workers.push(Worker { id: worker });
         }
         out.push(replies::accepted(id))?;
         let phase = std::mem::replace(&mut self.phase, Phase::Connected);
@@ -405,7 +398,7 @@ impl MinerSession {
 
     /// Publishes who the miner is: its first worker, address, agent and current prefix.
     fn record_identity(&self, sub: &Subscription) {
-        let worker = self.workers.first().map(|w| w.name.to_string());
+        let worker = self.workers.first().map(|w| w.id.name().to_owned());
         self.stats.set_identity(MinerIdentity {
             worker: worker.unwrap_or_default(),
             remote: self.peer,
@@ -471,7 +464,7 @@ impl MinerSession {
         let worker = self
             .workers
             .iter()
-            .find(|w| *w.name == *s.worker)
+            .find(|w| w.id.name() == s.worker)
             .ok_or(ShareReject::Unauthorized)?;
         let job = self.jobs.get(&s.job_id).ok_or(ShareReject::Stale)?;
         let current = self.announced.unwrap_or(self.vardiff.current());
@@ -510,7 +503,7 @@ impl MinerSession {
                 job.plan.compose(prefix, s.extranonce2.as_bytes()),
                 job.pool_job_id.clone(),
                 job.link.clone(),
-                worker.upstream.clone(),
+                worker.id.clone(),
             )
         });
         self.jobs.record(&s.job_id, share.hash())?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, UpstreamWorker};
+use crate::config::Config;
 use hashgate_protocol::vardiff::VardiffConfig;
 
 /// The session limits and policies, shared by every session through an `Arc`.
@@ -16,10 +16,6 @@ pub(crate) struct Settings {
     pub max_line_bytes: usize,
     /// Lines queued towards one miner before it is judged too slow and disconnected.
     pub outbound_queue: usize,
-    /// The site's pool account that worker names are mapped onto.
-    pub account: String,
-    /// Whether shares go upstream as `<account>.<worker>` or as the bare account.
-    pub upstream_worker: UpstreamWorker,
     /// Seconds past the job's ntime a share's ntime may be (exclusive).
     pub ntime_window_secs: u32,
     /// Difficulty a miner starts at, already inside the vardiff bounds.
@@ -38,8 +34,6 @@ impl Settings {
             idle_timeout: p.idle_timeout,
             max_line_bytes: p.max_line_bytes.get(),
             outbound_queue: p.outbound_queue.get(),
-            account: p.account.clone(),
-            upstream_worker: p.upstream_worker,
             // Saturate: a window beyond u32 seconds (136 years) means "no limit".
             ntime_window_secs: u32::try_from(p.ntime_window.as_secs()).unwrap_or(u32::MAX),
             initial_difficulty: p

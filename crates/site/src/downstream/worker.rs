@@ -1,6 +1,7 @@
-//! Mapping a miner's worker name onto the site's pool account.
+//! Checking the worker name a miner authorizes as and splitting it into parts; the pool
+//! side builds its own name from them.
 
-use crate::config::UpstreamWorker;
+use crate::hub::MinerWorker;
 
 /// Longest worker name accepted; real names are short (`account.rack12-slot34`) and the
 /// name ends up in logs, metrics and upstream submits.
@@ -44,20 +45,15 @@ fn invisible(c: char) -> bool {
         | '\u{E0100}'..='\u{E01EF}')
 }
 
-/// The name shares are submitted under upstream for a miner authorized as `name`.
+/// Checks a name a miner authorizes as and splits it into its parts; the pool side
+/// decides what name its shares go under.
 ///
 /// A miner sends `anything.worker` or just `worker`; the part after the first dot (or the
-/// whole name) is its worker part. With [`UpstreamWorker::PerMiner`] the result is
-/// `<account>.<worker part>` (just the worker part when no account is configured), with
-/// [`UpstreamWorker::Account`] it is `<account>`.
+/// whole name) is its worker part.
 ///
 /// # Errors
 /// [`WorkerNameError`] for empty, over-long or unprintable names.
-pub(crate) fn upstream_worker_name(
-    name: &str,
-    account: &str,
-    mode: UpstreamWorker,
-) -> Result<String, WorkerNameError> {
+pub(crate) fn miner_worker(name: &str) -> Result<MinerWorker, WorkerNameError> {
     if name.len() > MAX_WORKER_NAME {
         return Err(WorkerNameError::TooLong);
     }
@@ -67,24 +63,23 @@ pub(crate) fn upstream_worker_name(
     if name.chars().any(invisible) {
         return Err(WorkerNameError::Invisible);
     }
-    let part = name.split_once('.').map_or(name, |(_, rest)| rest);
-    if part.is_empty() {
+    let worker = MinerWorker::new(name);
+    if worker.rig().is_empty() {
         return Err(WorkerNameError::Empty);
     }
-    Ok(match (mode, account.is_empty()) {
-        (UpstreamWorker::Account, false) => account.to_owned(),
-        (_, true) => part.to_owned(),
-        (UpstreamWorker::PerMiner, false) => format!("{account}.{part}"),
-    })
+    Ok(worker)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rig(name: &str) -> Result<String, WorkerNameError> {
+        miner_worker(name).map(|w| w.rig().to_owned())
+    }
+
     #[test]
     fn names_that_can_pass_for_others_are_refused() {
-        let per = UpstreamWorker::PerMiner;
         for spoof in [
             "rack1\u{200B}",         // zero-width space
             "rack\u{202E}1kcar",     // right-to-left override
@@ -93,62 +88,29 @@ mod tests {
             "rack\u{00AD}1",         // soft hyphen
             "rack1\u{E0041}",        // tag character
         ] {
-            assert_eq!(
-                upstream_worker_name(spoof, "site", per),
-                Err(WorkerNameError::Invisible),
-                "{spoof:?}"
-            );
+            assert_eq!(rig(spoof), Err(WorkerNameError::Invisible), "{spoof:?}");
         }
         // Names in other scripts are fine: only the invisible ones are refused.
-        assert_eq!(
-            upstream_worker_name("acct.стойка-1", "site", per).as_deref(),
-            Ok("site.стойка-1")
-        );
+        assert_eq!(rig("acct.стойка-1").as_deref(), Ok("стойка-1"));
     }
 
     #[test]
-    fn worker_part_is_mapped_onto_the_account() {
-        let per = UpstreamWorker::PerMiner;
+    fn the_worker_part_is_what_follows_the_first_dot() {
+        assert_eq!(rig("minerco.rack1").as_deref(), Ok("rack1"));
+        assert_eq!(rig("rack1").as_deref(), Ok("rack1"));
+        assert_eq!(rig("a.b.c").as_deref(), Ok("b.c"));
+        let w = miner_worker("acct.rack1").unwrap();
         assert_eq!(
-            upstream_worker_name("minerco.rack1", "site", per).as_deref(),
-            Ok("site.rack1")
-        );
-        assert_eq!(
-            upstream_worker_name("rack1", "site", per).as_deref(),
-            Ok("site.rack1")
-        );
-        assert_eq!(
-            upstream_worker_name("a.b.c", "site", per).as_deref(),
-            Ok("site.b.c")
-        );
-        assert_eq!(
-            upstream_worker_name("a.rack1", "site", UpstreamWorker::Account).as_deref(),
-            Ok("site")
-        );
-        assert_eq!(
-            upstream_worker_name("a.rack1", "", per).as_deref(),
-            Ok("rack1")
+            (w.name(), w.to_string().as_str()),
+            ("acct.rack1", "acct.rack1")
         );
     }
 
     #[test]
     fn unusable_names_are_refused() {
-        let per = UpstreamWorker::PerMiner;
-        assert_eq!(
-            upstream_worker_name("", "s", per),
-            Err(WorkerNameError::Empty)
-        );
-        assert_eq!(
-            upstream_worker_name("acct.", "s", per),
-            Err(WorkerNameError::Empty)
-        );
-        assert_eq!(
-            upstream_worker_name("a b", "s", per),
-            Err(WorkerNameError::BadCharacter)
-        );
-        assert_eq!(
-            upstream_worker_name(&"w".repeat(129), "s", per),
-            Err(WorkerNameError::TooLong)
-        );
+        assert_eq!(rig(""), Err(WorkerNameError::Empty));
+        assert_eq!(rig("acct."), Err(WorkerNameError::Empty));
+        assert_eq!(rig("a b"), Err(WorkerNameError::BadCharacter));
+        assert_eq!(rig(&"w".repeat(129)), Err(WorkerNameError::TooLong));
     }
 }

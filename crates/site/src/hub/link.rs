@@ -8,11 +8,50 @@ use tokio::sync::mpsc;
 use crate::stats::{MinerStats, Undelivered};
 use hashgate_protocol::extranonce::PoolExtranonce2;
 
+/// A miner's worker name as data, carried from the miner's session to the pool side:
+/// the pool side builds its own name from the parts (`<pool user>.<rig>` or the bare
+/// user) instead of parsing a formatted name back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MinerWorker {
+    /// The name as the miner authorized it (e.g. `acct.rack1`).
+    name: Arc<str>,
+    /// Where its worker part starts in `name`: after the first dot, or 0.
+    rig_start: usize,
+}
+
+impl MinerWorker {
+    /// The miner's name and its worker part: what follows the first dot, or the whole
+    /// name when it has none.
+    pub fn new(name: &str) -> MinerWorker {
+        let rig_start = name.find('.').map_or(0, |dot| dot + 1);
+        MinerWorker {
+            name: name.into(),
+            rig_start,
+        }
+    }
+
+    /// The name as the miner authorized it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The worker part (`rack1` of `acct.rack1`); empty when the name ends in a dot.
+    pub fn rig(&self) -> &str {
+        self.name.get(self.rig_start..).unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for MinerWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 /// A share that met the upstream target, on its way to the pool.
 #[derive(Debug)]
 pub struct UpstreamSubmit {
-    /// Worker name to submit as (already mapped onto the site account).
-    pub worker: Arc<str>,
+    /// The miner's worker; the pool connection decides the name it is submitted under.
+    pub worker: MinerWorker,
     /// The pool's job id (not the proxy's).
     pub pool_job_id: Arc<str>,
     /// What the pool sees as extranonce2: padding ‖ prefix ‖ miner extranonce2.

@@ -19,7 +19,7 @@ pub use channel::Channel;
 pub(crate) use channels::JoinError;
 pub use channels::{Hub, MinerSizes};
 pub use job::{MinerJob, MinerJobParts};
-pub use link::{UpstreamLink, UpstreamSubmit};
+pub use link::{MinerWorker, UpstreamLink, UpstreamSubmit};
 
 pub use channel::ChannelControl;
 

@@ -177,7 +177,7 @@ async fn a_closed_link_counts_the_share_as_undelivered() {
         .lease()
         .unwrap();
     let share = UpstreamSubmit {
-        worker: "a.w".into(),
+        worker: crate::hub::MinerWorker::new("a.w"),
         pool_job_id: "j".into(),
         extranonce2: p.compose(lease.prefix(), &[0; 7]).unwrap(),
         ntime: 1,

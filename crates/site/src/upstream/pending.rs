@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::hub::UpstreamSubmit;
+use crate::hub::{MinerWorker, UpstreamSubmit};
 use crate::stats::PoolReject;
 use hashgate_protocol::stratum::Response;
 
@@ -113,31 +113,12 @@ pub fn verdict(answer: &Response) -> Result<(), PoolReject> {
     Err(PoolReject::classify(code, answer.reject_message()))
 }
 
-/// The worker name a share is submitted under on a pool whose user is `pool_user`.
-///
-/// Sessions name workers on the site account (`<account>.<rig>`); a pool configured with
-/// another user gets the same rig under its own user, so its dashboard still shows every
-/// miner. With `per_miner` off every share goes under the pool user alone.
-pub(crate) fn upstream_worker(
-    per_miner: bool,
-    account: &str,
-    pool_user: &str,
-    worker: &str,
-) -> String {
-    if !per_miner || worker.is_empty() || worker == account || worker == pool_user {
-        return pool_user.to_owned();
-    }
-    let rig = worker
-        .strip_prefix(account)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .filter(|_| !account.is_empty())
-        .or_else(|| {
-            worker
-                .strip_prefix(pool_user)
-                .and_then(|rest| rest.strip_prefix('.'))
-        })
-        .unwrap_or(worker);
-    format!("{pool_user}.{rig}")
+/// A miner's own name on a pool whose user is `pool_user`: `<pool_user>.<rig>`, so the
+/// pool's dashboard shows every miner under the site's user there (`None` when the
+/// miner has no worker part to add).
+pub(crate) fn pool_worker_name(pool_user: &str, worker: &MinerWorker) -> Option<String> {
+    let rig = worker.rig();
+    (!rig.is_empty() && !pool_user.is_empty()).then(|| format!("{pool_user}.{rig}"))
 }
 
 #[cfg(test)]
@@ -194,7 +175,7 @@ mod tests {
             .lease()
             .unwrap();
         UpstreamSubmit {
-            worker: "a.w".into(),
+            worker: MinerWorker::new("a.w"),
             pool_job_id: "j".into(),
             extranonce2: plan.compose(lease.prefix(), &[0; 7]).unwrap(),
             ntime: 1,
@@ -279,22 +260,13 @@ mod tests {
     }
 
     #[test]
-    fn worker_names_map_onto_each_pool_user() {
-        assert_eq!(
-            upstream_worker(true, "site", "site", "site.rig7"),
-            "site.rig7"
-        );
-        assert_eq!(
-            upstream_worker(true, "site", "other", "site.rig7"),
-            "other.rig7"
-        );
-        assert_eq!(upstream_worker(true, "site", "other", "rig7"), "other.rig7");
-        assert_eq!(upstream_worker(true, "site", "other", "site"), "other");
-        assert_eq!(upstream_worker(true, "site", "site", ""), "site");
-        assert_eq!(
-            upstream_worker(false, "site", "other", "site.rig7"),
-            "other"
-        );
-        assert_eq!(upstream_worker(true, "", "pool", "rig"), "pool.rig");
+    fn a_miner_is_named_under_each_pool_user_from_its_parts() {
+        let name = |user: &str, worker: &str| pool_worker_name(user, &MinerWorker::new(worker));
+        assert_eq!(name("site", "site.rig7").as_deref(), Some("site.rig7"));
+        assert_eq!(name("other", "site.rig7").as_deref(), Some("other.rig7"));
+        assert_eq!(name("other", "rig7").as_deref(), Some("other.rig7"));
+        assert_eq!(name("other", "anyone.a.b").as_deref(), Some("other.a.b"));
+        assert_eq!(name("other", "acct.").as_deref(), None);
+        assert_eq!(name("", "acct.rig").as_deref(), None);
     }
 }

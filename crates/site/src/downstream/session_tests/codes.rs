@@ -124,6 +124,11 @@ fn several_workers_may_authorize_on_one_connection() {
         let (e2, nonce) = h.find_share(&job, d, f64::MAX);
         assert_eq!(h.submit(worker, &job, &e2, nonce)["result"], json!(true));
     }
-    let upstream: Vec<_> = h.pool.take().iter().map(|s| s.worker.to_string()).collect();
-    assert_eq!(upstream, ["site.b", "site.a"], "each under its own name");
+    let upstream: Vec<_> = h
+        .pool
+        .take()
+        .iter()
+        .map(|s| s.worker.rig().to_owned())
+        .collect();
+    assert_eq!(upstream, ["b", "a"], "each as its own worker");
 }

@@ -44,7 +44,7 @@ fn only_shares_meeting_the_upstream_target_go_to_the_pool_with_the_pool_extranon
     expected.extend_from_slice(&h.miner.extranonce1);
     expected.extend_from_slice(&e2);
     assert_eq!(up.extranonce2.as_bytes(), expected.as_slice());
-    assert_eq!(&*up.worker, "site.rig1");
+    assert_eq!((up.worker.name(), up.worker.rig()), ("acct.rig1", "rig1"));
     assert_eq!(&*up.pool_job_id, "pool-job-7");
     assert_eq!(
         (up.ntime, up.nonce, up.version_bits),

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PoolUrl;
-use crate::hub::{UpstreamLink, UpstreamSubmit};
+use crate::hub::{MinerWorker, UpstreamLink, UpstreamSubmit};
 use crate::ratelog::{DEFAULT_WINDOW, RateLimitedLog, Verdict};
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
@@ -73,7 +73,7 @@ enum Asked {
     Authorize,
     /// A miner's own name on the pool (`upstream_worker = "per-miner"`), keyed by the
     /// miner's worker; its shares go under the account until the pool says `true`.
-    WorkerAuthorize(Arc<str>),
+    WorkerAuthorize(MinerWorker),
 }
 
 /// How long TCP waits on an idle pool socket before its first keepalive probe, and

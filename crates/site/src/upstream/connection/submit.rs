@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::UpstreamWorker;
-use crate::hub::UpstreamSubmit;
+use crate::hub::{MinerWorker, UpstreamSubmit};
 use crate::ratelog::Verdict;
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
@@ -14,7 +14,7 @@ use hashgate_protocol::stratum::{
 };
 
 use super::super::error::UpstreamError;
-use super::super::pending::{InFlight, upstream_worker, verdict};
+use super::super::pending::{InFlight, pool_worker_name, verdict};
 use super::{Asked, Ended, PoolSession, now, read_message};
 
 /// Per-miner names a pool connection has asked for; past this many, further miners'
@@ -52,7 +52,7 @@ impl Fallback {
 pub(super) struct WorkerBook {
     /// Miner worker (as the session names it) → its name on this pool and, while the
     /// authorize is unanswered, when it was sent.
-    names: HashMap<Arc<str>, (Arc<str>, Option<Instant>)>,
+    names: HashMap<MinerWorker, (Arc<str>, Option<Instant>)>,
     /// Per-miner names were refused or ignored on this connection: the account only.
     given_up: bool,
     /// The pool has answered some name `true`: other miners' names may be asked for
@@ -69,7 +69,7 @@ impl WorkerBook {
     }
 
     /// The pool answered `worker`'s authorize `true`.
-    pub(super) fn verified(&mut self, worker: &Arc<str>) {
+    pub(super) fn verified(&mut self, worker: &MinerWorker) {
         if let Some((_, asked)) = self.names.get_mut(worker) {
             *asked = None;
             self.any_verified = true;
@@ -155,7 +155,7 @@ impl PoolSession {
     /// The name a miner's shares go under on this pool. With per-miner names the first
     /// share of a miner asks the pool to authorize its name and still goes under the
     /// account, as does every share until the pool has answered `true`.
-    fn worker_name(&mut self, worker: &Arc<str>, now: Instant) -> Arc<str> {
+    fn worker_name(&mut self, worker: &MinerWorker, now: Instant) -> Arc<str> {
         let account = self.workers.account(&self.spec.config.user);
         let proxy = &self.shared.config.proxy;
         if proxy.upstream_worker != UpstreamWorker::PerMiner || self.workers.given_up {
@@ -174,8 +174,10 @@ impl PoolSession {
             // its log and a wait of ours.
             return account;
         }
-        let name = upstream_worker(true, &proxy.account, &self.spec.config.user, worker);
-        if name == self.spec.config.user || self.workers.names.len() >= MAX_POOL_WORKERS {
+        let Some(name) = pool_worker_name(&self.spec.config.user, worker) else {
+            return account;
+        };
+        if self.workers.names.len() >= MAX_POOL_WORKERS {
             return account;
         }
         let name: Arc<str> = name.into();
@@ -333,7 +335,7 @@ mod tests {
         let t0 = Instant::now();
         let mut book = WorkerBook::default();
         assert!(!book.probing());
-        let (m1, m2): (Arc<str>, Arc<str>) = ("site.m1".into(), "site.m2".into());
+        let (m1, m2) = (MinerWorker::new("site.m1"), MinerWorker::new("site.m2"));
         book.names.insert(m1.clone(), ("u.m1".into(), Some(t0)));
         assert!(book.probing(), "m2 must wait for m1's answer");
         assert!(!book.unanswered_since(t0 + Duration::from_millis(2999), Duration::from_secs(3)));
