@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use hashgate_site::config::Config;
+use hashgate_site::config::{CheckedFile, check_file};
 
 mod demo;
 mod miner;
@@ -67,8 +67,8 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match Config::load(file) {
-        Ok(cfg) => {
+    match check_file(file) {
+        Ok(CheckedFile::Site(cfg)) => {
             let power = match &cfg.power {
                 Some(p) => format!(
                     "power gating: {} container(s), {} miner(s)",
@@ -87,6 +87,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                     .map(|p| format!("{} {}", p.name, p.url))
                     .collect::<Vec<_>>()
                     .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(CheckedFile::PowerInventory(power)) => {
+            println!(
+                "{}: ok (a power inventory on its own, for the [power] section of a site file: \
+                 {} container(s), {} miner(s))",
+                file.display(),
+                power.containers.len(),
+                power.miners.len()
             );
             ExitCode::SUCCESS
         }

@@ -148,5 +148,43 @@ impl Config {
     }
 }
 
+/// What `hashgate check-config` found a file to be.
+#[derive(Debug)]
+pub enum CheckedFile {
+    /// A whole site configuration.
+    Site(Box<Config>),
+    /// A power inventory on its own (the `[power]` keys at the top level, as in
+    /// `config/power-example.toml`), to be pasted under `[power]` of a site file.
+    PowerInventory(Box<PowerConfig>),
+}
+
+/// Reads a file and validates it as a site configuration or, when it has a top-level
+/// `[[containers]]` or `[[miners]]` and no `[[pools]]`/`[proxy]`, as a standalone power
+/// inventory.
+///
+/// # Errors
+/// As [`Config::load`]; a power inventory's error is [`ConfigError::Power`].
+pub fn check_file(path: &Path) -> Result<CheckedFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let table: toml::Table = error::deserialize(&text)?;
+    let site_keys = ["proxy", "pools"].iter().any(|k| table.contains_key(*k));
+    let power_keys = ["containers", "miners"]
+        .iter()
+        .any(|k| table.contains_key(*k));
+    if power_keys && !site_keys {
+        let raw: crate::power::inventory::PowerConfigRaw = error::deserialize(&text)?;
+        let power = raw
+            .validate()
+            .map_err(|e| ConfigError::Power(Box::new(e)))?;
+        return Ok(CheckedFile::PowerInventory(Box::new(power)));
+    }
+    Ok(CheckedFile::Site(Box::new(
+        RawConfig::parse(&text)?.validate()?,
+    )))
+}
+
 #[cfg(test)]
 mod tests;

@@ -136,7 +136,7 @@ impl RawConfig {
     /// # Errors
     /// [`ConfigError::Parse`] with the line and column of the problem.
     pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
-        Ok(toml::from_str(text)?)
+        super::error::deserialize(text)
     }
 
     /// Checks every field and turns the file into typed values.

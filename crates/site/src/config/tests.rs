@@ -131,7 +131,20 @@ fn pool_urls_parse() {
             .authority(),
         "[::1]:3333"
     );
-    for bad in ["stratum+ssl://h:1", "h", ":3333", "h:0", "h:x", "[::1:3"] {
+    for bad in [
+        "stratum+ssl://h:1",
+        "h",
+        ":3333",
+        "h:0",
+        "h:x",
+        "[::1:3",
+        "stratum+tcp//pool.example:3333",
+        "stratum+tcp:/pool.example:3333",
+        "pool..example:3333",
+        "pool example:3333",
+        "[pool.example]:3333",
+        "user@pool.example:3333",
+    ] {
         assert!(bad.parse::<PoolUrl>().is_err(), "{bad} should be refused");
     }
 }
@@ -189,4 +202,52 @@ fn pool_password_is_not_in_debug_output() {
     let shown = format!("{cfg:?}");
     assert!(!shown.contains("hunter2-secret"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+#[test]
+fn a_url_missing_its_colon_is_refused_naming_the_field() {
+    let text = "[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"stratum+tcp//pool.example:3333\"";
+    let err = Config::from_toml(text).unwrap_err().to_string();
+    assert!(err.starts_with("pools[0].url: "), "{err}");
+    assert!(err.contains("not a host name or IP address"), "{err}");
+    assert!(err.contains("stratum+tcp://host:port"), "{err}");
+}
+
+#[test]
+fn parse_errors_read_plainly_with_the_path() {
+    let cases = [
+        (
+            "[proxy]\nmax_connections = -5\n",
+            "proxy.max_connections: -5 was given; expected a whole number, 0 or more (line 2)",
+        ),
+        (
+            "[proxy]\nmax_miner_extranonce2 = 300\n",
+            "proxy.max_miner_extranonce2: 300 was given; expected a whole number from 0 to 255 (line 2)",
+        ),
+        (
+            "[proxy]\nlisten = 3333\n",
+            "proxy.listen: 3333 was given; expected a quoted string (line 2)",
+        ),
+        (
+            "[[pools]]\nurl = \"h:1\"\n[[pools]]\nurl = \"h:2\"\npassword = 7\n",
+            "pools[1].password: 7 was given; expected a quoted string (line 5)",
+        ),
+        (
+            "[failover]\nsilence_timeout_secs = \"3\"\n",
+            "failover.silence_timeout_secs: \"3\" was given; expected a number (line 2)",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = Config::from_toml(text).unwrap_err().to_string();
+        assert_eq!(err, expected, "for:\n{text}");
+    }
+    let unknown = Config::from_toml("[proxy]\nlisten_port = 3333\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.starts_with("proxy.listen_port: unknown key; the keys here are listen, "),
+        "{unknown}"
+    );
+    let syntax = Config::from_toml("[proxy\n").unwrap_err().to_string();
+    assert!(syntax.starts_with("file: not valid TOML"), "{syntax}");
 }
