@@ -15,7 +15,7 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = match args.raw_config().and_then(|raw| raw.validate()) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("hashgate: bad configuration: {error}");
+            tracing::error!(%error, "bad configuration");
             return Ok(ExitCode::from(EXIT_BAD_CONFIG));
         }
     };
@@ -23,11 +23,13 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // say when it is below the connection cap (LimitNOFILE needs raising then).
     let wanted = config.proxy.max_connections.get() as u64 + 64;
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < wanted => eprintln!(
-            "hashgate: warning: open-file limit {limit} is below proxy.max_connections + 64 = {wanted}; raise LimitNOFILE"
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "open-file limit is below proxy.max_connections + 64; raise LimitNOFILE"
         ),
         Ok(_) => {}
-        Err(error) => eprintln!("hashgate: warning: cannot raise the open-file limit: {error}"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.worker_threads {

@@ -106,7 +106,7 @@ impl SiteOptions {
 pub enum SiteError {
     /// The miner listener could not be bound (address in use, permission, a vardiff
     /// setting the sessions cannot use).
-    #[error("miner listener on {addr}: {source}")]
+    #[error("proxy.listen: cannot listen for miners on {addr}: {source}")]
     Listener {
         /// `proxy.listen`.
         addr: SocketAddr,
@@ -114,7 +114,7 @@ pub enum SiteError {
         source: io::Error,
     },
     /// The status server could not be bound.
-    #[error("status server on {addr}: {source}")]
+    #[error("http.listen: cannot start the status server on {addr}: {source}")]
     Http {
         /// `http.listen`.
         addr: SocketAddr,
@@ -268,7 +268,7 @@ impl Site {
             }
             None => (None, None),
         };
-        tracing::info!(%miner_addr, http = ?http_addr, pools = config.pools.len(), power = power.is_some(), "hashgate proxy listening");
+        tracing::info!(%miner_addr, http = http_addr.map(tracing::field::display), pools = config.pools.len(), power = power.is_some(), "hashgate proxy listening");
 
         let (phase_tx, phase) = watch::channel(Phase::Running);
         let stopping = tokio::spawn(
