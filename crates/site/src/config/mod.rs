@@ -4,6 +4,7 @@
 //! Every validation error names the field it is about (`pools[1].url: ...`) so an operator
 //! can fix the file without reading code. `hashgate check-config FILE` runs exactly this.
 
+mod duration;
 mod error;
 mod pool_url;
 mod raw;
@@ -18,6 +19,7 @@ use crate::power::inventory::PowerConfig;
 // The file sets the interval and bounds; the rest of the tuning keeps its defaults.
 pub use hashgate_protocol::vardiff::VardiffConfig;
 
+pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
