@@ -233,8 +233,12 @@ fn parse_errors_read_plainly_with_the_path() {
             "pools[1].password: 7 was given; expected a quoted string (line 5)",
         ),
         (
-            "[failover]\nsilence_timeout_secs = \"3\"\n",
-            "failover.silence_timeout_secs: \"3\" was given; expected a number (line 2)",
+            "[failover]\nsilence_timeout_secs = true\n",
+            "failover.silence_timeout_secs: expected a number of seconds or a duration like \"30s\" (line 2)",
+        ),
+        (
+            "[failover]\nsilence_timeout_secs = \"3 days\"\n",
+            "failover.silence_timeout_secs: \"3 days\" is not a duration: the units are ms, s, m and h (write e.g. 500ms, 30s, 2m, 1h30m, or plain seconds) (line 2)",
         ),
     ];
     for (text, expected) in cases {
@@ -250,4 +254,25 @@ fn parse_errors_read_plainly_with_the_path() {
     );
     let syntax = Config::from_toml("[proxy\n").unwrap_err().to_string();
     assert!(syntax.starts_with("file: not valid TOML"), "{syntax}");
+}
+
+#[test]
+fn seconds_fields_take_numbers_or_the_flags_duration_syntax() {
+    let cfg = Config::from_toml(&format!(
+        "{MINIMAL}\n[failover]\nsilence_timeout_secs = \"1500ms\"\nreconnect_max_secs = \"2m\"\nfailback_after_secs = 7\nsubmit_timeout_secs = 2.5\n"
+    ))
+    .unwrap();
+    assert_eq!(cfg.failover.silence_timeout, Duration::from_millis(1500));
+    assert_eq!(cfg.failover.reconnect_max, Duration::from_secs(120));
+    assert_eq!(cfg.failover.failback_after, Duration::from_secs(7));
+    assert_eq!(cfg.failover.submit_timeout, Duration::from_millis(2500));
+    let zero = Config::from_toml(&format!(
+        "{MINIMAL}\n[vardiff]\ntarget_interval_secs = \"0s\"\n"
+    ));
+    assert!(
+        zero.unwrap_err()
+            .to_string()
+            .starts_with("vardiff.target_interval_secs: "),
+        "a zero duration names its field"
+    );
 }
