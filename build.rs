@@ -25,9 +25,10 @@ fn main() {
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo::rustc-env=HASHGATE_GIT_COMMIT={commit}");
-    // Rebuild when HEAD moves: HEAD itself (a branch switch) and the branch's ref file (a
-    // commit), loose or packed.
-    for name in ["HEAD", "packed-refs"] {
+    // Rebuild when HEAD moves: HEAD itself (a branch switch), the branch's ref file (a
+    // commit), loose or packed, and the HEAD reflog, which every commit appends to (in a
+    // fresh clone the branch is packed and its loose ref file appears only later).
+    for name in ["HEAD", "packed-refs", "logs/HEAD"] {
         if let Some(path) = git(&["rev-parse", "--git-path", name]) {
             rerun_if_exists(Path::new(&path));
         }
