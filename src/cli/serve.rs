@@ -36,11 +36,10 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         runtime.worker_threads(usize::from(threads));
     }
     let runtime = runtime.enable_all().build()?;
-    runtime.block_on(serve(config))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // One global recorder per process: every `metrics::counter!` in the library lands here.
     let prometheus = match hashgate_site::exporter::install_recorder() {
         Ok(handle) => Some(handle),
@@ -49,7 +48,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let site = Site::start(SiteOptions::new(config).metrics(prometheus)).await?;
+    // Logged rather than returned, so it is a log line like every other (one JSON object
+    // under --log-format json); nothing was announced or left running.
+    let site = match Site::start(SiteOptions::new(config).metrics(prometheus)).await {
+        Ok(site) => site,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     say(&format!("hashgate: miners connect to {}", site.miner_addr));
     if let Some(http_addr) = site.http_addr {
         say(&format!(
@@ -81,7 +88,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "hashgate: stopped; shares sent to pools {submitted}: accepted {accepted}, rejected {rejected}, undelivered {undelivered}"
     ));
     stopped?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a line for the operator; a closed stdout (e.g. a pipe whose reader left) must not

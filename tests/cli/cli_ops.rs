@@ -79,7 +79,7 @@ fn a_taken_port_names_the_setting_and_address_and_nothing_is_announced() {
         let out = hashgate(&args, &[]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{stdout}{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
         assert!(
             stderr.contains(setting) && stderr.contains(&addr),
             "{setting} {addr}: {stderr}"
@@ -124,6 +124,25 @@ fn json_logs_are_one_object_per_line() {
             assert!(serde_json::from_str::<serde_json::Value>(line).is_err());
         }
     }
+    // A start failure is a log line too, so a JSON log stays JSON to its last line.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = hashgate(
+        &run_args(&addr, "127.0.0.1:0"),
+        &[("HASHGATE_LOG_FORMAT", "json")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut reported = false;
+    for line in stderr.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if value["message"] == "cannot start" {
+            assert!(value["error"].as_str().unwrap().contains(&addr), "{line}");
+            reported = true;
+        }
+    }
+    assert!(reported, "{stderr}");
     let flag = hashgate(
         &[
             "--log-format",
