@@ -96,6 +96,22 @@ pub struct PoolConfig {
     pub user: String,
     /// Password sent with `mining.authorize` (most pools ignore it).
     pub password: String,
+    /// Hosts besides its own (lower case) that the pool's `client.reconnect` may name; a
+    /// redirect anywhere else is refused, since it would carry the account and the site's
+    /// shares to a host the operator never chose.
+    pub reconnect_hosts: Vec<String>,
+}
+
+impl PoolConfig {
+    /// Whether a `client.reconnect` to `host` may be followed: the pool's own host, or one
+    /// the operator listed.
+    pub fn may_redirect_to(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.url.host)
+            || self
+                .reconnect_hosts
+                .iter()
+                .any(|allowed| host.eq_ignore_ascii_case(allowed))
+    }
 }
 
 /// The password never reaches a log line or a panic message: some pools use it as a
@@ -107,6 +123,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("url", &self.url)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("reconnect_hosts", &self.reconnect_hosts)
             .finish()
     }
 }

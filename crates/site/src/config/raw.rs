@@ -88,6 +88,8 @@ pub struct RawPool {
     pub user: Option<String>,
     /// Password; default `x`.
     pub password: Option<String>,
+    /// Hosts besides the pool's own that its `client.reconnect` may send the proxy to.
+    pub reconnect_hosts: Option<Vec<String>>,
 }
 
 /// `[vardiff]` as written.
@@ -256,6 +258,12 @@ impl RawConfig {
                 url,
                 user,
                 password: raw.password.clone().unwrap_or_else(|| "x".to_owned()),
+                reconnect_hosts: raw
+                    .reconnect_hosts
+                    .iter()
+                    .flatten()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
             });
         }
 
