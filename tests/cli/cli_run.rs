@@ -74,8 +74,9 @@ async fn run_from_flags_mines_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The default upstream identity: the account, whatever the miner calls itself.
     assert!(
-        pool.stats().workers.contains_key("site.rig1"),
+        pool.stats().workers.contains_key("site"),
         "{:?}",
         pool.stats().workers.keys()
     );

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::metrics::{POWER_METRICS, metric_names, names_in_expr, populated, tool};
+use crate::support::metrics::{
+    POWER_METRICS, UPSTREAM_RECORDED_METRICS, metric_names, names_in_expr, populated, tool,
+};
 
 fn repo_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -16,6 +18,7 @@ fn exported_names() -> BTreeSet<String> {
     let p = populated(2_000);
     let mut names = metric_names(&p.exporter.render(p.now));
     names.extend(POWER_METRICS.iter().map(|s| s.to_string()));
+    names.extend(UPSTREAM_RECORDED_METRICS.iter().map(|s| s.to_string()));
     names
 }
 

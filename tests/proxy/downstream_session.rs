@@ -83,7 +83,8 @@ async fn a_valid_share_is_accepted_and_forwarded_with_the_pool_extranonce2() {
         .expect("a share");
     let expected = format!("00000000000000{}{E2}", s.extranonce1);
     assert_eq!(hex::encode(up.extranonce2.as_bytes()), expected);
-    assert_eq!(&*up.worker, "site.rig1");
+    // The session names the share for the upstream identity (the account by default).
+    assert_eq!(&*up.worker, "site");
     assert_eq!(&*up.pool_job_id, "pool-job-7");
     assert_eq!((up.ntime, up.nonce), (NTIME, 42));
     assert_eq!(

@@ -135,12 +135,9 @@ async fn two_hundred_miners_over_one_upstream_connection_every_share_counted_onc
     // per miner (or anything near it) is not.
     let upstream_sessions: HashSet<_> =
         accepted.iter().map(|s| s.key.extranonce1.clone()).collect();
+    // The default upstream identity: every share under the account.
     let workers: HashSet<_> = accepted.iter().map(|s| s.worker.clone()).collect();
-    assert!(
-        workers.len() >= 150,
-        "most miners had shares accepted: {}",
-        workers.len()
-    );
+    assert_eq!(workers, HashSet::from(["site".to_owned()]));
     assert!(
         upstream_sessions.len() <= 2 && pool_stats.connections_total <= 2,
         "all miners share one upstream connection: {} pool extranonce1s, {} connections",
@@ -167,14 +164,14 @@ async fn two_hundred_miners_over_one_upstream_connection_every_share_counted_onc
     let proxy_pool_accepted: u64 = snaps.iter().map(|(_, s)| s.totals.pool_accepted).sum();
     assert_eq!(proxy_accepted, pool_stats.accepted);
     assert_eq!(proxy_pool_accepted, pool_stats.accepted);
-    for (_, snap) in &snaps {
-        let worker = snap.identity.as_ref().unwrap().worker.clone();
-        let at_pool = pool_stats.workers.get(&worker).map_or(0, |w| w.accepted);
-        assert_eq!(
-            snap.totals.pool_accepted, at_pool,
-            "per-worker pool accepts for {worker}"
-        );
-    }
+    let with_pool_accepts = snaps
+        .iter()
+        .filter(|(_, s)| s.totals.pool_accepted > 0)
+        .count();
+    assert!(
+        with_pool_accepts >= 150,
+        "most miners had shares accepted by the pool: {with_pool_accepts}"
+    );
 
     tokio::time::timeout(Duration::from_secs(15), site.shutdown())
         .await

@@ -15,7 +15,7 @@ use hashgate_lab::sim::mgmt::{SimMinerSpec, SimMinerState};
 use hashgate_lab::sim::pool::judge::{self, ShareParts};
 use hashgate_lab::sim::pool::{AcceptedShare, PoolFault, SimPool, SimPoolConfig};
 use hashgate_protocol::work::{Difficulty, Job, JobTemplate, ShareInput, SubmitPolicy, validate};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -272,7 +272,8 @@ async fn every_bad_share_gets_its_reject_code() {
             (BadShare::OutsideVersionMask, 20),
             (BadShare::WrongExtranonce2Size, 20),
             (BadShare::NtimeOutOfRange, 20),
-            (BadShare::UnauthorizedWorker, 24),
+            // Another worker than the connection's one: ckpool's "Worker mismatch".
+            (BadShare::UnauthorizedWorker, 20),
         ];
         for (kind, expect) in cases {
             let before = asic.stats();
@@ -312,8 +313,8 @@ async fn every_bad_share_gets_its_reject_code() {
                 "code {c}"
             );
         }
-        assert_eq!(code(&s, 20), 3);
-        assert_eq!(p.workers["acct.bad-x"].rejects_by_code[&24], 1);
+        assert_eq!(code(&s, 20), 4);
+        assert_eq!(p.workers["acct.bad-x"].rejects_by_code[&20], 1);
         pool.shutdown().await;
     })
     .await;
@@ -507,15 +508,20 @@ async fn handshake_is_ckpool_like_and_workers_are_checked_per_connection() {
         assert_eq!(before[1]["params"][8], true);
         let job_id = before[1]["params"][0].as_str().expect("job id").to_owned();
 
+        // As ckpool: a second authorize on the connection is never answered.
         raw.send(r#"{"id":4,"method":"mining.authorize","params":["acct.b","x"]}"#).await;
-        assert_eq!(raw.answer(4).await.0["result"], true);
+        raw.send(r#"{"id":40,"method":"mining.foo","params":[]}"#).await;
+        let (after, between) = raw.answer(40).await;
+        assert_eq!(after["error"][0], 20);
+        assert!(between.iter().all(|v| v["id"] != 4), "{between:?}");
         let submit = |id: u64, worker: &str, job: &str| {
             format!(r#"{{"id":{id},"method":"mining.submit","params":["{worker}","{job}","0000000000000000","{ntime}","00000000"]}}"#,
                 ntime = before[1]["params"][7].as_str().unwrap_or("00000000"))
         };
-        raw.send(&submit(5, "acct.c", &job_id)).await;
-        assert_eq!(raw.answer(5).await.0["error"][0], 24);
-        raw.send(&submit(6, "acct.b", "deadbeef")).await;
+        raw.send(&submit(5, "acct.b", &job_id)).await;
+        let (mismatch, _) = raw.answer(5).await;
+        assert_eq!(mismatch["error"], json!([20, "Worker mismatch", null]));
+        raw.send(&submit(6, "acct.a", "deadbeef")).await;
         let (stale, _) = raw.answer(6).await;
         assert_eq!(stale["result"], false);
         assert_eq!(stale["error"][0], 21);

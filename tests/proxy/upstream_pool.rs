@@ -53,6 +53,8 @@ struct Inner {
     received: Vec<(usize, Value)>,
     /// When each connection was accepted.
     accepted: Vec<Instant>,
+    /// Whether an authorize after a connection's first is answered; ckpool answers none.
+    answers_worker_authorize: bool,
 }
 
 #[derive(Clone)]
@@ -82,6 +84,7 @@ impl FakePool {
                 conns: Vec::new(),
                 received: Vec::new(),
                 accepted: Vec::new(),
+                answers_worker_authorize: false,
             })),
         };
         let p = pool.clone();
@@ -134,7 +137,7 @@ impl FakePool {
                     if mode == Mode::Silent {
                         continue;
                     }
-                    for out in self.answer(&value, &tx) {
+                    for out in self.answer(&value, &tx, conn) {
                         if write.write_all(format!("{out}\n").as_bytes()).await.is_err() {
                             return;
                         }
@@ -144,7 +147,7 @@ impl FakePool {
         }
     }
 
-    fn answer(&self, req: &Value, tx: &mpsc::Sender<Cmd>) -> Vec<String> {
+    fn answer(&self, req: &Value, tx: &mpsc::Sender<Cmd>, conn: usize) -> Vec<String> {
         let id = req["id"].clone();
         let ok = |result: Value| json!({"id": id, "result": result, "error": null}).to_string();
         let inner = self.inner.lock().unwrap();
@@ -163,7 +166,19 @@ impl FakePool {
                     .to_string(),
                 notify_line(&inner.job, true),
             ],
-            "mining.authorize" => vec![ok(json!(true))],
+            "mining.authorize" => {
+                let earlier = inner
+                    .received
+                    .iter()
+                    .filter(|(c, v)| *c == conn && method_is(v, "mining.authorize"))
+                    .count();
+                // `received` already holds this one: the first has a count of 1.
+                if earlier <= 1 || inner.answers_worker_authorize {
+                    vec![ok(json!(true))]
+                } else {
+                    vec![]
+                }
+            }
             "mining.submit" => {
                 let nonce = u32::from_str_radix(req["params"][4].as_str().unwrap(), 16).unwrap();
                 match nonce {
@@ -458,23 +473,16 @@ async fn submits_go_out_under_own_ids_and_every_verdict_is_counted() {
     assert_eq!(up.rejected.iter().sum::<u64>(), 3);
 
     let lines = pool.received();
-    let auth = lines
+    let authorizes = lines
         .iter()
-        .position(|(_, v)| method_is(v, "mining.authorize") && v["params"][0] == "site.rig1")
-        .expect("per-miner worker authorized");
+        .filter(|(_, v)| method_is(v, "mining.authorize"))
+        .count();
+    assert_eq!(authorizes, 1, "the account only, by default");
     let submits: Vec<&Value> = lines
         .iter()
         .filter(|(_, v)| method_is(v, "mining.submit"))
         .map(|(_, v)| v)
         .collect();
-    let first_submit = lines
-        .iter()
-        .position(|(_, v)| method_is(v, "mining.submit"))
-        .unwrap();
-    assert!(
-        auth < first_submit,
-        "authorize goes before the first submit"
-    );
     assert_eq!(submits.len(), 5);
     let e2 = job
         .plan
@@ -483,7 +491,7 @@ async fn submits_go_out_under_own_ids_and_every_verdict_is_counted() {
     assert_eq!(
         submits[0]["params"],
         json!([
-            "site.rig1",
+            "site",
             "j1",
             hex::encode(e2.as_bytes()),
             "6b052edf",
@@ -594,30 +602,77 @@ async fn active_and_backup() -> (FakePool, FakePool, Proxy) {
 }
 
 #[tokio::test]
-async fn silence_fails_over_within_the_silence_timeout_after_probing() {
-    let (a, _b, mut proxy) = active_and_backup().await;
-    // Idle pool: probes keep it known alive.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let authorizes = a
+async fn an_idle_pool_is_not_probed_and_is_kept() {
+    // ckpool never answers a second authorize on a connection: probing with one made a
+    // healthy pool look silent every 3 s (issue #10).
+    let (a, _b, proxy) = active_and_backup().await;
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let requests: Vec<String> = a
         .received()
         .iter()
-        .filter(|(_, v)| method_is(v, "mining.authorize"))
-        .count();
-    assert!(
-        authorizes >= 3,
-        "an idle pool is probed ({authorizes} authorizes, one of them the handshake's)"
+        .map(|(_, v)| v["method"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        requests,
+        ["mining.configure", "mining.subscribe", "mining.authorize"],
+        "nothing but the handshake to an idle pool"
     );
     assert_eq!(proxy.pool_state("p0").state, UpstreamState::Active);
+    assert_eq!(a.accepted().len(), 1, "one connection");
+    proxy.stop().await;
+}
 
+#[tokio::test]
+async fn a_pool_that_stops_answering_shares_fails_over_within_the_silence_timeout() {
+    let (a, _b, mut proxy) = active_and_backup().await;
+    let job = proxy.job("job from a", |j| &*j.link.pool == "p0").await;
     a.set_mode(Mode::Silent);
+    let m = miner();
     let t0 = Instant::now();
+    job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
     let switched = proxy.job("job from b", |j| &*j.link.pool == "p1").await;
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_millis(1800) && took < Duration::from_millis(4000),
-        "silence failover took {took:?} (timeout 3 s)"
+        took >= Duration::from_millis(2500) && took < Duration::from_millis(4500),
+        "unanswered-share failover took {took:?} (timeout 3 s)"
     );
     assert!(switched.clean_jobs());
+    eventually("the unanswered share counted", || {
+        m.snapshot(Instant::now()).totals.undelivered_total() == 1
+    })
+    .await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_pool_rejecting_every_share_fails_over_after_the_streak() {
+    let a = FakePool::start("aaaaaaaa", 8, "ja").await;
+    let b = FakePool::start("bbbbbbbb", 8, "jb").await;
+    let mut proxy = start_proxy(config(
+        &[a.addr, b.addr],
+        &format!("{FAST}reject_streak = 5\n"),
+    ))
+    .await;
+    let job = proxy.job("job from a", |j| &*j.link.pool == "p0").await;
+    let m = miner();
+    // Nonce 2: "Above target". Four rejects in a row are tolerated...
+    for _ in 0..4 {
+        job.link.submit(proxy.share(&job, &m, 2, false)).unwrap();
+    }
+    eventually("four rejects", || {
+        m.snapshot(Instant::now()).totals.pool_rejected_total() == 4
+    })
+    .await;
+    assert_eq!(proxy.pool_state("p0").state, UpstreamState::Active);
+    // ...an accept resets the run, and five more end the connection.
+    job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    for _ in 0..5 {
+        job.link.submit(proxy.share(&job, &m, 2, false)).unwrap();
+    }
+    let switched = proxy.job("job from b", |j| &*j.link.pool == "p1").await;
+    assert!(switched.clean_jobs());
+    let s = m.snapshot(Instant::now()).totals;
+    assert_eq!((s.pool_accepted, s.pool_rejected_total()), (1, 9));
     proxy.stop().await;
 }
 
@@ -626,13 +681,18 @@ async fn a_stalled_proxy_keeps_a_pool_that_would_have_answered() {
     // The whole runtime (proxy and fake pool alike, one thread) is starved for longer than
     // the silence timeout, as on an overloaded machine: the pool was quiet only because
     // nothing ran. Its connection must survive; only real silence replaces it.
-    let (a, _b, proxy) = active_and_backup().await;
-    // A probe has gone out and been answered.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Block the runtime's only thread: no task runs and no timer fires for 4 s.
+    let (a, _b, mut proxy) = active_and_backup().await;
+    let job = proxy.job("job from a", |j| &*j.link.pool == "p0").await;
+    let m = miner();
+    // Nonce 6: the pool answers 300 ms later, a timer that cannot fire during the stall.
+    job.link.submit(proxy.share(&job, &m, 6, false)).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Block the runtime's only thread: no task runs and no timer fires for 4 s, so the
+    // share's answer is more than the 3 s timeout late by the wall clock.
     std::thread::sleep(Duration::from_secs(4));
-    // Room for the late tick (which used to give the pool up at once) and another probe.
+    // Room for the late tick (which used to give the pool up at once) and the answer.
     tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(m.snapshot(Instant::now()).totals.pool_accepted, 1);
     assert_eq!(proxy.pool_state("p0").state, UpstreamState::Active);
     assert_eq!(proxy.pool_state("p1").failovers, 0);
     assert_eq!(a.accepted().len(), 1, "the pool connection was kept");
@@ -783,6 +843,54 @@ async fn client_reconnect_moves_the_connection_where_the_pool_says() {
 }
 
 #[tokio::test]
+async fn client_reconnect_to_another_host_is_refused_and_the_connection_kept() {
+    // Issue #11: a redirect was followed anywhere, and the target received the account
+    // and the site's shares. "localhost" reaches `c` too, but is not the configured host.
+    let a = FakePool::start("aaaaaaaa", 8, "ja").await;
+    let c = FakePool::start("cccccccc", 8, "jc").await;
+    let mut proxy = start_proxy(config(&[a.addr], FAST)).await;
+    let job = proxy.job("job from a", |_| true).await;
+    a.send(&format!(
+        r#"{{"params":["localhost",{},0],"id":null,"method":"client.reconnect"}}"#,
+        c.addr.port()
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.accepted().len(), 0, "nothing reached the other host");
+    assert_eq!(a.accepted().len(), 1, "the pool connection was kept");
+    // Shares still flow to the configured pool.
+    let m = miner();
+    job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    eventually("accepted by a", || {
+        m.snapshot(Instant::now()).totals.pool_accepted == 1
+    })
+    .await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_reconnect_to_a_listed_host_is_followed() {
+    let a = FakePool::start("aaaaaaaa", 8, "ja").await;
+    let c = FakePool::start("cccccccc", 8, "jc").await;
+    let text = format!(
+        "[proxy]\naccount = \"site\"\n[failover]\n{FAST}[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{}\"\nreconnect_hosts = [\"LocalHost\"]\n",
+        a.addr
+    );
+    let mut proxy = start_proxy(Arc::new(Config::from_toml(&text).unwrap())).await;
+    proxy.job("job from a", |_| true).await;
+    a.set_mode(Mode::Refuse);
+    a.send(&format!(
+        r#"{{"params":["localhost",{},0],"id":null,"method":"client.reconnect"}}"#,
+        c.addr.port()
+    ))
+    .await;
+    let job = proxy.job("job from c", |j| &*j.pool_job_id == "jc").await;
+    assert!(job.clean_jobs());
+    assert_eq!(c.accepted().len(), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_delivers_what_it_can_and_counts_the_rest() {
     let pool = FakePool::start("e02e056b", 8, "j1").await;
     let mut proxy = start_proxy(config(&[pool.addr], FAST)).await;
@@ -874,17 +982,34 @@ async fn a_second_channel_gets_its_own_pool_connection() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn shares_go_under_each_pool_users_name() {
-    let pool = FakePool::start("e02e056b", 8, "j1").await;
+/// `upstream_worker = "per-miner"` on one pool `p0` whose user is `other`.
+fn per_miner_config(pool: SocketAddr) -> Arc<Config> {
     let text = format!(
-        "[proxy]\naccount = \"site\"\n[failover]\n{FAST}[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{}\"\nuser = \"other\"\npassword = \"pw\"\n",
-        pool.addr
+        "[proxy]\naccount = \"site\"\nupstream_worker = \"per-miner\"\n[failover]\n{FAST}[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{pool}\"\nuser = \"other\"\npassword = \"pw\"\n",
     );
-    let mut proxy = start_proxy(Arc::new(Config::from_toml(&text).unwrap())).await;
+    Arc::new(Config::from_toml(&text).unwrap())
+}
+
+fn submit_workers(pool: &FakePool) -> Vec<String> {
+    pool.received()
+        .iter()
+        .filter(|(_, v)| method_is(v, "mining.submit"))
+        .map(|(_, v)| v["params"][0].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn per_miner_names_are_used_once_the_pool_accepts_them() {
+    let pool = FakePool::start("e02e056b", 8, "j1").await;
+    pool.inner.lock().unwrap().answers_worker_authorize = true;
+    let mut proxy = start_proxy(per_miner_config(pool.addr)).await;
     let job = proxy.job("first job", |_| true).await;
     let m = miner();
     job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    eventually("one accept", || {
+        m.snapshot(Instant::now()).totals.pool_accepted == 1
+    })
+    .await;
     job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
     eventually("two accepts", || {
         m.snapshot(Instant::now()).totals.pool_accepted == 2
@@ -899,11 +1024,42 @@ async fn shares_go_under_each_pool_users_name() {
         .collect();
     assert_eq!(worker_auths.len(), 1, "authorized once per connection");
     assert_eq!(worker_auths[0]["params"], json!(["other.rig1", "pw"]));
-    assert!(
-        lines
-            .iter()
-            .filter(|(_, v)| method_is(v, "mining.submit"))
-            .all(|(_, v)| v["params"][0] == "other.rig1")
+    assert_eq!(
+        submit_workers(&pool),
+        ["other", "other.rig1"],
+        "the account until the pool said true"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn per_miner_names_fall_back_to_the_account_where_the_pool_ignores_them() {
+    // ckpool's way: a second authorize on a connection is never answered, and a submit
+    // under that name would be refused as "Worker mismatch".
+    let pool = FakePool::start("e02e056b", 8, "j1").await;
+    let mut proxy = start_proxy(per_miner_config(pool.addr)).await;
+    let job = proxy.job("first job", |_| true).await;
+    let m = miner();
+    job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    // Past the 3 s answer timeout of the worker's authorize.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for _ in 0..3 {
+        job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    }
+    eventually("four accepts", || {
+        m.snapshot(Instant::now()).totals.pool_accepted == 4
+    })
+    .await;
+    assert_eq!(submit_workers(&pool), ["other"; 4]);
+    assert_eq!(pool.accepted().len(), 1, "the connection was kept");
+    let worker_auths = pool
+        .received()
+        .iter()
+        .filter(|(_, v)| method_is(v, "mining.authorize") && v["params"][0] == "other.rig1")
+        .count();
+    assert_eq!(
+        worker_auths, 1,
+        "asked once, then given up on this connection"
     );
     proxy.stop().await;
 }

@@ -34,6 +34,13 @@ pub const POWER_METRICS: [&str; 10] = [
     "hashgate_miner_counted_power_watts",
 ];
 
+/// Counters the pool connections record (through the `metrics` recorder, not the scrape-time
+/// render), which the shipped alert rules may use.
+pub const UPSTREAM_RECORDED_METRICS: [&str; 2] = [
+    "hashgate_upstream_redirects_refused_total",
+    "hashgate_upstream_worker_fallbacks_total",
+];
+
 /// Finds an external tool; `None` (after a loud message) only when it is missing and `CI`
 /// is not set. Under CI a missing tool fails the test.
 /// Runs `promtool check metrics` on an exposition; `Err` holds its report when it fails

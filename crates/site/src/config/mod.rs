@@ -44,7 +44,7 @@ pub struct Config {
 /// How miners' worker names are presented to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamWorker {
-    /// Each miner submits as `<account>.<worker>`, so the pool's dashboard shows every miner.
+    /// Each miner submits as `<account>.<worker>` where the pool accepts that name.
     PerMiner,
     /// Every share is submitted as the bare account: fewer pool-side authorizations.
     Account,
@@ -98,6 +98,22 @@ pub struct PoolConfig {
     pub user: String,
     /// Password sent with `mining.authorize` (most pools ignore it).
     pub password: String,
+    /// Hosts besides its own (lower case) that the pool's `client.reconnect` may name; a
+    /// redirect anywhere else is refused, since it would carry the account and the site's
+    /// shares to a host the operator never chose.
+    pub reconnect_hosts: Vec<String>,
+}
+
+impl PoolConfig {
+    /// Whether a `client.reconnect` to `host` may be followed: the pool's own host, or one
+    /// the operator listed.
+    pub fn may_redirect_to(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.url.host)
+            || self
+                .reconnect_hosts
+                .iter()
+                .any(|allowed| host.eq_ignore_ascii_case(allowed))
+    }
 }
 
 /// The password never reaches a log line or a panic message: some pools use it as a
@@ -109,6 +125,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("url", &self.url)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("reconnect_hosts", &self.reconnect_hosts)
             .finish()
     }
 }
@@ -116,7 +133,7 @@ impl std::fmt::Debug for PoolConfig {
 /// Failover timing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailoverConfig {
-    /// A pool that sends nothing (no job, no answer) for this long is treated as down.
+    /// A request (share, handshake) the pool leaves unanswered this long marks it down.
     pub silence_timeout: Duration,
     /// First reconnect delay; doubles per failure with jitter.
     pub reconnect_min: Duration,
@@ -126,6 +143,11 @@ pub struct FailoverConfig {
     pub failback_after: Duration,
     /// An upstream submit with no answer after this long is counted as undelivered.
     pub submit_timeout: Duration,
+    /// Shortest wait for a pool's next job before it counts as stuck; the bound used is
+    /// the larger of this and a multiple of the pool's own notify cadence.
+    pub job_timeout_floor: Duration,
+    /// Consecutive rejected shares after which a pool counts as down (0: never).
+    pub reject_streak: u32,
 }
 
 /// The configuration `hashgate run` uses when no file is given.

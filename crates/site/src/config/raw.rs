@@ -67,7 +67,7 @@ pub struct RawProxy {
     pub outbound_queue: Option<usize>,
     /// The site's pool account (required unless every pool names a user).
     pub account: Option<String>,
-    /// `per-miner` (default) or `account`.
+    /// `account` (default) or `per-miner`.
     pub upstream_worker: Option<String>,
     /// Largest miner extranonce2 in bytes, default 8.
     pub max_miner_extranonce2: Option<u8>,
@@ -92,6 +92,8 @@ pub struct RawPool {
     pub user: Option<String>,
     /// Password; default `x`.
     pub password: Option<String>,
+    /// Hosts besides the pool's own that its `client.reconnect` may send the proxy to.
+    pub reconnect_hosts: Option<Vec<String>>,
 }
 
 /// `[vardiff]` as written.
@@ -111,9 +113,16 @@ pub struct RawVardiff {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFailover {
-    /// Seconds of pool silence before failing over, default 3.
+    /// Seconds a request (a share, the handshake) may go unanswered before the pool
+    /// counts as down, default 3.
     #[serde(default, deserialize_with = "seconds")]
     pub silence_timeout_secs: Option<f64>,
+    /// Shortest wait for a pool's next job before it counts as stuck, default 120; the
+    /// bound grows with the pool's own notify cadence.
+    #[serde(default, deserialize_with = "seconds")]
+    pub job_timeout_floor_secs: Option<f64>,
+    /// Consecutive shares a pool may reject before it counts as down, default 20 (0: never).
+    pub reject_streak: Option<u32>,
     /// First reconnect delay in seconds, default 0.25.
     #[serde(default, deserialize_with = "seconds")]
     pub reconnect_min_secs: Option<f64>,
@@ -169,7 +178,7 @@ impl RawConfig {
                 "must not contain spaces",
             ));
         }
-        let upstream_worker = match p.upstream_worker.as_deref().unwrap_or("per-miner") {
+        let upstream_worker = match p.upstream_worker.as_deref().unwrap_or("account") {
             "per-miner" => UpstreamWorker::PerMiner,
             "account" => UpstreamWorker::Account,
             other => {
@@ -260,6 +269,12 @@ impl RawConfig {
                 url,
                 user,
                 password: raw.password.clone().unwrap_or_else(|| "x".to_owned()),
+                reconnect_hosts: raw
+                    .reconnect_hosts
+                    .iter()
+                    .flatten()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
             });
         }
 
@@ -288,6 +303,12 @@ impl RawConfig {
             reconnect_max: secs("failover.reconnect_max_secs", f.reconnect_max_secs, 30.0)?,
             failback_after: secs("failover.failback_after_secs", f.failback_after_secs, 10.0)?,
             submit_timeout: secs("failover.submit_timeout_secs", f.submit_timeout_secs, 10.0)?,
+            job_timeout_floor: secs(
+                "failover.job_timeout_floor_secs",
+                f.job_timeout_floor_secs,
+                120.0,
+            )?,
+            reject_streak: f.reject_streak.unwrap_or(20),
         };
         if failover.reconnect_min > failover.reconnect_max {
             return Err(ConfigError::invalid(

@@ -30,7 +30,7 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(cfg.proxy.max_connections.get(), 20_000);
     assert_eq!(cfg.proxy.setup_timeout, Duration::from_secs(10));
     assert_eq!(cfg.proxy.max_miner_extranonce2, 8);
-    assert_eq!(cfg.proxy.upstream_worker, UpstreamWorker::PerMiner);
+    assert_eq!(cfg.proxy.upstream_worker, UpstreamWorker::Account);
     assert_eq!(cfg.pools[0].name, "pool0");
     assert_eq!(cfg.pools[0].password, "x");
     assert_eq!(cfg.vardiff.target_interval, Duration::from_secs(5));

@@ -48,11 +48,12 @@ pub(super) const POOL_MASK: u32 = 0x1fff_e000;
 /// Jobs a harness pool gives shares this much room before `queue_full`.
 const POOL_QUEUE: usize = 1024;
 
-/// The site configuration the tests start from: account `site`, a 5 s vardiff target,
+/// The site configuration the tests start from: account `site` with per-miner names
+/// upstream (so a test sees which miner a forwarded share came from), a 5 s vardiff target,
 /// difficulties anywhere in `[2⁻⁴⁰, 2⁴⁰]`, starting at [`START`].
 pub(super) fn config() -> Config {
     let toml = format!(
-        "[proxy]\naccount = \"site\"\ninitial_difficulty = {START:e}\n\
+        "[proxy]\naccount = \"site\"\nupstream_worker = \"per-miner\"\ninitial_difficulty = {START:e}\n\
          [[pools]]\nurl = \"stratum+tcp://127.0.0.1:1\"\n\
          [vardiff]\nmin_difficulty = {:e}\nmax_difficulty = {:e}\n",
         2f64.powi(-40),

@@ -34,9 +34,15 @@ pub(crate) enum UpstreamError {
     /// Writing to the pool blocked for longer than the silence timeout.
     #[error("writing to the pool stalled for {0:?}")]
     WriteStalled(Duration),
-    /// Nothing heard (or a request unanswered) for the silence timeout.
-    #[error("pool silent for {0:?}")]
-    Silent(Duration),
+    /// A share (or the handshake) went unanswered for the silence timeout.
+    #[error("pool left a request unanswered for {0:?}")]
+    Unanswered(Duration),
+    /// No new job for longer than the bound learned from the pool's cadence.
+    #[error("pool sent no new job for {0:?}")]
+    NoNewJob(Duration),
+    /// The pool rejected every share of a run as long as `failover.reject_streak`.
+    #[error("pool rejected {0} shares in a row")]
+    RejectingAll(u32),
     /// Subscribe and the first job did not arrive in time.
     #[error("no subscribe answer and job within {0:?} of connecting")]
     SetupTimeout(Duration),

@@ -1,7 +1,9 @@
 //! A simulated Stratum V1 pool: the independent judge of shares in tests and demos.
 //!
-//! It behaves like ckpool (see `fixtures/stratum/`): it answers `mining.configure`,
-//! `subscribe`, `authorize` (several workers per connection), `extranonce.subscribe` and
+//! It behaves like ckpool (see `fixtures/stratum/` and `docs/INTEROP.md`): it answers
+//! `mining.configure`, `subscribe`, the first `authorize` of a connection (a later one is
+//! never answered and authorizes nothing, unless [`SimPoolConfig::several_workers`]),
+//! `extranonce.subscribe` and
 //! `suggest_difficulty`; sends `set_difficulty` and the first job right after subscribe;
 //! answers submits with `result:true` or `result:false` and `[code,"msg",null]`.
 //! Shares are judged by [`judge`], its own deliberately plain code, never by
@@ -10,7 +12,8 @@
 //! | submit check, in order | code | message |
 //! |---|---|---|
 //! | not subscribed | 25 | `Not subscribed` |
-//! | worker not authorized on this connection | 24 | `Unauthorized worker` |
+//! | no worker authorized on this connection | 24 | `Unauthorized worker` |
+//! | another worker than the one authorized on this connection | 20 | `Worker mismatch` |
 //! | [`PoolFault::RejectAll`] on | 23 | `Above target` |
 //! | job unknown, closed by a clean job or evicted | 21 | `Job not found` |
 //! | extranonce2 of the wrong size | 20 | `Invalid extranonce2 size` |
@@ -79,6 +82,9 @@ pub struct SimPoolConfig {
     pub open_jobs: usize,
     /// Accepted-share records kept for [`SimPool::accepted_shares`].
     pub share_log_cap: usize,
+    /// Whether every `mining.authorize` on a connection is answered and authorizes its
+    /// worker (lenient pools); off, as ckpool: only the first one is.
+    pub several_workers: bool,
 }
 
 impl Default for SimPoolConfig {
@@ -98,6 +104,7 @@ impl Default for SimPoolConfig {
             merkle_branch_len: 4,
             open_jobs: 16,
             share_log_cap: 100_000,
+            several_workers: false,
         }
     }
 }

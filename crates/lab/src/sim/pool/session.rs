@@ -193,6 +193,11 @@ impl ClientSession {
                 }
             }
             Method::Authorize(authorize) => {
+                // ckpool takes one identity per connection and leaves a second authorize
+                // unanswered; a proxy that submits under another name is refused.
+                if !self.authorized.is_empty() && !self.shared.config.several_workers {
+                    return;
+                }
                 let ok = !authorize.user.trim().is_empty();
                 if ok {
                     self.authorized.insert(authorize.user);
@@ -261,8 +266,11 @@ impl ClientSession {
         if !self.subscribed {
             return Err((25, "Not subscribed"));
         }
-        if !self.authorized.contains(&submit.worker) {
+        if self.authorized.is_empty() {
             return Err((24, "Unauthorized worker"));
+        }
+        if !self.authorized.contains(&submit.worker) {
+            return Err((20, "Worker mismatch"));
         }
         if fault == PoolFault::RejectAll {
             return Err((23, "Above target"));

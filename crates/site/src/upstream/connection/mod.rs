@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PoolUrl;
 use crate::hub::{UpstreamLink, UpstreamSubmit};
+use crate::ratelog::{self, RateLimitedLog, Verdict};
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
     Authorize, CodecError, Configure, Id, Message, Method, Notify, ParseError, Reconnect, Request,
@@ -30,7 +31,7 @@ mod submit;
 
 use super::UpstreamContext;
 use super::error::UpstreamError;
-use super::health::{Health, HealthCheck};
+use super::health::{Health, HealthCheck, HealthRules};
 use super::pending::Pending;
 use super::sizing::{PlanChoice, plan_for};
 
@@ -70,10 +71,37 @@ enum Asked {
     Configure,
     Subscribe,
     Authorize,
-    /// A per-miner worker authorized before its first submit.
-    WorkerAuthorize(String),
-    /// A liveness probe; any answer will do.
-    Probe,
+    /// A miner's own name on the pool (`upstream_worker = "per-miner"`), keyed by the
+    /// miner's worker; its shares go under the account until the pool says `true`.
+    WorkerAuthorize(Arc<str>),
+}
+
+/// How long TCP waits on an idle pool socket before its first keepalive probe, and
+/// between probes; with [`KEEPALIVE_RETRIES`] a dead path is found in about 30 s even when
+/// nothing is being sent.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Longest time written data may stay unacknowledged before the kernel drops the
+/// connection (`TCP_USER_TIMEOUT`): shares sent into a black hole fail the socket rather
+/// than wait for the retransmission limit (about 15 minutes by default).
+const USER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sets keepalive timing and `TCP_USER_TIMEOUT`; a refusal only loses an early warning
+/// (the share and job rules still apply), so it is logged, not fatal.
+fn tune_socket(stream: &TcpStream, pool: &str) {
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(error) = sock
+        .set_tcp_keepalive(&keepalive)
+        .and_then(|()| sock.set_tcp_user_timeout(Some(USER_TIMEOUT)))
+    {
+        tracing::warn!(pool, %error, "cannot set TCP keepalive on the pool socket");
+    }
 }
 
 /// The current time on tokio's clock (pausable in tests) as the `std` instant the pure
@@ -118,6 +146,7 @@ async fn open(
             Ok(Ok(stream)) => {
                 // Submits are small and latency-sensitive: no Nagle delay.
                 let _ = stream.set_nodelay(true);
+                tune_socket(&stream, &spec.name);
                 Ok(Some(stream))
             }
             Ok(Err(source)) => Err(UpstreamError::Connect { address, source }),
@@ -176,10 +205,14 @@ struct PoolSession {
     latest: Option<Notify>,
     /// Whether work has been handed to the server (the connection is ready).
     ready: bool,
-    /// Miner worker name → name on this pool; present once authorized (or requested).
-    workers: HashMap<Arc<str>, Arc<str>>,
+    /// Per-miner names on this pool (`upstream_worker = "per-miner"` only).
+    workers: submit::WorkerBook,
     /// Round-trip time of submits.
     latency: metrics::Histogram,
+    /// Gate for the warning about refused redirects.
+    redirect_log: RateLimitedLog,
+    /// Gate for the warning about shares the pool rejected.
+    reject_log: RateLimitedLog,
 }
 
 impl PoolSession {
@@ -194,13 +227,28 @@ impl PoolSession {
         let (tx, submits) = mpsc::channel(SUBMIT_QUEUE);
         let link = UpstreamLink::new(spec.name.clone(), spec.conn, tx);
         let now = now();
+        // The series exists from the first connection, so `increase()` in an alert sees
+        // the first refusal too.
+        metrics::counter!(
+            "hashgate_upstream_redirects_refused_total",
+            "pool" => spec.name.to_string()
+        )
+        .increment(0);
         let latency = metrics::histogram!(
             "hashgate_upstream_submit_latency_seconds",
             "pool" => spec.name.to_string()
         );
         PoolSession {
             codec: StratumCodec::new(shared.config.proxy.max_line_bytes.get()),
-            health: Health::new(shared.config.failover.silence_timeout, TICK, now),
+            health: Health::new(
+                HealthRules {
+                    answer_timeout: shared.config.failover.silence_timeout,
+                    job_floor: shared.config.failover.job_timeout_floor,
+                    reject_streak: shared.config.failover.reject_streak,
+                },
+                TICK,
+                now,
+            ),
             shared,
             spec,
             events,
@@ -219,8 +267,10 @@ impl PoolSession {
             version_mask: 0,
             latest: None,
             ready: false,
-            workers: HashMap::new(),
+            workers: submit::WorkerBook::default(),
             latency,
+            redirect_log: RateLimitedLog::starting_at(ratelog::DEFAULT_WINDOW, now),
+            reject_log: RateLimitedLog::starting_at(ratelog::DEFAULT_WINDOW, now),
         }
     }
 
@@ -282,8 +332,13 @@ impl PoolSession {
     /// Encodes a request under a fresh id of ours and remembers what it was.
     fn request(&mut self, kind: Asked, method: Method) {
         let id = self.take_id();
+        // A worker's authorize is the one request a pool may leave unanswered (ckpool
+        // answers only the first on a connection): its silence means "not supported", not
+        // "pool down", and is judged by the worker book instead.
+        if !matches!(kind, Asked::WorkerAuthorize(_)) {
+            self.health.sent_request(now());
+        }
         self.requests.insert(id, kind);
-        self.health.sent_request(now());
         Message::Request(Request {
             id: Id::Int(id),
             method,
@@ -320,12 +375,11 @@ impl PoolSession {
         match line? {
             None => Err(UpstreamError::Closed.into()),
             Some(Err(err)) => {
-                self.health.heard(now);
                 tracing::warn!(pool = %self.spec.name, error = %err, "unreadable line from pool");
                 Ok(())
             }
             Some(Ok(Message::Response(answer))) => {
-                self.health.answered(now);
+                self.health.answered();
                 self.on_answer(answer, now)?;
                 if !self.ready && self.extranonce.is_some() && self.latest.is_some() {
                     // A pool that sent its first job before answering subscribe.
@@ -333,10 +387,7 @@ impl PoolSession {
                 }
                 Ok(())
             }
-            Some(Ok(Message::Request(request))) => {
-                self.health.heard(now);
-                self.on_request(request).await
-            }
+            Some(Ok(Message::Request(request))) => self.on_request(request, now).await,
         }
     }
 
@@ -346,8 +397,7 @@ impl PoolSession {
             return Ok(());
         };
         if let Some(share) = self.pending.take(id) {
-            self.on_submit_answer(share, &answer, now);
-            return Ok(());
+            return self.on_submit_answer(share, &answer, now);
         }
         match self.requests.remove(&id) {
             Some(Asked::Configure) => {
@@ -377,12 +427,15 @@ impl PoolSession {
                 }
             }
             Some(Asked::WorkerAuthorize(worker)) => {
-                if !answer.is_accepted() {
-                    tracing::warn!(pool = %self.spec.name, worker, reason = answer.reject_message().unwrap_or(""), "pool refused a miner's worker name; its shares will be rejected");
+                if answer.is_accepted() {
+                    self.workers.verified(&worker);
+                } else {
+                    let reason = answer.reject_message().unwrap_or("no reason given");
+                    self.per_miner_fallback(submit::Fallback::Refused, reason);
                 }
                 Ok(())
             }
-            Some(Asked::Probe) | None => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -447,9 +500,10 @@ impl PoolSession {
         Ok(())
     }
 
-    async fn on_request(&mut self, request: Request) -> Result<(), Ended> {
+    async fn on_request(&mut self, request: Request, now: Instant) -> Result<(), Ended> {
         match request.method {
             Method::Notify(notify) => {
+                self.health.new_job(now);
                 let clean = notify.clean_jobs;
                 self.latest = Some(notify);
                 self.hand_over(clean).await
@@ -495,6 +549,23 @@ impl PoolSession {
                         .unwrap_or_else(|| self.spec.address.host.clone()),
                     port: port.filter(|&p| p != 0).unwrap_or(self.spec.address.port),
                 };
+                if !self.spec.config.may_redirect_to(&address.host) {
+                    metrics::counter!(
+                        "hashgate_upstream_redirects_refused_total",
+                        "pool" => self.spec.name.to_string()
+                    )
+                    .increment(1);
+                    // A pool (or whoever speaks for it) can send these as fast as it likes.
+                    if let Verdict::Log { suppressed } = self.redirect_log.check(now) {
+                        tracing::warn!(
+                            pool = %self.spec.name,
+                            to = %address,
+                            suppressed,
+                            "pool asked to reconnect to another host; refused (the account and the site's shares stay with the configured pool; list the host in pools[].reconnect_hosts to allow it)"
+                        );
+                    }
+                    return Ok(());
+                }
                 let wait = reconnect_wait(wait_seconds, self.shared.config.failover.reconnect_max);
                 tracing::warn!(pool = %self.spec.name, to = %address, ?wait, "pool asked to reconnect");
                 Err(Ended::Reconnect { address, wait })
@@ -577,6 +648,12 @@ impl PoolSession {
         if !self.ready && self.health.awake_for(now) >= setup {
             return Err(UpstreamError::SetupTimeout(setup).into());
         }
+        if self
+            .workers
+            .unanswered_since(now, self.shared.config.failover.silence_timeout)
+        {
+            self.per_miner_fallback(submit::Fallback::Unanswered, "no answer");
+        }
         for expired in self
             .pending
             .expire(now, self.shared.config.failover.submit_timeout)
@@ -586,13 +663,8 @@ impl PoolSession {
         }
         match verdict {
             HealthCheck::Fine => Ok(()),
-            HealthCheck::Silent(quiet) => Err(UpstreamError::Silent(quiet).into()),
-            HealthCheck::Probe => {
-                // Re-authorizing the pool user is the one request every SV1 pool answers
-                // (there is no standard ping), and it changes nothing at the pool.
-                self.request(Asked::Probe, self.authorize_pool_user());
-                self.flush().await
-            }
+            HealthCheck::Unanswered(after) => Err(UpstreamError::Unanswered(after).into()),
+            HealthCheck::NoNewJob(after) => Err(UpstreamError::NoNewJob(after).into()),
         }
     }
 }

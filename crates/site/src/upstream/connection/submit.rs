@@ -1,8 +1,9 @@
 //! The submit side of a pool session: shares out under the connection's own ids, verdicts
 //! back to the miners, and the final accounting when the connection goes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::UpstreamWorker;
 use crate::hub::UpstreamSubmit;
@@ -14,6 +15,65 @@ use hashgate_protocol::stratum::{
 use super::super::error::UpstreamError;
 use super::super::pending::{InFlight, upstream_worker, verdict};
 use super::{Asked, Ended, PoolSession, now, read_message};
+use crate::ratelog::Verdict;
+
+/// Per-miner names a pool connection has asked for; past this many, further miners'
+/// shares go under the account (a pool's worker book, and ours, stay bounded).
+const MAX_POOL_WORKERS: usize = 16_384;
+
+/// Why per-miner names were given up on a connection (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fallback {
+    /// The pool answered a worker's authorize `false`.
+    Refused,
+    /// The pool left a worker's authorize unanswered (ckpool's way of saying no).
+    Unanswered,
+}
+
+impl Fallback {
+    fn label(self) -> &'static str {
+        match self {
+            Fallback::Refused => "refused",
+            Fallback::Unanswered => "unanswered",
+        }
+    }
+}
+
+/// What one pool connection knows of the per-miner names it asked for. A name is used
+/// only once the pool has answered its authorize `true`; until then, and for good once
+/// the pool refuses or ignores one, shares go under the account, which every pool takes.
+#[derive(Debug, Default)]
+pub(super) struct WorkerBook {
+    /// Miner worker (as the session names it) → its name on this pool and, while the
+    /// authorize is unanswered, when it was sent.
+    names: HashMap<Arc<str>, (Arc<str>, Option<Instant>)>,
+    /// Per-miner names were refused or ignored on this connection: the account only.
+    given_up: bool,
+    /// The pool user, shared by every share that goes under it.
+    account: Option<Arc<str>>,
+}
+
+impl WorkerBook {
+    /// The pool user as a shared name (made once per connection).
+    fn account(&mut self, user: &str) -> Arc<str> {
+        self.account.get_or_insert_with(|| user.into()).clone()
+    }
+
+    /// The pool answered `worker`'s authorize `true`.
+    pub(super) fn verified(&mut self, worker: &Arc<str>) {
+        if let Some((_, asked)) = self.names.get_mut(worker) {
+            *asked = None;
+        }
+    }
+
+    /// Whether an authorize has waited longer than `timeout`.
+    pub(super) fn unanswered_since(&self, now: Instant, timeout: Duration) -> bool {
+        !self.given_up
+            && self.names.values().any(|(_, asked)| {
+                asked.is_some_and(|at| now.saturating_duration_since(at) >= timeout)
+            })
+    }
+}
 
 impl PoolSession {
     /// Writes a batch of shares, blocks first (a stable sort keeps the rest in order).
@@ -30,7 +90,7 @@ impl PoolSession {
     }
 
     fn encode_submit(&mut self, share: UpstreamSubmit, now: Instant) {
-        let worker = self.worker_name(&share.worker);
+        let worker = self.worker_name(&share.worker, now);
         let extranonce2 = match Extranonce2::new(share.extranonce2.as_bytes()) {
             Ok(e2) => e2,
             Err(err) => {
@@ -71,31 +131,70 @@ impl PoolSession {
         self.pending.insert(id, share, now);
     }
 
-    /// The name a miner's shares go under on this pool; with per-miner workers the name
-    /// is authorized on this connection before its first share (pools read lines in
-    /// order, so the authorize is processed before the submit that follows it).
-    fn worker_name(&mut self, worker: &Arc<str>) -> Arc<str> {
-        if let Some(name) = self.workers.get(worker) {
-            return name.clone();
-        }
+    /// The name a miner's shares go under on this pool. With per-miner names the first
+    /// share of a miner asks the pool to authorize its name and still goes under the
+    /// account, as does every share until the pool has answered `true`.
+    fn worker_name(&mut self, worker: &Arc<str>, now: Instant) -> Arc<str> {
+        let account = self.workers.account(&self.spec.config.user);
         let proxy = &self.shared.config.proxy;
-        let per_miner = proxy.upstream_worker == UpstreamWorker::PerMiner;
-        let name: Arc<str> =
-            upstream_worker(per_miner, &proxy.account, &self.spec.config.user, worker).into();
-        if *name != *self.spec.config.user {
-            self.request(
-                Asked::WorkerAuthorize(name.to_string()),
-                Method::Authorize(Authorize {
-                    user: name.to_string(),
-                    password: Some(self.spec.config.password.clone()),
-                }),
-            );
+        if proxy.upstream_worker != UpstreamWorker::PerMiner || self.workers.given_up {
+            return account;
         }
-        self.workers.insert(worker.clone(), name.clone());
-        name
+        if let Some((name, asked)) = self.workers.names.get(worker) {
+            return if asked.is_none() {
+                name.clone()
+            } else {
+                account
+            };
+        }
+        let name = upstream_worker(true, &proxy.account, &self.spec.config.user, worker);
+        if name == self.spec.config.user || self.workers.names.len() >= MAX_POOL_WORKERS {
+            return account;
+        }
+        let name: Arc<str> = name.into();
+        self.request(
+            Asked::WorkerAuthorize(worker.clone()),
+            Method::Authorize(Authorize {
+                user: name.to_string(),
+                password: Some(self.spec.config.password.clone()),
+            }),
+        );
+        self.workers.names.insert(worker.clone(), (name, Some(now)));
+        account
     }
 
-    pub(super) fn on_submit_answer(&mut self, sent: InFlight, answer: &Response, now: Instant) {
+    /// Gives up per-miner names on this connection: every share goes under the account.
+    pub(super) fn per_miner_fallback(&mut self, why: Fallback, detail: &str) {
+        if self.workers.given_up {
+            return;
+        }
+        self.workers.given_up = true;
+        self.workers.names = HashMap::new();
+        self.requests
+            .retain(|_, asked| !matches!(asked, Asked::WorkerAuthorize(_)));
+        metrics::counter!(
+            "hashgate_upstream_worker_fallbacks_total",
+            "pool" => self.spec.name.to_string(),
+            "reason" => why.label()
+        )
+        .increment(1);
+        tracing::warn!(
+            pool = %self.spec.name,
+            reason = why.label(),
+            detail,
+            account = %self.spec.config.user,
+            "pool does not take per-miner worker names on one connection; submitting as the account on this connection"
+        );
+    }
+
+    /// Records a share's verdict; a run of rejects as long as `failover.reject_streak`
+    /// ends the connection (the pool refuses all work).
+    pub(super) fn on_submit_answer(
+        &mut self,
+        sent: InFlight,
+        answer: &Response,
+        now: Instant,
+    ) -> Result<(), Ended> {
         let rtt = now.saturating_duration_since(sent.sent_at);
         self.latency.record(rtt.as_secs_f64());
         self.spec.stats.record_submit_latency(rtt);
@@ -108,17 +207,26 @@ impl PoolSession {
             Err(reason) => {
                 share.miner.record_pool_rejected(reason);
                 self.spec.stats.record_rejected(reason);
-                tracing::debug!(
-                    pool = %self.spec.name,
-                    worker = %share.worker,
-                    reason = reason.label(),
-                    message = answer.reject_message().unwrap_or(""),
-                    "pool rejected a share"
-                );
+                // Every share a pool rejects was told `true` to its miner: an operator must
+                // see it, but one line per window, not one per share.
+                if let Verdict::Log { suppressed } = self.reject_log.check(now) {
+                    tracing::warn!(
+                        pool = %self.spec.name,
+                        worker = %share.worker,
+                        reason = reason.label(),
+                        message = answer.reject_message().unwrap_or(""),
+                        rejected_since_last_line = suppressed,
+                        "pool rejected a share the proxy had accepted"
+                    );
+                }
             }
         }
         if share.is_block {
             tracing::error!(pool = %self.spec.name, accepted = answer.is_accepted(), message = answer.reject_message().unwrap_or(""), "BLOCK FOUND: pool answered the block submit");
+        }
+        match self.health.verdict(answer.is_accepted()) {
+            Some(run) => Err(UpstreamError::RejectingAll(run).into()),
+            None => Ok(()),
         }
     }
 
