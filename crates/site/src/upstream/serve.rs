@@ -174,12 +174,17 @@ impl ChannelServer {
             let from = switch.from.and_then(|p| self.pools.get(p));
             match switch.to {
                 Some(to) => {
-                    let to_name = self.pools.get(to).map(|s| s.name.clone());
+                    // A plain name in the log fields, not `Some("...")`: text and JSON logs are read
+                    // by people and by log pipelines that match on the pool's name.
+                    let to_name = self
+                        .pools
+                        .get(to)
+                        .map_or_else(|| Arc::from(""), |s| s.name.clone());
                     if let Some(from) = from {
                         from.stats.record_failover();
-                        tracing::warn!(channel = self.index, from = %from.name, to = ?to_name, "switching pool");
+                        tracing::warn!(channel = self.index, from = %from.name, to = %to_name, "switching pool");
                     } else {
-                        tracing::info!(channel = self.index, pool = ?to_name, "pool active");
+                        tracing::info!(channel = self.index, pool = %to_name, "pool active");
                     }
                     self.publish_latest(to, true, now);
                 }
