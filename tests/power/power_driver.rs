@@ -228,6 +228,13 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
     assert!(has("no-shares", "no_shares", "1"), "{text}");
     assert!(has("proven", "no_shares", "0"), "{text}");
     assert!(has("parked", "no_shares", "0"), "{text}");
+    // The join from power series to share series: by the inventory's worker name.
+    assert!(
+        text.contains(
+            "hashgate_miner_power_info{container=\"c1\",miner=\"proven\",worker=\"acct.rack7\"} 1"
+        ),
+        "{text}"
+    );
     feeder.abort();
     site.stop().await;
 }

@@ -130,6 +130,10 @@ pub fn describe() {
         "Power the controller counts for the miner, watts."
     );
     describe_gauge!(
+        crate::power::driver::POWER_INFO,
+        "1 per worker name whose connections belong to the inventory miner (by inventory worker or management IP); joins power series (miner) to share series (worker)."
+    );
+    describe_gauge!(
         crate::power::driver::ALARM_GAUGE,
         "1 while the alarm is raised for the inventory miner, else 0 (every alarm has a series)."
     );

@@ -34,7 +34,10 @@ use crate::power::controller::{
 use crate::power::inventory::{Address, DriverSettings, MeterSpec, PowerConfig};
 use crate::stats::Registry;
 
-pub use join::{ALARM_GAUGE, ALARM_LABELS, Proven, ShareJoin, window_for};
+pub use join::{
+    ALARM_GAUGE, ALARM_LABELS, MAX_WORKERS_PER_MINER, POWER_INFO, Proven, ShareJoin, WorkerNames,
+    window_for,
+};
 pub use meter::{MeterError, meter_url, parse_reading, read_meter};
 pub use status::{
     ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus,
@@ -89,6 +92,10 @@ struct Driven {
     answering: Option<bool>,
     /// Alarm labels raised at the last tick, to log only changes.
     alarms: Vec<&'static str>,
+    /// Its container's name, for `hashgate_miner_power_info`.
+    container: Arc<str>,
+    /// Worker names `hashgate_miner_power_info` already maps it to.
+    workers: join::WorkerNames,
 }
 
 /// A container meter to read each tick.
@@ -151,12 +158,22 @@ impl PowerDriver {
                 let api = by_id
                     .remove(&m.id)
                     .ok_or_else(|| DriverError::MissingClient(m.id.to_string()))?;
+                let container = config
+                    .containers
+                    .get(m.container)
+                    .map_or_else(|| Arc::from(""), |c| c.name.clone());
+                let mut workers = join::WorkerNames::default();
+                if let Some(worker) = &m.worker {
+                    workers.publish(&m.id, &container, worker);
+                }
                 Ok(Driven {
                     id: m.id.clone(),
                     api,
                     seen: Seen::NoAnswer,
                     answering: None,
                     alarms: Vec::new(),
+                    container,
+                    workers,
                 })
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
@@ -414,6 +431,11 @@ impl PowerDriver {
         let wall = SystemTime::now();
         let snapshots = self.registry.miners(now);
         let proven = self.join.prove(self.miners.len(), &snapshots, now, wall);
+        for (i, worker) in self.join.joined_workers(&snapshots) {
+            if let Some(m) = self.miners.get_mut(i) {
+                m.workers.publish(&m.id, &m.container, worker);
+            }
+        }
         let intents: Vec<Option<(IntendedState, Option<f64>)>> = {
             let c = lock(&self.shared.controller);
             self.miners
