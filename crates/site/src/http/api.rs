@@ -193,3 +193,17 @@ pub(super) async fn pools(State(state): State<HttpState>) -> Json<PoolsJson> {
         .unwrap_or_default();
     Json(PoolsJson { pools, channels })
 }
+
+/// Any path no route serves: 404 with `{"error": …}`, naming a missing `[power]` section
+/// when the path is one of the power routes (served only when power gating is configured).
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let power_route = path == "/api/v1/power"
+        || (path.starts_with("/api/v1/miners/") && path.ends_with("/pin"))
+        || (path.starts_with("/api/v1/containers/") && path.ends_with("/budget"));
+    if power_route {
+        ApiError::NoPower
+    } else {
+        ApiError::NoRoute(crate::exporter::text::label_value(path).to_owned())
+    }
+}

@@ -62,7 +62,8 @@ impl HttpState {
 }
 
 /// The read-only routes: `GET /metrics`, `/api/v1/summary`, `/api/v1/miners`,
-/// `/api/v1/miners/{worker}`, `/api/v1/pools`.
+/// `/api/v1/miners/{worker}`, `/api/v1/pools`; any other path answers 404 with
+/// `{"error": …}` (the power routes, when merged in, take precedence over it).
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(api::metrics))
@@ -70,6 +71,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/miners", get(api::miners))
         .route("/api/v1/miners/{worker}", get(api::worker))
         .route("/api/v1/pools", get(api::pools))
+        .fallback(api::not_found)
         .with_state(state)
 }
 

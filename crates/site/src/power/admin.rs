@@ -3,7 +3,7 @@
 //! | route | body | what |
 //! |---|---|---|
 //! | `POST /api/v1/miners/{id}/pin` | `{"pin":"on"\|"off"\|"maintenance"\|"auto"}` | pin a miner (`auto` lifts the pin) |
-//! | `PUT /api/v1/containers/{name}/budget` | `{"budget_kw":1200.0}` or `{"budget_kw":null}` | demand response; `null` returns to the configured budget |
+//! | `PUT /api/v1/containers/{name}/budget` | `{"budget_watts":1200000}` or `{"budget_watts":null}` | demand response; `null` returns to the configured budget |
 //! | `GET /api/v1/power` | | containers, miners and recent decisions |
 //!
 //! Write routes need `Authorization: Bearer <power.admin_token>` (401 otherwise). With no
@@ -173,8 +173,9 @@ struct PinRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BudgetRequest {
-    /// Required, but may be `null`: a missing key is an error, not a reset.
-    budget_kw: Option<f64>,
+    /// Required, but may be `null`: a missing key is an error, not a reset. Watts, like
+    /// every power figure the API returns.
+    budget_watts: Option<f64>,
 }
 
 async fn set_pin(
@@ -203,23 +204,27 @@ async fn set_budget(
 ) -> Result<Response, AdminError> {
     authorize(state.token.as_ref(), &headers)?;
     let value: serde_json::Value = parse_body(&body)?;
-    if value.get("budget_kw").is_none() {
+    if value.get("budget_kw").is_some() {
         return Err(AdminError::BadBody(
-            "expected {\"budget_kw\": <kW> or null}".into(),
+            "budget_kw is not taken: the API speaks watts, send {\"budget_watts\": <W> or null}"
+                .into(),
+        ));
+    }
+    if value.get("budget_watts").is_none() {
+        return Err(AdminError::BadBody(
+            "expected {\"budget_watts\": <W> or null}".into(),
         ));
     }
     let req: BudgetRequest =
         serde_json::from_value(value).map_err(|e| AdminError::BadBody(e.to_string()))?;
-    state
-        .handle
-        .set_budget(&name, req.budget_kw.map(|kw| kw * 1e3))?;
+    state.handle.set_budget(&name, req.budget_watts)?;
     let status = state.handle.status();
     let view = status.containers.iter().find(|c| c.name == name);
     Ok(axum::Json(json!({
         "container": name,
-        "budget_kw": view.map(|c| c.budget_watts / 1e3),
-        "configured_budget_kw": view.map(|c| c.configured_budget_watts / 1e3),
-        "override": req.budget_kw.is_some(),
+        "budget_watts": view.map(|c| c.budget_watts),
+        "configured_budget_watts": view.map(|c| c.configured_budget_watts),
+        "override": req.budget_watts.is_some(),
     }))
     .into_response())
 }

@@ -21,7 +21,9 @@ pub const RECENT_DECISIONS: usize = 64;
 /// One decision as it was carried out, for status output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionRecord {
-    /// Wall-clock time of the tick, Unix milliseconds.
+    /// Wall-clock time of the tick, Unix milliseconds; the JSON says `at_unix_seconds`
+    /// (seconds with millisecond precision, the API's one time unit).
+    #[serde(rename = "at_unix_seconds", serialize_with = "ms_as_seconds")]
     pub at_unix_ms: u64,
     /// Container.
     pub container: String,
@@ -52,6 +54,19 @@ impl DecisionRecord {
             reason: reason.label(),
             outcome,
         }
+    }
+}
+
+/// Milliseconds as the API writes times: Unix seconds with millisecond precision.
+fn ms_as_seconds<S: serde::Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+    // Exact: milliseconds below 2⁵³ and one division.
+    s.serialize_f64(*ms as f64 / 1000.0)
+}
+
+fn opt_ms_as_seconds<S: serde::Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => ms_as_seconds(ms, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -145,7 +160,12 @@ pub struct MinerStatus {
 pub struct PowerStatus {
     /// Ticks run so far.
     pub ticks: u64,
-    /// Wall-clock time of the last tick, Unix milliseconds.
+    /// Wall-clock time of the last tick, Unix milliseconds; the JSON says
+    /// `last_tick_unix_seconds`.
+    #[serde(
+        rename = "last_tick_unix_seconds",
+        serialize_with = "opt_ms_as_seconds"
+    )]
     pub last_tick_unix_ms: Option<u64>,
     /// Containers in config order.
     pub containers: Vec<ContainerStatus>,
