@@ -181,7 +181,7 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
             ..def("proven", Family::Braiins, 3000.0, 100.0)
         },
         MinerDef {
-            extra: "pin = \"keep_off\"",
+            extra: "pin = \"keep_off\"\nworker = \"acct.parked\"",
             ..def("parked", Family::Whatsminer, 3000.0, 100.0)
         },
     ];
@@ -199,6 +199,15 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
         prefix_hex: "01".into(),
     });
     let _listed = site.registry.add_miner(stats.clone());
+    // The parked miner keeps a Stratum connection open without hashing.
+    let parked = Arc::new(MinerStats::new(t0, SystemTime::now(), 1.0));
+    parked.set_identity(MinerIdentity {
+        worker: "acct.parked".into(),
+        remote: "192.0.2.8:3333".parse().expect("addr"),
+        user_agent: "sim".into(),
+        prefix_hex: "02".into(),
+    });
+    let _parked = site.registry.add_miner(parked);
     let feeder = tokio::spawn(async move {
         loop {
             stats.record_accepted(Instant::now(), SystemTime::now(), 1.0, 1.0);
@@ -235,6 +244,21 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
         ),
         "{text}"
     );
+    // The status API says the parked miner sleeps, not that it is starting.
+    let api: serde_json::Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/api/v1/miners?state=sleeping", site.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["matched"], 1, "{api}");
+    assert_eq!(api["miners"][0]["worker"], "acct.parked", "{api}");
+    assert_eq!(api["miners"][0]["state"], "sleeping", "{api}");
     feeder.abort();
     site.stop().await;
 }

@@ -257,7 +257,8 @@ impl Site {
                 if let Some(handle) = prometheus {
                     exporter = exporter.with_prometheus(handle);
                 }
-                let state = HttpState::new(Arc::new(exporter), &config.http);
+                let state =
+                    HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone());
                 let task = tokio::spawn(crate::http::serve_merged(
                     bound,
                     state,

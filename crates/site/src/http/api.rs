@@ -66,7 +66,9 @@ fn miner_json(
         .as_ref()
         .and_then(|i| connections.get(i.worker.as_str()))
         .map_or(0, |n| n.saturating_sub(1));
-    MinerJson::of(id, snap, wall, state.inner.silent_after, reconnects)
+    let mut json = MinerJson::of(id, snap, wall, state.inner.silent_after, reconnects);
+    json.state = json.state.held_asleep(state.is_asleep(snap));
+    json
 }
 
 pub(super) async fn summary(State(state): State<HttpState>) -> Result<Json<SummaryJson>, ApiError> {
@@ -78,7 +80,10 @@ pub(super) async fn summary(State(state): State<HttpState>) -> Result<Json<Summa
             let mut counts = MinerCountsJson::default();
             let mut totals = MinerTotals::default();
             for (_, snap) in live {
-                counts.add(MinerState::of(snap, wall, state.inner.silent_after));
+                counts.add(
+                    MinerState::of(snap, wall, state.inner.silent_after)
+                        .held_asleep(state.is_asleep(snap)),
+                );
                 totals.add(&snap.totals);
             }
             for gone in departed.by_worker.values() {

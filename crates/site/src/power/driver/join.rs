@@ -155,6 +155,11 @@ pub const MAX_WORKERS_PER_MINER: usize = 4;
 pub struct WorkerNames(Vec<String>);
 
 impl WorkerNames {
+    /// The names mapped so far.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
     /// Maps `miner` to `worker`, unless already mapped or at [`MAX_WORKERS_PER_MINER`].
     pub fn publish(&mut self, miner: &Arc<str>, container: &Arc<str>, worker: &str) {
         if self.0.len() >= MAX_WORKERS_PER_MINER || self.0.iter().any(|w| w == worker) {

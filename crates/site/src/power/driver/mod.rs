@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::power::api::{self, ApiError, MinerApi, MinerState, Telemetry};
+use crate::power::controller::PowerState;
 use crate::power::controller::{
     Action, ApiView, Decision, HealthInput, IntendedState, TickReport, evaluate_health, record_tick,
 };
@@ -529,6 +530,19 @@ impl PowerDriver {
             s.proven_ths = p.connected.then_some(p.ths);
             s.alarms.clone_from(&driven.alarms);
         }
+        book.asleep_workers = report
+            .miners
+            .iter()
+            .zip(&self.miners)
+            .filter(|(r, driven)| {
+                r.id == driven.id
+                    && matches!(
+                        r.state,
+                        PowerState::Asleep | PowerState::FallingAsleep | PowerState::Maintenance
+                    )
+            })
+            .flat_map(|(_, driven)| driven.workers.names().iter().cloned())
+            .collect();
         for (d, outcome) in report.decisions.iter().zip(outcomes) {
             book.push_decision(Record::new(
                 wall,

@@ -216,6 +216,9 @@ pub(super) struct StatusBook {
     pub recent: VecDeque<DecisionRecord>,
     /// Pins in force, by miner id (config, then admin API).
     pub pins: HashMap<Arc<str>, Pin>,
+    /// Worker names of the miners held asleep, falling asleep or in maintenance at the
+    /// last tick, so the status API can say `sleeping` rather than `starting` or `silent`.
+    pub asleep_workers: std::collections::HashSet<String>,
 }
 
 impl StatusBook {
@@ -289,6 +292,7 @@ impl DriverState {
                 },
                 recent: VecDeque::with_capacity(RECENT_DECISIONS),
                 pins,
+                asleep_workers: std::collections::HashSet::new(),
             }),
             poke: Notify::new(),
         }
@@ -303,6 +307,12 @@ pub struct PowerHandle {
 }
 
 impl PowerHandle {
+    /// Whether `worker`'s inventory miner is held asleep (or falling asleep, or in
+    /// maintenance) by the controller at its last tick.
+    pub fn is_asleep(&self, worker: &str) -> bool {
+        lock(&self.shared.status).asleep_workers.contains(worker)
+    }
+
     /// The current power view: containers, miners and recent decisions. Budgets and pins are
     /// the ones in force now; loads and states are those of the last tick.
     pub fn status(&self) -> PowerStatus {
