@@ -60,10 +60,32 @@ fn dashboard_parses_and_queries_only_exported_metrics() {
         "hashgate_upstream_state",
         "hashgate_container_power_watts",
         "hashgate_container_budget_watts",
+        "hashgate_miner_power_state",
+        "hashgate_miner_alarm",
+        "hashgate_miner_power_info",
     ] {
         assert!(
             names.iter().any(|n| n == needed),
             "dashboard lacks {needed}"
+        );
+    }
+    // Selectors for a multi-site Prometheus, used by every query.
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for var in ["site", "instance", "container"] {
+        assert!(
+            variables.contains(&var),
+            "no ${var} variable: {variables:?}"
+        );
+    }
+    for expr in &exprs {
+        assert!(
+            !expr.contains("hashgate_") || expr.contains("instance=~\"$instance\""),
+            "query ignores the instance selector: {expr}"
         );
     }
     assert_all_known("config/grafana/hashgate.json", names, &exported_names());
