@@ -345,3 +345,105 @@ async fn from_inventory_builds_real_clients_from_family_address_and_credentials(
         "client for miner \"nobody\" which is not in the inventory"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_new_budget_keeps_the_old_on_error_and_keeps_miners() {
+    use crate::support::power_driver::{idle_pool, root, site_config, timeouts};
+    use hashgate_lab::sim::mgmt::{self, SimMinerSpec, SimMinerState};
+    use hashgate_site::config::Config;
+    use hashgate_site::power::api::MinerApi;
+    use hashgate_site::power::inventory::PowerConfig;
+    use hashgate_site::site::{MinerClients, Site, SiteOptions};
+    use std::sync::Mutex;
+
+    const TOKEN: &str = "reload-token-0123456789";
+    let sim = mgmt::spawn(
+        Family::Luxos,
+        SimMinerState::new(SimMinerSpec::default(), 25.0, Instant::now()),
+    )
+    .await
+    .expect("bind");
+    let inventory = |budget: &str| {
+        format!(
+            "admin_token = \"{TOKEN}\"\n[[containers]]\nname = \"c1\"\nbudget_kw = {budget}\n\
+             [[miners]]\nid = \"m1\"\ncontainer = \"c1\"\naddress = \"{}\"\nfamily = \"luxos\"\n\
+             model = \"S19\"\nnominal_watts = 3000\nnominal_ths = 100\n\
+             credentials = {{ user = \"root\", password = \"root\" }}\n",
+            sim.addr
+        )
+    };
+    let pool = idle_pool().await;
+    let pool_addr = pool.addr();
+    // The "file": what a reload reads.
+    let file = Arc::new(Mutex::new(inventory("50")));
+    let read = {
+        let file = file.clone();
+        move || -> Result<Config, String> {
+            let text = file.lock().unwrap().clone();
+            let mut power = PowerConfig::from_toml_str(&text).map_err(|e| e.to_string())?;
+            power.driver.tick = TICK;
+            Ok(site_config(pool_addr, power))
+        }
+    };
+    let config = read().unwrap();
+    let client: Arc<dyn MinerApi> = Arc::from(sim.client(root(), timeouts()));
+    let site = Site::start(
+        SiteOptions::new(config)
+            .miner_clients(MinerClients::Given(vec![(Arc::from("m1"), client)]))
+            .reload_from(Arc::new(read)),
+    )
+    .await
+    .expect("starts");
+    let handle = site.power.clone().expect("power");
+    let miner = tokio::net::TcpStream::connect(site.miner_addr)
+        .await
+        .unwrap();
+    wait_for("the miner connected", LIMIT, || async {
+        site.listener.open() == 1
+    })
+    .await;
+    let budget = || handle.status().containers[0].budget_watts;
+    assert_eq!(budget(), 50_000.0);
+
+    // SIGHUP's path: a changed budget applies.
+    *file.lock().unwrap() = inventory("40");
+    site.reload().expect("valid file");
+    assert_eq!(budget(), 40_000.0);
+    assert_eq!(
+        handle.status().containers[0].configured_budget_watts,
+        40_000.0
+    );
+
+    // The admin API's path: an invalid file is reported and the old settings kept.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{}/api/v1/reload", site.http_addr.unwrap());
+    *file.lock().unwrap() = inventory("-3");
+    let resp = http.post(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("running settings kept"),
+        "{body}"
+    );
+    assert_eq!(budget(), 40_000.0);
+    // Without the token nothing is reloaded.
+    *file.lock().unwrap() = inventory("30");
+    let resp = http.post(&url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(budget(), 40_000.0);
+    let resp = http.post(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(budget(), 30_000.0);
+
+    // The miner's connection was never touched.
+    assert_eq!(site.listener.open(), 1);
+    assert_eq!(site.listener.accepted(), 1);
+    drop(miner);
+    tokio::time::timeout(LIMIT, site.shutdown())
+        .await
+        .expect("stops")
+        .expect("task");
+}

@@ -5,12 +5,15 @@
 //! | `POST /api/v1/miners/{id}/pin` | `{"pin":"on"\|"off"\|"maintenance"\|"auto"}` | pin a miner (`auto` lifts the pin) |
 //! | `PUT /api/v1/containers/{name}/budget` | `{"budget_watts":1200000}` or `{"budget_watts":null}` | demand response; `null` returns to the configured budget |
 //! | `GET /api/v1/power` | | containers, miners and recent decisions |
+//! | `POST /api/v1/reload` | | re-reads the configuration file and applies its power budgets and policy (409 with the reason when it does not validate; the running settings stay) |
 //!
 //! Write routes need `Authorization: Bearer <power.admin_token>` (401 otherwise). With no
 //! token configured they answer 403 and change nothing: an unauthenticated switch for a
 //! site's power is never served. The read route is open, like `/metrics`, which carries the
 //! same figures. The router binds nowhere itself; serve it on 127.0.0.1 unless the
 //! network in front is trusted.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -31,13 +34,28 @@ const MAX_BODY_BYTES: usize = 4096;
 
 /// Builds the admin router over a running driver's handle; `token` `None` refuses writes.
 pub fn router(handle: PowerHandle, token: Option<AdminToken>) -> Router {
+    router_with_reload(handle, token, None)
+}
+
+/// Re-reads the configuration and applies it; `Err` says why nothing changed.
+pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// [`router`] with `POST /api/v1/reload` calling `reload` (404 without one: nothing to
+/// re-read, e.g. a site started from an in-memory configuration).
+pub fn router_with_reload(
+    handle: PowerHandle,
+    token: Option<AdminToken>,
+    reload: Option<Reload>,
+) -> Router {
     Router::new()
         .route("/api/v1/miners/{id}/pin", post(set_pin))
         .route("/api/v1/containers/{name}/budget", put(set_budget))
         .route("/api/v1/power", get(power))
+        .route("/api/v1/reload", post(reload_config))
         .with_state(AdminState {
             handle,
             token: token.map(|t| TokenDigest::of(t.expose().as_bytes())),
+            reload,
         })
 }
 
@@ -70,6 +88,8 @@ struct AdminState {
     handle: PowerHandle,
     /// The configured token's digest; `None` refuses every write.
     token: Option<TokenDigest>,
+    /// What `POST /api/v1/reload` runs.
+    reload: Option<Reload>,
 }
 
 /// An admin API failure, answered as `{"error": "..."}` with its status.
@@ -87,6 +107,12 @@ pub enum AdminError {
     /// The controller refused the change (unknown miner or container, invalid budget).
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The reloaded configuration was refused; the running settings stay.
+    #[error("configuration not reloaded, running settings kept: {0}")]
+    Reload(String),
+    /// This site has no configuration file to re-read.
+    #[error("nothing to reload: this site was not started from a configuration file")]
+    NoReload,
 }
 
 impl AdminError {
@@ -99,6 +125,10 @@ impl AdminError {
                 ControlError::UnknownMiner(_) | ControlError::UnknownContainer(_),
             ) => StatusCode::NOT_FOUND,
             AdminError::Control(ControlError::InvalidBudget { .. }) => StatusCode::BAD_REQUEST,
+            AdminError::Control(ControlError::InventoryChanged(_)) | AdminError::Reload(_) => {
+                StatusCode::CONFLICT
+            }
+            AdminError::NoReload => StatusCode::NOT_FOUND,
         }
     }
 }
@@ -227,6 +257,20 @@ async fn set_budget(
         "override": req.budget_watts.is_some(),
     }))
     .into_response())
+}
+
+async fn reload_config(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, AdminError> {
+    authorize(state.token.as_ref(), &headers)?;
+    let reload = state.reload.ok_or(AdminError::NoReload)?;
+    // Reads a file: off the async workers.
+    tokio::task::spawn_blocking(move || reload())
+        .await
+        .map_err(|e| AdminError::Reload(e.to_string()))?
+        .map_err(AdminError::Reload)?;
+    Ok(axum::Json(json!({ "reloaded": true })).into_response())
 }
 
 async fn power(State(state): State<AdminState>) -> Response {

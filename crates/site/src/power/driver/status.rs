@@ -339,6 +339,24 @@ impl PowerHandle {
         status
     }
 
+    /// Applies a reloaded `[power]` section's budgets and policy (see
+    /// [`Controller::reconfigure`](crate::power::controller::Controller::reconfigure)); the
+    /// driver ticks at once. On error nothing changes.
+    ///
+    /// # Errors
+    /// [`ControlError::InventoryChanged`](crate::power::controller::ControlError) when the
+    /// miners or containers differ.
+    pub fn reload(&self, config: &PowerConfig) -> Result<(), ControlError> {
+        lock(&self.shared.controller).reconfigure(config)?;
+        let mut book = lock(&self.shared.status);
+        for (status, spec) in book.status.containers.iter_mut().zip(&config.containers) {
+            status.configured_budget_watts = spec.budget_watts;
+        }
+        drop(book);
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
     /// The latest decisions, oldest first (at most [`RECENT_DECISIONS`]).
     pub fn recent_decisions(&self) -> Vec<DecisionRecord> {
         lock(&self.shared.status).recent.iter().cloned().collect()
