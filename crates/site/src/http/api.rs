@@ -204,6 +204,7 @@ pub(super) async fn pools(State(state): State<HttpState>) -> Json<PoolsJson> {
 pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
     let path = uri.path();
     let power_route = path == "/api/v1/power"
+        || path == "/api/v1/reload"
         || (path.starts_with("/api/v1/miners/") && path.ends_with("/pin"))
         || (path.starts_with("/api/v1/containers/") && path.ends_with("/budget"));
     if power_route {
