@@ -1,6 +1,7 @@
 //! `hashgate run`: the proxy (and, when configured, power gating) until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use hashgate_site::config::Config;
 use hashgate_site::site::{Site, SiteOptions};
@@ -36,10 +37,10 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         runtime.worker_threads(usize::from(threads));
     }
     let runtime = runtime.enable_all().build()?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, args.clone()))
 }
 
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+async fn serve(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     // One global recorder per process: every `metrics::counter!` in the library lands here.
     let prometheus = match hashgate_site::exporter::install_recorder() {
         Ok(handle) => Some(handle),
@@ -48,9 +49,20 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let source: hashgate_site::site::ConfigSource = Arc::new(move || {
+        args.raw_config()
+            .and_then(|raw| raw.validate())
+            .map_err(|e| e.to_string())
+    });
     // Logged rather than returned, so it is a log line like every other (one JSON object
     // under --log-format json); nothing was announced or left running.
-    let site = match Site::start(SiteOptions::new(config).metrics(prometheus)).await {
+    let site = match Site::start(
+        SiteOptions::new(config)
+            .metrics(prometheus)
+            .reload_from(source),
+    )
+    .await
+    {
         Ok(site) => site,
         Err(error) => {
             tracing::error!(%error, "cannot start");
@@ -63,7 +75,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             "hashgate: metrics on http://{http_addr}/metrics, status API on http://{http_addr}/api/v1/summary"
         ));
     }
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = reload_on_hangup(&site) => {}
+    }
     let registry = site.registry.clone();
     let stopped = site.shutdown().await;
     // The status server is gone now: the operator's (and a log shipper's) last word on
@@ -98,6 +113,43 @@ pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// On each SIGHUP, re-reads and validates the configuration and applies its power budgets
+/// and policy; a file that does not validate (or changes the inventory) is reported and the
+/// running settings are kept. Miners stay connected. Pools, listeners and everything else
+/// still need a restart. Never resolves (unless SIGHUP cannot be watched).
+async fn reload_on_hangup(site: &Site) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGHUP; reload by restarting");
+                return std::future::pending().await;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            // Reads a file: off the async workers.
+            let result = tokio::task::block_in_place(|| site.reload());
+            match result {
+                Ok(()) => {
+                    tracing::info!(
+                        "SIGHUP: power budgets and policy reloaded; pool changes need a restart"
+                    );
+                    say("hashgate: reloaded power budgets and policy (pools need a restart)");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: configuration not reloaded; running settings kept");
+                    say(&format!(
+                        "hashgate: reload refused, running settings kept: {error}"
+                    ));
+                }
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (service managers).

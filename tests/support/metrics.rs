@@ -21,7 +21,7 @@ use hashgate_site::stats::{
 pub const TWO_32: f64 = 4_294_967_296.0;
 
 /// Power metric names the dashboard and alerts may query (recorded by the controller).
-pub const POWER_METRICS: [&str; 10] = [
+pub const POWER_METRICS: [&str; 12] = [
     "hashgate_container_power_watts",
     "hashgate_container_budget_watts",
     "hashgate_container_projected_power_watts",
@@ -32,6 +32,8 @@ pub const POWER_METRICS: [&str; 10] = [
     "hashgate_power_meter_fallback_ticks_total",
     "hashgate_miner_power_state",
     "hashgate_miner_counted_power_watts",
+    "hashgate_miner_power_info",
+    "hashgate_miner_alarm",
 ];
 
 /// Counters the pool connections record (through the `metrics` recorder, not the scrape-time

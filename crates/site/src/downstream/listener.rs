@@ -137,8 +137,7 @@ impl ListenerCounters {
         if let Some(cell) = self.ended.get(end.index()) {
             cell.fetch_add(1, Ordering::Relaxed);
         }
-        let open = self.open.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
-        metrics::gauge!("hashgate_downstream_connections").set(open as f64);
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -379,9 +378,9 @@ impl Acceptor {
             }
         };
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        let open = self.counters.open.fetch_add(1, Ordering::Relaxed) + 1;
+        // Open connections are `hashgate_miners_connected`, from the registry.
+        self.counters.open.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("hashgate_downstream_accepted_total").increment(1);
-        metrics::gauge!("hashgate_downstream_connections").set(open as f64);
         // Stratum lines are small and latency matters more than packet count.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");

@@ -45,6 +45,7 @@ pub(super) fn render(head: String, inputs: &Inputs<'_>) -> String {
     worker_counters(&mut w, inputs.rows);
     upstreams(&mut w, inputs.upstreams);
     channels(&mut w, inputs.channels);
+    super::process::render(&mut w);
     w.finish()
 }
 

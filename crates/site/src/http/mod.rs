@@ -41,17 +41,37 @@ struct Inner {
     silent_after: Duration,
     /// For `uptime_seconds`.
     started: Instant,
+    /// The power driver's handle, to report miners asleep on purpose as `sleeping`.
+    power: Option<crate::power::PowerHandle>,
 }
 
 impl HttpState {
     /// State over `exporter` (and the registry it reads) with the API settings of `config`.
     pub fn new(exporter: Arc<Exporter>, config: &HttpConfig) -> HttpState {
+        HttpState::new_with_power(exporter, config, None)
+    }
+
+    /// State that also asks `power` which miners are asleep on purpose.
+    pub fn new_with_power(
+        exporter: Arc<Exporter>,
+        config: &HttpConfig,
+        power: Option<crate::power::PowerHandle>,
+    ) -> HttpState {
         HttpState {
             inner: Arc::new(Inner {
                 exporter,
                 silent_after: config.silent_after,
                 started: Instant::now(),
+                power,
             }),
+        }
+    }
+
+    /// Whether the connection's miner is held asleep by the power controller.
+    fn is_asleep(&self, snap: &crate::stats::MinerSnapshot) -> bool {
+        match (&self.inner.power, &snap.identity) {
+            (Some(power), Some(identity)) => power.is_asleep(&identity.worker),
+            _ => false,
         }
     }
 
@@ -62,7 +82,8 @@ impl HttpState {
 }
 
 /// The read-only routes: `GET /metrics`, `/api/v1/summary`, `/api/v1/miners`,
-/// `/api/v1/miners/{worker}`, `/api/v1/pools`.
+/// `/api/v1/miners/{worker}`, `/api/v1/pools`; any other path answers 404 with
+/// `{"error": …}` (the power routes, when merged in, take precedence over it).
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(api::metrics))
@@ -70,6 +91,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/miners", get(api::miners))
         .route("/api/v1/miners/{worker}", get(api::worker))
         .route("/api/v1/pools", get(api::pools))
+        .fallback(api::not_found)
         .with_state(state)
 }
 
