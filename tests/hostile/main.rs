@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod http_status;
 mod miner_trickle;
 mod unauthorized_flood;
 mod user_agent;
