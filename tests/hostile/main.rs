@@ -11,6 +11,7 @@ mod support;
 
 mod http_status;
 mod log_flood;
+mod miner_info_series;
 mod miner_trickle;
 mod unauthorized_flood;
 mod user_agent;
