@@ -13,6 +13,7 @@ mod http_status;
 mod log_flood;
 mod miner_info_series;
 mod miner_trickle;
+mod soak;
 mod unauthorized_flood;
 mod user_agent;
 mod worker_names;
