@@ -10,6 +10,7 @@
 mod support;
 
 mod http_status;
+mod idle_channels;
 mod log_flood;
 mod miner_info_series;
 mod miner_trickle;
