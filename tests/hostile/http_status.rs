@@ -188,3 +188,49 @@ async fn admin_writes_answer_503_once_shutdown_has_begun() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// This host's address on its default route, if it has one (no packet is sent).
+fn outside_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("198.51.100.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_writes_from_a_remote_peer_are_refused_unless_allowed() {
+    let Some(ip) = outside_address() else {
+        eprintln!("SKIPPED: this host has no address but loopback to connect from");
+        return;
+    };
+    for (allow, expected) in [(false, 403), (true, 200)] {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let base = listener.local_addr().unwrap().to_string();
+        let config = HttpConfig {
+            allow_remote_admin: allow,
+            ..HttpConfig::default()
+        };
+        let state = HttpState::new(
+            std::sync::Arc::new(Exporter::new(Registry::new(), 10)),
+            &config,
+        );
+        let admin =
+            axum::Router::new().route("/api/v1/admin", axum::routing::post(|| async { "done" }));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(hashgate_site::http::serve_merged(
+            listener,
+            state,
+            admin,
+            stop.clone(),
+        ));
+        // Connecting to the host's own outside address comes from that address, not loopback.
+        assert_eq!(
+            status(&base, "POST", "/api/v1/admin").await,
+            expected,
+            "allow_remote_admin = {allow}"
+        );
+        assert_eq!(status(&base, "GET", "/api/v1/summary").await, 200);
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
+}

@@ -191,6 +191,7 @@ async fn good_miners_keep_mining_while_every_attack_runs_at_once() {
         .collect();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_before = rss_kib();
+    let pool_sockets_before = pool.stats().connections_open;
 
     let stop_attack = Arc::new(AtomicBool::new(false));
     let attack_task = tokio::spawn(attack(miner_addr, http, stop_attack.clone()));
@@ -206,6 +207,9 @@ async fn good_miners_keep_mining_while_every_attack_runs_at_once() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     let rss_after = rss_kib();
     let open_after = site.listener.open();
+    // Subscribe-only connections made the hub open extra pool channels (#11.7); printed
+    // so the figure is seen, asserted by that issue's own test.
+    let pool_sockets_after = pool.stats().connections_open;
 
     stop_probes.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
@@ -243,7 +247,9 @@ async fn good_miners_keep_mining_while_every_attack_runs_at_once() {
          upstream submitted {}, pool accepted {}, rejected {}, undelivered {}; \
          probe latency p50 {p50:?} p99 {p99:?} over {} submits, {unanswered} unanswered; \
          RSS before {rss_before} KiB, peak {rss_peak} KiB, after {rss_after} KiB; \
-         miner connections open after the attack {open_after}; shutdown {shutdown_took:?}",
+         miner connections open after the attack {open_after}; \
+         pool sockets before {pool_sockets_before}, after {pool_sockets_after}; \
+         shutdown {shutdown_took:?}",
         upstream.submitted,
         pool_stats.accepted,
         upstream.rejected.iter().sum::<u64>(),
