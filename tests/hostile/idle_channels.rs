@@ -86,3 +86,75 @@ async fn channels_opened_by_subscribe_only_connections_close_once_empty() {
     );
     drop(again);
 }
+
+/// Waits until `check` holds, failing after [`WAIT`].
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_channel_closes_its_pool_connection() {
+    use hashgate_lab::sim::pool::{SimPool, SimPoolConfig};
+    use hashgate_site::config::Config;
+    use hashgate_site::site::{Site, SiteOptions};
+
+    let pool = SimPool::start(SimPoolConfig {
+        name: "main".into(),
+        // Room for a 1-byte prefix only, so 256 miners fill a channel.
+        extranonce2_size: 3,
+        ..SimPoolConfig::default()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"site\"\nmax_connections = 2000\n\
+         max_unauthorized = 2000\nmax_unauthorized_per_source = 2000\nsetup_timeout_secs = 60\n\
+         [[pools]]\nname = \"main\"\nurl = \"stratum+tcp://{}\"\n",
+        pool.addr()
+    );
+    let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let site = Site::start(SiteOptions::new(config).without_http())
+        .await
+        .unwrap();
+    eventually("channel 0 open", || site.hub.channels().len() == 1).await;
+    eventually("one pool connection", || pool.stats().connections_open == 1).await;
+    let per_channel = site.hub.channels()[0].prefix_usage().1 as usize;
+    assert_eq!(per_channel, 256);
+    let mut flood = Vec::new();
+    for i in 0..per_channel * 2 + 10 {
+        let mut m = Miner::connect(site.miner_addr).await;
+        m.send("mining.subscribe", json!(["flood/1.0"])).await;
+        let sub = m.try_recv_within(WAIT).await;
+        assert!(
+            sub.as_ref().is_some_and(|s| s["error"].is_null()),
+            "subscribe {i}: {sub:?}, refused {}",
+            site.listener.refused()
+        );
+        flood.push(m);
+    }
+    eventually("a pool connection per channel", || {
+        pool.stats().connections_open == 3
+    })
+    .await;
+    drop(flood);
+    eventually("prefixes released", || {
+        site.hub.channels().iter().all(|c| c.prefix_usage().0 == 0)
+    })
+    .await;
+    let now = Instant::now();
+    site.hub.close_idle_channels(now, CHANNEL_IDLE_GRACE);
+    site.hub
+        .close_idle_channels(now + CHANNEL_IDLE_GRACE, CHANNEL_IDLE_GRACE);
+    eventually("only channel 0's pool connection left", || {
+        pool.stats().connections_open == 1
+    })
+    .await;
+    tokio::time::timeout(WAIT, site.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+}
