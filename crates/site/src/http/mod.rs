@@ -79,10 +79,9 @@ impl HttpState {
         }
     }
 
-    /// The same state, with admin writes refused (503) once `closing` is cancelled.
-    ///
-    /// # Panics
-    /// Never; call it before the state is shared.
+    /// The same state, with admin writes refused (503) once `closing` is cancelled (the
+    /// site passes its root shutdown token). Meant to be called before the state is
+    /// shared; a shared state is copied.
     #[must_use]
     pub fn closing_with(self, closing: CancellationToken) -> HttpState {
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
