@@ -314,8 +314,16 @@ impl Site {
                 if let Some(handle) = prometheus {
                     exporter = exporter.with_prometheus(handle);
                 }
+                if config.http.allow_remote_admin && config.power.is_some() {
+                    tracing::warn!(
+                        listen = %addr,
+                        "http.allow_remote_admin: power admin writes are served to any peer \
+                         holding the token; keep the network in front of this port trusted"
+                    );
+                }
                 let state =
-                    HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone());
+                    HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone())
+                        .closing_with(shutdown.clone());
                 let task = tokio::spawn(crate::http::serve_merged(
                     bound,
                     state,

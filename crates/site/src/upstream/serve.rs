@@ -132,6 +132,9 @@ impl ChannelServer {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // The hub closed the channel (no miners for its grace period): end its
+                // connections the way shutdown does.
+                () = closed(self.channel.as_deref()) => break,
                 Some(channel) = self.channel_rx.recv(), if self.channel.is_none() => {
                     self.channel = Some(channel);
                     if let Some(active) = self.failover.active() {
@@ -392,5 +395,13 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending::<()>().await,
+    }
+}
+
+/// Resolves when `channel` has been closed by the hub; never without a channel.
+async fn closed(channel: Option<&Channel>) {
+    match channel {
+        Some(channel) => channel.closed().await,
+        None => std::future::pending().await,
     }
 }
