@@ -66,6 +66,18 @@ pub fn describe() {
         "Round trip of a share submitted to the pool, by pool."
     );
     describe_counter!(
+        "hashgate_upstream_redirects_refused_total",
+        "client.reconnect requests to a host other than the pool's own or its reconnect_hosts, refused, by pool."
+    );
+    describe_counter!(
+        "hashgate_upstream_worker_fallbacks_total",
+        "Pool connections on which per-miner worker names were given up for the account, by pool and reason."
+    );
+    describe_counter!(
+        "hashgate_channels_closed_total",
+        "Upstream channels closed after staying empty for the idle grace."
+    );
+    describe_counter!(
         "hashgate_downstream_malformed_total",
         "Lines from miners that could not be parsed."
     );
