@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use hashgate_site::config::parse_duration;
 use hashgate_site::power::api::command::Target;
 use hashgate_site::power::api::{Credentials, Family, MinerCommand, Timeouts, run_miner_command};
 use hashgate_site::power::inventory::default_port;
@@ -58,9 +59,9 @@ pub(crate) struct MinerTarget {
         hide_env_values = true
     )]
     pub password: String,
-    /// Seconds one whole call may take.
-    #[arg(long, default_value_t = 5.0)]
-    pub timeout: f64,
+    /// How long one whole call may take, e.g. `5s`, `1500ms`.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub timeout: Duration,
 }
 
 impl MinerTarget {
@@ -77,10 +78,7 @@ impl MinerTarget {
                 SocketAddr::new(ip, default_port(self.family))
             }
         };
-        let call = Duration::try_from_secs_f64(self.timeout)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| anyhow::anyhow!("--timeout must be a positive number of seconds"))?;
+        let call = self.timeout;
         Ok(Target {
             family: self.family,
             addr,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use hashgate_site::config::Config;
+use hashgate_site::config::{CheckedFile, check_file};
 
 mod demo;
 mod miner;
@@ -21,13 +21,26 @@ pub(crate) use run::RunArgs;
 /// Exit code for a bad configuration (BSD `EX_USAGE`), so service managers can tell it apart.
 pub(crate) const EXIT_BAD_CONFIG: u8 = 64;
 
+/// `hashgate --version`: the crate version and the git commit it was built from (`unknown`
+/// when built outside a git checkout, e.g. from a source tarball).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HASHGATE_GIT_COMMIT"),
+    ")"
+);
+
 /// hashgate: Stratum V1 proxy with local share validation and power-aware gating.
 #[derive(Debug, Parser)]
-#[command(name = "hashgate", version, about)]
+#[command(name = "hashgate", version = VERSION, about)]
 pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log format: `text` (coloured only on a terminal; `NO_COLOR` turns colour off) or
+    /// `json` (one object per line).
+    #[arg(long, global = true, env = "HASHGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// The subcommands.
@@ -54,11 +67,12 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => {
-            init_demo_tracing();
+            // The demo prints its own status lines; only warnings unless RUST_LOG asks.
+            init_tracing(cli.log_format, "warn");
             demo::run(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Run(args) => {
-            init_tracing();
+            init_tracing(cli.log_format, "info");
             serve::run(&args)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
@@ -67,8 +81,8 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match Config::load(file) {
-        Ok(cfg) => {
+    match check_file(file) {
+        Ok(CheckedFile::Site(cfg)) => {
             let power = match &cfg.power {
                 Some(p) => format!(
                     "power gating: {} container(s), {} miner(s)",
@@ -90,6 +104,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Ok(CheckedFile::PowerInventory(power)) => {
+            println!(
+                "{}: ok (a power inventory on its own, for the [power] section of a site file: \
+                 {} container(s), {} miner(s))",
+                file.display(),
+                power.containers.len(),
+                power.miners.len()
+            );
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("{}: {err}", file.display());
             ExitCode::from(EXIT_BAD_CONFIG)
@@ -97,22 +121,61 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` (e.g. `hashgate=debug`) overrides the default `info` level.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event; coloured only on a terminal without `NO_COLOR`.
+    Text,
+    /// One JSON object per line (timestamp, level, target, message and fields), for log
+    /// shippers.
+    Json,
 }
 
-/// The demo prints its own status lines; log only warnings unless `RUST_LOG` asks for more.
-fn init_demo_tracing() {
+/// Whether text logs get ANSI colours: only when stderr is a terminal and `NO_COLOR`
+/// (<https://no-color.org>) is unset or empty, so files, pipes and journald get plain text.
+fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Logs to stderr at `default_level`; `RUST_LOG` (e.g. `hashgate=debug`) overrides it.
+fn init_tracing(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(log_colours(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, Some(OsStr::new(""))));
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(!log_colours(false, None));
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")), "{VERSION}");
+        assert!(VERSION.contains("(commit "), "{VERSION}");
+    }
 }

@@ -1,6 +1,7 @@
 //! `hashgate run`: the proxy (and, when configured, power gating) until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use hashgate_site::config::Config;
 use hashgate_site::site::{Site, SiteOptions};
@@ -15,7 +16,7 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = match args.raw_config().and_then(|raw| raw.validate()) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("hashgate: bad configuration: {error}");
+            tracing::error!(%error, "bad configuration");
             return Ok(ExitCode::from(EXIT_BAD_CONFIG));
         }
     };
@@ -23,22 +24,23 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // say when it is below the connection cap (LimitNOFILE needs raising then).
     let wanted = config.proxy.max_connections.get() as u64 + 64;
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < wanted => eprintln!(
-            "hashgate: warning: open-file limit {limit} is below proxy.max_connections + 64 = {wanted}; raise LimitNOFILE"
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "open-file limit is below proxy.max_connections + 64; raise LimitNOFILE"
         ),
         Ok(_) => {}
-        Err(error) => eprintln!("hashgate: warning: cannot raise the open-file limit: {error}"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.worker_threads {
         runtime.worker_threads(usize::from(threads));
     }
     let runtime = runtime.enable_all().build()?;
-    runtime.block_on(serve(config))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(serve(config, args.clone()))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     // One global recorder per process: every `metrics::counter!` in the library lands here.
     let prometheus = match hashgate_site::exporter::install_recorder() {
         Ok(handle) => Some(handle),
@@ -47,14 +49,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let site = Site::start(SiteOptions::new(config).metrics(prometheus)).await?;
+    let source: hashgate_site::site::ConfigSource = Arc::new(move || {
+        args.raw_config()
+            .and_then(|raw| raw.validate())
+            .map_err(|e| e.to_string())
+    });
+    // Logged rather than returned, so it is a log line like every other (one JSON object
+    // under --log-format json); nothing was announced or left running.
+    let site = match Site::start(
+        SiteOptions::new(config)
+            .metrics(prometheus)
+            .reload_from(source),
+    )
+    .await
+    {
+        Ok(site) => site,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     say(&format!("hashgate: miners connect to {}", site.miner_addr));
     if let Some(http_addr) = site.http_addr {
         say(&format!(
             "hashgate: metrics on http://{http_addr}/metrics, status API on http://{http_addr}/api/v1/summary"
         ));
     }
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = reload_on_hangup(&site) => {}
+    }
     let registry = site.registry.clone();
     let stopped = site.shutdown().await;
     // The status server is gone now: the operator's (and a log shipper's) last word on
@@ -79,7 +103,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "hashgate: stopped; shares sent to pools {submitted}: accepted {accepted}, rejected {rejected}, undelivered {undelivered}"
     ));
     stopped?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a line for the operator; a closed stdout (e.g. a pipe whose reader left) must not
@@ -89,6 +113,43 @@ pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// On each SIGHUP, re-reads and validates the configuration and applies its power budgets
+/// and policy; a file that does not validate (or changes the inventory) is reported and the
+/// running settings are kept. Miners stay connected. Pools, listeners and everything else
+/// still need a restart. Never resolves (unless SIGHUP cannot be watched).
+async fn reload_on_hangup(site: &Site) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGHUP; reload by restarting");
+                return std::future::pending().await;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            // Reads a file: off the async workers.
+            let result = tokio::task::block_in_place(|| site.reload());
+            match result {
+                Ok(()) => {
+                    tracing::info!(
+                        "SIGHUP: power budgets and policy reloaded; pool changes need a restart"
+                    );
+                    say("hashgate: reloaded power budgets and policy (pools need a restart)");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: configuration not reloaded; running settings kept");
+                    say(&format!(
+                        "hashgate: reload refused, running settings kept: {error}"
+                    ));
+                }
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (service managers).

@@ -45,3 +45,64 @@ fn missing_file_exits_64() {
     assert_eq!(code, 64);
     assert!(stderr.contains("cannot read"), "{stderr}");
 }
+
+/// Every file shipped under `config/` is an example operators copy: each must pass
+/// `check-config` as it stands.
+#[test]
+fn every_shipped_config_file_checks_ok() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (code, stdout, stderr) = check_config(&path);
+            assert_eq!(code, 0, "{}: {stderr}", path.display());
+            assert!(stdout.contains(": ok ("), "{stdout}");
+            checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    checked.sort();
+    // The directory listing is the test's input: a wrong path must not pass with nothing read.
+    assert!(
+        checked.iter().any(|f| f == "hashgate.toml") && checked.len() >= 3,
+        "{checked:?}"
+    );
+}
+
+#[test]
+fn a_malformed_pool_url_is_refused_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("hashgate-cc-url-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("typo.toml");
+    std::fs::write(
+        &path,
+        "[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"stratum+tcp//pool.example:3333\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(code, 64, "{stdout}");
+    assert!(stderr.contains("pools[0].url"), "{stderr}");
+    assert!(!stdout.contains("stratum+tcp://stratum+tcp"), "{stdout}");
+}
+
+#[test]
+fn a_wrong_type_reads_plainly_with_path_given_and_expected() {
+    let dir = std::env::temp_dir().join(format!("hashgate-cc-type-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("negative.toml");
+    std::fs::write(
+        &path,
+        "[proxy]\naccount = \"a\"\nmax_connections = -5\n[[pools]]\nurl = \"h:1\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(code, 64);
+    assert!(
+        stderr.contains("proxy.max_connections: -5 was given; expected a whole number"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(line 3)"), "{stderr}");
+    assert!(!stderr.contains("usize"), "{stderr}");
+}

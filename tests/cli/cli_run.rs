@@ -80,6 +80,63 @@ async fn run_from_flags_mines_and_stops_on_sigterm() {
         "{:?}",
         pool.stats().workers.keys()
     );
+    // SIGHUP reloads: a file that does not validate is refused and the running settings
+    // kept, a valid one is applied; the miner stays connected and keeps mining throughout.
+    let hangup = |pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let next_line = |rx: std::sync::mpsc::Receiver<String>, wanted: &'static str| async move {
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                if line.starts_with(wanted) {
+                    return (line, rx);
+                }
+            }
+            panic!("no line starting {wanted:?}");
+        })
+        .await
+        .unwrap()
+    };
+    std::fs::write(
+        &file,
+        "[proxy]
+initial_difficulty = -1
+",
+    )
+    .unwrap();
+    hangup(child.id());
+    let (refused, rx) = next_line(rx, "hashgate: reload refused").await;
+    assert!(refused.contains("running settings kept"), "{refused}");
+    std::fs::write(
+        &file,
+        "[proxy]
+initial_difficulty = 1e-7
+[vardiff]
+min_difficulty = 1e-7
+max_difficulty = 1e-7
+",
+    )
+    .unwrap();
+    hangup(child.id());
+    let (_, rx) = next_line(rx, "hashgate: reloaded").await;
+    let before = pool.stats().accepted;
+    let start = Instant::now();
+    while pool.stats().accepted < before + 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no shares after the reload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(asic.stats().connects, 1, "the miner never reconnected");
     asic.stop().await;
 
     // SIGTERM, as a service manager stops it.

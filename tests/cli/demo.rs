@@ -75,4 +75,35 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         output.contains("pool backup"),
         "miners were moved to the backup pool:\n{output}"
     );
+    // Events fire at their time, not on the next status tick (1 s apart here); each names
+    // the pool as the status lines do.
+    let scheduled = [4.0, 6.0, 9.0, 10.0];
+    let fired: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("  >>> ["))
+        .filter_map(|l| l.split_once("s]"))
+        .map(|(t, _)| t.trim().parse::<f64>().unwrap())
+        .collect();
+    assert_eq!(fired.len(), scheduled.len(), "{output}");
+    for (at, want) in fired.iter().zip(scheduled) {
+        assert!(
+            (want..want + 0.5).contains(at),
+            "event due at {want} s fired at {at} s:\n{output}"
+        );
+    }
+    assert!(output.contains("pool primary goes down"), "{output}");
+    // Status, event and final lines fit 120 columns; the final line counts undelivered.
+    for line in lines.iter().filter(|l| {
+        l.starts_with('[') || l.starts_with("  >>>") || l.starts_with("hashgate demo: done")
+    }) {
+        assert!(
+            line.chars().count() <= 120,
+            "{} chars: {line}",
+            line.chars().count()
+        );
+    }
+    assert!(
+        lines.last().is_some_and(|l| l.contains("undelivered")),
+        "{output}"
+    );
 }

@@ -11,5 +11,6 @@ mod support;
 
 mod cli_check_config;
 mod cli_miner;
+mod cli_ops;
 mod cli_run;
 mod demo;

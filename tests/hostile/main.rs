@@ -9,7 +9,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod http_status;
+mod idle_channels;
+mod log_flood;
+mod miner_info_series;
 mod miner_trickle;
+mod soak;
 mod unauthorized_flood;
 mod user_agent;
 mod worker_names;

@@ -144,5 +144,20 @@ async fn api_and_metrics_agree_with_miners_and_pool() {
     assert!(text.contains("hashgate_upstream_state{pool=\"main\",state=\"active\"} 1\n"));
     assert!(text.contains("hashgate_shares_total{worker=\"site.m01\",result=\"rejected\",reason=\"low_difficulty\"} 1\n"));
 
+    // Errors are JSON as documented: an unknown route, and the power view without [power].
+    for (path, says) in [
+        ("/api/v1/nope", "no such route: /api/v1/nope"),
+        ("/api/v1/power", "no [power] section"),
+        ("/api/v1/containers/c01/budget", "no [power] section"),
+    ] {
+        let resp = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{path}: {body}"
+        );
+    }
+
     let _ = tokio::time::timeout(Duration::from_secs(15), site.shutdown()).await;
 }

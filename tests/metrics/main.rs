@@ -12,6 +12,7 @@ mod support;
 mod api_site;
 mod api_status;
 mod metrics_config_files;
+mod metrics_live;
 mod metrics_monotonic;
 mod metrics_names;
 mod metrics_prometheus;

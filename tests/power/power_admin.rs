@@ -71,7 +71,7 @@ impl Admin {
 async fn writes_need_the_bearer_token() {
     let a = start(Some(TOKEN)).await;
     let path = "/api/v1/containers/c1/budget";
-    let body = json!({ "budget_kw": 15.0 });
+    let body = json!({ "budget_watts": 15000.0 });
     let (status, err) = a.send("PUT", path, None, body.clone()).await;
     assert_eq!(status, 401);
     assert!(
@@ -95,8 +95,8 @@ async fn writes_need_the_bearer_token() {
 
     let (status, ok) = a.send("PUT", path, Some(TOKEN), body).await;
     assert_eq!(status, 200, "{ok}");
-    assert_eq!(ok["budget_kw"], json!(15.0));
-    assert_eq!(ok["configured_budget_kw"], json!(20.0));
+    assert_eq!(ok["budget_watts"], json!(15_000.0));
+    assert_eq!(ok["configured_budget_watts"], json!(20_000.0));
     let (status, view) = a.send("GET", "/api/v1/power", None, Value::Null).await;
     assert_eq!(status, 200);
     assert_eq!(view["containers"][0]["budget_watts"], json!(15_000.0));
@@ -109,16 +109,25 @@ async fn writes_need_the_bearer_token() {
             .http
             .put(format!("{}{path}", a.base))
             .header("authorization", header)
-            .json(&json!({ "budget_kw": 15.0 }))
+            .json(&json!({ "budget_watts": 15000.0 }))
             .send()
             .await
             .expect("answer");
         assert_eq!(resp.status().as_u16(), expected);
     }
     let (status, ok) = a
-        .send("PUT", path, Some(TOKEN), json!({ "budget_kw": null }))
+        .send("PUT", path, Some(TOKEN), json!({ "budget_watts": null }))
         .await;
-    assert_eq!((status, ok["budget_kw"].clone()), (200, json!(20.0)));
+    assert_eq!((status, ok["budget_watts"].clone()), (200, json!(20_000.0)));
+    // Kilowatts are refused with a message saying what the API takes.
+    let (status, err) = a
+        .send("PUT", path, Some(TOKEN), json!({ "budget_kw": 15.0 }))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        err["error"].as_str().unwrap_or("").contains("budget_watts"),
+        "{err}"
+    );
     a.stop().await;
 }
 
@@ -143,7 +152,7 @@ async fn unknown_names_are_404_and_bad_bodies_400() {
             "PUT",
             "/api/v1/containers/c7/budget",
             Some(TOKEN),
-            json!({"budget_kw": 1.0}),
+            json!({"budget_watts": 1000.0}),
         )
         .await;
     assert_eq!(status, 404);
@@ -155,7 +164,10 @@ async fn unknown_names_are_404_and_bad_bodies_400() {
     for (path, body) in [
         ("/api/v1/miners/eff/pin", json!({"pin": "sideways"})),
         ("/api/v1/miners/eff/pin", json!({})),
-        ("/api/v1/containers/c1/budget", json!({"budget_kw": -3.0})),
+        (
+            "/api/v1/containers/c1/budget",
+            json!({"budget_watts": -3000.0}),
+        ),
         ("/api/v1/containers/c1/budget", json!({"budget": 3.0})),
         ("/api/v1/containers/c1/budget", json!({})),
     ] {
@@ -227,7 +239,7 @@ async fn pins_are_honoured_and_lifted() {
             "PUT",
             "/api/v1/containers/c1/budget",
             Some(TOKEN),
-            json!({"budget_kw": 6.5}),
+            json!({"budget_watts": 6500.0}),
         )
         .await;
     assert_eq!(status, 200);
@@ -248,7 +260,7 @@ async fn demand_response_over_http_cuts_then_wakes_most_efficient_first() {
     let a = start(Some(TOKEN)).await;
     let path = "/api/v1/containers/c1/budget";
     let (status, _) = a
-        .send("PUT", path, Some(TOKEN), json!({"budget_kw": 3.5}))
+        .send("PUT", path, Some(TOKEN), json!({"budget_watts": 3500.0}))
         .await;
     assert_eq!(status, 200);
     wait_for("worst and bad asleep", LIMIT, || async {
@@ -257,7 +269,7 @@ async fn demand_response_over_http_cuts_then_wakes_most_efficient_first() {
     .await;
     assert!(a.site.hashing("eff"));
     let (status, _) = a
-        .send("PUT", path, Some(TOKEN), json!({"budget_kw": null}))
+        .send("PUT", path, Some(TOKEN), json!({"budget_watts": null}))
         .await;
     assert_eq!(status, 200);
     wait_for("both woken", LIMIT, || async {
@@ -273,7 +285,7 @@ async fn demand_response_over_http_cuts_then_wakes_most_efficient_first() {
         .map(|d| {
             (
                 d["miner"].as_str().unwrap_or("").to_owned(),
-                d["at_unix_ms"].as_u64().unwrap_or(0),
+                (d["at_unix_seconds"].as_f64().unwrap_or(0.0) * 1000.0).round() as u64,
             )
         })
         .collect();
@@ -297,7 +309,7 @@ async fn without_a_token_writes_are_refused_and_reads_served() {
             "PUT",
             "/api/v1/containers/c1/budget",
             Some(TOKEN),
-            json!({"budget_kw": 1.0}),
+            json!({"budget_watts": 1000.0}),
         )
         .await;
     assert_eq!(status, 403);

@@ -181,7 +181,7 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
             ..def("proven", Family::Braiins, 3000.0, 100.0)
         },
         MinerDef {
-            extra: "pin = \"keep_off\"",
+            extra: "pin = \"keep_off\"\nworker = \"acct.parked\"",
             ..def("parked", Family::Whatsminer, 3000.0, 100.0)
         },
     ];
@@ -199,6 +199,15 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
         prefix_hex: "01".into(),
     });
     let _listed = site.registry.add_miner(stats.clone());
+    // The parked miner keeps a Stratum connection open without hashing.
+    let parked = Arc::new(MinerStats::new(t0, SystemTime::now(), 1.0));
+    parked.set_identity(MinerIdentity {
+        worker: "acct.parked".into(),
+        remote: "192.0.2.8:3333".parse().expect("addr"),
+        user_agent: "sim".into(),
+        prefix_hex: "02".into(),
+    });
+    let _parked = site.registry.add_miner(parked);
     let feeder = tokio::spawn(async move {
         loop {
             stats.record_accepted(Instant::now(), SystemTime::now(), 1.0, 1.0);
@@ -228,6 +237,28 @@ async fn mining_without_shares_alarms_but_proven_and_asleep_miners_do_not() {
     assert!(has("no-shares", "no_shares", "1"), "{text}");
     assert!(has("proven", "no_shares", "0"), "{text}");
     assert!(has("parked", "no_shares", "0"), "{text}");
+    // The join from power series to share series: by the inventory's worker name.
+    assert!(
+        text.contains(
+            "hashgate_miner_power_info{container=\"c1\",miner=\"proven\",worker=\"acct.rack7\"} 1"
+        ),
+        "{text}"
+    );
+    // The status API says the parked miner sleeps, not that it is starting.
+    let api: serde_json::Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/api/v1/miners?state=sleeping", site.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["matched"], 1, "{api}");
+    assert_eq!(api["miners"][0]["worker"], "acct.parked", "{api}");
+    assert_eq!(api["miners"][0]["state"], "sleeping", "{api}");
     feeder.abort();
     site.stop().await;
 }
@@ -313,4 +344,106 @@ async fn from_inventory_builds_real_clients_from_family_address_and_credentials(
         err.to_string(),
         "client for miner \"nobody\" which is not in the inventory"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_new_budget_keeps_the_old_on_error_and_keeps_miners() {
+    use crate::support::power_driver::{idle_pool, root, site_config, timeouts};
+    use hashgate_lab::sim::mgmt::{self, SimMinerSpec, SimMinerState};
+    use hashgate_site::config::Config;
+    use hashgate_site::power::api::MinerApi;
+    use hashgate_site::power::inventory::PowerConfig;
+    use hashgate_site::site::{MinerClients, Site, SiteOptions};
+    use std::sync::Mutex;
+
+    const TOKEN: &str = "reload-token-0123456789";
+    let sim = mgmt::spawn(
+        Family::Luxos,
+        SimMinerState::new(SimMinerSpec::default(), 25.0, Instant::now()),
+    )
+    .await
+    .expect("bind");
+    let inventory = |budget: &str| {
+        format!(
+            "admin_token = \"{TOKEN}\"\n[[containers]]\nname = \"c1\"\nbudget_kw = {budget}\n\
+             [[miners]]\nid = \"m1\"\ncontainer = \"c1\"\naddress = \"{}\"\nfamily = \"luxos\"\n\
+             model = \"S19\"\nnominal_watts = 3000\nnominal_ths = 100\n\
+             credentials = {{ user = \"root\", password = \"root\" }}\n",
+            sim.addr
+        )
+    };
+    let pool = idle_pool().await;
+    let pool_addr = pool.addr();
+    // The "file": what a reload reads.
+    let file = Arc::new(Mutex::new(inventory("50")));
+    let read = {
+        let file = file.clone();
+        move || -> Result<Config, String> {
+            let text = file.lock().unwrap().clone();
+            let mut power = PowerConfig::from_toml_str(&text).map_err(|e| e.to_string())?;
+            power.driver.tick = TICK;
+            Ok(site_config(pool_addr, power))
+        }
+    };
+    let config = read().unwrap();
+    let client: Arc<dyn MinerApi> = Arc::from(sim.client(root(), timeouts()));
+    let site = Site::start(
+        SiteOptions::new(config)
+            .miner_clients(MinerClients::Given(vec![(Arc::from("m1"), client)]))
+            .reload_from(Arc::new(read)),
+    )
+    .await
+    .expect("starts");
+    let handle = site.power.clone().expect("power");
+    let miner = tokio::net::TcpStream::connect(site.miner_addr)
+        .await
+        .unwrap();
+    wait_for("the miner connected", LIMIT, || async {
+        site.listener.open() == 1
+    })
+    .await;
+    let budget = || handle.status().containers[0].budget_watts;
+    assert_eq!(budget(), 50_000.0);
+
+    // SIGHUP's path: a changed budget applies.
+    *file.lock().unwrap() = inventory("40");
+    site.reload().expect("valid file");
+    assert_eq!(budget(), 40_000.0);
+    assert_eq!(
+        handle.status().containers[0].configured_budget_watts,
+        40_000.0
+    );
+
+    // The admin API's path: an invalid file is reported and the old settings kept.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{}/api/v1/reload", site.http_addr.unwrap());
+    *file.lock().unwrap() = inventory("-3");
+    let resp = http.post(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("running settings kept"),
+        "{body}"
+    );
+    assert_eq!(budget(), 40_000.0);
+    // Without the token nothing is reloaded.
+    *file.lock().unwrap() = inventory("30");
+    let resp = http.post(&url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(budget(), 40_000.0);
+    let resp = http.post(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(budget(), 30_000.0);
+
+    // The miner's connection was never touched.
+    assert_eq!(site.listener.open(), 1);
+    assert_eq!(site.listener.accepted(), 1);
+    drop(miner);
+    tokio::time::timeout(LIMIT, site.shutdown())
+        .await
+        .expect("stops")
+        .expect("task");
 }

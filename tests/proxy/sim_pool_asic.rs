@@ -15,7 +15,7 @@ use hashgate_lab::sim::mgmt::{SimMinerSpec, SimMinerState};
 use hashgate_lab::sim::pool::judge::{self, ShareParts};
 use hashgate_lab::sim::pool::{AcceptedShare, PoolFault, SimPool, SimPoolConfig};
 use hashgate_protocol::work::{Difficulty, Job, JobTemplate, ShareInput, SubmitPolicy, validate};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -272,6 +272,7 @@ async fn every_bad_share_gets_its_reject_code() {
             (BadShare::OutsideVersionMask, 20),
             (BadShare::WrongExtranonce2Size, 20),
             (BadShare::NtimeOutOfRange, 20),
+            // Another worker than the connection's one: ckpool's "Worker mismatch".
             (BadShare::UnauthorizedWorker, 20),
         ];
         for (kind, expect) in cases {
@@ -517,7 +518,7 @@ async fn handshake_is_ckpool_like_and_workers_are_checked_per_connection() {
         raw.send(&submit(5, "acct.b", &job_id)).await;
         let (mismatch, between) = raw.answer(5).await;
         assert!(between.iter().all(|v| v["id"] != 4), "second authorize answered: {between:?}");
-        assert_eq!(mismatch["error"], serde_json::json!([20, "Worker mismatch", null]));
+        assert_eq!(mismatch["error"], json!([20, "Worker mismatch", null]));
         assert_eq!(pool.stats().authorizes_ignored, 1);
         raw.send(&submit(6, "acct.a", "deadbeef")).await;
         let (stale, _) = raw.answer(6).await;

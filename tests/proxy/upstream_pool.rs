@@ -843,6 +843,54 @@ async fn client_reconnect_moves_the_connection_where_the_pool_says() {
 }
 
 #[tokio::test]
+async fn client_reconnect_to_another_host_is_refused_and_the_connection_kept() {
+    // Issue #11: a redirect was followed anywhere, and the target received the account
+    // and the site's shares. "localhost" reaches `c` too, but is not the configured host.
+    let a = FakePool::start("aaaaaaaa", 8, "ja").await;
+    let c = FakePool::start("cccccccc", 8, "jc").await;
+    let mut proxy = start_proxy(config(&[a.addr], FAST)).await;
+    let job = proxy.job("job from a", |_| true).await;
+    a.send(&format!(
+        r#"{{"params":["localhost",{},0],"id":null,"method":"client.reconnect"}}"#,
+        c.addr.port()
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.accepted().len(), 0, "nothing reached the other host");
+    assert_eq!(a.accepted().len(), 1, "the pool connection was kept");
+    // Shares still flow to the configured pool.
+    let m = miner();
+    job.link.submit(proxy.share(&job, &m, 1, false)).unwrap();
+    eventually("accepted by a", || {
+        m.snapshot(Instant::now()).totals.pool_accepted == 1
+    })
+    .await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_reconnect_to_a_listed_host_is_followed() {
+    let a = FakePool::start("aaaaaaaa", 8, "ja").await;
+    let c = FakePool::start("cccccccc", 8, "jc").await;
+    let text = format!(
+        "[proxy]\naccount = \"site\"\n[failover]\n{FAST}[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{}\"\nreconnect_hosts = [\"LocalHost\"]\n",
+        a.addr
+    );
+    let mut proxy = start_proxy(Arc::new(Config::from_toml(&text).unwrap())).await;
+    proxy.job("job from a", |_| true).await;
+    a.set_mode(Mode::Refuse);
+    a.send(&format!(
+        r#"{{"params":["localhost",{},0],"id":null,"method":"client.reconnect"}}"#,
+        c.addr.port()
+    ))
+    .await;
+    let job = proxy.job("job from c", |j| &*j.pool_job_id == "jc").await;
+    assert!(job.clean_jobs());
+    assert_eq!(c.accepted().len(), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_delivers_what_it_can_and_counts_the_rest() {
     let pool = FakePool::start("e02e056b", 8, "j1").await;
     let mut proxy = start_proxy(config(&[pool.addr], FAST)).await;

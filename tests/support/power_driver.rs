@@ -17,6 +17,7 @@ use hashgate_site::power::api::{Credentials, Family, MinerApi, Timeouts};
 use hashgate_site::power::inventory::PowerConfig;
 use hashgate_site::site::{MinerClients, Site, SiteOptions};
 use hashgate_site::stats::Registry;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// One simulated miner to start.
 pub struct MinerDef {
@@ -119,6 +120,19 @@ pub async fn start_site(
     tick: Duration,
     admin_token: Option<&str>,
 ) -> GatedSite {
+    start_site_recording(head, container, miners, tick, admin_token, None).await
+}
+
+/// [`start_site`] whose `/metrics` leads with `prometheus`'s series (the recorder the
+/// power controller and the listener record into), as `hashgate run` serves it.
+pub async fn start_site_recording(
+    head: &str,
+    container: &str,
+    miners: &[MinerDef],
+    tick: Duration,
+    admin_token: Option<&str>,
+    prometheus: Option<PrometheusHandle>,
+) -> GatedSite {
     let now = Instant::now();
     let mut sims = Vec::new();
     let mut text = String::new();
@@ -156,7 +170,8 @@ pub async fn start_site(
     let pool = idle_pool().await;
     let site = Site::start(
         SiteOptions::new(site_config(pool.addr(), config))
-            .miner_clients(MinerClients::Given(clients)),
+            .miner_clients(MinerClients::Given(clients))
+            .metrics(prometheus),
     )
     .await
     .expect("driver builds");

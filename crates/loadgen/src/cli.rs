@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use hashgate_site::config::parse_duration;
 use serde::Serialize;
 
 use super::compare::{CompareConfig, CompareReport, DEFAULT_POOL_DIFFICULTY, compare};
@@ -38,9 +39,9 @@ pub struct LoadgenArgs {
     /// target it directly.
     #[arg(long)]
     pub sim_pool: bool,
-    /// Seconds between the simulated pool's new jobs (for fan-out figures).
-    #[arg(long, default_value_t = 5.0)]
-    pub sim_pool_job_interval: f64,
+    /// Time between the simulated pool's new jobs (for fan-out figures), e.g. `5s`.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub sim_pool_job_interval: Duration,
     /// Report this process's memory (RSS per idle connection) and CPU: the proxy's pid.
     #[arg(long)]
     pub target_pid: Option<u32>,
@@ -68,9 +69,9 @@ pub struct CompareArgs {
     /// share in 16 meet it and be forwarded.
     #[arg(long, default_value_t = DEFAULT_POOL_DIFFICULTY)]
     pub pool_difficulty: f64,
-    /// Seconds between the simulated pool's new jobs (for fan-out figures).
-    #[arg(long, default_value_t = 5.0)]
-    pub job_interval: f64,
+    /// Time between the simulated pool's new jobs (for fan-out figures), e.g. `5s`.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub job_interval: Duration,
     /// Only the through-the-proxy phase (for more connections than this process can hold
     /// both ends of).
     #[arg(long)]
@@ -100,9 +101,9 @@ pub struct LoadArgs {
     /// Total shares per second over all connections.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
-    /// Seconds of submitting.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
+    /// How long to submit, e.g. `10s`, `2m` (a bare number is seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
     /// Spread source addresses over 127.0.0.2..=127.0.0.(1+K) (0: one address).
     #[arg(long, default_value_t = 0)]
     pub source_ips: u8,
@@ -128,19 +129,12 @@ pub struct LoadArgs {
     /// Milliseconds before an unanswered submit counts as timed out.
     #[arg(long, default_value_t = 5000)]
     pub answer_timeout_ms: u64,
-    /// Seconds each connection has to be subscribed, authorized and hold a job.
-    #[arg(long, default_value_t = 10.0)]
-    pub setup_timeout: f64,
+    /// Time each connection has to be subscribed, authorized and hold a job, e.g. `10s`.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub setup_timeout: Duration,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn seconds(what: &str, value: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| format!("--{what} must be a positive number of seconds, got {value}"))
 }
 
 fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
@@ -166,8 +160,10 @@ impl LoadgenArgs {
             Some(t) => resolve(t)?,
             None => SocketAddr::from(([127, 0, 0, 1], 0)),
         };
+        // The binary's plain run reports progress each second; `compare` stays quiet.
         let config = LoadConfig {
             target_pid: self.target_pid,
+            progress: true,
             ..self.load.to_config(target)?
         };
         config.validate()?;
@@ -184,14 +180,14 @@ impl LoadArgs {
         let config = LoadConfig {
             connections: self.connections,
             rate: self.rate,
-            duration: seconds("duration", self.duration)?,
+            duration: self.duration,
             source_ips: self.source_ips,
             connect_rate: (!self.storm).then_some(self.connect_rate),
             configure: self.configure,
             suggest_difficulty: self.suggest_difficulty,
             worker_prefix: self.worker_prefix.clone(),
             answer_timeout: Duration::from_millis(self.answer_timeout_ms),
-            setup_timeout: seconds("setup-timeout", self.setup_timeout)?,
+            setup_timeout: self.setup_timeout,
             reconnect_storm: self.reconnect_storm,
             ..LoadConfig::new(target)
         };
@@ -250,7 +246,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         .context("cannot start the tokio runtime")?;
     let report: LoadReport = runtime.block_on(async {
         if args.sim_pool {
-            let interval = seconds("sim-pool-job-interval", args.sim_pool_job_interval)?;
+            let interval = args.sim_pool_job_interval;
             let (report, pool) =
                 run_against_sim_pool(config, sim_pool_config(Some(interval))).await?;
             note(format_args!(
@@ -292,7 +288,7 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     };
     let config = CompareConfig {
         pool_difficulty: args.pool_difficulty,
-        job_interval: Some(seconds("job-interval", args.job_interval)?),
+        job_interval: Some(args.job_interval),
         skip_direct: args.skip_direct,
         proxy_log: args.proxy_log,
         proxy_binary_b: args.proxy_binary_b,
@@ -382,5 +378,32 @@ mod tests {
         let err = Cli::try_parse_from(["loadgen", "compare", "--aiostratum"])
             .expect_err("a path is required");
         assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue, "{err}");
+    }
+
+    #[test]
+    fn durations_take_the_same_syntax_as_every_flag() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--sim-pool",
+            "--duration",
+            "2s",
+            "--setup-timeout",
+            "500ms",
+            "--sim-pool-job-interval",
+            "1m",
+        ])
+        .expect("parses");
+        assert_eq!(cli.loadgen.load.duration, Duration::from_secs(2));
+        assert_eq!(cli.loadgen.load.setup_timeout, Duration::from_millis(500));
+        assert_eq!(cli.loadgen.sim_pool_job_interval, Duration::from_secs(60));
+        let bare =
+            Cli::try_parse_from(["loadgen", "--sim-pool", "--duration", "3"]).expect("parses");
+        assert_eq!(bare.loadgen.load.duration, Duration::from_secs(3));
+        for bad in ["0s", "-1", "2d"] {
+            assert!(
+                Cli::try_parse_from(["loadgen", "--sim-pool", "--duration", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -40,6 +40,9 @@ pub struct LoadConfig {
     /// After the window, close every held connection and open them all again at once,
     /// timing how long until all are set up again.
     pub reconnect_storm: bool,
+    /// Print a progress line on stderr every second (the binary does; tests and `compare`
+    /// phases stay quiet).
+    pub progress: bool,
 }
 
 impl LoadConfig {
@@ -62,6 +65,7 @@ impl LoadConfig {
             target_pid: None,
             batch: NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN),
             reconnect_storm: false,
+            progress: false,
         }
     }
 

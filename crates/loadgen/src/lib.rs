@@ -53,6 +53,7 @@ mod report;
 mod shares;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -138,6 +139,35 @@ fn check_files(connections: usize, files_per_connection: u64) -> Result<Option<u
     Ok(Some(limit))
 }
 
+/// Prints one line a second on stderr until aborted: connections ready, shares sent,
+/// accepted and rejected so far, and the accepted rate over the last second.
+async fn print_progress(shared: Arc<RunContext>, started: Instant) {
+    use std::io::Write as _;
+    let mut tick = tokio::time::interval_at(
+        (started + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    let mut last_accepted = 0;
+    loop {
+        tick.tick().await;
+        let p = &shared.progress;
+        let accepted = p.accepted.load(Ordering::Relaxed);
+        let line = format!(
+            "loadgen: {:>4.0}s  ready {}/{}  sent {}  accepted {} ({}/s)  rejected {}",
+            started.elapsed().as_secs_f64(),
+            p.ready.load(Ordering::Relaxed),
+            shared.config.connections,
+            p.sent.load(Ordering::Relaxed),
+            accepted,
+            accepted.saturating_sub(last_accepted),
+            p.rejected.load(Ordering::Relaxed),
+        );
+        last_accepted = accepted;
+        // A closed stderr loses the line; the run goes on.
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+}
+
 /// Runs one load: connect, submit for the configured window, report.
 ///
 /// # Errors
@@ -161,6 +191,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         jobs: jobcache::JobCache::default(),
         errors: errors::ErrorLog::default(),
         events: events_tx,
+        progress: conn::Progress::default(),
     });
     let cfg = &shared.config;
     let cancel = CancellationToken::new();
@@ -182,6 +213,10 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         ));
     }
     drop(phase_rx);
+    let progress = shared
+        .config
+        .progress
+        .then(|| tokio::spawn(print_progress(Arc::clone(&shared), started)));
 
     // Setup: every connection reports ready or failed by its own setup deadline.
     let settle_by = started + pacing_span + cfg.setup_timeout + REPORT_GRACE;
@@ -192,6 +227,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         match tokio::time::timeout_at(settle_by.into(), events.recv()).await {
             Ok(Some(Event::Ready { setup, at })) => {
                 ready += 1;
+                shared.progress.ready.fetch_add(1, Ordering::Relaxed);
                 setups.push(setup);
                 last_ready = Some(last_ready.map_or(at, |l: Instant| l.max(at)));
             }
@@ -204,6 +240,9 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     }
     if ready == 0 {
         cancel.cancel();
+        if let Some(progress) = &progress {
+            progress.abort();
+        }
         let outcomes = join_all(&mut tasks).await;
         let errors = shared.errors.snapshot();
         return Err(LoadError::NoConnection {
@@ -259,6 +298,9 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     };
 
     cancel.cancel();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
     let outcomes = join_all(&mut tasks).await;
 
     setups.sort();

@@ -50,6 +50,16 @@ pub enum MinerClients {
     Given(Vec<(Arc<str>, Arc<dyn MinerApi>)>),
 }
 
+/// An optional [`ConfigSource`], printable.
+#[derive(Clone, Default)]
+struct Source(Option<ConfigSource>);
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
 impl fmt::Debug for MinerClients {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -67,7 +77,11 @@ pub struct SiteOptions {
     clients: MinerClients,
     prometheus: Option<PrometheusHandle>,
     serve_http: bool,
+    source: Source,
 }
+
+/// Reads and validates the configuration again, for a reload (SIGHUP, `POST /api/v1/reload`).
+pub type ConfigSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
 impl SiteOptions {
     /// The site `config` describes: management clients from the inventory, `/metrics`
@@ -78,7 +92,15 @@ impl SiteOptions {
             clients: MinerClients::Inventory,
             prometheus: None,
             serve_http: true,
+            source: Source::default(),
         }
+    }
+
+    /// Where a reload reads the configuration from (the file `hashgate run` was given);
+    /// without one, [`Site::reload`] and `POST /api/v1/reload` have nothing to re-read.
+    pub fn reload_from(mut self, source: ConfigSource) -> SiteOptions {
+        self.source = Source(Some(source));
+        self
     }
 
     /// Where the power driver's clients come from; unused without `[power]`.
@@ -106,7 +128,7 @@ impl SiteOptions {
 pub enum SiteError {
     /// The miner listener could not be bound (address in use, permission, a vardiff
     /// setting the sessions cannot use).
-    #[error("miner listener on {addr}: {source}")]
+    #[error("proxy.listen: cannot listen for miners on {addr}: {source}")]
     Listener {
         /// `proxy.listen`.
         addr: SocketAddr,
@@ -114,7 +136,7 @@ pub enum SiteError {
         source: io::Error,
     },
     /// The status server could not be bound.
-    #[error("status server on {addr}: {source}")]
+    #[error("http.listen: cannot start the status server on {addr}: {source}")]
     Http {
         /// `http.listen`.
         addr: SocketAddr,
@@ -168,6 +190,30 @@ pub struct Site {
     shutdown: CancellationToken,
     phase: watch::Receiver<Phase>,
     stopping: JoinHandle<Result<(), SiteError>>,
+    /// What [`Site::reload`] runs.
+    reload: Reloader,
+}
+
+/// An optional reload, printable.
+struct Reloader(Option<crate::power::admin::Reload>);
+
+impl fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
+/// Re-reads the configuration through `source` and applies its power budgets and policy
+/// to `power`; nothing changes on error.
+fn reload_with(source: &ConfigSource, power: Option<&PowerHandle>) -> Result<(), String> {
+    let config = source()?;
+    match (power, &config.power) {
+        (Some(handle), Some(section)) => handle.reload(section).map_err(|e| e.to_string()),
+        (None, None) => Ok(()),
+        (None, Some(_)) | (Some(_), None) => {
+            Err("adding or removing the [power] section needs a restart".to_owned())
+        }
+    }
 }
 
 /// Upstream connections per pool the hub may open: enough for the connection cap with the
@@ -190,6 +236,7 @@ impl Site {
             clients,
             prometheus,
             serve_http,
+            source,
         } = options;
         let registry = Registry::new();
         let (hub, channels) = Hub::new(max_channels(&config));
@@ -228,7 +275,17 @@ impl Site {
             Some(power) => {
                 let (driver, handle) =
                     build_driver(power.clone(), clients, registry.clone()).await?;
-                let admin = crate::power::admin::router(handle.clone(), power.admin_token.clone());
+                let reload = source.0.clone().map(|source| {
+                    let handle = handle.clone();
+                    let reload: crate::power::admin::Reload =
+                        Arc::new(move || reload_with(&source, Some(&handle)));
+                    reload
+                });
+                let admin = crate::power::admin::router_with_reload(
+                    handle.clone(),
+                    power.admin_token.clone(),
+                    reload,
+                );
                 Some((driver, handle, admin))
             }
             None => None,
@@ -257,7 +314,16 @@ impl Site {
                 if let Some(handle) = prometheus {
                     exporter = exporter.with_prometheus(handle);
                 }
-                let state = HttpState::new(Arc::new(exporter), &config.http);
+                if config.http.allow_remote_admin && config.power.is_some() {
+                    tracing::warn!(
+                        listen = %addr,
+                        "http.allow_remote_admin: power admin writes are served to any peer \
+                         holding the token; keep the network in front of this port trusted"
+                    );
+                }
+                let state =
+                    HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone())
+                        .closing_with(shutdown.clone());
                 let task = tokio::spawn(crate::http::serve_merged(
                     bound,
                     state,
@@ -268,7 +334,7 @@ impl Site {
             }
             None => (None, None),
         };
-        tracing::info!(%miner_addr, http = ?http_addr, pools = config.pools.len(), power = power.is_some(), "hashgate proxy listening");
+        tracing::info!(%miner_addr, http = http_addr.map(tracing::field::display), pools = config.pools.len(), power = power.is_some(), "hashgate proxy listening");
 
         let (phase_tx, phase) = watch::channel(Phase::Running);
         let stopping = tokio::spawn(
@@ -282,7 +348,14 @@ impl Site {
             }
             .run(),
         );
+        let reload = source.0.map(|source| {
+            let handle = power.clone();
+            let reload: crate::power::admin::Reload =
+                Arc::new(move || reload_with(&source, handle.as_ref()));
+            reload
+        });
         Ok(Site {
+            reload: Reloader(reload),
             miner_addr,
             http_addr,
             registry,
@@ -293,6 +366,19 @@ impl Site {
             phase,
             stopping,
         })
+    }
+
+    /// Re-reads the configuration (see [`SiteOptions::reload_from`]) and applies its power
+    /// budgets and policy; miners stay connected. Pools and listeners are not reloaded.
+    ///
+    /// # Errors
+    /// Why nothing changed: no source, a file that does not validate, or an inventory
+    /// change that needs a restart.
+    pub fn reload(&self) -> Result<(), String> {
+        match &self.reload.0 {
+            Some(reload) => reload(),
+            None => Err("nothing to reload: no configuration source".to_owned()),
+        }
     }
 
     /// Begins the shutdown sequence (see the module documentation) without waiting for it;

@@ -121,6 +121,8 @@ pub struct DemoSummary {
     pub pool_accepted: u64,
     /// Shares the proxy rejected.
     pub rejected: u64,
+    /// Shares sent to a pool that got no verdict (pool gone, queue full, no answer).
+    pub undelivered: u64,
     /// Of those, the ones rejected for a reason other than a stale job (expected at a pool
     /// switch); anything here is a fault.
     pub rejected_not_stale: u64,
@@ -186,15 +188,28 @@ pub async fn run(
     let mut ticker = tokio::time::interval(options.status_interval);
     ticker.tick().await;
     loop {
+        // Events fire at their own time, not on the next status tick (up to an interval
+        // late): a status line follows on the tick as usual.
+        let next_event = events
+            .peek()
+            .map(|e| tokio::time::Instant::from_std(start + e.at));
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            () = sleep_until_some(next_event) => {
+                let elapsed = start.elapsed();
+                while let Some(event) = events.next_if(|e| e.at <= elapsed) {
+                    print(format!(
+                        "  >>> [{:>6.1}s] {}",
+                        start.elapsed().as_secs_f64(),
+                        play(&event.kind, &sim, power.as_ref())
+                    ));
+                }
+                continue;
+            }
             _ = ticker.tick() => {}
         }
         let elapsed = start.elapsed();
-        while let Some(event) = events.next_if(|e| e.at <= elapsed) {
-            print(play(&event.kind, &sim, power.as_ref()));
-        }
         let status = power.as_ref().map(|h| h.status());
         if let Some(status) = &status {
             for d in status.recent_decisions.iter().skip(seen_decisions) {
@@ -234,6 +249,10 @@ pub async fn run(
     let miners = registry.miners(now);
     summary.accepted = miners.iter().map(|(_, s)| s.totals.accepted).sum();
     summary.pool_accepted = miners.iter().map(|(_, s)| s.totals.pool_accepted).sum();
+    summary.undelivered = miners
+        .iter()
+        .map(|(_, s)| s.totals.undelivered_total())
+        .sum();
     summary.rejected = miners.iter().map(|(_, s)| s.totals.rejected_total()).sum();
     let stale = hashgate_protocol::work::ShareReject::ALL
         .iter()
@@ -256,10 +275,11 @@ pub async fn run(
         pool.shutdown().await;
     }
     print(format!(
-        "hashgate demo: done | shares ok {} (pool ok {}) rejected {} | power: {} sleeps, {} wakes, worst overshoot {:.1} kW",
+        "hashgate demo: done | shares ok {} rej {} | pool ok {} undelivered {} | power: {} sleeps, {} wakes, worst overshoot {:.1} kW",
         summary.accepted,
-        summary.pool_accepted,
         summary.rejected,
+        summary.pool_accepted,
+        summary.undelivered,
         summary.sleeps,
         summary.wakes,
         summary.worst_overshoot_watts / 1000.0
@@ -280,37 +300,39 @@ fn play(
         } => {
             let result = power.map(|h| h.set_budget(container, Some(budget_kw * 1000.0)));
             format!(
-                "  >>> demand response: {container} budget cut to {budget_kw:.1} kW ({})",
+                "demand response: {container} budget cut to {budget_kw:.1} kW ({})",
                 outcome(result)
             )
         }
         EventKind::RestoreBudget { container } => {
             let result = power.map(|h| h.set_budget(container, None));
             format!(
-                "  >>> demand response over: {container} back to its configured budget ({})",
+                "demand response over: {container} back to its configured budget ({})",
                 outcome(result)
             )
         }
-        EventKind::PoolDown(i) => match sim.pools.get(*i) {
-            Some(pool) => {
+        EventKind::PoolDown(i) => match (sim.pools.get(*i), sim.pool_names.get(*i)) {
+            (Some(pool), Some(name)) => {
                 pool.set_fault(PoolFault::Disconnect);
-                format!(
-                    "  >>> pool {} goes down: miners should keep mining on the backup",
-                    pool.addr()
-                )
+                format!("pool {name} goes down: miners should keep mining on the backup")
             }
-            None => format!("  >>> no pool {i} to take down"),
+            _ => format!("no pool {i} to take down"),
         },
-        EventKind::PoolUp(i) => match sim.pools.get(*i) {
-            Some(pool) => {
+        EventKind::PoolUp(i) => match (sim.pools.get(*i), sim.pool_names.get(*i)) {
+            (Some(pool), Some(name)) => {
                 pool.set_fault(PoolFault::None);
-                format!(
-                    "  >>> pool {} is back: miners return to it once it is healthy",
-                    pool.addr()
-                )
+                format!("pool {name} is back: miners return to it once it is healthy")
             }
-            None => format!("  >>> no pool {i} to bring up"),
+            _ => format!("no pool {i} to bring up"),
         },
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

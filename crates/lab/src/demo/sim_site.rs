@@ -32,6 +32,8 @@ pub struct SimMiner {
 pub struct SimSite {
     /// One simulated pool per configured pool, in the same order.
     pub pools: Vec<SimPool>,
+    /// The configured name of each pool (as status lines and `/metrics` name it).
+    pub pool_names: Vec<String>,
     /// One simulated miner per inventory entry, in the same order.
     pub miners: Vec<SimMiner>,
     /// Real hashes per second each simulated ASIC performs.
@@ -50,8 +52,10 @@ impl SimSite {
         pool_difficulty: f64,
     ) -> io::Result<SimSite> {
         let mut pools = Vec::with_capacity(raw.pools.len());
+        let mut pool_names = Vec::with_capacity(raw.pools.len());
         for (i, entry) in raw.pools.iter_mut().enumerate() {
             let name = entry.name.clone().unwrap_or_else(|| format!("pool{i}"));
+            pool_names.push(name.clone());
             let pool = SimPool::start(SimPoolConfig {
                 name,
                 difficulty: pool_difficulty,
@@ -90,6 +94,7 @@ impl SimSite {
         }
         Ok(SimSite {
             pools,
+            pool_names,
             miners,
             asic_hashrate,
         })

@@ -52,21 +52,23 @@ pub fn status_line(
         .filter(|u| u.state == UpstreamState::Active)
         .map(|u| u.pool.to_string())
         .collect::<Vec<_>>();
+    // Fits 120 columns with one container and a short pool name: a status line that wraps
+    // is unreadable scrolling by.
     let mut line = format!(
-        "[{:>4}s] miners {:>2} | hashrate(1m) {:>10} | shares ok {:>5} rej {:>3} | pool ok {:>5} rej {:>3} undelivered {:>2} | pool {}",
+        "[{:>4}s] {:>2} miners {:>10} | ok {:>5} rej {:>2} | pool {} ok {:>5} rej {:>2} undeliv {:>2}",
         elapsed.as_secs(),
         miners.len(),
         hashrate,
         accepted,
         rejected,
-        pool_accepted,
-        pool_rejected,
-        undelivered,
         if active.is_empty() {
             "-".to_owned()
         } else {
             active.join(",")
         },
+        pool_accepted,
+        pool_rejected,
+        undelivered,
     );
     if let Some(power) = power {
         for c in &power.containers {
@@ -79,7 +81,7 @@ pub fn status_line(
                 .count();
             let _ = write!(
                 line,
-                " | {} {:.1}/{:.1} kW, {} asleep",
+                " | {} {:.1}/{:.1} kW {} asleep",
                 c.name,
                 c.load_watts.unwrap_or(0.0) / 1000.0,
                 c.budget_watts / 1000.0,
@@ -93,6 +95,44 @@ pub fn status_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_status_line_fits_120_columns() {
+        use hashgate_site::power::driver::ContainerStatus;
+        let registry = Registry::new();
+        registry
+            .upstream(&std::sync::Arc::from("primary"))
+            .set_state(UpstreamState::Active);
+        let power = PowerStatus {
+            ticks: 1,
+            last_tick_unix_ms: None,
+            containers: vec![ContainerStatus {
+                name: "c01".into(),
+                budget_watts: 26_000.0,
+                configured_budget_watts: 26_000.0,
+                load_watts: Some(25_999.0),
+                projected_watts: None,
+                load_source: None,
+                meter_fallback: None,
+                inlet_c: None,
+                hot: false,
+                stuck_over_budget: false,
+            }],
+            miners: Vec::new(),
+            recent_decisions: Vec::new(),
+        };
+        let line = status_line(
+            Duration::from_secs(9_999),
+            &registry,
+            Some(&power),
+            Instant::now(),
+        );
+        assert!(
+            line.chars().count() <= 120,
+            "{} chars: {line}",
+            line.chars().count()
+        );
+    }
 
     #[test]
     fn hashrates_get_readable_units() {

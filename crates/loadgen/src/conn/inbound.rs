@@ -207,11 +207,14 @@ impl Conn<'_> {
             .latency
             .record(self.index, now.saturating_duration_since(sent));
         self.out.last_answer = Some(now);
-        if accepted {
+        let total = if accepted {
             self.out.accepted += 1;
+            &self.shared.progress.accepted
         } else {
             *self.out.rejected.entry(code).or_default() += 1;
-        }
+            &self.shared.progress.rejected
+        };
+        total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn request(&mut self, r: Request, line: &[u8], now: Instant) {

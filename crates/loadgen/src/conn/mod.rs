@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -120,6 +121,23 @@ pub(crate) struct RunContext {
     pub errors: ErrorLog,
     /// Events to the coordinator (bounded: see `run`).
     pub events: mpsc::Sender<Event>,
+    /// Running totals for the once-a-second progress line.
+    pub progress: Progress,
+}
+
+/// Running totals read by the progress line while the run goes on (the per-connection
+/// [`ConnOutcome`]s are only added up at the end). Bumped once per batch written and once
+/// per answer, so the shared cache line costs little next to the socket work.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Connections subscribed, authorized and holding a job.
+    pub ready: AtomicU64,
+    /// Shares written.
+    pub sent: AtomicU64,
+    /// Shares the target accepted.
+    pub accepted: AtomicU64,
+    /// Shares the target rejected.
+    pub rejected: AtomicU64,
 }
 
 /// What one connection counted; the coordinator adds them up.

@@ -90,6 +90,10 @@ impl Conn<'_> {
                 self.pending.push_back((id, now));
             }
             self.out.sent += count as u64;
+            self.shared
+                .progress
+                .sent
+                .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
             self.advance(count as u64, now);
             left -= count as u64;
         }

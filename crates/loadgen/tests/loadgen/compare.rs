@@ -192,3 +192,35 @@ fn a_closed_stdout_does_not_panic_the_loadgen() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("stdout closed"), "{stderr}");
 }
+
+/// A plain run takes `--duration 2s` like every duration flag, and reports progress on
+/// stderr once a second while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_run_takes_unit_durations_and_prints_progress_each_second() {
+    let run = tokio::process::Command::new(loadgen_binary())
+        .args([
+            "--sim-pool",
+            "-n",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "2500ms",
+            "--sim-pool-job-interval",
+            "1s",
+            "--json",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = bounded(60, run).await.expect("hashgate-loadgen runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("loadgen: ") && l.contains(" ready "))
+        .collect();
+    assert!(progress.len() >= 2, "a line a second over ~3 s: {stderr}");
+    assert!(progress.iter().any(|l| l.contains("ready 2/2")), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(json["shares"]["duration_s"], 2.5, "{json}");
+}

@@ -4,6 +4,7 @@
 //! Every validation error names the field it is about (`pools[1].url: ...`) so an operator
 //! can fix the file without reading code. `hashgate check-config FILE` runs exactly this.
 
+mod duration;
 mod error;
 mod pool_url;
 mod raw;
@@ -18,6 +19,7 @@ use crate::power::inventory::PowerConfig;
 // The file sets the interval and bounds; the rest of the tuning keeps its defaults.
 pub use hashgate_protocol::vardiff::VardiffConfig;
 
+pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
@@ -96,6 +98,22 @@ pub struct PoolConfig {
     pub user: String,
     /// Password sent with `mining.authorize` (most pools ignore it).
     pub password: String,
+    /// Hosts besides its own (lower case) that the pool's `client.reconnect` may name; a
+    /// redirect anywhere else is refused, since it would carry the account and the site's
+    /// shares to a host the operator never chose.
+    pub reconnect_hosts: Vec<String>,
+}
+
+impl PoolConfig {
+    /// Whether a `client.reconnect` to `host` may be followed: the pool's own host, or one
+    /// the operator listed.
+    pub fn may_redirect_to(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.url.host)
+            || self
+                .reconnect_hosts
+                .iter()
+                .any(|allowed| host.eq_ignore_ascii_case(allowed))
+    }
 }
 
 /// The password never reaches a log line or a panic message: some pools use it as a
@@ -107,6 +125,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("url", &self.url)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("reconnect_hosts", &self.reconnect_hosts)
             .finish()
     }
 }
@@ -151,6 +170,44 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         RawConfig::parse(text)?.validate()
     }
+}
+
+/// What `hashgate check-config` found a file to be.
+#[derive(Debug)]
+pub enum CheckedFile {
+    /// A whole site configuration.
+    Site(Box<Config>),
+    /// A power inventory on its own (the `[power]` keys at the top level, as in
+    /// `config/power-example.toml`), to be pasted under `[power]` of a site file.
+    PowerInventory(Box<PowerConfig>),
+}
+
+/// Reads a file and validates it as a site configuration or, when it has a top-level
+/// `[[containers]]` or `[[miners]]` and no `[[pools]]`/`[proxy]`, as a standalone power
+/// inventory.
+///
+/// # Errors
+/// As [`Config::load`]; a power inventory's error is [`ConfigError::Power`].
+pub fn check_file(path: &Path) -> Result<CheckedFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let table: toml::Table = error::deserialize(&text)?;
+    let site_keys = ["proxy", "pools"].iter().any(|k| table.contains_key(*k));
+    let power_keys = ["containers", "miners"]
+        .iter()
+        .any(|k| table.contains_key(*k));
+    if power_keys && !site_keys {
+        let raw: crate::power::inventory::PowerConfigRaw = error::deserialize(&text)?;
+        let power = raw
+            .validate()
+            .map_err(|e| ConfigError::Power(Box::new(e)))?;
+        return Ok(CheckedFile::PowerInventory(Box::new(power)));
+    }
+    Ok(CheckedFile::Site(Box::new(
+        RawConfig::parse(&text)?.validate()?,
+    )))
 }
 
 #[cfg(test)]

@@ -59,6 +59,15 @@ impl FromStr for PoolUrl {
         if host.is_empty() {
             return Err(format!("{s:?}: empty host"));
         }
+        // A typo like `stratum+tcp//pool:3333` (no colon) leaves the scheme in the host;
+        // refuse anything that is neither a host name nor an IP rather than dial it.
+        let v6 = rest.starts_with('[');
+        if !(v6 && host.parse::<std::net::Ipv6Addr>().is_ok() || !v6 && valid_host_name(host)) {
+            return Err(format!(
+                "{s:?}: {host:?} is not a host name or IP address \
+                 (expected stratum+tcp://host:port, e.g. stratum+tcp://pool.example:3333)"
+            ));
+        }
         let port: u16 = port
             .parse()
             .map_err(|_| format!("{s:?}: port {port:?} is not a number from 1 to 65535"))?;
@@ -70,4 +79,17 @@ impl FromStr for PoolUrl {
             port,
         })
     }
+}
+
+/// Letters, digits, `-`, `_` and dots between non-empty labels: what DNS names and IPv4
+/// addresses are made of.
+fn valid_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

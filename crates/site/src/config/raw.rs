@@ -49,14 +49,17 @@ pub struct RawProxy {
     /// Connection cap, default 20,000.
     pub max_connections: Option<usize>,
     /// Seconds to subscribe and authorize, default 10.
+    #[serde(default, deserialize_with = "seconds")]
     pub setup_timeout_secs: Option<f64>,
     /// Unauthorized connections per source address, default 256.
     pub max_unauthorized_per_source: Option<usize>,
     /// Unauthorized connections in total, default half of `max_connections`.
     pub max_unauthorized: Option<usize>,
     /// Setup deadline under pressure, default 2 s.
+    #[serde(default, deserialize_with = "seconds")]
     pub setup_timeout_under_pressure_secs: Option<f64>,
     /// Seconds of silence before a miner is dropped, default 600.
+    #[serde(default, deserialize_with = "seconds")]
     pub idle_timeout_secs: Option<f64>,
     /// Longest line in bytes, default 65,536.
     pub max_line_bytes: Option<usize>,
@@ -71,6 +74,7 @@ pub struct RawProxy {
     /// Miners per upstream connection, default 4,096.
     pub miners_per_upstream: Option<usize>,
     /// Seconds a share's ntime may run ahead of its job, default 7,200.
+    #[serde(default, deserialize_with = "seconds")]
     pub ntime_window_secs: Option<f64>,
     /// Difficulty a new miner starts at, default 1,024 (vardiff moves it).
     pub initial_difficulty: Option<f64>,
@@ -88,6 +92,8 @@ pub struct RawPool {
     pub user: Option<String>,
     /// Password; default `x`.
     pub password: Option<String>,
+    /// Hosts besides the pool's own that its `client.reconnect` may send the proxy to.
+    pub reconnect_hosts: Option<Vec<String>>,
 }
 
 /// `[vardiff]` as written.
@@ -95,6 +101,7 @@ pub struct RawPool {
 #[serde(deny_unknown_fields)]
 pub struct RawVardiff {
     /// Seconds between shares aimed at, default 5.
+    #[serde(default, deserialize_with = "seconds")]
     pub target_interval_secs: Option<f64>,
     /// Lowest difficulty, default 0.001.
     pub min_difficulty: Option<f64>,
@@ -108,19 +115,25 @@ pub struct RawVardiff {
 pub struct RawFailover {
     /// Seconds a request (a share, the handshake) may go unanswered before the pool
     /// counts as down, default 3.
+    #[serde(default, deserialize_with = "seconds")]
     pub silence_timeout_secs: Option<f64>,
     /// Shortest wait for a pool's next job before it counts as stuck, default 120; the
     /// bound grows with the pool's own notify cadence.
+    #[serde(default, deserialize_with = "seconds")]
     pub job_timeout_floor_secs: Option<f64>,
     /// Consecutive shares a pool may reject before it counts as down, default 20 (0: never).
     pub reject_streak: Option<u32>,
     /// First reconnect delay in seconds, default 0.25.
+    #[serde(default, deserialize_with = "seconds")]
     pub reconnect_min_secs: Option<f64>,
     /// Longest reconnect delay in seconds, default 30.
+    #[serde(default, deserialize_with = "seconds")]
     pub reconnect_max_secs: Option<f64>,
     /// Seconds the preferred pool must be healthy before failing back, default 10.
+    #[serde(default, deserialize_with = "seconds")]
     pub failback_after_secs: Option<f64>,
     /// Seconds to wait for a pool's answer to a submit, default 10.
+    #[serde(default, deserialize_with = "seconds")]
     pub submit_timeout_secs: Option<f64>,
 }
 
@@ -142,7 +155,7 @@ impl RawConfig {
     /// # Errors
     /// [`ConfigError::Parse`] with the line and column of the problem.
     pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
-        Ok(toml::from_str(text)?)
+        super::error::deserialize(text)
     }
 
     /// Checks every field and turns the file into typed values.
@@ -256,6 +269,12 @@ impl RawConfig {
                 url,
                 user,
                 password: raw.password.clone().unwrap_or_else(|| "x".to_owned()),
+                reconnect_hosts: raw
+                    .reconnect_hosts
+                    .iter()
+                    .flatten()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
             });
         }
 
@@ -316,6 +335,26 @@ impl RawConfig {
             power,
             http,
         })
+    }
+}
+
+/// A `*_secs` field: a number of seconds (`10`, `0.25`) or a duration string in the syntax
+/// of the command-line flags (`"10s"`, `"250ms"`, `"2m"`).
+fn seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(f64),
+        Text(String),
+    }
+    match Seconds::deserialize(deserializer) {
+        Ok(Seconds::Number(secs)) => Ok(Some(secs)),
+        Ok(Seconds::Text(text)) => super::parse_duration(&text)
+            .map(|d| Some(d.as_secs_f64()))
+            .map_err(serde::de::Error::custom),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a number of seconds or a duration like \"30s\"",
+        )),
     }
 }
 

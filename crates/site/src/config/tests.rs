@@ -131,7 +131,20 @@ fn pool_urls_parse() {
             .authority(),
         "[::1]:3333"
     );
-    for bad in ["stratum+ssl://h:1", "h", ":3333", "h:0", "h:x", "[::1:3"] {
+    for bad in [
+        "stratum+ssl://h:1",
+        "h",
+        ":3333",
+        "h:0",
+        "h:x",
+        "[::1:3",
+        "stratum+tcp//pool.example:3333",
+        "stratum+tcp:/pool.example:3333",
+        "pool..example:3333",
+        "pool example:3333",
+        "[pool.example]:3333",
+        "user@pool.example:3333",
+    ] {
         assert!(bad.parse::<PoolUrl>().is_err(), "{bad} should be refused");
     }
 }
@@ -189,4 +202,77 @@ fn pool_password_is_not_in_debug_output() {
     let shown = format!("{cfg:?}");
     assert!(!shown.contains("hunter2-secret"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+#[test]
+fn a_url_missing_its_colon_is_refused_naming_the_field() {
+    let text = "[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"stratum+tcp//pool.example:3333\"";
+    let err = Config::from_toml(text).unwrap_err().to_string();
+    assert!(err.starts_with("pools[0].url: "), "{err}");
+    assert!(err.contains("not a host name or IP address"), "{err}");
+    assert!(err.contains("stratum+tcp://host:port"), "{err}");
+}
+
+#[test]
+fn parse_errors_read_plainly_with_the_path() {
+    let cases = [
+        (
+            "[proxy]\nmax_connections = -5\n",
+            "proxy.max_connections: -5 was given; expected a whole number, 0 or more (line 2)",
+        ),
+        (
+            "[proxy]\nmax_miner_extranonce2 = 300\n",
+            "proxy.max_miner_extranonce2: 300 was given; expected a whole number from 0 to 255 (line 2)",
+        ),
+        (
+            "[proxy]\nlisten = 3333\n",
+            "proxy.listen: 3333 was given; expected a quoted string (line 2)",
+        ),
+        (
+            "[[pools]]\nurl = \"h:1\"\n[[pools]]\nurl = \"h:2\"\npassword = 7\n",
+            "pools[1].password: 7 was given; expected a quoted string (line 5)",
+        ),
+        (
+            "[failover]\nsilence_timeout_secs = true\n",
+            "failover.silence_timeout_secs: expected a number of seconds or a duration like \"30s\" (line 2)",
+        ),
+        (
+            "[failover]\nsilence_timeout_secs = \"3 days\"\n",
+            "failover.silence_timeout_secs: \"3 days\" is not a duration: the units are ms, s, m and h (write e.g. 500ms, 30s, 2m, 1h30m, or plain seconds) (line 2)",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = Config::from_toml(text).unwrap_err().to_string();
+        assert_eq!(err, expected, "for:\n{text}");
+    }
+    let unknown = Config::from_toml("[proxy]\nlisten_port = 3333\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.starts_with("proxy.listen_port: unknown key; the keys here are listen, "),
+        "{unknown}"
+    );
+    let syntax = Config::from_toml("[proxy\n").unwrap_err().to_string();
+    assert!(syntax.starts_with("file: not valid TOML"), "{syntax}");
+}
+
+#[test]
+fn seconds_fields_take_numbers_or_the_flags_duration_syntax() {
+    let cfg = Config::from_toml(&format!(
+        "{MINIMAL}\n[failover]\nsilence_timeout_secs = \"1500ms\"\nreconnect_max_secs = \"2m\"\nfailback_after_secs = 7\nsubmit_timeout_secs = 2.5\n"
+    ))
+    .unwrap();
+    assert_eq!(cfg.failover.silence_timeout, Duration::from_millis(1500));
+    assert_eq!(cfg.failover.reconnect_max, Duration::from_secs(120));
+    assert_eq!(cfg.failover.failback_after, Duration::from_secs(7));
+    assert_eq!(cfg.failover.submit_timeout, Duration::from_millis(2500));
+    let zero = Config::from_toml(&format!(
+        "{MINIMAL}\n[vardiff]\ntarget_interval_secs = \"0s\"\n"
+    ));
+    assert!(
+        zero.unwrap_err()
+            .to_string()
+            .starts_with("vardiff.target_interval_secs: "),
+        "a zero duration names its field"
+    );
 }

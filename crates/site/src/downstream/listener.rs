@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::ratelog::{RateLimitedLog, Verdict};
 use crate::stats::Registry;
 
 use super::admission::{Admission, AdmissionLimits};
@@ -137,8 +138,7 @@ impl ListenerCounters {
         if let Some(cell) = self.ended.get(end.index()) {
             cell.fetch_add(1, Ordering::Relaxed);
         }
-        let open = self.open.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
-        metrics::gauge!("hashgate_downstream_connections").set(open as f64);
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -157,6 +157,10 @@ struct Acceptor {
     admission: Arc<Admission>,
     /// Accept-loop counters.
     counters: Arc<ListenerCounters>,
+    /// Gates the warning for a refused connection: a flood of them is one line a window.
+    refusal_log: RateLimitedLog,
+    /// Gates the error for descriptor exhaustion, which otherwise repeats every backoff.
+    exhausted_log: RateLimitedLog,
 }
 
 /// The miner-facing listener, bound and ready to [`run`](Listener::run).
@@ -251,6 +255,8 @@ impl Listener {
                     setup_timeout_under_pressure: config.proxy.setup_timeout_under_pressure,
                 }),
                 counters: Arc::new(ListenerCounters::default()),
+                refusal_log: RateLimitedLog::default(),
+                exhausted_log: RateLimitedLog::default(),
             }),
         })
     }
@@ -365,7 +371,9 @@ impl Acceptor {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("hashgate_downstream_refused_total", "reason" => "max_connections")
                 .increment(1);
-            tracing::warn!(%peer, "connection cap reached; miner refused");
+            if let Verdict::Log { suppressed } = self.refusal_log.check_now() {
+                tracing::warn!(%peer, suppressed, "connection cap reached; miner refused");
+            }
             return;
         };
         let admitted = match self.admission.admit(peer.ip()) {
@@ -374,14 +382,16 @@ impl Acceptor {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("hashgate_downstream_refused_total", "reason" => refusal.label())
                     .increment(1);
-                tracing::warn!(%peer, reason = refusal.label(), "budget of unauthorized connections reached; connection refused");
+                if let Verdict::Log { suppressed } = self.refusal_log.check_now() {
+                    tracing::warn!(%peer, reason = refusal.label(), suppressed, "budget of unauthorized connections reached; connection refused");
+                }
                 return;
             }
         };
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        let open = self.counters.open.fetch_add(1, Ordering::Relaxed) + 1;
+        // Open connections are `hashgate_miners_connected`, from the registry.
+        self.counters.open.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("hashgate_downstream_accepted_total").increment(1);
-        metrics::gauge!("hashgate_downstream_connections").set(open as f64);
         // Stratum lines are small and latency matters more than packet count.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
@@ -413,7 +423,9 @@ impl Acceptor {
         let kind = if exhausted { "fd_exhausted" } else { "other" };
         metrics::counter!("hashgate_downstream_accept_errors_total", "kind" => kind).increment(1);
         if exhausted {
-            tracing::error!(%error, "out of file descriptors; pausing accepts briefly");
+            if let Verdict::Log { suppressed } = self.exhausted_log.check_now() {
+                tracing::error!(%error, suppressed, "out of file descriptors; pausing accepts briefly");
+            }
             tokio::select! {
                 () = self.shutdown.cancelled() => {}
                 () = tokio::time::sleep(EMFILE_BACKOFF) => {}

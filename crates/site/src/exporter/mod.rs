@@ -7,6 +7,7 @@
 //! Metric names and labels are listed in `docs/METRICS.md` and pinned by
 //! `tests/metrics/metrics_names.rs`.
 
+pub mod process;
 mod render;
 pub mod text;
 pub mod workers;
@@ -52,29 +53,105 @@ pub fn recorder_builder() -> Result<PrometheusBuilder, BuildError> {
 /// # Errors
 /// [`BuildError`] when a global recorder is already installed.
 pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
+    process::mark_start();
     let handle = recorder_builder()?.install_recorder()?;
     describe();
     Ok(handle)
 }
 
-/// `# HELP` text for the series recorded through the `metrics` macros.
+/// `# HELP` text (and unit) for every series recorded through the `metrics` macros: a
+/// family without HELP makes `promtool check metrics` fail, and the dashboard's tooltips
+/// come from it.
 pub fn describe() {
-    metrics::describe_histogram!(
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
         SUBMIT_LATENCY,
-        metrics::Unit::Seconds,
+        Unit::Seconds,
         "Round trip of a share submitted to the pool, by pool."
     );
-    metrics::describe_counter!(
-        UPSTREAM_WORKER_FALLBACKS,
-        "Pool connections that gave up per-miner worker names for the account, by pool and reason (refused, unanswered)."
+    describe_counter!(
+        "hashgate_upstream_redirects_refused_total",
+        "client.reconnect requests to a host other than the pool's own or its reconnect_hosts, refused, by pool."
     );
-    metrics::describe_counter!(
+    describe_counter!(
+        UPSTREAM_WORKER_FALLBACKS,
+        "Pool connections on which per-miner worker names were given up for the account, by pool and reason."
+    );
+    describe_counter!(
+        "hashgate_channels_closed_total",
+        "Upstream channels closed after staying empty for the idle grace."
+    );
+    describe_counter!(
         "hashgate_downstream_malformed_total",
         "Lines from miners that could not be parsed."
     );
-    metrics::describe_counter!(
+    describe_counter!(
+        "hashgate_downstream_accepted_total",
+        "Miner connections accepted."
+    );
+    describe_counter!(
+        "hashgate_downstream_refused_total",
+        "Miner connections refused, by reason (connection cap, budget of unauthorized connections)."
+    );
+    describe_counter!(
+        "hashgate_downstream_disconnects_total",
+        "Miner sessions ended, by reason."
+    );
+    describe_counter!(
+        "hashgate_downstream_accept_errors_total",
+        "Errors accepting miner connections, by kind (fd_exhausted, other)."
+    );
+    describe_counter!(
         crate::power::admin::ADMIN_AUTH_FAILURES,
         "Admin API writes refused, by reason (missing or wrong bearer token, writes disabled)."
+    );
+    describe_counter!(
+        "hashgate_power_actions_total",
+        "Power controller decisions, by action (sleep, wake, blocked) and reason."
+    );
+    describe_counter!(
+        "hashgate_power_meter_fallback_ticks_total",
+        "Controller ticks that estimated a container's load from miners because its meter was unusable, by reason."
+    );
+    describe_gauge!(
+        "hashgate_container_power_watts",
+        "Fail-safe load estimate of the container at the last tick, watts."
+    );
+    describe_gauge!(
+        "hashgate_container_budget_watts",
+        "Power budget in force for the container (configured or overridden), watts."
+    );
+    describe_gauge!(
+        "hashgate_container_projected_power_watts",
+        "Load expected once pending sleep and wake orders take effect, watts."
+    );
+    describe_gauge!(
+        "hashgate_container_inlet_celsius",
+        "Container inlet temperature, degrees Celsius."
+    );
+    describe_gauge!(
+        "hashgate_container_hot",
+        "1 while the container is over its temperature limit, else 0."
+    );
+    describe_gauge!(
+        "hashgate_container_stuck_over_budget",
+        "1 while the container is over budget and no miner can be put to sleep, else 0."
+    );
+    describe_gauge!(
+        "hashgate_miner_power_state",
+        "1 for the power state the controller holds the miner in (asleep, awake, waking, falling_asleep, maintenance), 0 for the others."
+    );
+    describe_gauge!(
+        "hashgate_miner_counted_power_watts",
+        "Power the controller counts for the miner, watts."
+    );
+    describe_gauge!(
+        crate::power::driver::POWER_INFO,
+        "1 per worker name whose connections belong to the inventory miner (by inventory worker or management IP); joins power series (miner) to share series (worker)."
+    );
+    describe_gauge!(
+        crate::power::driver::ALARM_GAUGE,
+        "1 while the alarm is raised for the inventory miner, else 0 (every alarm has a series)."
     );
 }
 
@@ -94,6 +171,7 @@ impl Exporter {
     /// An exporter over `registry`, giving at most `max_worker_series` worker names a
     /// series of their own.
     pub fn new(registry: Arc<Registry>, max_worker_series: usize) -> Exporter {
+        process::mark_start();
         Exporter {
             registry,
             hub: None,

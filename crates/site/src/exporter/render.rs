@@ -45,6 +45,7 @@ pub(super) fn render(head: String, inputs: &Inputs<'_>) -> String {
     worker_counters(&mut w, inputs.rows);
     upstreams(&mut w, inputs.upstreams);
     channels(&mut w, inputs.channels);
+    super::process::render(&mut w);
     w.finish()
 }
 
@@ -164,10 +165,10 @@ fn worker_gauges(w: &mut TextWriter, rows: &BTreeMap<String, WorkerRow>) {
     w.family(
         INFO,
         Kind::Gauge,
-        "1 per live connection, labelled with its remote address, user agent and extranonce prefix.",
+        "Live connections of the worker, labelled with the remote host, user agent and extranonce prefix of the most recent one.",
     );
     for (worker, row) in rows {
-        for info in &row.info {
+        if let Some(info) = &row.info {
             w.sample(
                 INFO,
                 &[
@@ -176,7 +177,7 @@ fn worker_gauges(w: &mut TextWriter, rows: &BTreeMap<String, WorkerRow>) {
                     ("user_agent", &info.user_agent),
                     ("prefix", &info.prefix),
                 ],
-                1.0,
+                row.live as f64,
             );
         }
     }

@@ -68,10 +68,12 @@ impl SeriesSlots {
     }
 }
 
-/// One live connection's descriptive labels, for `hashgate_miner_info`.
+/// A worker's descriptive labels for `hashgate_miner_info`, taken from its most recent
+/// live connection. One per worker, not per connection: a name reconnecting from many
+/// source ports must not add a series each time (#11.8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionInfo {
-    /// Remote address.
+    /// Remote host (address without the port).
     pub remote: String,
     /// User agent.
     pub user_agent: String,
@@ -98,8 +100,11 @@ pub struct WorkerRow {
     pub last_share: Option<SystemTime>,
     /// Earliest connect among live connections.
     pub connected_since: Option<SystemTime>,
-    /// One entry per live connection (empty for the summed `_other` series).
-    pub info: Vec<ConnectionInfo>,
+    /// Labels of the most recent live connection (`None` for the summed `_other` series
+    /// and for a worker with no live connection).
+    pub info: Option<ConnectionInfo>,
+    /// When the connection `info` describes was accepted.
+    info_since: Option<SystemTime>,
 }
 
 impl WorkerRow {
@@ -129,9 +134,15 @@ impl WorkerRow {
             Some(t) => t.min(snap.connected_since),
             None => snap.connected_since,
         });
-        if keep_info && let Some(id) = &snap.identity {
-            self.info.push(ConnectionInfo {
-                remote: id.remote.to_string(),
+        // Live connections come in id order within a worker, so `>=` keeps the latest
+        // accepted one when two connected in the same instant.
+        if keep_info
+            && let Some(id) = &snap.identity
+            && self.info_since.is_none_or(|t| snap.connected_since >= t)
+        {
+            self.info_since = Some(snap.connected_since);
+            self.info = Some(ConnectionInfo {
+                remote: id.remote.ip().to_string(),
                 user_agent: id.user_agent.clone(),
                 prefix: id.prefix_hex.clone(),
             });
@@ -258,8 +269,12 @@ mod tests {
             [("_other".into(), 12), ("a".into(), 1), ("b".into(), 2)]
         );
         assert_eq!(rows["a"].live, 0);
-        assert!(rows["_other"].info.is_empty(), "no info lines past the cap");
-        assert_eq!(rows["b"].info.len(), 1);
+        assert!(rows["_other"].info.is_none(), "no info lines past the cap");
+        assert_eq!(
+            rows["b"].info.as_ref().map(|i| i.remote.as_str()),
+            Some("10.1.2.3"),
+            "the host, without the connection's port"
+        );
     }
 
     #[test]

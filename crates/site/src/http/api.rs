@@ -66,7 +66,9 @@ fn miner_json(
         .as_ref()
         .and_then(|i| connections.get(i.worker.as_str()))
         .map_or(0, |n| n.saturating_sub(1));
-    MinerJson::of(id, snap, wall, state.inner.silent_after, reconnects)
+    let mut json = MinerJson::of(id, snap, wall, state.inner.silent_after, reconnects);
+    json.state = json.state.held_asleep(state.is_asleep(snap));
+    json
 }
 
 pub(super) async fn summary(State(state): State<HttpState>) -> Result<Json<SummaryJson>, ApiError> {
@@ -78,7 +80,10 @@ pub(super) async fn summary(State(state): State<HttpState>) -> Result<Json<Summa
             let mut counts = MinerCountsJson::default();
             let mut totals = MinerTotals::default();
             for (_, snap) in live {
-                counts.add(MinerState::of(snap, wall, state.inner.silent_after));
+                counts.add(
+                    MinerState::of(snap, wall, state.inner.silent_after)
+                        .held_asleep(state.is_asleep(snap)),
+                );
                 totals.add(&snap.totals);
             }
             for gone in departed.by_worker.values() {
@@ -192,4 +197,19 @@ pub(super) async fn pools(State(state): State<HttpState>) -> Json<PoolsJson> {
         })
         .unwrap_or_default();
     Json(PoolsJson { pools, channels })
+}
+
+/// Any path no route serves: 404 with `{"error": …}`, naming a missing `[power]` section
+/// when the path is one of the power routes (served only when power gating is configured).
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let power_route = path == "/api/v1/power"
+        || path == "/api/v1/reload"
+        || (path.starts_with("/api/v1/miners/") && path.ends_with("/pin"))
+        || (path.starts_with("/api/v1/containers/") && path.ends_with("/budget"));
+    if power_route {
+        ApiError::NoPower
+    } else {
+        ApiError::NoRoute(crate::exporter::text::label_value(path).to_owned())
+    }
 }

@@ -23,6 +23,12 @@ pub enum ApiError {
     /// No connected or departed miner has this worker name (404).
     #[error("no miner with worker name {0:?} has connected since start")]
     UnknownWorker(String),
+    /// No route has this path (404).
+    #[error("no such route: {0}; see docs/API.md")]
+    NoRoute(String),
+    /// `/api/v1/power` (or a power admin route) on a site without a `[power]` section (404).
+    #[error("power gating is not configured: the configuration has no [power] section")]
+    NoPower,
     /// Rendering ran into a runtime failure (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -33,7 +39,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadQuery { .. } | ApiError::MalformedQuery(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownWorker(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownWorker(_) | ApiError::NoRoute(_) | ApiError::NoPower => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -22,15 +22,19 @@ pub enum MinerState {
     Active,
     /// No accepted share for longer than the silence limit.
     Silent,
+    /// Not sharing because the power controller holds its miner asleep (or an operator
+    /// pinned it for maintenance): quiet on purpose.
+    Sleeping,
 }
 
 impl MinerState {
     /// Every state.
-    pub const ALL: [MinerState; 4] = [
+    pub const ALL: [MinerState; 5] = [
         MinerState::Unauthorized,
         MinerState::Starting,
         MinerState::Active,
         MinerState::Silent,
+        MinerState::Sleeping,
     ];
 
     /// Name in JSON and in `?state=`.
@@ -40,6 +44,16 @@ impl MinerState {
             MinerState::Starting => "starting",
             MinerState::Active => "active",
             MinerState::Silent => "silent",
+            MinerState::Sleeping => "sleeping",
+        }
+    }
+
+    /// `sleeping` instead of `starting` or `silent` when the miner is `asleep` by the power
+    /// controller's choice; a miner still sharing stays `active`.
+    pub fn held_asleep(self, asleep: bool) -> MinerState {
+        match self {
+            MinerState::Starting | MinerState::Silent if asleep => MinerState::Sleeping,
+            other => other,
         }
     }
 
@@ -350,6 +364,8 @@ pub struct MinerCountsJson {
     pub active: usize,
     /// Quiet past the limit.
     pub silent: usize,
+    /// Quiet because the power controller holds the miner asleep.
+    pub sleeping: usize,
 }
 
 impl MinerCountsJson {
@@ -361,6 +377,7 @@ impl MinerCountsJson {
             MinerState::Starting => self.starting += 1,
             MinerState::Active => self.active += 1,
             MinerState::Silent => self.silent += 1,
+            MinerState::Sleeping => self.sleeping += 1,
         }
     }
 }
@@ -422,6 +439,14 @@ mod tests {
         let snap = stats.snapshot(Instant::now());
         assert_eq!(MinerState::of(&snap, at(700), limit), MinerState::Active);
         assert_eq!(MinerState::of(&snap, at(701), limit), MinerState::Silent);
+        assert_eq!(
+            MinerState::Silent.held_asleep(true),
+            MinerState::Sleeping,
+            "quiet on purpose"
+        );
+        assert_eq!(MinerState::Starting.held_asleep(true), MinerState::Sleeping);
+        assert_eq!(MinerState::Active.held_asleep(true), MinerState::Active);
+        assert_eq!(MinerState::Silent.held_asleep(false), MinerState::Silent);
         let json = MinerJson::of(7, &snap, at(410), limit, 2);
         assert_eq!(json.last_share_age_seconds, Some(10.0));
         assert_eq!(json.shares.rejected_by_reason.len(), ShareReject::ALL.len());

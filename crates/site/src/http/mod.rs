@@ -3,18 +3,26 @@
 //!
 //! It binds loopback by default and has no authentication: everything here is read-only.
 //! Routes that change state (the power admin API, `power::admin::router`) carry their own
-//! bearer token and are served alongside with [`serve_merged`].
+//! bearer token and are served alongside with [`serve_merged`], behind a guard: writes
+//! from a peer other than loopback answer 403 unless `http.allow_remote_admin` is set, and
+//! writes once the site is shutting down answer 503 (a pin or budget accepted then could
+//! never be acted on). Connections run under the limits of [`serve`](mod@serve).
 
 mod api;
 pub mod config;
 pub mod error;
 pub mod json;
 pub mod query;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +32,10 @@ use crate::exporter::Exporter;
 pub use config::HttpConfig;
 pub(crate) use config::HttpConfigRaw;
 pub use error::ApiError;
+pub use serve::{ServeCounters, ServeLimits};
+
+/// Counter of admin writes refused by the guard, by `reason` (`remote`, `shutting_down`).
+pub const ADMIN_REFUSED: &str = "hashgate_admin_refused_total";
 
 /// How often the recorder's histogram buffers are drained between scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -41,18 +53,75 @@ struct Inner {
     silent_after: Duration,
     /// For `uptime_seconds`.
     started: Instant,
+    /// The power driver's handle, to report miners asleep on purpose as `sleeping`.
+    power: Option<crate::power::PowerHandle>,
+    /// The accept loop's limits.
+    limits: ServeLimits,
+    /// Admin writes from peers other than loopback are served.
+    allow_remote_admin: bool,
+    /// Cancelled when the site begins shutting down: admin writes answer 503 from then.
+    closing: CancellationToken,
+    /// The accept loop's counters.
+    counters: Arc<ServeCounters>,
 }
 
 impl HttpState {
     /// State over `exporter` (and the registry it reads) with the API settings of `config`.
     pub fn new(exporter: Arc<Exporter>, config: &HttpConfig) -> HttpState {
+        HttpState::new_with_power(exporter, config, None)
+    }
+
+    /// State that also asks `power` which miners are asleep on purpose.
+    pub fn new_with_power(
+        exporter: Arc<Exporter>,
+        config: &HttpConfig,
+        power: Option<crate::power::PowerHandle>,
+    ) -> HttpState {
         HttpState {
             inner: Arc::new(Inner {
                 exporter,
                 silent_after: config.silent_after,
                 started: Instant::now(),
+                power,
+                limits: config.limits(),
+                allow_remote_admin: config.allow_remote_admin,
+                closing: CancellationToken::new(),
+                counters: Arc::new(ServeCounters::default()),
             }),
         }
+    }
+
+    /// Whether the connection's miner is held asleep by the power controller.
+    fn is_asleep(&self, snap: &crate::stats::MinerSnapshot) -> bool {
+        match (&self.inner.power, &snap.identity) {
+            (Some(power), Some(identity)) => power.is_asleep(&identity.worker),
+            _ => false,
+        }
+    }
+
+    /// The same state, with admin writes refused (503) once `closing` is cancelled (the
+    /// site passes its root shutdown token). Meant to be called before the state is
+    /// shared; a shared state is copied.
+    #[must_use]
+    pub fn closing_with(self, closing: CancellationToken) -> HttpState {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            exporter: shared.exporter.clone(),
+            silent_after: shared.silent_after,
+            started: shared.started,
+            limits: shared.limits.clone(),
+            power: shared.power.clone(),
+            allow_remote_admin: shared.allow_remote_admin,
+            closing: shared.closing.clone(),
+            counters: shared.counters.clone(),
+        });
+        HttpState {
+            inner: Arc::new(Inner { closing, ..inner }),
+        }
+    }
+
+    /// The accept loop's counters (connections open, refused).
+    pub fn counters(&self) -> Arc<ServeCounters> {
+        self.inner.counters.clone()
     }
 
     /// The exporter.
@@ -62,7 +131,8 @@ impl HttpState {
 }
 
 /// The read-only routes: `GET /metrics`, `/api/v1/summary`, `/api/v1/miners`,
-/// `/api/v1/miners/{worker}`, `/api/v1/pools`.
+/// `/api/v1/miners/{worker}`, `/api/v1/pools`; any other path answers 404 with
+/// `{"error": …}` (the power routes, when merged in, take precedence over it).
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(api::metrics))
@@ -70,6 +140,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/miners", get(api::miners))
         .route("/api/v1/miners/{worker}", get(api::worker))
         .route("/api/v1/pools", get(api::pools))
+        .fallback(api::not_found)
         .with_state(state)
 }
 
@@ -109,13 +180,66 @@ pub async fn serve_merged(
             }
         }
     });
-    let served = serve_router(listener, router(state).merge(extra), shutdown).await;
+    let guarded = extra.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        admin_guard,
+    ));
+    let limits = state.inner.limits.clone();
+    let counters = state.counters();
+    let served = serve::serve_limited(
+        listener,
+        router(state).merge(guarded),
+        shutdown,
+        limits,
+        counters,
+    )
+    .await;
     upkeep.abort();
     served
 }
 
+/// Refuses admin writes from remote peers (unless allowed) and during shutdown; reads pass.
+async fn admin_guard(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let refusal = if state.inner.closing.is_cancelled() {
+        Some((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "hashgate is shutting down",
+        ))
+    } else if !admin_peer_allowed(peer, state.inner.allow_remote_admin) {
+        Some((
+            StatusCode::FORBIDDEN,
+            "remote",
+            "admin writes are served to loopback only (http.allow_remote_admin)",
+        ))
+    } else {
+        None
+    };
+    match refusal {
+        None => next.run(request).await,
+        Some((status, reason, message)) => {
+            metrics::counter!(ADMIN_REFUSED, "reason" => reason).increment(1);
+            (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+        }
+    }
+}
+
+/// Whether an admin write from `peer` is served: loopback always, others only when
+/// allowed; an unknown peer (no connection info) counts as remote.
+fn admin_peer_allowed(peer: Option<std::net::IpAddr>, allow_remote: bool) -> bool {
+    allow_remote || peer.is_some_and(|ip| ip.is_loopback() || ip.to_canonical().is_loopback())
+}
+
 /// Serves any router (e.g. [`router`] merged with the admin routes) until `shutdown` is
-/// cancelled; requests in flight are finished first.
+/// cancelled, under the default [`ServeLimits`]; requests in flight are finished first,
+/// within the shutdown grace.
 ///
 /// # Errors
 /// The I/O error that stopped the accept loop.
@@ -124,10 +248,29 @@ pub async fn serve_router(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "status server listening (/metrics, /api/v1)");
+    serve::serve_limited(
+        listener,
+        router,
+        shutdown,
+        ServeLimits::default(),
+        Arc::new(ServeCounters::default()),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_writes_are_for_loopback_unless_allowed() {
+        let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let remote: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        assert!(admin_peer_allowed(Some(local), false));
+        assert!(admin_peer_allowed(Some(mapped), false));
+        assert!(!admin_peer_allowed(Some(remote), false));
+        assert!(!admin_peer_allowed(None, false));
+        assert!(admin_peer_allowed(Some(remote), true));
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }

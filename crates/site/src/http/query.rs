@@ -76,7 +76,13 @@ impl MinerQueryRaw {
                 MinerState::ALL
                     .into_iter()
                     .find(|st| st.label() == s)
-                    .ok_or_else(|| bad("state", s, "unauthorized, starting, active, silent"))?,
+                    .ok_or_else(|| {
+                        bad(
+                            "state",
+                            s,
+                            "unauthorized, starting, active, silent, sleeping",
+                        )
+                    })?,
             ),
         };
         let sort = match self.sort.as_deref().unwrap_or("worker") {

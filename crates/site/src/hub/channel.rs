@@ -1,9 +1,11 @@
 //! One slice of the proxy's extranonce space and the work published for its miners.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use hashgate_protocol::extranonce::{PrefixLease, PrefixPool};
 
@@ -61,6 +63,13 @@ pub struct Channel {
     fanout_task: bool,
     /// Rare instructions to every miner.
     control: broadcast::Sender<ChannelControl>,
+    /// Set while the hub decides to close the channel, and for good once it did: a lease
+    /// taken meanwhile is given back (see [`Channel::try_close`]).
+    closing: AtomicBool,
+    /// Cancelled when the hub has closed the channel: its upstream server ends.
+    closed: CancellationToken,
+    /// Since when the hub has seen the channel without miners (`None`: it has some).
+    empty_since: Mutex<Option<Instant>>,
 }
 
 impl Channel {
@@ -85,6 +94,9 @@ impl Channel {
             next_feed: AtomicUsize::new(0),
             fanout_task,
             control,
+            closing: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+            empty_since: Mutex::new(None),
         }
     }
 
@@ -93,10 +105,53 @@ impl Channel {
         self.index
     }
 
-    /// Leases a prefix, or `None` when this channel is full.
+    /// Leases a prefix, or `None` when this channel is full or closed.
     pub fn lease(&self) -> Option<PrefixLease> {
         let pool = self.prefixes.read().ok()?.clone();
-        pool.lease()
+        let lease = pool.lease()?;
+        // Checked after the lease is counted: either the closer sees this lease in use and
+        // keeps the channel, or this sees the closer's flag and gives the lease back.
+        if self.closing.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(lease)
+    }
+
+    /// Resolves once the hub has closed the channel (it had no miners for the grace
+    /// period): the upstream side then closes its pool connection.
+    pub fn closed(&self) -> WaitForCancellationFuture<'_> {
+        self.closed.cancelled()
+    }
+
+    /// Whether the hub has closed the channel.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Books whether the channel has miners at `now`; returns whether it has had none for
+    /// at least `grace`.
+    pub(crate) fn idle_for(&self, now: Instant, grace: std::time::Duration) -> bool {
+        let Ok(mut since) = self.empty_since.lock() else {
+            return false;
+        };
+        if self.prefix_usage().0 > 0 {
+            *since = None;
+            return false;
+        }
+        let start = *since.get_or_insert(now);
+        now.saturating_duration_since(start) >= grace
+    }
+
+    /// Closes the channel if it still has no miner; a miner leasing at the same instant
+    /// either keeps it open or is sent to another channel.
+    pub(crate) fn try_close(&self) -> bool {
+        self.closing.store(true, Ordering::SeqCst);
+        if self.prefix_usage().0 > 0 {
+            self.closing.store(false, Ordering::SeqCst);
+            return false;
+        }
+        self.closed.cancel();
+        true
     }
 
     /// Prefixes in use and the capacity, for "extranonce space used".

@@ -1,6 +1,7 @@
 //! The registry of channels: where a new miner gets its prefix and its work.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -44,12 +45,20 @@ pub enum JoinError {
 /// miners), so a small bound is plenty.
 const NEW_CHANNEL_BACKLOG: usize = 64;
 
+/// How long a channel (other than channel 0) may stay without miners before it is closed
+/// with its pool connection. Long enough that a miner reconnecting after a blip, or a
+/// burst of short connections, does not make the site close and reopen pool connections
+/// in a loop; short enough that connections which only subscribed do not leave pool
+/// sockets open for good (#11.7).
+pub const CHANNEL_IDLE_GRACE: Duration = Duration::from_secs(120);
+
 /// Shared by the upstream manager and every miner session.
 #[derive(Debug)]
 pub struct Hub {
     /// The split that fixed the miner sizes; `None` until the first pool has connected.
     plan: watch::Sender<Option<ExtranoncePlan>>,
-    /// Every channel, in slot order; only grows.
+    /// Every open channel, in slot order. Channel 0 stays; the others close once they
+    /// have been empty for [`CHANNEL_IDLE_GRACE`], and their slot is reused.
     channels: RwLock<Vec<Arc<Channel>>>,
     /// Tells the upstream manager about a channel it must serve.
     new_channels: mpsc::Sender<Arc<Channel>>,
@@ -72,7 +81,38 @@ impl Hub {
             max_channels: max_channels.max(1),
             job_ids: JobIds::default(),
         };
-        (Arc::new(hub), rx)
+        let hub = Arc::new(hub);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(close_idle(Arc::downgrade(&hub)));
+        }
+        (hub, rx)
+    }
+
+    /// Closes every channel but channel 0 that has had no miner for `grace` as seen by
+    /// successive calls (the first call that sees a channel empty starts its clock);
+    /// returns the slots closed. The hub calls it every [`CHANNEL_IDLE_GRACE`] / 4.
+    pub fn close_idle_channels(&self, now: Instant, grace: Duration) -> Vec<usize> {
+        let Ok(mut channels) = self.channels.write() else {
+            return Vec::new();
+        };
+        let mut closed = Vec::new();
+        channels.retain(|channel| {
+            // Channel 0 is never closed: its server learns the sizes from the pools, and
+            // a site always keeps one pool connection ready for the next miner.
+            if channel.index() == 0 || !channel.idle_for(now, grace) || !channel.try_close() {
+                return true;
+            }
+            closed.push(channel.index());
+            false
+        });
+        for index in &closed {
+            tracing::info!(
+                channel = index,
+                "channel without miners for {grace:?}: closing it and its pool connection"
+            );
+            metrics::counter!("hashgate_channels_closed_total").increment(1);
+        }
+        closed
     }
 
     /// The sizes miners get now, if known.
@@ -123,8 +163,13 @@ impl Hub {
         if channels.len() >= self.max_channels {
             return None;
         }
-        let channel = Arc::new(Channel::new(channels.len(), PrefixPool::for_plan(plan)));
-        channels.push(channel.clone());
+        // The lowest free slot: slots of closed channels are reused.
+        let index = (0..)
+            .zip(channels.iter())
+            .find(|(slot, c)| c.index() != *slot)
+            .map_or(channels.len(), |(slot, _)| slot);
+        let channel = Arc::new(Channel::new(index, PrefixPool::for_plan(plan)));
+        channels.insert(index, channel.clone());
         if self.new_channels.try_send(channel.clone()).is_err() {
             tracing::error!(
                 channel = channel.index(),
@@ -157,5 +202,16 @@ impl Hub {
             .ok_or(JoinError::Full(self.max_channels))?;
         let lease = channel.lease().ok_or(JoinError::Full(self.max_channels))?;
         Ok((channel, lease))
+    }
+}
+
+/// Closes idle channels every quarter of the grace period until the hub is dropped.
+async fn close_idle(hub: Weak<Hub>) {
+    let mut tick = tokio::time::interval(CHANNEL_IDLE_GRACE / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { break };
+        hub.close_idle_channels(Instant::now(), CHANNEL_IDLE_GRACE);
     }
 }

@@ -17,7 +17,7 @@ mod link;
 
 pub use channel::Channel;
 pub(crate) use channels::JoinError;
-pub use channels::{Hub, MinerSizes};
+pub use channels::{CHANNEL_IDLE_GRACE, Hub, MinerSizes};
 pub use job::{MinerJob, MinerJobParts};
 pub use link::{MinerWorker, UpstreamLink, UpstreamSubmit};
 

@@ -3,14 +3,17 @@
 //! | route | body | what |
 //! |---|---|---|
 //! | `POST /api/v1/miners/{id}/pin` | `{"pin":"on"\|"off"\|"maintenance"\|"auto"}` | pin a miner (`auto` lifts the pin) |
-//! | `PUT /api/v1/containers/{name}/budget` | `{"budget_kw":1200.0}` or `{"budget_kw":null}` | demand response; `null` returns to the configured budget |
+//! | `PUT /api/v1/containers/{name}/budget` | `{"budget_watts":1200000}` or `{"budget_watts":null}` | demand response; `null` returns to the configured budget |
 //! | `GET /api/v1/power` | | containers, miners and recent decisions |
+//! | `POST /api/v1/reload` | | re-reads the configuration file and applies its power budgets and policy (409 with the reason when it does not validate; the running settings stay) |
 //!
 //! Write routes need `Authorization: Bearer <power.admin_token>` (401 otherwise). With no
 //! token configured they answer 403 and change nothing: an unauthenticated switch for a
 //! site's power is never served. The read route is open, like `/metrics`, which carries the
 //! same figures. The router binds nowhere itself; serve it on 127.0.0.1 unless the
 //! network in front is trusted.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -31,13 +34,28 @@ const MAX_BODY_BYTES: usize = 4096;
 
 /// Builds the admin router over a running driver's handle; `token` `None` refuses writes.
 pub fn router(handle: PowerHandle, token: Option<AdminToken>) -> Router {
+    router_with_reload(handle, token, None)
+}
+
+/// Re-reads the configuration and applies it; `Err` says why nothing changed.
+pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// [`router`] with `POST /api/v1/reload` calling `reload` (404 without one: nothing to
+/// re-read, e.g. a site started from an in-memory configuration).
+pub fn router_with_reload(
+    handle: PowerHandle,
+    token: Option<AdminToken>,
+    reload: Option<Reload>,
+) -> Router {
     Router::new()
         .route("/api/v1/miners/{id}/pin", post(set_pin))
         .route("/api/v1/containers/{name}/budget", put(set_budget))
         .route("/api/v1/power", get(power))
+        .route("/api/v1/reload", post(reload_config))
         .with_state(AdminState {
             handle,
             token: token.map(|t| TokenDigest::of(t.expose().as_bytes())),
+            reload,
         })
 }
 
@@ -70,6 +88,8 @@ struct AdminState {
     handle: PowerHandle,
     /// The configured token's digest; `None` refuses every write.
     token: Option<TokenDigest>,
+    /// What `POST /api/v1/reload` runs.
+    reload: Option<Reload>,
 }
 
 /// An admin API failure, answered as `{"error": "..."}` with its status.
@@ -87,6 +107,12 @@ pub enum AdminError {
     /// The controller refused the change (unknown miner or container, invalid budget).
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The reloaded configuration was refused; the running settings stay.
+    #[error("configuration not reloaded, running settings kept: {0}")]
+    Reload(String),
+    /// This site has no configuration file to re-read.
+    #[error("nothing to reload: this site was not started from a configuration file")]
+    NoReload,
 }
 
 impl AdminError {
@@ -99,6 +125,10 @@ impl AdminError {
                 ControlError::UnknownMiner(_) | ControlError::UnknownContainer(_),
             ) => StatusCode::NOT_FOUND,
             AdminError::Control(ControlError::InvalidBudget { .. }) => StatusCode::BAD_REQUEST,
+            AdminError::Control(ControlError::InventoryChanged(_)) | AdminError::Reload(_) => {
+                StatusCode::CONFLICT
+            }
+            AdminError::NoReload => StatusCode::NOT_FOUND,
         }
     }
 }
@@ -173,8 +203,9 @@ struct PinRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BudgetRequest {
-    /// Required, but may be `null`: a missing key is an error, not a reset.
-    budget_kw: Option<f64>,
+    /// Required, but may be `null`: a missing key is an error, not a reset. Watts, like
+    /// every power figure the API returns.
+    budget_watts: Option<f64>,
 }
 
 async fn set_pin(
@@ -203,25 +234,43 @@ async fn set_budget(
 ) -> Result<Response, AdminError> {
     authorize(state.token.as_ref(), &headers)?;
     let value: serde_json::Value = parse_body(&body)?;
-    if value.get("budget_kw").is_none() {
+    if value.get("budget_kw").is_some() {
         return Err(AdminError::BadBody(
-            "expected {\"budget_kw\": <kW> or null}".into(),
+            "budget_kw is not taken: the API speaks watts, send {\"budget_watts\": <W> or null}"
+                .into(),
+        ));
+    }
+    if value.get("budget_watts").is_none() {
+        return Err(AdminError::BadBody(
+            "expected {\"budget_watts\": <W> or null}".into(),
         ));
     }
     let req: BudgetRequest =
         serde_json::from_value(value).map_err(|e| AdminError::BadBody(e.to_string()))?;
-    state
-        .handle
-        .set_budget(&name, req.budget_kw.map(|kw| kw * 1e3))?;
+    state.handle.set_budget(&name, req.budget_watts)?;
     let status = state.handle.status();
     let view = status.containers.iter().find(|c| c.name == name);
     Ok(axum::Json(json!({
         "container": name,
-        "budget_kw": view.map(|c| c.budget_watts / 1e3),
-        "configured_budget_kw": view.map(|c| c.configured_budget_watts / 1e3),
-        "override": req.budget_kw.is_some(),
+        "budget_watts": view.map(|c| c.budget_watts),
+        "configured_budget_watts": view.map(|c| c.configured_budget_watts),
+        "override": req.budget_watts.is_some(),
     }))
     .into_response())
+}
+
+async fn reload_config(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, AdminError> {
+    authorize(state.token.as_ref(), &headers)?;
+    let reload = state.reload.ok_or(AdminError::NoReload)?;
+    // Reads a file: off the async workers.
+    tokio::task::spawn_blocking(move || reload())
+        .await
+        .map_err(|e| AdminError::Reload(e.to_string()))?
+        .map_err(AdminError::Reload)?;
+    Ok(axum::Json(json!({ "reloaded": true })).into_response())
 }
 
 async fn power(State(state): State<AdminState>) -> Response {

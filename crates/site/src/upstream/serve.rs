@@ -132,6 +132,9 @@ impl ChannelServer {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // The hub closed the channel (no miners for its grace period): end its
+                // connections the way shutdown does.
+                () = closed(self.channel.as_deref()) => break,
                 Some(channel) = self.channel_rx.recv(), if self.channel.is_none() => {
                     self.channel = Some(channel);
                     if let Some(active) = self.failover.active() {
@@ -174,12 +177,17 @@ impl ChannelServer {
             let from = switch.from.and_then(|p| self.pools.get(p));
             match switch.to {
                 Some(to) => {
-                    let to_name = self.pools.get(to).map(|s| s.name.clone());
+                    // A plain name in the log fields, not `Some("...")`: text and JSON logs are read
+                    // by people and by log pipelines that match on the pool's name.
+                    let to_name = self
+                        .pools
+                        .get(to)
+                        .map_or_else(|| Arc::from(""), |s| s.name.clone());
                     if let Some(from) = from {
                         from.stats.record_failover();
-                        tracing::warn!(channel = self.index, from = %from.name, to = ?to_name, "switching pool");
+                        tracing::warn!(channel = self.index, from = %from.name, to = %to_name, "switching pool");
                     } else {
-                        tracing::info!(channel = self.index, pool = ?to_name, "pool active");
+                        tracing::info!(channel = self.index, pool = %to_name, "pool active");
                     }
                     self.publish_latest(to, true, now);
                 }
@@ -387,5 +395,13 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending::<()>().await,
+    }
+}
+
+/// Resolves when `channel` has been closed by the hub; never without a channel.
+async fn closed(channel: Option<&Channel>) {
+    match channel {
+        Some(channel) => channel.closed().await,
+        None => std::future::pending().await,
     }
 }

@@ -1,7 +1,10 @@
 //! A simulated Stratum V1 pool: the independent judge of shares in tests and demos.
 //!
-//! It behaves like ckpool (see `fixtures/stratum/`): it answers `mining.configure`,
-//! `subscribe`, `authorize`, `extranonce.subscribe` and `suggest_difficulty`; sends `set_difficulty` and the first job right after subscribe;
+//! It behaves like ckpool (see `fixtures/stratum/` and `docs/INTEROP.md`): it answers
+//! `mining.configure`, `subscribe`, the first `authorize` of a connection (a later one is
+//! never answered and authorizes nothing, unless [`SimPoolConfig::authorizes_per_connection`]
+//! is raised), `extranonce.subscribe` and
+//! `suggest_difficulty`; sends `set_difficulty` and the first job right after subscribe;
 //! answers submits with `result:true` or `result:false` and `[code,"msg",null]`.
 //! Shares are judged by [`judge`], its own deliberately plain code, never by
 //! `hashgate_protocol::work`, so that a test can catch the proxy's validator being wrong.

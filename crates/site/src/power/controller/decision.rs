@@ -176,14 +176,23 @@ pub enum PowerState {
 }
 
 impl PowerState {
-    /// Gauge value of `hashgate_miner_power_state`.
-    pub fn gauge(self) -> f64 {
+    /// Every state, in the order `hashgate_miner_power_state` writes them.
+    pub const ALL: [PowerState; 5] = [
+        PowerState::Asleep,
+        PowerState::Awake,
+        PowerState::Waking,
+        PowerState::FallingAsleep,
+        PowerState::Maintenance,
+    ];
+
+    /// The `state` label of `hashgate_miner_power_state`.
+    pub fn label(self) -> &'static str {
         match self {
-            PowerState::Asleep => 0.0,
-            PowerState::Awake => 1.0,
-            PowerState::Waking => 2.0,
-            PowerState::FallingAsleep => 3.0,
-            PowerState::Maintenance => 4.0,
+            PowerState::Asleep => "asleep",
+            PowerState::Awake => "awake",
+            PowerState::Waking => "waking",
+            PowerState::FallingAsleep => "falling_asleep",
+            PowerState::Maintenance => "maintenance",
         }
     }
 }

@@ -57,6 +57,10 @@ pub enum ControlError {
         /// The refused value.
         watts: f64,
     },
+    /// A reload would add, remove or change miners, or add, remove or rename containers:
+    /// that needs new management clients, hence a restart.
+    #[error("{0}: restart hashgate to apply it (a reload applies budgets and policy only)")]
+    InventoryChanged(String),
 }
 
 /// The budget controller for every container of a site.
@@ -127,6 +131,39 @@ impl Controller {
             miners,
             members,
         }
+    }
+
+    /// Applies a reloaded inventory's budgets and policy (`[controller]` settings, each
+    /// container's budget, limits and tuning) without losing any runtime state: intents,
+    /// pending orders, demand-response overrides and admin pins stay. Nothing changes
+    /// unless everything can.
+    ///
+    /// # Errors
+    /// [`ControlError::InventoryChanged`] when the containers (by name, in order) or the
+    /// miners differ: those need a restart.
+    pub fn reconfigure(&mut self, config: &PowerConfig) -> Result<(), ControlError> {
+        let names =
+            |c: &[ContainerRuntime]| c.iter().map(|c| c.spec.name.clone()).collect::<Vec<_>>();
+        let new_names: Vec<Arc<str>> = config.containers.iter().map(|c| c.name.clone()).collect();
+        if names(&self.containers) != new_names {
+            return Err(ControlError::InventoryChanged(
+                "containers were added, removed or renamed".into(),
+            ));
+        }
+        if self.miners.len() != config.miners.len()
+            || self
+                .miners
+                .iter()
+                .zip(&config.miners)
+                .any(|(m, spec)| m.spec != *spec)
+        {
+            return Err(ControlError::InventoryChanged("miners changed".into()));
+        }
+        self.settings = config.controller;
+        for (runtime, spec) in self.containers.iter_mut().zip(&config.containers) {
+            runtime.spec = spec.clone();
+        }
+        Ok(())
     }
 
     fn miner_mut(&mut self, id: &str) -> Result<&mut MinerRuntime, ControlError> {

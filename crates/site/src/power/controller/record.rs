@@ -6,7 +6,7 @@
 
 use metrics::{counter, gauge};
 
-use super::decision::{Action, TickReport};
+use super::decision::{Action, PowerState, TickReport};
 
 /// Records one tick: every decision is counted and logged with container, miner, action and
 /// reason; container load, budget and temperature and each miner's power state are set.
@@ -69,12 +69,17 @@ pub fn record_tick(report: &TickReport) {
         }
     }
     for m in &report.miners {
-        gauge!(
-            "hashgate_miner_power_state",
-            "container" => m.container.clone(),
-            "miner" => m.id.clone()
-        )
-        .set(m.state.gauge());
+        // One 0/1 series per state (a state set), like `hashgate_upstream_state`, so
+        // `== 1` selects and `sum by (state)` counts without decoding numbers.
+        for state in PowerState::ALL {
+            gauge!(
+                "hashgate_miner_power_state",
+                "container" => m.container.clone(),
+                "miner" => m.id.clone(),
+                "state" => state.label()
+            )
+            .set(f64::from(u8::from(m.state == state)));
+        }
         gauge!(
             "hashgate_miner_counted_power_watts",
             "container" => m.container.clone(),
@@ -192,7 +197,8 @@ mod tests {
             "hashgate_container_stuck_over_budget{container=\"c1\"} 1",
             "hashgate_container_inlet_celsius{container=\"c1\"} 31.5",
             "hashgate_power_meter_fallback_ticks_total{container=\"c1\",reason=\"stale\"} 1",
-            "hashgate_miner_power_state{container=\"c1\",miner=\"c1-r1-01\"} 3",
+            "hashgate_miner_power_state{container=\"c1\",miner=\"c1-r1-01\",state=\"falling_asleep\"} 1",
+            "hashgate_miner_power_state{container=\"c1\",miner=\"c1-r1-01\",state=\"awake\"} 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

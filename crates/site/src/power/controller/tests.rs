@@ -753,3 +753,22 @@ fn overclocked_but_believable_readings_are_used() {
     assert_eq!(how, Counted::Telemetry);
     assert!((watts - 3150.0 * 1.3).abs() < 1e-6, "{watts}");
 }
+
+#[test]
+fn reload_applies_budgets_and_refuses_inventory_changes() {
+    let mut ctl = Controller::new(&config("budget_kw = 20", 4));
+    ctl.set_budget("c1", Some(5_000.0))
+        .expect("known container");
+    // A new configured budget applies; the demand-response override stays in force.
+    ctl.reconfigure(&config("budget_kw = 12", 4))
+        .expect("same inventory");
+    assert_eq!(ctl.budget_watts("c1"), Some(5_000.0));
+    ctl.set_budget("c1", None).expect("known container");
+    assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
+    // A miner more is a restart: nothing changes, and the error says why.
+    let err = ctl
+        .reconfigure(&config("budget_kw = 30", 5))
+        .expect_err("inventory changed");
+    assert!(err.to_string().contains("restart"), "{err}");
+    assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
+}

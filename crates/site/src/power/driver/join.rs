@@ -83,6 +83,29 @@ impl ShareJoin {
         ShareJoin { by_key, window }
     }
 
+    /// The inventory miner (config order) a connection belongs to, if any.
+    fn index_of(&self, snap: &MinerSnapshot) -> Option<usize> {
+        let identity = snap.identity.as_ref()?;
+        self.by_key
+            .get(&Key::Worker(identity.worker.clone()))
+            .or_else(|| {
+                self.by_key
+                    .get(&Key::Ip(identity.remote.ip().to_canonical()))
+            })
+            .copied()
+    }
+
+    /// (inventory miner index, worker name) of every connection joined to a miner.
+    pub fn joined_workers<'a>(
+        &'a self,
+        snapshots: &'a [(u64, MinerSnapshot)],
+    ) -> impl Iterator<Item = (usize, &'a str)> + 'a {
+        snapshots.iter().filter_map(|(_, snap)| {
+            let index = self.index_of(snap)?;
+            Some((index, snap.identity.as_ref()?.worker.as_str()))
+        })
+    }
+
     /// What the shares prove for each inventory miner (config order), from a registry
     /// snapshot taken at `now` (`wall` is the same instant in wall-clock time).
     pub fn prove(
@@ -98,17 +121,8 @@ impl ShareJoin {
             .position(|w| *w == self.window)
             .unwrap_or(0);
         for (_, snap) in snapshots {
-            let Some(identity) = &snap.identity else {
-                continue;
-            };
-            let index = self
-                .by_key
-                .get(&Key::Worker(identity.worker.clone()))
-                .or_else(|| {
-                    self.by_key
-                        .get(&Key::Ip(identity.remote.ip().to_canonical()))
-                });
-            let Some(slot) = index.and_then(|&i| out.get_mut(i)) else {
+            let index = self.index_of(snap);
+            let Some(slot) = index.and_then(|i| out.get_mut(i)) else {
                 continue;
             };
             slot.connected = true;
@@ -121,6 +135,44 @@ impl ShareJoin {
             slot.last_share = slot.last_share.max(share);
         }
         out
+    }
+}
+
+/// Name of the gauge joining an inventory miner (power series, label `miner`) to the worker
+/// names of its Stratum connections (share series, label `worker`).
+pub const POWER_INFO: &str = "hashgate_miner_power_info";
+
+/// Most worker names one inventory miner is mapped to; a miner re-authorizing under ever
+/// new names must not grow the scrape without bound.
+pub const MAX_WORKERS_PER_MINER: usize = 4;
+
+/// The worker names an inventory miner has been mapped to, each published once as
+/// `hashgate_miner_power_info{container,miner,worker} 1`.
+///
+/// Kept for the process's life: a miner put to sleep may drop its Stratum connection, and
+/// the alerts that spare sleeping miners still need to know which worker it was.
+#[derive(Debug, Default)]
+pub struct WorkerNames(Vec<String>);
+
+impl WorkerNames {
+    /// The names mapped so far.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Maps `miner` to `worker`, unless already mapped or at [`MAX_WORKERS_PER_MINER`].
+    pub fn publish(&mut self, miner: &Arc<str>, container: &Arc<str>, worker: &str) {
+        if self.0.len() >= MAX_WORKERS_PER_MINER || self.0.iter().any(|w| w == worker) {
+            return;
+        }
+        self.0.push(worker.to_owned());
+        metrics::gauge!(
+            POWER_INFO,
+            "container" => container.clone(),
+            "miner" => miner.clone(),
+            "worker" => worker.to_owned()
+        )
+        .set(1.0);
     }
 }
 

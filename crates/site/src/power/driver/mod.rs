@@ -28,13 +28,17 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::power::api::{self, ApiError, MinerApi, MinerState, Telemetry};
+use crate::power::controller::PowerState;
 use crate::power::controller::{
     Action, ApiView, Decision, HealthInput, IntendedState, TickReport, evaluate_health, record_tick,
 };
 use crate::power::inventory::{Address, DriverSettings, MeterSpec, PowerConfig};
 use crate::stats::Registry;
 
-pub use join::{ALARM_GAUGE, ALARM_LABELS, Proven, ShareJoin, window_for};
+pub use join::{
+    ALARM_GAUGE, ALARM_LABELS, MAX_WORKERS_PER_MINER, POWER_INFO, Proven, ShareJoin, WorkerNames,
+    window_for,
+};
 pub use meter::{MeterError, meter_url, parse_reading, read_meter};
 pub use status::{
     ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus,
@@ -89,6 +93,10 @@ struct Driven {
     answering: Option<bool>,
     /// Alarm labels raised at the last tick, to log only changes.
     alarms: Vec<&'static str>,
+    /// Its container's name, for `hashgate_miner_power_info`.
+    container: Arc<str>,
+    /// Worker names `hashgate_miner_power_info` already maps it to.
+    workers: join::WorkerNames,
 }
 
 /// A container meter to read each tick.
@@ -151,12 +159,22 @@ impl PowerDriver {
                 let api = by_id
                     .remove(&m.id)
                     .ok_or_else(|| DriverError::MissingClient(m.id.to_string()))?;
+                let container = config
+                    .containers
+                    .get(m.container)
+                    .map_or_else(|| Arc::from(""), |c| c.name.clone());
+                let mut workers = join::WorkerNames::default();
+                if let Some(worker) = &m.worker {
+                    workers.publish(&m.id, &container, worker);
+                }
                 Ok(Driven {
                     id: m.id.clone(),
                     api,
                     seen: Seen::NoAnswer,
                     answering: None,
                     alarms: Vec::new(),
+                    container,
+                    workers,
                 })
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
@@ -414,6 +432,11 @@ impl PowerDriver {
         let wall = SystemTime::now();
         let snapshots = self.registry.miners(now);
         let proven = self.join.prove(self.miners.len(), &snapshots, now, wall);
+        for (i, worker) in self.join.joined_workers(&snapshots) {
+            if let Some(m) = self.miners.get_mut(i) {
+                m.workers.publish(&m.id, &m.container, worker);
+            }
+        }
         let intents: Vec<Option<(IntendedState, Option<f64>)>> = {
             let c = lock(&self.shared.controller);
             self.miners
@@ -507,6 +530,19 @@ impl PowerDriver {
             s.proven_ths = p.connected.then_some(p.ths);
             s.alarms.clone_from(&driven.alarms);
         }
+        book.asleep_workers = report
+            .miners
+            .iter()
+            .zip(&self.miners)
+            .filter(|(r, driven)| {
+                r.id == driven.id
+                    && matches!(
+                        r.state,
+                        PowerState::Asleep | PowerState::FallingAsleep | PowerState::Maintenance
+                    )
+            })
+            .flat_map(|(_, driven)| driven.workers.names().iter().cloned())
+            .collect();
         for (d, outcome) in report.decisions.iter().zip(outcomes) {
             book.push_decision(Record::new(
                 wall,

@@ -21,7 +21,9 @@ pub const RECENT_DECISIONS: usize = 64;
 /// One decision as it was carried out, for status output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionRecord {
-    /// Wall-clock time of the tick, Unix milliseconds.
+    /// Wall-clock time of the tick, Unix milliseconds; the JSON says `at_unix_seconds`
+    /// (seconds with millisecond precision, the API's one time unit).
+    #[serde(rename = "at_unix_seconds", serialize_with = "ms_as_seconds")]
     pub at_unix_ms: u64,
     /// Container.
     pub container: String,
@@ -52,6 +54,19 @@ impl DecisionRecord {
             reason: reason.label(),
             outcome,
         }
+    }
+}
+
+/// Milliseconds as the API writes times: Unix seconds with millisecond precision.
+fn ms_as_seconds<S: serde::Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+    // Exact: milliseconds below 2⁵³ and one division.
+    s.serialize_f64(*ms as f64 / 1000.0)
+}
+
+fn opt_ms_as_seconds<S: serde::Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => ms_as_seconds(ms, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -145,7 +160,12 @@ pub struct MinerStatus {
 pub struct PowerStatus {
     /// Ticks run so far.
     pub ticks: u64,
-    /// Wall-clock time of the last tick, Unix milliseconds.
+    /// Wall-clock time of the last tick, Unix milliseconds; the JSON says
+    /// `last_tick_unix_seconds`.
+    #[serde(
+        rename = "last_tick_unix_seconds",
+        serialize_with = "opt_ms_as_seconds"
+    )]
     pub last_tick_unix_ms: Option<u64>,
     /// Containers in config order.
     pub containers: Vec<ContainerStatus>,
@@ -196,6 +216,9 @@ pub(super) struct StatusBook {
     pub recent: VecDeque<DecisionRecord>,
     /// Pins in force, by miner id (config, then admin API).
     pub pins: HashMap<Arc<str>, Pin>,
+    /// Worker names of the miners held asleep, falling asleep or in maintenance at the
+    /// last tick, so the status API can say `sleeping` rather than `starting` or `silent`.
+    pub asleep_workers: std::collections::HashSet<String>,
 }
 
 impl StatusBook {
@@ -269,6 +292,7 @@ impl DriverState {
                 },
                 recent: VecDeque::with_capacity(RECENT_DECISIONS),
                 pins,
+                asleep_workers: std::collections::HashSet::new(),
             }),
             poke: Notify::new(),
         }
@@ -283,6 +307,12 @@ pub struct PowerHandle {
 }
 
 impl PowerHandle {
+    /// Whether `worker`'s inventory miner is held asleep (or falling asleep, or in
+    /// maintenance) by the controller at its last tick.
+    pub fn is_asleep(&self, worker: &str) -> bool {
+        lock(&self.shared.status).asleep_workers.contains(worker)
+    }
+
     /// The current power view: containers, miners and recent decisions. Budgets and pins are
     /// the ones in force now; loads and states are those of the last tick.
     pub fn status(&self) -> PowerStatus {
@@ -307,6 +337,24 @@ impl PowerHandle {
         }
         status.recent_decisions = book.recent.iter().cloned().collect();
         status
+    }
+
+    /// Applies a reloaded `[power]` section's budgets and policy (see
+    /// [`Controller::reconfigure`](crate::power::controller::Controller::reconfigure)); the
+    /// driver ticks at once. On error nothing changes.
+    ///
+    /// # Errors
+    /// [`ControlError::InventoryChanged`](crate::power::controller::ControlError) when the
+    /// miners or containers differ.
+    pub fn reload(&self, config: &PowerConfig) -> Result<(), ControlError> {
+        lock(&self.shared.controller).reconfigure(config)?;
+        let mut book = lock(&self.shared.status);
+        for (status, spec) in book.status.containers.iter_mut().zip(&config.containers) {
+            status.configured_budget_watts = spec.budget_watts;
+        }
+        drop(book);
+        self.shared.poke.notify_one();
+        Ok(())
     }
 
     /// The latest decisions, oldest first (at most [`RECENT_DECISIONS`]).

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PoolUrl;
 use crate::hub::{MinerWorker, UpstreamLink, UpstreamSubmit};
-use crate::ratelog::{DEFAULT_WINDOW, RateLimitedLog, Verdict};
+use crate::ratelog::{self, RateLimitedLog, Verdict};
 use crate::stats::Undelivered;
 use hashgate_protocol::stratum::{
     Authorize, CodecError, Configure, Id, Message, Method, Notify, ParseError, Reconnect, Request,
@@ -212,6 +212,10 @@ struct PoolSession {
     /// Gate for the warning about shares left without a verdict, which repeats per
     /// share while a pool reads and does not answer.
     no_answer_log: RateLimitedLog,
+    /// Gate for the warning about refused redirects.
+    redirect_log: RateLimitedLog,
+    /// Gate for the warning about shares the pool rejected.
+    reject_log: RateLimitedLog,
 }
 
 impl PoolSession {
@@ -226,6 +230,13 @@ impl PoolSession {
         let (tx, submits) = mpsc::channel(SUBMIT_QUEUE);
         let link = UpstreamLink::new(spec.name.clone(), spec.conn, tx);
         let now = now();
+        // The series exists from the first connection, so `increase()` in an alert sees
+        // the first refusal too.
+        metrics::counter!(
+            "hashgate_upstream_redirects_refused_total",
+            "pool" => spec.name.to_string()
+        )
+        .increment(0);
         let latency = metrics::histogram!(
             "hashgate_upstream_submit_latency_seconds",
             "pool" => spec.name.to_string()
@@ -261,7 +272,9 @@ impl PoolSession {
             ready: false,
             workers: submit::WorkerBook::default(),
             latency,
-            no_answer_log: RateLimitedLog::new(DEFAULT_WINDOW),
+            no_answer_log: RateLimitedLog::starting_at(ratelog::DEFAULT_WINDOW, now),
+            redirect_log: RateLimitedLog::starting_at(ratelog::DEFAULT_WINDOW, now),
+            reject_log: RateLimitedLog::starting_at(ratelog::DEFAULT_WINDOW, now),
         }
     }
 
@@ -540,6 +553,23 @@ impl PoolSession {
                         .unwrap_or_else(|| self.spec.address.host.clone()),
                     port: port.filter(|&p| p != 0).unwrap_or(self.spec.address.port),
                 };
+                if !self.spec.config.may_redirect_to(&address.host) {
+                    metrics::counter!(
+                        "hashgate_upstream_redirects_refused_total",
+                        "pool" => self.spec.name.to_string()
+                    )
+                    .increment(1);
+                    // A pool (or whoever speaks for it) can send these as fast as it likes.
+                    if let Verdict::Log { suppressed } = self.redirect_log.check(now) {
+                        tracing::warn!(
+                            pool = %self.spec.name,
+                            to = %address,
+                            suppressed,
+                            "pool asked to reconnect to another host; refused (the account and the site's shares stay with the configured pool; list the host in pools[].reconnect_hosts to allow it)"
+                        );
+                    }
+                    return Ok(());
+                }
                 let wait = reconnect_wait(wait_seconds, self.shared.config.failover.reconnect_max);
                 tracing::warn!(pool = %self.spec.name, to = %address, ?wait, "pool asked to reconnect");
                 Err(Ended::Reconnect { address, wait })

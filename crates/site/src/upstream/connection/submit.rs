@@ -236,13 +236,18 @@ impl PoolSession {
             Err(reason) => {
                 share.miner.record_pool_rejected(reason);
                 self.spec.stats.record_rejected(reason);
-                tracing::debug!(
-                    pool = %self.spec.name,
-                    worker = %share.worker,
-                    reason = reason.label(),
-                    message = answer.reject_message().unwrap_or(""),
-                    "pool rejected a share"
-                );
+                // Every share a pool rejects was told `true` to its miner: an operator must
+                // see it, but one line per window, not one per share.
+                if let Verdict::Log { suppressed } = self.reject_log.check(now) {
+                    tracing::warn!(
+                        pool = %self.spec.name,
+                        worker = %share.worker,
+                        reason = reason.label(),
+                        message = answer.reject_message().unwrap_or(""),
+                        rejected_since_last_line = suppressed,
+                        "pool rejected a share the proxy had accepted"
+                    );
+                }
             }
         }
         if share.is_block {
