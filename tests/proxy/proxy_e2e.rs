@@ -318,3 +318,68 @@ async fn a_strict_pool_keeps_one_connection_and_takes_every_share() {
     site.shutdown().await.unwrap();
     strict.shutdown().await;
 }
+
+/// The pool starts every connection far below what the channel needs; hashgate asks once
+/// (after the hashrate meter's first 15 s) for the difficulty that gives
+/// `upstream_shares_per_sec`, the pool (as ckpool) answers nothing and sends
+/// `set_difficulty`, and the unanswered request costs the connection nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_is_asked_for_a_difficulty_that_fits_the_channel() {
+    let sim = pool("fitting").await;
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"site\"\nupstream_shares_per_sec = 0.5\n\
+         initial_difficulty = {DIFFICULTY}\n[vardiff]\nmin_difficulty = {DIFFICULTY}\n\
+         max_difficulty = {DIFFICULTY}\n[failover]\nsilence_timeout_secs = 1\n\
+         submit_timeout_secs = 5\n[[pools]]\nname = \"p0\"\nurl = \"stratum+tcp://{}\"\n",
+        sim.addr()
+    );
+    let cfg = Arc::new(RawConfig::parse(&text).unwrap().validate().unwrap());
+    let site = Site::start(SiteOptions::new(cfg).without_http())
+        .await
+        .unwrap();
+    let registry = site.registry.clone();
+    // 4 × 400 H/s: at 0.5 shares/s the fitting difficulty is 1600 / (2^32 × 0.5) ≈ 7.5e-7,
+    // about 7× the pool's 1e-7.
+    let miners = fleet(site.miner_addr, 4);
+    let fit = 1600.0 / (4_294_967_296.0 * 0.5);
+    wait_until("a suggestion", Duration::from_secs(40), || {
+        sim.stats().suggestions >= 1
+    })
+    .await;
+    let channel = || {
+        registry
+            .upstreams()
+            .iter()
+            .find(|u| &*u.pool == "p0")
+            .and_then(|u| u.channels.first().copied())
+    };
+    wait_until("the pool's set_difficulty", Duration::from_secs(10), || {
+        channel().is_some_and(|c| c.difficulty > DIFFICULTY * 2.0)
+    })
+    .await;
+    let c = channel().unwrap();
+    let suggested = c.suggested.unwrap();
+    assert!(
+        suggested > fit / 2.0 && suggested < fit * 2.0,
+        "suggested {suggested}, fitting {fit}"
+    );
+    assert_eq!(c.difficulty, suggested, "the pool followed the suggestion");
+    // Shares keep being accepted at the new difficulty; the silent answer did not count
+    // against the pool (a 1 s answer timeout would have ended the connection by now).
+    let before = sim.stats().accepted;
+    wait_until(
+        "shares at the new difficulty",
+        Duration::from_secs(30),
+        || sim.stats().accepted >= before + 3,
+    )
+    .await;
+    let stats = sim.stats();
+    assert_eq!(stats.connections_total, 1, "the pool connection was kept");
+    assert_eq!(stats.suggestions, 1, "asked once: the pool followed");
+    assert_eq!(stats.rejected, 0, "{:?}", stats.rejects_by_code);
+    for a in &miners.asics {
+        a.stop().await;
+    }
+    site.shutdown().await.unwrap();
+    sim.shutdown().await;
+}

@@ -205,6 +205,8 @@ pub fn populated(max_worker_series: usize) -> Populated {
     let up = registry.upstream(&primary);
     up.set_state(UpstreamState::Active);
     up.set_difficulty(65536.0);
+    up.set_channel_difficulty(0, 65536.0);
+    up.set_channel_suggested(0, 65536.0);
     up.record_submitted(false);
     up.record_submitted(true);
     up.record_accepted();

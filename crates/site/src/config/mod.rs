@@ -85,6 +85,10 @@ pub struct ProxyConfig {
     pub ntime_window: Duration,
     /// Bounds for `mining.suggest_difficulty` and the initial difficulty.
     pub initial_difficulty: f64,
+    /// Shares a second each pool connection aims to forward: the difficulty it suggests
+    /// to the pool (`mining.suggest_difficulty`) follows from the channel's hashrate; 0
+    /// never suggests.
+    pub upstream_shares_per_sec: f64,
 }
 
 /// One upstream pool.

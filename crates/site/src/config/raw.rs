@@ -78,6 +78,9 @@ pub struct RawProxy {
     pub ntime_window_secs: Option<f64>,
     /// Difficulty a new miner starts at, default 1,024 (vardiff moves it).
     pub initial_difficulty: Option<f64>,
+    /// Forwarded shares a second each pool connection aims at, default 0.5 (0: never
+    /// suggest a difficulty to the pool).
+    pub upstream_shares_per_sec: Option<f64>,
 }
 
 /// One `[[pools]]` entry as written.
@@ -197,6 +200,15 @@ impl RawConfig {
         }
         let initial_difficulty = p.initial_difficulty.unwrap_or(1024.0);
         positive("proxy.initial_difficulty", initial_difficulty)?;
+        let upstream_shares_per_sec = p.upstream_shares_per_sec.unwrap_or(0.5);
+        if !(upstream_shares_per_sec.is_finite() && upstream_shares_per_sec >= 0.0) {
+            return Err(ConfigError::invalid(
+                "proxy.upstream_shares_per_sec",
+                format!(
+                    "{upstream_shares_per_sec} must be a number of 0 or more (0: never suggest a difficulty to the pool)"
+                ),
+            ));
+        }
         let max_connections = nonzero("proxy.max_connections", p.max_connections, 20_000)?;
         let proxy = ProxyConfig {
             listen,
@@ -226,6 +238,7 @@ impl RawConfig {
             miners_per_upstream: nonzero("proxy.miners_per_upstream", p.miners_per_upstream, 4096)?,
             ntime_window: secs("proxy.ntime_window_secs", p.ntime_window_secs, 7200.0)?,
             initial_difficulty,
+            upstream_shares_per_sec,
         };
         if proxy.max_line_bytes.get() < 1024 {
             return Err(ConfigError::invalid(

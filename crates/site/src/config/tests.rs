@@ -31,6 +31,7 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(cfg.proxy.setup_timeout, Duration::from_secs(10));
     assert_eq!(cfg.proxy.max_miner_extranonce2, 8);
     assert_eq!(cfg.proxy.upstream_worker, UpstreamWorker::Account);
+    assert_eq!(cfg.proxy.upstream_shares_per_sec, 0.5);
     assert_eq!(cfg.pools[0].name, "pool0");
     assert_eq!(cfg.pools[0].password, "x");
     assert_eq!(cfg.vardiff.target_interval, Duration::from_secs(5));
@@ -67,6 +68,10 @@ fn bad_fields_are_named() {
         (
             "[proxy]\naccount = \"a\"\nmax_miner_extranonce2 = 1\n[[pools]]\nurl=\"h:1\"",
             "proxy.max_miner_extranonce2",
+        ),
+        (
+            "[proxy]\naccount = \"a\"\nupstream_shares_per_sec = -0.5\n[[pools]]\nurl=\"h:1\"",
+            "proxy.upstream_shares_per_sec",
         ),
         (
             "[proxy]\naccount = \"a\"\nmax_line_bytes = 100\n[[pools]]\nurl=\"h:1\"",

@@ -497,6 +497,8 @@ impl MinerSession {
             .flatten()
             .filter(|d| share.meets(&target_of(*d)))
             .fold(easiest, f64::max);
+        // The channel's hashrate counts every credited share, forwarded or not.
+        let hashrate = job.link.hashrate().cloned();
         let forward = share.is_block() || share.meets(&job.upstream_target);
         let upstream = forward.then(|| {
             (
@@ -510,6 +512,9 @@ impl MinerSession {
         self.stats
             .record_accepted(now, wall, credited, share.difficulty());
         self.vardiff.on_share(now, credited);
+        if let Some(hashrate) = &hashrate {
+            hashrate.record(now, credited);
+        }
         if share.is_block() {
             self.stats.record_block();
             tracing::warn!(hash = %share.hash(), job = %s.job_id, worker = %s.worker, "BLOCK FOUND by this miner");

@@ -308,6 +308,22 @@ fn upstreams(w: &mut TextWriter, ups: &[UpstreamSnapshot]) {
             up.difficulty,
         );
     }
+    const CHANNEL_DIFFICULTY: &str = "hashgate_upstream_channel_difficulty";
+    w.family(
+        CHANNEL_DIFFICULTY,
+        Kind::Gauge,
+        "Difficulty the pool set on each channel's live connection to it.",
+    );
+    for up in ups {
+        for c in &up.channels {
+            let channel = c.channel.to_string();
+            w.sample(
+                CHANNEL_DIFFICULTY,
+                &[("pool", &up.pool), ("channel", &channel)],
+                c.difficulty,
+            );
+        }
+    }
     w.family(
         "hashgate_upstream_submitted_total",
         Kind::Counter,

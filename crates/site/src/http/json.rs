@@ -301,6 +301,19 @@ pub struct PoolJson {
     pub blocks: u64,
     /// Submit round trip.
     pub submit_latency: LatencyJson,
+    /// The difficulty on each channel's live connection to the pool.
+    pub channels: Vec<PoolChannelJson>,
+}
+
+/// The difficulty of one channel's connection to a pool.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolChannelJson {
+    /// Channel (upstream connection slot).
+    pub channel: usize,
+    /// Difficulty the pool set on the connection (1 until it sets one).
+    pub difficulty: f64,
+    /// Difficulty last suggested to the pool on it (`mining.suggest_difficulty`), if any.
+    pub suggested_difficulty: Option<f64>,
 }
 
 impl PoolJson {
@@ -327,6 +340,15 @@ impl PoolJson {
                 last_ms: up.submit_latency_last.map(ms),
                 avg_ms: up.submit_latency_avg.map(ms),
             },
+            channels: up
+                .channels
+                .iter()
+                .map(|c| PoolChannelJson {
+                    channel: c.channel,
+                    difficulty: c.difficulty,
+                    suggested_difficulty: c.suggested,
+                })
+                .collect(),
         }
     }
 }

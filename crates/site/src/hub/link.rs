@@ -1,11 +1,11 @@
 //! The way back from a miner's share to the pool connection that issued its job.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::stats::{MinerStats, Undelivered};
+use crate::stats::{HashrateMeter, MinerStats, Undelivered, Window};
 use hashgate_protocol::extranonce::PoolExtranonce2;
 
 /// A miner's worker name as data, carried from the miner's session to the pool side:
@@ -72,6 +72,43 @@ pub struct UpstreamSubmit {
     pub validated_at: Instant,
 }
 
+/// The share-proven hashrate of one channel's miners, fed by every share a miner is
+/// credited (not only those forwarded, so it is right whatever difficulty the pool set),
+/// and read by the channel's pool connections to choose the difficulty they suggest.
+/// Shared by all of a channel's connections, so a new one knows the rate at once.
+#[derive(Debug)]
+pub struct ChannelHashrate {
+    /// One lock per credited share; uncontended in practice (a site's few thousand
+    /// shares a second spread over its channels), and far cheaper than the validation.
+    meter: Mutex<HashrateMeter>,
+}
+
+impl ChannelHashrate {
+    /// A meter that starts counting at `now`.
+    pub fn new(now: Instant) -> ChannelHashrate {
+        ChannelHashrate {
+            meter: Mutex::new(HashrateMeter::new(now)),
+        }
+    }
+
+    /// Records a share credited at `difficulty`.
+    pub fn record(&self, now: Instant, difficulty: f64) {
+        // A poisoned meter still holds sums that are good enough to choose a difficulty.
+        self.meter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(now, difficulty);
+    }
+
+    /// Hashes a second over the last minute; `None` until the meter is old enough to say.
+    pub fn rate(&self, now: Instant) -> Option<f64> {
+        self.meter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rate(now, Window::M1)
+    }
+}
+
 /// A handle on one upstream connection's submit queue.
 #[derive(Debug, Clone)]
 pub struct UpstreamLink {
@@ -81,6 +118,8 @@ pub struct UpstreamLink {
     /// recognised as such.
     pub connection: u64,
     tx: mpsc::Sender<UpstreamSubmit>,
+    /// The channel's hashrate meter, when the connection suggests difficulties.
+    hashrate: Option<Arc<ChannelHashrate>>,
 }
 
 impl UpstreamLink {
@@ -90,7 +129,19 @@ impl UpstreamLink {
             pool,
             connection,
             tx,
+            hashrate: None,
         }
+    }
+
+    /// The same link, with credited shares counted into the channel's `hashrate`.
+    pub fn with_hashrate(mut self, hashrate: Arc<ChannelHashrate>) -> Self {
+        self.hashrate = Some(hashrate);
+        self
+    }
+
+    /// The channel's hashrate meter, into which miners' credited shares are counted.
+    pub fn hashrate(&self) -> Option<&Arc<ChannelHashrate>> {
+        self.hashrate.as_ref()
     }
 
     /// Queues a share for the pool without waiting; when that is impossible the share is

@@ -19,7 +19,7 @@ pub use channel::Channel;
 pub(crate) use channels::JoinError;
 pub use channels::{CHANNEL_IDLE_GRACE, Hub, MinerSizes};
 pub use job::{MinerJob, MinerJobParts};
-pub use link::{MinerWorker, UpstreamLink, UpstreamSubmit};
+pub use link::{ChannelHashrate, MinerWorker, UpstreamLink, UpstreamSubmit};
 
 pub use channel::ChannelControl;
 

@@ -41,7 +41,7 @@
 use std::time::{Duration, Instant};
 
 /// Hashes proved by one share of difficulty 1.
-const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
+pub const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
 
 /// Age below which no hashrate is reported: fewer than ~3 shares at a 5 s target interval.
 pub const MIN_REPORT_AGE: Duration = Duration::from_secs(15);

@@ -11,8 +11,10 @@ pub use miner::{MinerIdentity, MinerStats, PoolReject, Undelivered};
 pub(crate) use miner::{MinerSnapshot, MinerTotals};
 pub mod registry;
 
+pub use registry::{
+    ChannelDifficulty, MinerRegistration, Registry, UpstreamSnapshot, UpstreamState,
+};
 pub(crate) use registry::{Departed, DepartedWorker, UpstreamStats};
-pub use registry::{MinerRegistration, Registry, UpstreamSnapshot, UpstreamState};
 
 /// Whether the per-share `record*` calls keep figures: `false` only in a build with the
 /// `stats-off` feature, a measurement switch for the before/after cost of stats on the

@@ -1,7 +1,7 @@
 //! The live set of miners and upstream connections, read by status output, the JSON API and
 //! the metrics exporter.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -66,6 +66,20 @@ pub struct UpstreamStats {
     latency_last_us: AtomicU64,
     /// f64 bits of a moving average of submit round trips in microseconds; NaN = none yet.
     latency_ewma_us: AtomicU64,
+    /// The difficulty on each channel's live connection to this pool (a few channels per
+    /// site; written on the pool's rare `set_difficulty` and suggestions only).
+    channels: Mutex<BTreeMap<usize, ChannelDifficulty>>,
+}
+
+/// The difficulty of one channel's connection to a pool.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelDifficulty {
+    /// The channel (upstream connection slot).
+    pub channel: usize,
+    /// The difficulty the pool set on the connection (1 until it sets one).
+    pub difficulty: f64,
+    /// The difficulty last suggested to the pool on it, if any.
+    pub suggested: Option<f64>,
 }
 
 /// A copy of an upstream's counters.
@@ -97,6 +111,8 @@ pub struct UpstreamSnapshot {
     pub submit_latency_last: Option<Duration>,
     /// Moving average (weight 1/8 per sample) of submit round trips.
     pub submit_latency_avg: Option<Duration>,
+    /// Difficulty per channel with a live connection, by channel.
+    pub channels: Vec<ChannelDifficulty>,
 }
 
 /// Weight of a new sample in the latency average: about the last 8 submits.
@@ -119,7 +135,42 @@ impl UpstreamStats {
             blocks: AtomicU64::new(0),
             latency_last_us: AtomicU64::new(u64::MAX),
             latency_ewma_us: AtomicU64::new(f64::NAN.to_bits()),
+            channels: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn channels(&self) -> MutexGuard<'_, BTreeMap<usize, ChannelDifficulty>> {
+        // Plain values: a poisoned map is still a right one.
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the difficulty the pool set on `channel`'s connection.
+    pub fn set_channel_difficulty(&self, channel: usize, difficulty: f64) {
+        self.channels()
+            .entry(channel)
+            .or_insert(ChannelDifficulty {
+                channel,
+                difficulty,
+                suggested: None,
+            })
+            .difficulty = difficulty;
+    }
+
+    /// Records a difficulty suggested to the pool on `channel`'s connection.
+    pub fn set_channel_suggested(&self, channel: usize, suggested: f64) {
+        self.channels()
+            .entry(channel)
+            .or_insert(ChannelDifficulty {
+                channel,
+                difficulty: 1.0,
+                suggested: None,
+            })
+            .suggested = Some(suggested);
+    }
+
+    /// Forgets `channel`'s connection to this pool (it has ended).
+    pub fn clear_channel(&self, channel: usize) {
+        self.channels().remove(&channel);
     }
 
     /// Sets the state.
@@ -233,6 +284,7 @@ impl UpstreamStats {
                 us.is_finite()
                     .then(|| Duration::from_secs_f64(us.max(0.0) / 1e6))
             },
+            channels: self.channels().values().copied().collect(),
         }
     }
 }

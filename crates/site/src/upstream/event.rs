@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{PoolConfig, PoolUrl};
-use crate::hub::UpstreamLink;
+use crate::hub::{ChannelHashrate, UpstreamLink};
 use crate::stats::UpstreamStats;
 use hashgate_protocol::stratum::{CodecError, Notify};
 use hashgate_protocol::work::Target;
@@ -96,4 +96,8 @@ pub(super) struct ConnSpec {
     pub address: PoolUrl,
     /// The pool's counters.
     pub stats: Arc<UpstreamStats>,
+    /// The channel this connection serves.
+    pub channel: usize,
+    /// The channel's share-proven hashrate, from which the difficulty to suggest follows.
+    pub hashrate: Arc<ChannelHashrate>,
 }

@@ -30,6 +30,7 @@ mod manager;
 mod pending;
 mod serve;
 mod sizing;
+mod suggest;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::PoolUrl;
-use crate::hub::{Channel, ChannelControl, MinerJob, MinerJobParts};
+use crate::hub::{Channel, ChannelControl, ChannelHashrate, MinerJob, MinerJobParts};
 use crate::stats::{UpstreamState, UpstreamStats};
 
 use super::UpstreamContext;
@@ -70,6 +70,9 @@ pub(super) struct ChannelServer {
     published_mask: Option<u32>,
     /// Wakes when any channel resized the miners: republish under the new sizes.
     resized: watch::Receiver<u64>,
+    /// The channel's share-proven hashrate, shared with its connections (and, through
+    /// their links, fed by its miners' sessions).
+    hashrate: Arc<ChannelHashrate>,
 }
 
 impl ChannelServer {
@@ -114,6 +117,7 @@ impl ChannelServer {
             events_rx,
             tracker: TaskTracker::new(),
             published_mask: None,
+            hashrate: Arc::new(ChannelHashrate::new(now())),
         }
     }
 
@@ -221,6 +225,8 @@ impl ChannelServer {
             config: config.clone(),
             address: slot.redirect.take().unwrap_or_else(|| config.url.clone()),
             stats: slot.stats.clone(),
+            channel: self.index,
+            hashrate: self.hashrate.clone(),
         };
         slot.live = Some(Live {
             conn,

@@ -3,8 +3,9 @@
 //! It behaves like ckpool (see `fixtures/stratum/` and `docs/INTEROP.md`): it answers
 //! `mining.configure`, `subscribe`, the first `authorize` of a connection (a later one is
 //! never answered and authorizes nothing, unless [`SimPoolConfig::authorizes_per_connection`]
-//! is raised), `extranonce.subscribe` and
-//! `suggest_difficulty`; sends `set_difficulty` and the first job right after subscribe;
+//! is raised) and `extranonce.subscribe`; takes `suggest_difficulty` without answering it
+//! (a new value becomes the connection's difficulty and is sent as `set_difficulty`, as
+//! ckpool does); sends `set_difficulty` and the first job right after subscribe;
 //! answers submits with `result:true` or `result:false` and `[code,"msg",null]`.
 //! Shares are judged by [`judge`], its own deliberately plain code, never by
 //! `hashgate_protocol::work`, so that a test can catch the proxy's validator being wrong.

@@ -213,8 +213,16 @@ impl ClientSession {
                 respond(out, id, ResultValue::Bool(true));
             }
             Method::SuggestDifficulty(d) => {
-                respond(out, id, ResultValue::Bool(true));
-                if self.shared.config.honor_suggest_difficulty && d.is_finite() && d > 0.0 {
+                // As ckpool: never answered (a proxy that waits for an answer, or times
+                // one, fails here as it would there); a new value is applied and sent as
+                // `set_difficulty`, the same one again changes nothing.
+                self.shared.ledger().stats.suggestions += 1;
+                let changed = (d - self.difficulty).abs() > f64::EPSILON * d.abs();
+                if self.shared.config.honor_suggest_difficulty
+                    && d.is_finite()
+                    && d > 0.0
+                    && changed
+                {
                     self.difficulty = d;
                     if self.subscribed {
                         notify(out, Method::SetDifficulty(d));

@@ -72,6 +72,8 @@ pub struct SimPoolStats {
     pub bad_lines: u64,
     /// `mining.authorize` requests left unanswered: past the connection's limit.
     pub authorizes_ignored: u64,
+    /// `mining.suggest_difficulty` requests read (never answered, as ckpool).
+    pub suggestions: u64,
 }
 
 /// The live counters behind [`SimPoolStats`], plus the accepted-share records.

@@ -34,6 +34,7 @@ use super::error::UpstreamError;
 use super::health::{Health, HealthCheck, HealthRules};
 use super::pending::Pending;
 use super::sizing::{PlanChoice, plan_for};
+use super::suggest::Suggester;
 
 pub(super) use super::event::{ConnSpec, Ended, Event, PoolWork};
 
@@ -199,6 +200,12 @@ struct PoolSession {
     extranonce: Option<(Vec<u8>, usize)>,
     /// Target of the pool's latest difficulty (difficulty 1 until told otherwise).
     target: Target,
+    /// The pool's latest difficulty (1 until told otherwise).
+    difficulty: f64,
+    /// The pool answered the pool user's authorize `true`.
+    authorized: bool,
+    /// When to ask the pool for a difficulty that fits the channel.
+    suggester: Suggester,
     /// Granted version-rolling mask.
     version_mask: u32,
     /// The pool's latest job, re-sent to the server when the extranonce or mask changes.
@@ -228,8 +235,10 @@ impl PoolSession {
     ) -> PoolSession {
         let (reader, writer) = stream.into_split();
         let (tx, submits) = mpsc::channel(SUBMIT_QUEUE);
-        let link = UpstreamLink::new(spec.name.clone(), spec.conn, tx);
+        let link = UpstreamLink::new(spec.name.clone(), spec.conn, tx)
+            .with_hashrate(spec.hashrate.clone());
         let now = now();
+        let suggester = Suggester::new(shared.config.proxy.upstream_shares_per_sec);
         // The series exists from the first connection, so `increase()` in an alert sees
         // the first refusal too.
         metrics::counter!(
@@ -267,6 +276,9 @@ impl PoolSession {
             link,
             extranonce: None,
             target: Target::DIFF1,
+            difficulty: 1.0,
+            authorized: false,
+            suggester,
             version_mask: 0,
             latest: None,
             ready: false,
@@ -418,6 +430,7 @@ impl PoolSession {
             Some(Asked::Authorize) => {
                 if answer.is_accepted() {
                     tracing::debug!(pool = %self.spec.name, user = %self.spec.config.user, "authorized");
+                    self.authorized = true;
                     Ok(())
                 } else {
                     Err(UpstreamError::Unauthorized {
@@ -467,6 +480,9 @@ impl PoolSession {
             "subscribed"
         );
         self.extranonce = Some((result.extranonce1, result.extranonce2_size));
+        self.spec
+            .stats
+            .set_channel_difficulty(self.spec.channel, self.difficulty);
         Ok(())
     }
 
@@ -516,7 +532,11 @@ impl PoolSession {
                 match Difficulty::new(difficulty) {
                     Ok(d) => {
                         self.target = d.to_target();
+                        self.difficulty = difficulty;
                         self.spec.stats.set_difficulty(difficulty);
+                        self.spec
+                            .stats
+                            .set_channel_difficulty(self.spec.channel, difficulty);
                         tracing::debug!(pool = %self.spec.name, difficulty, "pool difficulty");
                     }
                     Err(err) => {
@@ -667,10 +687,44 @@ impl PoolSession {
             }
             self.undelivered(&expired.share, Undelivered::NoAnswer);
         }
+        self.suggest_difficulty(now).await?;
         match verdict {
             HealthCheck::Fine => Ok(()),
             HealthCheck::Unanswered(after) => Err(UpstreamError::Unanswered(after).into()),
             HealthCheck::NoNewJob(after) => Err(UpstreamError::NoNewJob(after).into()),
         }
+    }
+
+    /// Asks the pool for a difficulty that fits the channel, when the rule says so
+    /// (`suggest.rs`). The request is written but not awaited: ckpool never answers it
+    /// and a pool may ignore it, so it must not start the answer clock in [`Health`], nor
+    /// wait in `requests` for an answer that never comes; the pool's `set_difficulty`, if
+    /// any, is followed as always.
+    async fn suggest_difficulty(&mut self, now: Instant) -> Result<(), Ended> {
+        if !self.authorized || self.extranonce.is_none() {
+            return Ok(());
+        }
+        let hashrate = self.spec.hashrate.rate(now);
+        let Some(difficulty) = self.suggester.decide(hashrate, self.difficulty) else {
+            return Ok(());
+        };
+        tracing::info!(
+            pool = %self.spec.name,
+            channel = self.spec.channel,
+            hashrate = hashrate.unwrap_or(0.0),
+            pool_difficulty = self.difficulty,
+            suggested = difficulty,
+            "suggesting a difficulty that fits the channel"
+        );
+        let id = self.take_id();
+        Message::Request(Request {
+            id: Id::Int(id),
+            method: Method::SuggestDifficulty(difficulty),
+        })
+        .encode_into(&mut self.write_buf);
+        self.spec
+            .stats
+            .set_channel_suggested(self.spec.channel, difficulty);
+        self.flush().await
     }
 }

@@ -276,6 +276,7 @@ impl PoolSession {
         } else {
             Undelivered::NoAnswer
         };
+        self.spec.stats.clear_channel(self.spec.channel);
         let mut end = end;
         if matches!(end, Ended::Closed) {
             let mut queued = Vec::new();
