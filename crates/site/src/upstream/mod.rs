@@ -11,10 +11,12 @@
 //! |---|---|---|
 //! | `manager.rs` | [`spawn`]: one task per channel, shutdown | spawns tasks |
 //! | `serve.rs` | one channel: connections per pool, publishing, switching | spawns connections |
-//! | `connection/` | one SV1 client session: handshake, jobs, probes (`mod.rs`); shares out, verdicts back, final accounting (`submit.rs`) | TCP |
+//! | `connection/` | the socket task of one pool connection: connect, a thin loop feeding its [`PoolSession`](session) lines, shares and ticks, writing what it encoded, the shutdown grace | TCP |
+//! | `session/` | `PoolSession`, the pool side of one SV1 connection without I/O: handshake, jobs, difficulty and suggestions, health verdicts, redirects (`mod.rs`); shares out, verdicts back, per-miner names, final accounting (`submit.rs`); tested in simulated time (`session_tests/`) | no |
+//! | `suggest.rs` | which difficulty to suggest to a pool ([`Suggester`](suggest)) | no |
 //! | `event.rs` | what a connection hands its channel server: work, how it ended | no |
 //! | `failover.rs` | which pool is active, which to connect or close ([`Failover`]) | no |
-//! | `health.rs` | when to probe, when silence means down, not counting the proxy's own stalls ([`Health`]) | no |
+//! | `health.rs` | when silence, a job drought or a reject run means down, not counting the proxy's own stalls ([`Health`]) | no |
 //! | `backoff.rs` | reconnect delays ([`Backoff`]) | no |
 //! | `pending.rs` | submits awaiting answers, pool verdicts, worker names | no |
 //! | `sizing.rs` | the extranonce split per pool ([`plan_for`]) | no |
@@ -29,6 +31,7 @@ mod health;
 mod manager;
 mod pending;
 mod serve;
+mod session;
 mod sizing;
 mod suggest;
 
@@ -44,9 +47,9 @@ use crate::hub::Hub;
 use crate::stats::Registry;
 use hashgate_protocol::extranonce::SplitLimits;
 
-pub use connection::USER_AGENT;
 pub use manager::spawn;
 pub use pending::{Pending, verdict};
+pub use session::USER_AGENT;
 
 /// Longest a shutdown waits for the pool's answers to shares already sent (the submit
 /// timeout when shorter); the rest are counted as `shutdown`.

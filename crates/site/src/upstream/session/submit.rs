@@ -1,5 +1,6 @@
 //! The submit side of a pool session: shares out under the connection's own ids, verdicts
-//! back to the miners, and the final accounting when the connection goes.
+//! back to the miners, the per-miner names, and the final accounting when the connection
+//! goes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,11 +16,11 @@ use hashgate_protocol::stratum::{
 
 use super::super::error::UpstreamError;
 use super::super::pending::{InFlight, pool_worker_name, verdict};
-use super::{Asked, Ended, PoolSession, now, read_message};
+use super::{Asked, Ended, PoolSession, SessionEvent};
 
 /// Per-miner names a pool connection has asked for; past this many, further miners'
 /// shares go under the account (a pool's worker book, and ours, stay bounded).
-const MAX_POOL_WORKERS: usize = 16_384;
+pub(super) const MAX_POOL_WORKERS: usize = 16_384;
 
 /// Shares awaiting a verdict per connection. A pool that answers is far below it (a
 /// second of a 4,000 shares/s site); one that reads and never answers is given up on
@@ -29,7 +30,7 @@ const MAX_PENDING: usize = 16_384;
 
 /// Why per-miner names were given up on a connection (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Fallback {
+pub(in super::super) enum Fallback {
     /// The pool answered a worker's authorize `false`.
     Refused,
     /// The pool left a worker's authorize unanswered (ckpool's way of saying no).
@@ -91,17 +92,12 @@ impl WorkerBook {
 }
 
 impl PoolSession {
-    /// Writes a batch of shares, blocks first (a stable sort keeps the rest in order).
-    pub(super) async fn send_batch(
-        &mut self,
-        batch: &mut Vec<UpstreamSubmit>,
-    ) -> Result<(), Ended> {
+    /// Encodes a batch of shares, blocks first (a stable sort keeps the rest in order).
+    pub(in super::super) fn on_submits(&mut self, batch: &mut Vec<UpstreamSubmit>, now: Instant) {
         batch.sort_by_key(|share| !share.is_block);
-        let now = now();
         for share in batch.drain(..) {
             self.encode_submit(share, now);
         }
-        self.flush().await
     }
 
     fn encode_submit(&mut self, share: UpstreamSubmit, now: Instant) {
@@ -127,7 +123,7 @@ impl PoolSession {
                 version_bits: share.version_bits,
             }),
         })
-        .encode_into(&mut self.write_buf);
+        .encode_into(&mut self.out);
         self.spec.stats.record_submitted(share.is_block);
         if share.is_block {
             tracing::error!(
@@ -187,6 +183,7 @@ impl PoolSession {
                 user: name.to_string(),
                 password: Some(self.spec.config.password.clone()),
             }),
+            now,
         );
         self.workers.names.insert(worker.clone(), (name, Some(now)));
         account
@@ -207,6 +204,7 @@ impl PoolSession {
             "reason" => why.label()
         )
         .increment(1);
+        self.events.push(SessionEvent::WorkerFallback(why));
         tracing::warn!(
             pool = %self.spec.name,
             reason = why.label(),
@@ -228,6 +226,8 @@ impl PoolSession {
         self.latency.record(rtt.as_secs_f64());
         self.spec.stats.record_submit_latency(rtt);
         let share = &sent.share;
+        self.events
+            .push(SessionEvent::Verdict(answer.is_accepted()));
         match verdict(answer) {
             Ok(()) => {
                 share.miner.record_pool_accepted();
@@ -259,76 +259,29 @@ impl PoolSession {
         }
     }
 
-    pub(super) fn undelivered(&self, share: &UpstreamSubmit, reason: Undelivered) {
+    pub(in super::super) fn undelivered(&self, share: &UpstreamSubmit, reason: Undelivered) {
         share.miner.record_undelivered(reason);
         self.spec.stats.record_undelivered(reason);
     }
 
-    /// Accounts for every share still held. A connection closed by the proxy first sends
-    /// what is queued and waits (up to a grace period) for the answers; a failed one
-    /// cannot, so its sent shares lost their verdict and unsent ones never left.
-    pub(super) async fn finish(&mut self, end: Ended) -> Ended {
-        // No new shares from here: sessions holding this link count them as upstream_gone.
-        self.submits.close();
-        let shutdown = self.shared.shutdown.is_cancelled();
-        let left_reason = if shutdown {
+    /// Accounts for every share still waiting for a verdict when the connection is over:
+    /// `shutdown` when the proxy is stopping, else `no_answer` (a failed connection lost
+    /// its verdicts). The socket task first sends what is queued and reads answers for a
+    /// grace period when it closed the connection itself.
+    pub(in super::super) fn finish(&mut self, shutdown: bool) {
+        self.spec.stats.clear_channel(self.spec.channel);
+        let reason = if shutdown {
             Undelivered::Shutdown
         } else {
             Undelivered::NoAnswer
         };
-        self.spec.stats.clear_channel(self.spec.channel);
-        let mut end = end;
-        if matches!(end, Ended::Closed) {
-            let mut queued = Vec::new();
-            while let Ok(share) = self.submits.try_recv() {
-                queued.push(share);
-            }
-            if let Err(failed) = self.send_batch(&mut queued).await {
-                end = failed;
-            } else if let Err(failed) = self.await_answers().await {
-                end = failed;
-            }
-        }
-        while let Ok(share) = self.submits.try_recv() {
-            let reason = if shutdown {
-                Undelivered::Shutdown
-            } else {
-                Undelivered::UpstreamGone
-            };
-            self.undelivered(&share, reason);
-        }
         let left = self.pending.drain();
         if !left.is_empty() {
-            tracing::warn!(pool = %self.spec.name, shares = left.len(), reason = left_reason.label(), "shares left without a pool verdict");
+            tracing::warn!(pool = %self.spec.name, shares = left.len(), reason = reason.label(), "shares left without a pool verdict");
         }
         for sent in left {
-            self.undelivered(&sent.share, left_reason);
+            self.undelivered(&sent.share, reason);
         }
-        end
-    }
-
-    /// Reads answers until none are pending or the grace period is over.
-    async fn await_answers(&mut self) -> Result<(), Ended> {
-        let grace = self
-            .shared
-            .config
-            .failover
-            .submit_timeout
-            .min(super::super::SHUTDOWN_GRACE);
-        let deadline = tokio::time::Instant::now() + grace;
-        while !self.pending.is_empty() {
-            let line = tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return Ok(()),
-                line = read_message(&mut self.reader, &mut self.read_buf, &mut self.codec) => line,
-            };
-            let now = now();
-            match line? {
-                None => return Err(UpstreamError::Closed.into()),
-                Some(Ok(Message::Response(answer))) => self.on_answer(answer, now)?,
-                Some(_) => {}
-            }
-        }
-        Ok(())
     }
 }
 
