@@ -2,7 +2,7 @@
 //! back to the miners, the per-miner names, and the final accounting when the connection
 //! goes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,12 +61,29 @@ pub(super) struct WorkerBook {
     any_verified: bool,
     /// The pool user, shared by every share that goes under it.
     account: Option<Arc<str>>,
+    /// Authorizes in the order they were sent, with when. Answered ones leave from the
+    /// front lazily, so the oldest unanswered one is found in amortized O(1) per tick
+    /// instead of by a scan of every name (up to [`MAX_POOL_WORKERS`]).
+    asked: VecDeque<(Instant, MinerWorker)>,
 }
 
 impl WorkerBook {
     /// The pool user as a shared name (made once per connection).
     fn account(&mut self, user: &str) -> Arc<str> {
         self.account.get_or_insert_with(|| user.into()).clone()
+    }
+
+    /// Records that `worker`'s name on the pool, `name`, was asked for at `now`.
+    fn ask(&mut self, worker: &MinerWorker, name: Arc<str>, now: Instant) {
+        self.names.insert(worker.clone(), (name, Some(now)));
+        self.asked.push_back((now, worker.clone()));
+    }
+
+    /// Forgets every name: the account only from here.
+    fn give_up(&mut self) {
+        self.given_up = true;
+        self.names = HashMap::new();
+        self.asked = VecDeque::new();
     }
 
     /// The pool answered `worker`'s authorize `true`.
@@ -82,12 +99,24 @@ impl WorkerBook {
         !self.any_verified && self.names.values().any(|(_, asked)| asked.is_some())
     }
 
-    /// Whether an authorize has waited longer than `timeout`.
-    pub(super) fn unanswered_since(&self, now: Instant, timeout: Duration) -> bool {
-        !self.given_up
-            && self.names.values().any(|(_, asked)| {
-                asked.is_some_and(|at| now.saturating_duration_since(at) >= timeout)
-            })
+    /// Whether an authorize has waited `timeout` or longer. Requests go out in time
+    /// order, so the oldest one still unanswered is the front of `asked` once the
+    /// answered ones before it are dropped.
+    pub(super) fn unanswered_since(&mut self, now: Instant, timeout: Duration) -> bool {
+        if self.given_up {
+            return false;
+        }
+        while let Some((at, worker)) = self.asked.front() {
+            match self.names.get(worker) {
+                Some((_, Some(asked))) if asked == at => break,
+                _ => {
+                    self.asked.pop_front();
+                }
+            }
+        }
+        self.asked
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= timeout)
     }
 }
 
@@ -185,7 +214,7 @@ impl PoolSession {
             }),
             now,
         );
-        self.workers.names.insert(worker.clone(), (name, Some(now)));
+        self.workers.ask(worker, name, now);
         account
     }
 
@@ -194,8 +223,7 @@ impl PoolSession {
         if self.workers.given_up {
             return;
         }
-        self.workers.given_up = true;
-        self.workers.names = HashMap::new();
+        self.workers.give_up();
         self.requests
             .retain(|_, asked| !matches!(asked, Asked::WorkerAuthorize(_)));
         metrics::counter!(
@@ -295,16 +323,48 @@ mod tests {
         let mut book = WorkerBook::default();
         assert!(!book.probing());
         let (m1, m2) = (MinerWorker::new("site.m1"), MinerWorker::new("site.m2"));
-        book.names.insert(m1.clone(), ("u.m1".into(), Some(t0)));
+        book.ask(&m1, "u.m1".into(), t0);
         assert!(book.probing(), "m2 must wait for m1's answer");
         assert!(!book.unanswered_since(t0 + Duration::from_millis(2999), Duration::from_secs(3)));
         assert!(book.unanswered_since(t0 + Duration::from_secs(3), Duration::from_secs(3)));
         book.verified(&m1);
         assert!(!book.probing());
         // Once the pool has taken a name, others are asked for side by side.
-        book.names.insert(m2.clone(), ("u.m2".into(), Some(t0)));
+        book.ask(&m2, "u.m2".into(), t0);
         assert!(!book.probing());
         book.verified(&m2);
         assert!(book.names.values().all(|(_, asked)| asked.is_none()));
+    }
+
+    #[test]
+    fn the_oldest_unanswered_authorize_is_the_one_timed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let timeout = Duration::from_secs(3);
+        let mut book = WorkerBook::default();
+        let m: Vec<_> = (0..4)
+            .map(|i| MinerWorker::new(&format!("site.m{i}")))
+            .collect();
+        book.ask(&m[0], "u.m0".into(), t0);
+        book.verified(&m[0]);
+        book.ask(&m[1], "u.m1".into(), t0 + ms(1000));
+        book.ask(&m[2], "u.m2".into(), t0 + ms(2000));
+        book.ask(&m[3], "u.m3".into(), t0 + ms(2500));
+        // m0 was answered: m1, asked at 1 s, is the oldest waiting.
+        assert!(!book.unanswered_since(t0 + ms(3999), timeout));
+        assert!(book.unanswered_since(t0 + ms(4000), timeout));
+        // Answered out of order: m2 verified first, then m1; m3 (2.5 s) is left.
+        book.verified(&m[2]);
+        assert!(
+            book.unanswered_since(t0 + ms(4000), timeout),
+            "m1 still waits"
+        );
+        book.verified(&m[1]);
+        assert!(!book.unanswered_since(t0 + ms(5499), timeout));
+        assert!(book.unanswered_since(t0 + ms(5500), timeout));
+        assert_eq!(book.asked.len(), 1, "answered ones left the queue");
+        book.verified(&m[3]);
+        assert!(!book.unanswered_since(t0 + ms(60_000), timeout));
+        assert!(book.asked.is_empty());
     }
 }
