@@ -208,7 +208,10 @@ impl fmt::Debug for Reloader {
 fn reload_with(source: &ConfigSource, power: Option<&PowerHandle>) -> Result<(), String> {
     let config = source()?;
     match (power, &config.power) {
-        (Some(handle), Some(section)) => handle.reload(section).map_err(|e| e.to_string()),
+        (Some(handle), Some(section)) => handle
+            .reload(section)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         (None, None) => Ok(()),
         (None, Some(_)) | (Some(_), None) => {
             Err("adding or removing the [power] section needs a restart".to_owned())

@@ -125,9 +125,7 @@ impl AdminError {
                 ControlError::UnknownMiner(_) | ControlError::UnknownContainer(_),
             ) => StatusCode::NOT_FOUND,
             AdminError::Control(ControlError::InvalidBudget { .. }) => StatusCode::BAD_REQUEST,
-            AdminError::Control(ControlError::InventoryChanged(_)) | AdminError::Reload(_) => {
-                StatusCode::CONFLICT
-            }
+            AdminError::Reload(_) => StatusCode::CONFLICT,
             AdminError::NoReload => StatusCode::NOT_FOUND,
         }
     }
