@@ -19,7 +19,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ReloadReport, restart_needed};
 use crate::downstream::{Listener, ListenerCounters};
 use crate::exporter::Exporter;
 use crate::http::HttpState;
@@ -37,6 +37,12 @@ use crate::power::driver::DriverError;
 use crate::power::inventory::PowerConfig;
 use crate::power::{PowerDriver, PowerHandle};
 use crate::stats::Registry;
+use crate::upstream::{PoolReload, PoolSet};
+
+/// Counter of reloads, by `result` (`applied`, `refused`).
+pub const CONFIG_RELOADS: &str = "hashgate_config_reloads_total";
+/// Gauge: Unix time of the last reload that was applied.
+pub const CONFIG_LAST_RELOAD: &str = "hashgate_config_last_reload_success_timestamp_seconds";
 
 /// Where the power driver's management API clients come from.
 #[derive(Default)]
@@ -203,19 +209,74 @@ impl fmt::Debug for Reloader {
     }
 }
 
-/// Re-reads the configuration through `source` and applies its power budgets and policy
-/// to `power`; nothing changes on error.
-fn reload_with(source: &ConfigSource, power: Option<&PowerHandle>) -> Result<(), String> {
-    let config = source()?;
-    match (power, &config.power) {
-        (Some(handle), Some(section)) => handle
-            .reload(section)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        (None, None) => Ok(()),
-        (None, Some(_)) | (Some(_), None) => {
-            Err("adding or removing the [power] section needs a restart".to_owned())
+/// What a reload reads and where it applies what it read.
+struct Reloading {
+    source: ConfigSource,
+    /// The settings in force: the start-up file with every reload's applied parts; what
+    /// needs a restart keeps its start-up value here, so each reload reports it again.
+    running: Mutex<Config>,
+    power: Option<PowerHandle>,
+    pools: PoolReload,
+}
+
+impl Reloading {
+    /// Re-reads the file and applies what can change while running: the pools and their
+    /// failover timing, the power inventory, budgets and policy. Counted and logged.
+    fn reload(&self) -> Result<ReloadReport, String> {
+        let result = self.apply();
+        match &result {
+            Ok(report) => {
+                metrics::counter!(CONFIG_RELOADS, "result" => "applied").increment(1);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                metrics::gauge!(CONFIG_LAST_RELOAD).set(now);
+                tracing::info!(
+                    applied = %report.applied.join("; "),
+                    needs_restart = %report.needs_restart.join(", "),
+                    "configuration reloaded: {}",
+                    report.summary()
+                );
+            }
+            Err(error) => {
+                metrics::counter!(CONFIG_RELOADS, "result" => "refused").increment(1);
+                tracing::error!(%error, "configuration not reloaded; running settings kept");
+            }
         }
+        result
+    }
+
+    fn apply(&self) -> Result<ReloadReport, String> {
+        let file = (self.source)()?;
+        // One reload at a time: the diff is against what the previous one left.
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = ReloadReport {
+            applied: Vec::new(),
+            needs_restart: restart_needed(&running, &file),
+        };
+        // Power first: building a new miner's client is the one step that can still fail,
+        // and nothing has changed yet when it does.
+        if let (Some(handle), Some(section), Some(old)) =
+            (&self.power, &file.power, running.power.as_mut())
+        {
+            let change = handle.reload(section).map_err(|e| format!("power: {e}"))?;
+            report
+                .applied
+                .extend(change.describe().into_iter().map(|c| format!("power: {c}")));
+            // The Debug form redacts the token and covers every other field.
+            let mut compared = section.clone();
+            compared.admin_token.clone_from(&old.admin_token);
+            if change.is_empty() && format!("{compared:?}") != format!("{old:?}") {
+                report.applied.push("power: budgets and policy".to_owned());
+            }
+            *old = compared;
+        }
+        report.applied.extend(self.pools.apply(PoolSet::of(&file)));
+        running.pools = file.pools;
+        running.failover.reconnect_min = file.failover.reconnect_min;
+        running.failover.reconnect_max = file.failover.reconnect_max;
+        running.failover.failback_after = file.failover.failback_after;
+        Ok(report)
     }
 }
 
@@ -275,27 +336,12 @@ impl Site {
             None
         };
         let driver = match &config.power {
-            Some(power) => {
-                let (driver, handle) =
-                    build_driver(power.clone(), clients, registry.clone()).await?;
-                let reload = source.0.clone().map(|source| {
-                    let handle = handle.clone();
-                    let reload: crate::power::admin::Reload =
-                        Arc::new(move || reload_with(&source, Some(&handle)));
-                    reload
-                });
-                let admin = crate::power::admin::router_with_reload(
-                    handle.clone(),
-                    power.admin_token.clone(),
-                    reload,
-                );
-                Some((driver, handle, admin))
-            }
+            Some(power) => Some(build_driver(power.clone(), clients, registry.clone()).await?),
             None => None,
         };
 
         let counters = listener.counters();
-        let upstream_task = crate::upstream::spawn(
+        let (upstream_task, pool_reload) = crate::upstream::spawn_reloadable(
             config.clone(),
             hub.clone(),
             channels,
@@ -303,12 +349,30 @@ impl Site {
             upstream_stop.clone(),
         );
         let accept_task = tokio::spawn(listener.run());
-        let (power, power_task, admin) = match driver {
-            Some((driver, handle, admin)) => {
+        let (power, power_task) = match driver {
+            Some((driver, handle)) => {
                 let task = tokio::spawn(driver.run(shutdown.child_token()));
-                (Some(handle), Some(task), admin)
+                (Some(handle), Some(task))
             }
-            None => (None, None, axum::Router::new()),
+            None => (None, None),
+        };
+        let reload = source.0.map(|source| {
+            let reloading = Reloading {
+                source,
+                running: Mutex::new(Config::clone(&config)),
+                power: power.clone(),
+                pools: pool_reload,
+            };
+            let reload: crate::power::admin::Reload = Arc::new(move || reloading.reload());
+            reload
+        });
+        let admin = match (&power, &config.power) {
+            (Some(handle), Some(section)) => crate::power::admin::router_with_reload(
+                handle.clone(),
+                section.admin_token.clone(),
+                reload.clone(),
+            ),
+            _ => axum::Router::new(),
         };
         let (http_addr, http_task) = match http_listener {
             Some((bound, addr)) => {
@@ -351,12 +415,6 @@ impl Site {
             }
             .run(),
         );
-        let reload = source.0.map(|source| {
-            let handle = power.clone();
-            let reload: crate::power::admin::Reload =
-                Arc::new(move || reload_with(&source, handle.as_ref()));
-            reload
-        });
         Ok(Site {
             reload: Reloader(reload),
             miner_addr,
@@ -371,13 +429,17 @@ impl Site {
         })
     }
 
-    /// Re-reads the configuration (see [`SiteOptions::reload_from`]) and applies its power
-    /// budgets and policy; miners stay connected. Pools and listeners are not reloaded.
+    /// Re-reads the configuration (see [`SiteOptions::reload_from`]) and applies what can
+    /// change while running: the pools (a kept active pool keeps its connection; a removed
+    /// or changed one hands its channels to the first ready pool of the new list) and
+    /// their failover timing, the power inventory, budgets and policy. Miners stay
+    /// connected. Changed settings that need a restart (listeners, limits, vardiff) are
+    /// named in the report and keep their running values.
     ///
     /// # Errors
-    /// Why nothing changed: no source, a file that does not validate, or an inventory
-    /// change that needs a restart.
-    pub fn reload(&self) -> Result<(), String> {
+    /// Why nothing changed: no source, a file that does not validate, or a new miner whose
+    /// management client cannot be built.
+    pub fn reload(&self) -> Result<ReloadReport, String> {
         match &self.reload.0 {
             Some(reload) => reload(),
             None => Err("nothing to reload: no configuration source".to_owned()),

@@ -5,7 +5,7 @@
 //! | `POST /api/v1/miners/{id}/pin` | `{"pin":"on"\|"off"\|"maintenance"\|"auto"}` | pin a miner (`auto` lifts the pin) |
 //! | `PUT /api/v1/containers/{name}/budget` | `{"budget_watts":1200000}` or `{"budget_watts":null}` | demand response; `null` returns to the configured budget |
 //! | `GET /api/v1/power` | | containers, miners and recent decisions |
-//! | `POST /api/v1/reload` | | re-reads the configuration file and applies its power budgets and policy (409 with the reason when it does not validate; the running settings stay) |
+//! | `POST /api/v1/reload` | | re-reads the configuration file and applies its pools, power inventory, budgets and policy; answers what was applied and what needs a restart (409 with the reason when it does not validate; the running settings stay) |
 //!
 //! Write routes need `Authorization: Bearer <power.admin_token>` (401 otherwise). With no
 //! token configured they answer 403 and change nothing: an unauthenticated switch for a
@@ -37,8 +37,9 @@ pub fn router(handle: PowerHandle, token: Option<AdminToken>) -> Router {
     router_with_reload(handle, token, None)
 }
 
-/// Re-reads the configuration and applies it; `Err` says why nothing changed.
-pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Re-reads the configuration and applies it, saying what changed and what needs a
+/// restart; `Err` says why nothing changed.
+pub type Reload = Arc<dyn Fn() -> Result<crate::config::ReloadReport, String> + Send + Sync>;
 
 /// [`router`] with `POST /api/v1/reload` calling `reload` (404 without one: nothing to
 /// re-read, e.g. a site started from an in-memory configuration).
@@ -264,11 +265,16 @@ async fn reload_config(
     authorize(state.token.as_ref(), &headers)?;
     let reload = state.reload.ok_or(AdminError::NoReload)?;
     // Reads a file: off the async workers.
-    tokio::task::spawn_blocking(move || reload())
+    let report = tokio::task::spawn_blocking(move || reload())
         .await
         .map_err(|e| AdminError::Reload(e.to_string()))?
         .map_err(AdminError::Reload)?;
-    Ok(axum::Json(json!({ "reloaded": true })).into_response())
+    Ok(axum::Json(json!({
+        "reloaded": true,
+        "applied": report.applied,
+        "needs_restart": report.needs_restart,
+    }))
+    .into_response())
 }
 
 async fn power(State(state): State<AdminState>) -> Response {
