@@ -559,3 +559,53 @@ fn stop_error(part: &'static str, error: &JoinError) -> SiteError {
         problem: error.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str =
+        "[proxy]\naccount = \"site\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\n";
+
+    #[test]
+    fn reloads_are_counted_and_the_last_success_timed() {
+        let text = Arc::new(Mutex::new(FILE.to_owned()));
+        let read = text.clone();
+        let source: ConfigSource = Arc::new(move || {
+            let text = read.lock().unwrap().clone();
+            Config::from_toml(&text).map_err(|e| e.to_string())
+        });
+        let running = Config::from_toml(FILE).unwrap();
+        let reloading = Reloading {
+            source,
+            pools: PoolReload::detached(PoolSet::of(&running)),
+            running: Mutex::new(running),
+            power: None,
+        };
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            *text.lock().unwrap() =
+                format!("{FILE}[[pools]]\nname = \"b\"\nurl = \"stratum+tcp://127.0.0.1:3334\"\n");
+            let report = reloading.reload().unwrap();
+            assert_eq!(report.applied, ["pool \"b\" added"]);
+            // The same file again: applied, nothing changed.
+            assert!(reloading.reload().unwrap().applied.is_empty());
+            *text.lock().unwrap() = "[proxy\n".to_owned();
+            assert!(reloading.reload().is_err());
+        });
+        let rendered = handle.render();
+        for line in [
+            "hashgate_config_reloads_total{result=\"applied\"} 2",
+            "hashgate_config_reloads_total{result=\"refused\"} 1",
+        ] {
+            assert!(rendered.contains(line), "{line} not in\n{rendered}");
+        }
+        let stamp = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{CONFIG_LAST_RELOAD} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(stamp > 1.7e9, "{rendered}");
+    }
+}

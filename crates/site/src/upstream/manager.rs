@@ -58,6 +58,12 @@ pub fn spawn_reloadable(
 pub struct PoolReload(watch::Sender<Arc<PoolSet>>);
 
 impl PoolReload {
+    /// A handle no channel server follows, for tests of what drives a reload.
+    #[cfg(test)]
+    pub(crate) fn detached(set: PoolSet) -> PoolReload {
+        PoolReload(watch::channel(Arc::new(set)).0)
+    }
+
     /// The pools and failover timing in force.
     pub fn current(&self) -> Arc<PoolSet> {
         self.0.borrow().clone()
