@@ -149,6 +149,14 @@ pub enum SiteError {
         /// What binding said.
         source: io::Error,
     },
+    /// The admin listener could not be bound.
+    #[error("http.admin_listen: cannot start the admin server on {addr}: {source}")]
+    AdminHttp {
+        /// `http.admin_listen`.
+        addr: SocketAddr,
+        /// What binding said.
+        source: io::Error,
+    },
     /// The power driver could not be built from the inventory and the clients.
     #[error("power gating: {0}")]
     Power(#[from] DriverError),
@@ -184,6 +192,9 @@ pub struct Site {
     pub miner_addr: SocketAddr,
     /// Where `/metrics`, `/api/v1` and the admin routes answer; `None` without HTTP.
     pub http_addr: Option<SocketAddr>,
+    /// Where the admin routes answer when `http.admin_listen` gives them a listener of
+    /// their own (with `[power]` and HTTP); `None` when they share `http_addr`.
+    pub admin_addr: Option<SocketAddr>,
     /// Every miner and pool, for status output, metrics and the API.
     pub registry: Arc<Registry>,
     /// Channels and jobs.
@@ -280,6 +291,51 @@ impl Reloading {
     }
 }
 
+/// What the admin routes' exposure calls for at start, given where they are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminExposure {
+    /// Loopback only: nothing to say.
+    Local,
+    /// Served to remote peers on a non-loopback bind, over plain HTTP.
+    Remote,
+    /// Bound beyond loopback, but remote writes are refused (`allow_remote_admin` off).
+    BoundButRefused,
+    /// `allow_remote_admin` on a loopback bind: no remote peer can reach it.
+    AllowedButLoopback,
+}
+
+fn admin_exposure(http: &crate::http::HttpConfig, admin_at: SocketAddr) -> AdminExposure {
+    let loopback = admin_at.ip().is_loopback() || admin_at.ip().to_canonical().is_loopback();
+    match (http.allow_remote_admin, loopback) {
+        (true, false) => AdminExposure::Remote,
+        (false, false) => AdminExposure::BoundButRefused,
+        (true, true) => AdminExposure::AllowedButLoopback,
+        (false, true) => AdminExposure::Local,
+    }
+}
+
+/// Says at start how far the admin writes reach: an operator who opened `/metrics` to a
+/// remote Prometheus must not expose pins and budgets without knowing it.
+fn warn_admin_exposure(http: &crate::http::HttpConfig, admin_at: SocketAddr) {
+    match admin_exposure(http, admin_at) {
+        AdminExposure::Remote => tracing::warn!(
+            admin = %admin_at,
+            "admin API exposed over plain HTTP: power admin writes (pins, budgets, reload) are \
+             served to any peer on the network holding the token, and the token crosses it in \
+             clear; keep that network trusted, or serve admin on loopback (http.admin_listen)"
+        ),
+        AdminExposure::BoundButRefused => tracing::info!(
+            admin = %admin_at,
+            "admin writes from peers other than loopback are refused (http.allow_remote_admin is off)"
+        ),
+        AdminExposure::AllowedButLoopback => tracing::info!(
+            admin = %admin_at,
+            "http.allow_remote_admin has no effect: the admin routes listen on loopback"
+        ),
+        AdminExposure::Local => {}
+    }
+}
+
 /// Upstream connections per pool the hub may open: enough for the connection cap with the
 /// smallest (1-byte) prefix, so the cap, not the prefix space, is what limits miners.
 fn max_channels(config: &Config) -> usize {
@@ -335,6 +391,22 @@ impl Site {
         } else {
             None
         };
+        let admin_listener = match config.http.admin_listen {
+            Some(wanted) if serve_http && config.power.is_some() => {
+                let admin_error = |source| SiteError::AdminHttp {
+                    addr: wanted,
+                    source,
+                };
+                let bound = TcpListener::bind(wanted).await.map_err(admin_error)?;
+                let addr = bound.local_addr().map_err(admin_error)?;
+                Some((bound, addr))
+            }
+            Some(wanted) => {
+                tracing::info!(admin_listen = %wanted, "http.admin_listen: no admin routes to serve (no [power] section or no status server); not bound");
+                None
+            }
+            None => None,
+        };
         let driver = match &config.power {
             Some(power) => Some(build_driver(power.clone(), clients, registry.clone()).await?),
             None => None,
@@ -374,6 +446,7 @@ impl Site {
             ),
             _ => axum::Router::new(),
         };
+        let admin_addr = admin_listener.as_ref().map(|(_, addr)| *addr);
         let (http_addr, http_task) = match http_listener {
             Some((bound, addr)) => {
                 let mut exporter = Exporter::new(registry.clone(), config.http.max_worker_series)
@@ -381,22 +454,34 @@ impl Site {
                 if let Some(handle) = prometheus {
                     exporter = exporter.with_prometheus(handle);
                 }
-                if config.http.allow_remote_admin && config.power.is_some() {
-                    tracing::warn!(
-                        listen = %addr,
-                        "http.allow_remote_admin: power admin writes are served to any peer \
-                         holding the token; keep the network in front of this port trusted"
-                    );
+                if config.power.is_some() {
+                    warn_admin_exposure(&config.http, admin_addr.unwrap_or(addr));
                 }
                 let state =
                     HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone())
                         .closing_with(shutdown.clone());
-                let task = tokio::spawn(crate::http::serve_merged(
-                    bound,
-                    state,
-                    admin,
-                    http_stop.clone(),
-                ));
+                let (on_status, separate) = match (admin_listener, &power) {
+                    (Some((admin_bound, admin_at)), Some(handle)) => (
+                        crate::power::admin::moved_router(handle.clone(), admin_at),
+                        Some(crate::http::serve_admin(
+                            admin_bound,
+                            state.clone(),
+                            admin,
+                            http_stop.clone(),
+                        )),
+                    ),
+                    _ => (admin, None),
+                };
+                let status = crate::http::serve_merged(bound, state, on_status, http_stop.clone());
+                let task = tokio::spawn(async move {
+                    match separate {
+                        Some(admin) => {
+                            let (status, admin) = tokio::join!(status, admin);
+                            status.and(admin)
+                        }
+                        None => status.await,
+                    }
+                });
                 (Some(addr), Some(task))
             }
             None => (None, None),
@@ -419,6 +504,7 @@ impl Site {
             reload: Reloader(reload),
             miner_addr,
             http_addr,
+            admin_addr,
             registry,
             hub,
             listener: counters,
@@ -566,6 +652,35 @@ mod tests {
 
     const FILE: &str =
         "[proxy]\naccount = \"site\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\n";
+
+    #[test]
+    fn admin_exposure_follows_the_bind_and_the_switch() {
+        let http = |allow| crate::http::HttpConfig {
+            allow_remote_admin: allow,
+            ..crate::http::HttpConfig::default()
+        };
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            admin_exposure(&http(true), at("0.0.0.0:9185")),
+            AdminExposure::Remote
+        );
+        assert_eq!(
+            admin_exposure(&http(true), at("10.1.2.3:9184")),
+            AdminExposure::Remote
+        );
+        assert_eq!(
+            admin_exposure(&http(false), at("10.1.2.3:9184")),
+            AdminExposure::BoundButRefused
+        );
+        assert_eq!(
+            admin_exposure(&http(true), at("127.0.0.1:9185")),
+            AdminExposure::AllowedButLoopback
+        );
+        assert_eq!(
+            admin_exposure(&http(false), at("[::1]:9185")),
+            AdminExposure::Local
+        );
+    }
 
     #[test]
     fn reloads_are_counted_and_the_last_success_timed() {

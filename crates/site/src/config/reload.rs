@@ -104,6 +104,7 @@ pub fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
     check("failover.reject_streak", a.reject_streak != b.reject_streak);
     let (a, b) = (&running.http, &file.http);
     check("http.listen", a.listen != b.listen);
+    check("http.admin_listen", a.admin_listen != b.admin_listen);
     check(
         "http.max_worker_series",
         a.max_worker_series != b.max_worker_series,

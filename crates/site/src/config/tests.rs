@@ -315,3 +315,18 @@ fn a_reload_names_what_needs_a_restart_and_describes_pool_changes() {
     );
     assert_eq!(ReloadReport::default().summary(), "nothing changed");
 }
+
+#[test]
+fn admin_listen_is_an_address_or_absent() {
+    let cfg = Config::from_toml(&format!(
+        "{MINIMAL}\n[http]\nadmin_listen = \"127.0.0.1:9185\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.http.admin_listen,
+        Some("127.0.0.1:9185".parse().unwrap())
+    );
+    assert_eq!(Config::from_toml(MINIMAL).unwrap().http.admin_listen, None);
+    let bad = invalid_field(&format!("{MINIMAL}\n[http]\nadmin_listen = \"loopback\"\n"));
+    assert_eq!(bad, "http.admin_listen");
+}
