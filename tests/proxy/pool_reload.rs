@@ -154,6 +154,18 @@ async fn reloaded_pools_take_the_shares_and_no_miner_reconnects() {
     assert_eq!(body["needs_restart"][0], "proxy.listen", "{body}");
     wait_until("a's connection closed", || a.stats().connections_open == 0).await;
     wait_until("shares at c", || c.stats().accepted >= 4).await;
+    let state = |name: &str| {
+        site.registry
+            .upstreams()
+            .into_iter()
+            .find(|u| &*u.pool == name)
+            .map(|u| u.state)
+    };
+    assert_eq!(
+        state("a"),
+        Some(hashgate_site::stats::UpstreamState::Removed),
+        "a removed pool is marked, not down"
+    );
     let settled_a = a.stats().accepted;
 
     // An invalid file changes nothing.

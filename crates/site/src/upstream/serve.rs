@@ -239,7 +239,12 @@ impl ChannelServer {
                 }
                 None => {
                     kept.push(None);
-                    self.pools.push(PoolSlot::new(config, &self.shared));
+                    let slot = PoolSlot::new(config, &self.shared);
+                    if self.index == 0 && slot.stats.state() == UpstreamState::Removed {
+                        // Listed again: not removed any more, whatever it becomes next.
+                        slot.stats.set_state(UpstreamState::Connecting);
+                    }
+                    self.pools.push(slot);
                 }
             }
         }
@@ -250,10 +255,11 @@ impl ChannelServer {
                 tracing::info!(channel = self.index, pool = %slot.name, active = was_active == Some(i), "reload: closing the connection to a pool removed or changed");
                 live.cancel.cancel();
             }
-            // Its series would otherwise keep saying active or backup; a pool of the same
-            // name in the new list shares the counters and reports its own state.
+            // Its series would otherwise keep saying active or backup (or down, firing an
+            // alert for a pool nobody wants); a pool of the same name in the new list shares
+            // the counters and reports its own state.
             if self.index == 0 && !set.pools.iter().any(|p| p.name == *slot.name) {
-                slot.stats.set_state(UpstreamState::Down);
+                slot.stats.set_state(UpstreamState::Removed);
             }
         }
         self.failover = self.failover.remap(
