@@ -129,6 +129,34 @@ async fn reload_adds_governs_and_forgets_miners_without_touching_connections() {
     );
     assert!(handle.set_pin("a", None).is_err(), "a is unknown now");
 
+    // b's entry now points at another machine: its client is rebuilt and the new machine
+    // is the one governed (pinned off here), the old one is left alone.
+    let c = mgmt::spawn(
+        Family::Luxos,
+        SimMinerState::new(SimMinerSpec::default(), 25.0, Instant::now()),
+    )
+    .await
+    .expect("bind");
+    handle.set_budget("c1", None).expect("known");
+    wait_for("b awake again", LIMIT, || async {
+        b.state.is_hashing(Instant::now())
+    })
+    .await;
+    *file.lock().unwrap() = format!(
+        "{head}budget_kw = 50\n{}pin = \"keep_off\"\n",
+        miner("b", c.addr)
+    );
+    site.reload().expect("valid file");
+    wait_for("the machine now at b's address asleep", LIMIT, || async {
+        !c.state.is_hashing(Instant::now())
+    })
+    .await;
+    tokio::time::sleep(TICK * 5).await;
+    assert!(
+        b.state.is_hashing(Instant::now()),
+        "the machine b used to name was ordered"
+    );
+
     // The Stratum connection never noticed.
     assert_eq!(site.listener.open(), 1);
     assert_eq!(site.listener.accepted(), 1);
