@@ -4,6 +4,7 @@
 //!
 //! | step | what |
 //! |---|---|
+//! | reload | an inventory a reload left waiting (`reload.rs`) is swapped in, before anything reads it |
 //! | poll | every miner's telemetry, at most `max_concurrent_calls` at once, each under its deadline; every meter at the same time |
 //! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, meters → `observe_meter` |
 //! | decide | `Controller::tick(now)` |
