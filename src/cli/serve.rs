@@ -115,10 +115,10 @@ pub(crate) fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// On each SIGHUP, re-reads and validates the configuration and applies its power budgets
-/// and policy; a file that does not validate (or changes the inventory) is reported and the
-/// running settings are kept. Miners stay connected. Pools, listeners and everything else
-/// still need a restart. Never resolves (unless SIGHUP cannot be watched).
+/// On each SIGHUP, re-reads and validates the configuration and applies its pools, power
+/// inventory, budgets and policy ([`Site::reload`]); a file that does not validate is
+/// reported and the running settings are kept. Miners stay connected. Changed settings
+/// that need a restart are named. Never resolves (unless SIGHUP cannot be watched).
 async fn reload_on_hangup(site: &Site) {
     #[cfg(unix)]
     {
@@ -133,19 +133,12 @@ async fn reload_on_hangup(site: &Site) {
         while hangup.recv().await.is_some() {
             // Reads a file: off the async workers.
             let result = tokio::task::block_in_place(|| site.reload());
+            // The site logs the outcome (and counts it); this is the terminal's copy.
             match result {
-                Ok(()) => {
-                    tracing::info!(
-                        "SIGHUP: power budgets and policy reloaded; pool changes need a restart"
-                    );
-                    say("hashgate: reloaded power budgets and policy (pools need a restart)");
-                }
-                Err(error) => {
-                    tracing::error!(%error, "SIGHUP: configuration not reloaded; running settings kept");
-                    say(&format!(
-                        "hashgate: reload refused, running settings kept: {error}"
-                    ));
-                }
+                Ok(report) => say(&format!("hashgate: reloaded: {}", report.summary())),
+                Err(error) => say(&format!(
+                    "hashgate: reload refused, running settings kept: {error}"
+                )),
             }
         }
     }

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_listener;
 mod http_status;
 mod idle_channels;
 mod log_flood;

@@ -407,7 +407,8 @@ async fn reload_applies_a_new_budget_keeps_the_old_on_error_and_keeps_miners() {
 
     // SIGHUP's path: a changed budget applies.
     *file.lock().unwrap() = inventory("40");
-    site.reload().expect("valid file");
+    let report = site.reload().expect("valid file");
+    assert_eq!(report.applied, ["power: budgets and policy"]);
     assert_eq!(budget(), 40_000.0);
     assert_eq!(
         handle.status().containers[0].configured_budget_watts,
@@ -436,6 +437,13 @@ async fn reload_applies_a_new_budget_keeps_the_old_on_error_and_keeps_miners() {
     assert_eq!(budget(), 40_000.0);
     let resp = http.post(&url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["applied"][0], "power: budgets and policy", "{body}");
+    assert_eq!(
+        body["needs_restart"].as_array().map(Vec::len),
+        Some(0),
+        "{body}"
+    );
     assert_eq!(budget(), 30_000.0);
 
     // The miner's connection was never touched.

@@ -43,6 +43,12 @@ pub const UPSTREAM_RECORDED_METRICS: [&str; 2] = [
     "hashgate_upstream_worker_fallbacks_total",
 ];
 
+/// Series the reload records (SIGHUP, `POST /api/v1/reload`), which alerts may use.
+pub const RELOAD_METRICS: [&str; 2] = [
+    "hashgate_config_reloads_total",
+    "hashgate_config_last_reload_success_timestamp_seconds",
+];
+
 /// Finds an external tool; `None` (after a loud message) only when it is missing and `CI`
 /// is not set. Under CI a missing tool fails the test.
 /// Runs `promtool check metrics` on an exposition; `Err` holds its report when it fails

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ReloadReport, restart_needed};
 use crate::downstream::{Listener, ListenerCounters};
 use crate::exporter::Exporter;
 use crate::http::HttpState;
@@ -37,6 +37,12 @@ use crate::power::driver::DriverError;
 use crate::power::inventory::PowerConfig;
 use crate::power::{PowerDriver, PowerHandle};
 use crate::stats::Registry;
+use crate::upstream::{PoolReload, PoolSet};
+
+/// Counter of reloads, by `result` (`applied`, `refused`).
+pub const CONFIG_RELOADS: &str = "hashgate_config_reloads_total";
+/// Gauge: Unix time of the last reload that was applied.
+pub const CONFIG_LAST_RELOAD: &str = "hashgate_config_last_reload_success_timestamp_seconds";
 
 /// Where the power driver's management API clients come from.
 #[derive(Default)]
@@ -143,6 +149,14 @@ pub enum SiteError {
         /// What binding said.
         source: io::Error,
     },
+    /// The admin listener could not be bound.
+    #[error("http.admin_listen: cannot start the admin server on {addr}: {source}")]
+    AdminHttp {
+        /// `http.admin_listen`.
+        addr: SocketAddr,
+        /// What binding said.
+        source: io::Error,
+    },
     /// The power driver could not be built from the inventory and the clients.
     #[error("power gating: {0}")]
     Power(#[from] DriverError),
@@ -178,6 +192,9 @@ pub struct Site {
     pub miner_addr: SocketAddr,
     /// Where `/metrics`, `/api/v1` and the admin routes answer; `None` without HTTP.
     pub http_addr: Option<SocketAddr>,
+    /// Where the admin routes answer when `http.admin_listen` gives them a listener of
+    /// their own (with `[power]` and HTTP); `None` when they share `http_addr`.
+    pub admin_addr: Option<SocketAddr>,
     /// Every miner and pool, for status output, metrics and the API.
     pub registry: Arc<Registry>,
     /// Channels and jobs.
@@ -203,16 +220,119 @@ impl fmt::Debug for Reloader {
     }
 }
 
-/// Re-reads the configuration through `source` and applies its power budgets and policy
-/// to `power`; nothing changes on error.
-fn reload_with(source: &ConfigSource, power: Option<&PowerHandle>) -> Result<(), String> {
-    let config = source()?;
-    match (power, &config.power) {
-        (Some(handle), Some(section)) => handle.reload(section).map_err(|e| e.to_string()),
-        (None, None) => Ok(()),
-        (None, Some(_)) | (Some(_), None) => {
-            Err("adding or removing the [power] section needs a restart".to_owned())
+/// What a reload reads and where it applies what it read.
+struct Reloading {
+    source: ConfigSource,
+    /// The settings in force: the start-up file with every reload's applied parts; what
+    /// needs a restart keeps its start-up value here, so each reload reports it again.
+    running: Mutex<Config>,
+    power: Option<PowerHandle>,
+    pools: PoolReload,
+}
+
+impl Reloading {
+    /// Re-reads the file and applies what can change while running: the pools and their
+    /// failover timing, the power inventory, budgets and policy. Counted and logged.
+    fn reload(&self) -> Result<ReloadReport, String> {
+        let result = self.apply();
+        match &result {
+            Ok(report) => {
+                metrics::counter!(CONFIG_RELOADS, "result" => "applied").increment(1);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                metrics::gauge!(CONFIG_LAST_RELOAD).set(now);
+                tracing::info!(
+                    applied = %report.applied.join("; "),
+                    needs_restart = %report.needs_restart.join(", "),
+                    "configuration reloaded: {}",
+                    report.summary()
+                );
+            }
+            Err(error) => {
+                metrics::counter!(CONFIG_RELOADS, "result" => "refused").increment(1);
+                tracing::error!(%error, "configuration not reloaded; running settings kept");
+            }
         }
+        result
+    }
+
+    fn apply(&self) -> Result<ReloadReport, String> {
+        let file = (self.source)()?;
+        // One reload at a time: the diff is against what the previous one left.
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = ReloadReport {
+            applied: Vec::new(),
+            needs_restart: restart_needed(&running, &file),
+        };
+        // Power first: building a new miner's client is the one step that can still fail,
+        // and nothing has changed yet when it does.
+        if let (Some(handle), Some(section), Some(old)) =
+            (&self.power, &file.power, running.power.as_mut())
+        {
+            let change = handle.reload(section).map_err(|e| format!("power: {e}"))?;
+            report
+                .applied
+                .extend(change.describe().into_iter().map(|c| format!("power: {c}")));
+            // The Debug form redacts the token and covers every other field.
+            let mut compared = section.clone();
+            compared.admin_token.clone_from(&old.admin_token);
+            if change.is_empty() && format!("{compared:?}") != format!("{old:?}") {
+                report.applied.push("power: budgets and policy".to_owned());
+            }
+            *old = compared;
+        }
+        report.applied.extend(self.pools.apply(PoolSet::of(&file)));
+        running.pools = file.pools;
+        running.failover.reconnect_min = file.failover.reconnect_min;
+        running.failover.reconnect_max = file.failover.reconnect_max;
+        running.failover.failback_after = file.failover.failback_after;
+        Ok(report)
+    }
+}
+
+/// What the admin routes' exposure calls for at start, given where they are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminExposure {
+    /// Loopback only: nothing to say.
+    Local,
+    /// Served to remote peers on a non-loopback bind, over plain HTTP.
+    Remote,
+    /// Bound beyond loopback, but remote writes are refused (`allow_remote_admin` off).
+    BoundButRefused,
+    /// `allow_remote_admin` on a loopback bind: no remote peer can reach it.
+    AllowedButLoopback,
+}
+
+fn admin_exposure(http: &crate::http::HttpConfig, admin_at: SocketAddr) -> AdminExposure {
+    let loopback = admin_at.ip().is_loopback() || admin_at.ip().to_canonical().is_loopback();
+    match (http.allow_remote_admin, loopback) {
+        (true, false) => AdminExposure::Remote,
+        (false, false) => AdminExposure::BoundButRefused,
+        (true, true) => AdminExposure::AllowedButLoopback,
+        (false, true) => AdminExposure::Local,
+    }
+}
+
+/// Says at start how far the admin writes reach: an operator who opened `/metrics` to a
+/// remote Prometheus must not expose pins and budgets without knowing it.
+fn warn_admin_exposure(http: &crate::http::HttpConfig, admin_at: SocketAddr) {
+    match admin_exposure(http, admin_at) {
+        AdminExposure::Remote => tracing::warn!(
+            admin = %admin_at,
+            "admin API exposed over plain HTTP: power admin writes (pins, budgets, reload) are \
+             served to any peer on the network holding the token, and the token crosses it in \
+             clear; keep that network trusted, or serve admin on loopback (http.admin_listen)"
+        ),
+        AdminExposure::BoundButRefused => tracing::info!(
+            admin = %admin_at,
+            "admin writes from peers other than loopback are refused (http.allow_remote_admin is off)"
+        ),
+        AdminExposure::AllowedButLoopback => tracing::info!(
+            admin = %admin_at,
+            "http.allow_remote_admin has no effect: the admin routes listen on loopback"
+        ),
+        AdminExposure::Local => {}
     }
 }
 
@@ -271,28 +391,29 @@ impl Site {
         } else {
             None
         };
-        let driver = match &config.power {
-            Some(power) => {
-                let (driver, handle) =
-                    build_driver(power.clone(), clients, registry.clone()).await?;
-                let reload = source.0.clone().map(|source| {
-                    let handle = handle.clone();
-                    let reload: crate::power::admin::Reload =
-                        Arc::new(move || reload_with(&source, Some(&handle)));
-                    reload
-                });
-                let admin = crate::power::admin::router_with_reload(
-                    handle.clone(),
-                    power.admin_token.clone(),
-                    reload,
-                );
-                Some((driver, handle, admin))
+        let admin_listener = match config.http.admin_listen {
+            Some(wanted) if serve_http && config.power.is_some() => {
+                let admin_error = |source| SiteError::AdminHttp {
+                    addr: wanted,
+                    source,
+                };
+                let bound = TcpListener::bind(wanted).await.map_err(admin_error)?;
+                let addr = bound.local_addr().map_err(admin_error)?;
+                Some((bound, addr))
             }
+            Some(wanted) => {
+                tracing::info!(admin_listen = %wanted, "http.admin_listen: no admin routes to serve (no [power] section or no status server); not bound");
+                None
+            }
+            None => None,
+        };
+        let driver = match &config.power {
+            Some(power) => Some(build_driver(power.clone(), clients, registry.clone()).await?),
             None => None,
         };
 
         let counters = listener.counters();
-        let upstream_task = crate::upstream::spawn(
+        let (upstream_task, pool_reload) = crate::upstream::spawn_reloadable(
             config.clone(),
             hub.clone(),
             channels,
@@ -300,13 +421,32 @@ impl Site {
             upstream_stop.clone(),
         );
         let accept_task = tokio::spawn(listener.run());
-        let (power, power_task, admin) = match driver {
-            Some((driver, handle, admin)) => {
+        let (power, power_task) = match driver {
+            Some((driver, handle)) => {
                 let task = tokio::spawn(driver.run(shutdown.child_token()));
-                (Some(handle), Some(task), admin)
+                (Some(handle), Some(task))
             }
-            None => (None, None, axum::Router::new()),
+            None => (None, None),
         };
+        let reload = source.0.map(|source| {
+            let reloading = Reloading {
+                source,
+                running: Mutex::new(Config::clone(&config)),
+                power: power.clone(),
+                pools: pool_reload,
+            };
+            let reload: crate::power::admin::Reload = Arc::new(move || reloading.reload());
+            reload
+        });
+        let admin = match (&power, &config.power) {
+            (Some(handle), Some(section)) => crate::power::admin::router_with_reload(
+                handle.clone(),
+                section.admin_token.clone(),
+                reload.clone(),
+            ),
+            _ => axum::Router::new(),
+        };
+        let admin_addr = admin_listener.as_ref().map(|(_, addr)| *addr);
         let (http_addr, http_task) = match http_listener {
             Some((bound, addr)) => {
                 let mut exporter = Exporter::new(registry.clone(), config.http.max_worker_series)
@@ -314,22 +454,34 @@ impl Site {
                 if let Some(handle) = prometheus {
                     exporter = exporter.with_prometheus(handle);
                 }
-                if config.http.allow_remote_admin && config.power.is_some() {
-                    tracing::warn!(
-                        listen = %addr,
-                        "http.allow_remote_admin: power admin writes are served to any peer \
-                         holding the token; keep the network in front of this port trusted"
-                    );
+                if config.power.is_some() {
+                    warn_admin_exposure(&config.http, admin_addr.unwrap_or(addr));
                 }
                 let state =
                     HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone())
                         .closing_with(shutdown.clone());
-                let task = tokio::spawn(crate::http::serve_merged(
-                    bound,
-                    state,
-                    admin,
-                    http_stop.clone(),
-                ));
+                let (on_status, separate) = match (admin_listener, &power) {
+                    (Some((admin_bound, admin_at)), Some(handle)) => (
+                        crate::power::admin::moved_router(handle.clone(), admin_at),
+                        Some(crate::http::serve_admin(
+                            admin_bound,
+                            state.clone(),
+                            admin,
+                            http_stop.clone(),
+                        )),
+                    ),
+                    _ => (admin, None),
+                };
+                let status = crate::http::serve_merged(bound, state, on_status, http_stop.clone());
+                let task = tokio::spawn(async move {
+                    match separate {
+                        Some(admin) => {
+                            let (status, admin) = tokio::join!(status, admin);
+                            status.and(admin)
+                        }
+                        None => status.await,
+                    }
+                });
                 (Some(addr), Some(task))
             }
             None => (None, None),
@@ -348,16 +500,11 @@ impl Site {
             }
             .run(),
         );
-        let reload = source.0.map(|source| {
-            let handle = power.clone();
-            let reload: crate::power::admin::Reload =
-                Arc::new(move || reload_with(&source, handle.as_ref()));
-            reload
-        });
         Ok(Site {
             reload: Reloader(reload),
             miner_addr,
             http_addr,
+            admin_addr,
             registry,
             hub,
             listener: counters,
@@ -368,13 +515,17 @@ impl Site {
         })
     }
 
-    /// Re-reads the configuration (see [`SiteOptions::reload_from`]) and applies its power
-    /// budgets and policy; miners stay connected. Pools and listeners are not reloaded.
+    /// Re-reads the configuration (see [`SiteOptions::reload_from`]) and applies what can
+    /// change while running: the pools (a kept active pool keeps its connection; a removed
+    /// or changed one hands its channels to the first ready pool of the new list) and
+    /// their failover timing, the power inventory, budgets and policy. Miners stay
+    /// connected. Changed settings that need a restart (listeners, limits, vardiff) are
+    /// named in the report and keep their running values.
     ///
     /// # Errors
-    /// Why nothing changed: no source, a file that does not validate, or an inventory
-    /// change that needs a restart.
-    pub fn reload(&self) -> Result<(), String> {
+    /// Why nothing changed: no source, a file that does not validate, or a new miner whose
+    /// management client cannot be built.
+    pub fn reload(&self) -> Result<ReloadReport, String> {
         match &self.reload.0 {
             Some(reload) => reload(),
             None => Err("nothing to reload: no configuration source".to_owned()),
@@ -492,5 +643,84 @@ fn stop_error(part: &'static str, error: &JoinError) -> SiteError {
     SiteError::Stop {
         part,
         problem: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str =
+        "[proxy]\naccount = \"site\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\n";
+
+    #[test]
+    fn admin_exposure_follows_the_bind_and_the_switch() {
+        let http = |allow| crate::http::HttpConfig {
+            allow_remote_admin: allow,
+            ..crate::http::HttpConfig::default()
+        };
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            admin_exposure(&http(true), at("0.0.0.0:9185")),
+            AdminExposure::Remote
+        );
+        assert_eq!(
+            admin_exposure(&http(true), at("10.1.2.3:9184")),
+            AdminExposure::Remote
+        );
+        assert_eq!(
+            admin_exposure(&http(false), at("10.1.2.3:9184")),
+            AdminExposure::BoundButRefused
+        );
+        assert_eq!(
+            admin_exposure(&http(true), at("127.0.0.1:9185")),
+            AdminExposure::AllowedButLoopback
+        );
+        assert_eq!(
+            admin_exposure(&http(false), at("[::1]:9185")),
+            AdminExposure::Local
+        );
+    }
+
+    #[test]
+    fn reloads_are_counted_and_the_last_success_timed() {
+        let text = Arc::new(Mutex::new(FILE.to_owned()));
+        let read = text.clone();
+        let source: ConfigSource = Arc::new(move || {
+            let text = read.lock().unwrap().clone();
+            Config::from_toml(&text).map_err(|e| e.to_string())
+        });
+        let running = Config::from_toml(FILE).unwrap();
+        let reloading = Reloading {
+            source,
+            pools: PoolReload::detached(PoolSet::of(&running)),
+            running: Mutex::new(running),
+            power: None,
+        };
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            *text.lock().unwrap() =
+                format!("{FILE}[[pools]]\nname = \"b\"\nurl = \"stratum+tcp://127.0.0.1:3334\"\n");
+            let report = reloading.reload().unwrap();
+            assert_eq!(report.applied, ["pool \"b\" added"]);
+            // The same file again: applied, nothing changed.
+            assert!(reloading.reload().unwrap().applied.is_empty());
+            *text.lock().unwrap() = "[proxy\n".to_owned();
+            assert!(reloading.reload().is_err());
+        });
+        let rendered = handle.render();
+        for line in [
+            "hashgate_config_reloads_total{result=\"applied\"} 2",
+            "hashgate_config_reloads_total{result=\"refused\"} 1",
+        ] {
+            assert!(rendered.contains(line), "{line} not in\n{rendered}");
+        }
+        let stamp = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{CONFIG_LAST_RELOAD} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(stamp > 1.7e9, "{rendered}");
     }
 }

@@ -8,6 +8,7 @@ mod duration;
 mod error;
 mod pool_url;
 mod raw;
+mod reload;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -23,6 +24,7 @@ pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
+pub use reload::{ReloadReport, restart_needed};
 
 /// A validated hashgate configuration.
 #[derive(Debug, Clone)]

@@ -281,3 +281,57 @@ fn seconds_fields_take_numbers_or_the_flags_duration_syntax() {
         "a zero duration names its field"
     );
 }
+
+#[test]
+fn a_reload_names_what_needs_a_restart_and_describes_pool_changes() {
+    let running = Config::from_toml(MINIMAL).unwrap();
+    let same = Config::from_toml(MINIMAL).unwrap();
+    assert!(restart_needed(&running, &same).is_empty());
+    let file = Config::from_toml(&format!(
+        "{MINIMAL}\n[vardiff]\nmin_difficulty = 2\n[failover]\nreconnect_max_secs = 9\nreject_streak = 3\n\
+         [http]\nlisten = \"127.0.0.1:1\"\n[[pools]]\nname = \"backup\"\nurl = \"stratum+tcp://b.example:3333\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        restart_needed(&running, &file),
+        ["vardiff", "failover.reject_streak", "http.listen"]
+    );
+    let (old, new) = (
+        crate::upstream::PoolSet::of(&running),
+        crate::upstream::PoolSet::of(&file),
+    );
+    assert_eq!(
+        old.describe_change(&new),
+        ["pool \"backup\" added", "failover timing"]
+    );
+    let mut reordered = new.clone();
+    reordered.pools.reverse();
+    assert_eq!(
+        new.describe_change(&reordered),
+        ["pool order now backup, pool0"]
+    );
+    let report = ReloadReport {
+        applied: vec!["pool \"backup\" added".into()],
+        needs_restart: vec!["http.listen".into()],
+    };
+    assert_eq!(
+        report.summary(),
+        "pool \"backup\" added; needs a restart: http.listen"
+    );
+    assert_eq!(ReloadReport::default().summary(), "nothing changed");
+}
+
+#[test]
+fn admin_listen_is_an_address_or_absent() {
+    let cfg = Config::from_toml(&format!(
+        "{MINIMAL}\n[http]\nadmin_listen = \"127.0.0.1:9185\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.http.admin_listen,
+        Some("127.0.0.1:9185".parse().unwrap())
+    );
+    assert_eq!(Config::from_toml(MINIMAL).unwrap().http.admin_listen, None);
+    let bad = invalid_field(&format!("{MINIMAL}\n[http]\nadmin_listen = \"loopback\"\n"));
+    assert_eq!(bad, "http.admin_listen");
+}

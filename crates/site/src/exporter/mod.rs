@@ -102,6 +102,15 @@ pub fn describe() {
         "Errors accepting miner connections, by kind (fd_exhausted, other)."
     );
     describe_counter!(
+        crate::site::CONFIG_RELOADS,
+        "Configuration reloads (SIGHUP or POST /api/v1/reload), by result (applied, refused)."
+    );
+    describe_gauge!(
+        crate::site::CONFIG_LAST_RELOAD,
+        Unit::Seconds,
+        "Unix time of the last configuration reload that was applied."
+    );
+    describe_counter!(
         crate::power::admin::ADMIN_AUTH_FAILURES,
         "Admin API writes refused, by reason (missing or wrong bearer token, writes disabled)."
     );

@@ -20,11 +20,12 @@ pub(super) struct Inputs<'a> {
     pub channels: &'a [(usize, (u32, u32))],
 }
 
-const STATES: [UpstreamState; 4] = [
+const STATES: [UpstreamState; 5] = [
     UpstreamState::Connecting,
     UpstreamState::Active,
     UpstreamState::Backup,
     UpstreamState::Down,
+    UpstreamState::Removed,
 ];
 
 fn unix_seconds(t: SystemTime) -> f64 {
@@ -288,7 +289,7 @@ fn upstreams(w: &mut TextWriter, ups: &[UpstreamSnapshot]) {
     w.family(
         STATE,
         Kind::Gauge,
-        "1 for the state the pool is in (connecting, active, backup, down), 0 for the others.",
+        "1 for the state the pool is in (connecting, active, backup, down, removed), 0 for the others.",
     );
     for up in ups {
         for state in STATES {

@@ -47,6 +47,8 @@ pub struct HttpConfigRaw {
     pub shutdown_grace_secs: Option<f64>,
     /// Serve admin writes to peers other than loopback, default false.
     pub allow_remote_admin: Option<bool>,
+    /// A listener of its own for the admin routes, default none (served on `listen`).
+    pub admin_listen: Option<String>,
 }
 
 /// `[http]` validated.
@@ -69,6 +71,9 @@ pub struct HttpConfig {
     /// Admin writes (power pins, budgets) from peers other than loopback are served; off,
     /// they answer 403 whatever the token.
     pub allow_remote_admin: bool,
+    /// Where the admin routes (pins, budgets, reload) listen when they should not share
+    /// the listener `/metrics` is scraped on; `None` serves them on `listen`.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl HttpConfig {
@@ -94,6 +99,7 @@ impl Default for HttpConfig {
             fd_reserve: DEFAULT_FD_RESERVE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             allow_remote_admin: false,
+            admin_listen: None,
         }
     }
 }
@@ -102,7 +108,7 @@ impl HttpConfigRaw {
     /// Checks every field.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming `http.listen` (not `ip:port`) or
+    /// [`ConfigError::Invalid`] naming `http.listen` or `http.admin_listen` (not `ip:port`) or
     /// `http.silent_after_secs` (not a positive number of seconds up to a day).
     pub fn validate(&self) -> Result<HttpConfig, ConfigError> {
         let defaults = HttpConfig::default();
@@ -154,6 +160,15 @@ impl HttpConfigRaw {
                 60.0,
             )?,
             allow_remote_admin: self.allow_remote_admin.unwrap_or(false),
+            admin_listen: match &self.admin_listen {
+                None => None,
+                Some(text) => Some(text.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        "http.admin_listen",
+                        format!("{text:?} is not an ip:port address (e.g. 127.0.0.1:9185)"),
+                    )
+                })?),
+            },
         })
     }
 }

@@ -6,7 +6,9 @@
 //! bearer token and are served alongside with [`serve_merged`], behind a guard: writes
 //! from a peer other than loopback answer 403 unless `http.allow_remote_admin` is set, and
 //! writes once the site is shutting down answer 503 (a pin or budget accepted then could
-//! never be acted on). Connections run under the limits of [`serve`](mod@serve).
+//! never be acted on). With `http.admin_listen` they are served alone on a listener of their
+//! own instead ([`serve_admin`]), so `/metrics` can face a remote Prometheus without them.
+//! Connections run under the limits of [`serve`](mod@serve).
 
 mod api;
 pub mod config;
@@ -196,6 +198,36 @@ pub async fn serve_merged(
     .await;
     upkeep.abort();
     served
+}
+
+/// Serves `admin` (the power admin routes) alone on a listener of its own
+/// (`http.admin_listen`), behind the same guard as [`serve_merged`] and under the same
+/// limits, so exposing `/metrics` to a remote Prometheus exposes nothing that writes. Any
+/// other path answers 404 `{"error": …}`.
+///
+/// # Errors
+/// The I/O error that stopped the accept loop.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: HttpState,
+    admin: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let guarded = admin
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin_guard,
+        ))
+        .fallback(api::not_found);
+    let limits = state.inner.limits.clone();
+    serve::serve_limited(
+        listener,
+        guarded,
+        shutdown,
+        limits,
+        Arc::new(ServeCounters::default()),
+    )
+    .await
 }
 
 /// Refuses admin writes from remote peers (unless allowed) and during shutdown; reads pass.

@@ -5,7 +5,7 @@
 //! | `POST /api/v1/miners/{id}/pin` | `{"pin":"on"\|"off"\|"maintenance"\|"auto"}` | pin a miner (`auto` lifts the pin) |
 //! | `PUT /api/v1/containers/{name}/budget` | `{"budget_watts":1200000}` or `{"budget_watts":null}` | demand response; `null` returns to the configured budget |
 //! | `GET /api/v1/power` | | containers, miners and recent decisions |
-//! | `POST /api/v1/reload` | | re-reads the configuration file and applies its power budgets and policy (409 with the reason when it does not validate; the running settings stay) |
+//! | `POST /api/v1/reload` | | re-reads the configuration file and applies its pools, power inventory, budgets and policy; answers what was applied and what needs a restart (409 with the reason when it does not validate; the running settings stay) |
 //!
 //! Write routes need `Authorization: Bearer <power.admin_token>` (401 otherwise). With no
 //! token configured they answer 403 and change nothing: an unauthenticated switch for a
@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::power::controller::ControlError;
 use crate::power::driver::PowerHandle;
 use crate::power::inventory::{AdminToken, Pin};
+use crate::ratelog::{DEFAULT_WINDOW, RateLimitedLog, Verdict};
 
 /// Largest request body accepted: the bodies are a few dozen bytes.
 const MAX_BODY_BYTES: usize = 4096;
@@ -37,8 +38,9 @@ pub fn router(handle: PowerHandle, token: Option<AdminToken>) -> Router {
     router_with_reload(handle, token, None)
 }
 
-/// Re-reads the configuration and applies it; `Err` says why nothing changed.
-pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Re-reads the configuration and applies it, saying what changed and what needs a
+/// restart; `Err` says why nothing changed.
+pub type Reload = Arc<dyn Fn() -> Result<crate::config::ReloadReport, String> + Send + Sync>;
 
 /// [`router`] with `POST /api/v1/reload` calling `reload` (404 without one: nothing to
 /// re-read, e.g. a site started from an in-memory configuration).
@@ -56,7 +58,35 @@ pub fn router_with_reload(
             handle,
             token: token.map(|t| TokenDigest::of(t.expose().as_bytes())),
             reload,
+            refusals: Arc::new(RateLimitedLog::new(DEFAULT_WINDOW)),
         })
+}
+
+/// The routes left on the status listener when the admin routes have one of their own
+/// (`http.admin_listen` at `admin_addr`): `GET /api/v1/power` as before, and the write
+/// routes answering 404 with where they are served instead of "no such route".
+pub fn moved_router(handle: PowerHandle, admin_addr: std::net::SocketAddr) -> Router {
+    let moved = move || async move {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "error": format!(
+                    "admin writes are served on http.admin_listen ({admin_addr}), not on this listener"
+                )
+            })),
+        )
+    };
+    Router::new()
+        .route("/api/v1/miners/{id}/pin", any(moved))
+        .route("/api/v1/containers/{name}/budget", any(moved))
+        .route("/api/v1/reload", any(moved))
+        .route(
+            "/api/v1/power",
+            get(|State(handle): State<PowerHandle>| async move {
+                axum::Json(handle.status()).into_response()
+            }),
+        )
+        .with_state(handle)
 }
 
 /// Counter of refused admin writes, by `reason` (`missing`, `wrong`, `disabled`).
@@ -90,6 +120,9 @@ struct AdminState {
     token: Option<TokenDigest>,
     /// What `POST /api/v1/reload` runs.
     reload: Option<Reload>,
+    /// Refused writes are each counted, but logged at most once per window: someone
+    /// guessing tokens must not be able to flood the log.
+    refusals: Arc<RateLimitedLog>,
 }
 
 /// An admin API failure, answered as `{"error": "..."}` with its status.
@@ -125,9 +158,7 @@ impl AdminError {
                 ControlError::UnknownMiner(_) | ControlError::UnknownContainer(_),
             ) => StatusCode::NOT_FOUND,
             AdminError::Control(ControlError::InvalidBudget { .. }) => StatusCode::BAD_REQUEST,
-            AdminError::Control(ControlError::InventoryChanged(_)) | AdminError::Reload(_) => {
-                StatusCode::CONFLICT
-            }
+            AdminError::Reload(_) => StatusCode::CONFLICT,
             AdminError::NoReload => StatusCode::NOT_FOUND,
         }
     }
@@ -147,12 +178,18 @@ impl IntoResponse for AdminError {
     }
 }
 
-fn authorize(token: Option<&TokenDigest>, headers: &HeaderMap) -> Result<(), AdminError> {
+fn authorize(
+    token: Option<&TokenDigest>,
+    headers: &HeaderMap,
+    log: &RateLimitedLog,
+) -> Result<(), AdminError> {
     let refuse = |reason: &'static str, error: AdminError| {
         // An operator must see someone trying the admin API; the counter feeds an alert,
         // the log line says which route-independent reason it was.
         metrics::counter!(ADMIN_AUTH_FAILURES, "reason" => reason).increment(1);
-        tracing::warn!(reason, "admin write refused: {error}");
+        if let Verdict::Log { suppressed } = log.check_now() {
+            tracing::warn!(reason, suppressed, "admin write refused: {error}");
+        }
         Err(error)
     };
     let Some(token) = token else {
@@ -214,7 +251,7 @@ async fn set_pin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    authorize(state.token.as_ref(), &headers)?;
+    authorize(state.token.as_ref(), &headers, &state.refusals)?;
     let req: PinRequest = parse_body(&body)?;
     let pin = match req.pin {
         PinBody::On => Some(Pin::KeepOn),
@@ -232,7 +269,7 @@ async fn set_budget(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    authorize(state.token.as_ref(), &headers)?;
+    authorize(state.token.as_ref(), &headers, &state.refusals)?;
     let value: serde_json::Value = parse_body(&body)?;
     if value.get("budget_kw").is_some() {
         return Err(AdminError::BadBody(
@@ -263,14 +300,19 @@ async fn reload_config(
     State(state): State<AdminState>,
     headers: HeaderMap,
 ) -> Result<Response, AdminError> {
-    authorize(state.token.as_ref(), &headers)?;
+    authorize(state.token.as_ref(), &headers, &state.refusals)?;
     let reload = state.reload.ok_or(AdminError::NoReload)?;
     // Reads a file: off the async workers.
-    tokio::task::spawn_blocking(move || reload())
+    let report = tokio::task::spawn_blocking(move || reload())
         .await
         .map_err(|e| AdminError::Reload(e.to_string()))?
         .map_err(AdminError::Reload)?;
-    Ok(axum::Json(json!({ "reloaded": true })).into_response())
+    Ok(axum::Json(json!({
+        "reloaded": true,
+        "applied": report.applied,
+        "needs_restart": report.needs_restart,
+    }))
+    .into_response())
 }
 
 async fn power(State(state): State<AdminState>) -> Response {
@@ -304,21 +346,22 @@ mod tests {
     fn refused_writes_are_counted_by_reason() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
+        let log = RateLimitedLog::new(DEFAULT_WINDOW);
         metrics::with_local_recorder(&recorder, || {
             let on = Some(TokenDigest::of(b"s3cret"));
             let on = on.as_ref();
-            assert!(authorize(on, &headers(Some("Bearer s3cret"))).is_ok());
-            assert!(authorize(on, &headers(Some("bearer s3cret"))).is_ok());
+            assert!(authorize(on, &headers(Some("Bearer s3cret")), &log).is_ok());
+            assert!(authorize(on, &headers(Some("bearer s3cret")), &log).is_ok());
             assert!(matches!(
-                authorize(on, &headers(Some("Bearer s3cre"))),
+                authorize(on, &headers(Some("Bearer s3cre")), &log),
                 Err(AdminError::Unauthorized)
             ));
             assert!(matches!(
-                authorize(on, &headers(None)),
+                authorize(on, &headers(None), &log),
                 Err(AdminError::Unauthorized)
             ));
             assert!(matches!(
-                authorize(None, &headers(Some("Bearer s3cret"))),
+                authorize(None, &headers(Some("Bearer s3cret")), &log),
                 Err(AdminError::WritesDisabled)
             ));
         });
@@ -327,6 +370,59 @@ mod tests {
             let line = format!("{ADMIN_AUTH_FAILURES}{{reason=\"{reason}\"}} 1");
             assert!(text.contains(&line), "{line} not in:\n{text}");
         }
+    }
+
+    /// Collects formatted log lines.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut b) = self.0.lock() {
+                b.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+        type Writer = LogBuffer;
+        fn make_writer(&'a self) -> LogBuffer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn token_guessing_is_counted_each_time_and_logged_once_per_window() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let log = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish();
+        let gate = RateLimitedLog::new(DEFAULT_WINDOW);
+        let token = TokenDigest::of(b"s3cret");
+        tracing::subscriber::with_default(subscriber, || {
+            metrics::with_local_recorder(&recorder, || {
+                for guess in 0..100 {
+                    let header = format!("Bearer guess{guess}");
+                    assert!(authorize(Some(&token), &headers(Some(&header)), &gate).is_err());
+                }
+            });
+        });
+        let text = handle.render();
+        let line = format!("{ADMIN_AUTH_FAILURES}{{reason=\"wrong\"}} 100");
+        assert!(text.contains(&line), "{line} not in:\n{text}");
+        let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+        assert_eq!(
+            logged.matches("admin write refused").count(),
+            1,
+            "one line per window: {logged}"
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum UpstreamState {
     Backup = 2,
     /// Disconnected or silent; reconnecting with back-off.
     Down = 3,
+    /// Taken out of the configuration by a reload: no longer connected or retried. Its
+    /// counters stay until the process restarts; `down` would keep a pool alert firing.
+    Removed = 4,
 }
 
 impl UpstreamState {
@@ -32,6 +35,7 @@ impl UpstreamState {
             UpstreamState::Active => "active",
             UpstreamState::Backup => "backup",
             UpstreamState::Down => "down",
+            UpstreamState::Removed => "removed",
         }
     }
 
@@ -40,6 +44,7 @@ impl UpstreamState {
             1 => UpstreamState::Active,
             2 => UpstreamState::Backup,
             3 => UpstreamState::Down,
+            4 => UpstreamState::Removed,
             _ => UpstreamState::Connecting,
         }
     }

@@ -25,6 +25,11 @@ impl Backoff {
         }
     }
 
+    /// `(min, max)`, to tell whether a reload changed them.
+    pub(crate) fn bounds(&self) -> (Duration, Duration) {
+        (self.min, self.max)
+    }
+
     /// The delay after one more failure. `jitter` in `0.0..=1.0` (out-of-range values are
     /// clamped) picks a point between half the nominal delay and the full delay ("equal
     /// jitter"), never below `min`: attempts spread out but still grow.

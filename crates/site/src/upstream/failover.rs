@@ -96,6 +96,53 @@ impl Failover {
         }
     }
 
+    /// The machine over a reloaded pool list: `kept[i]` is the old index of new pool `i`
+    /// when it is the same pool (its connection stays, in whatever state it is), `None` for
+    /// a pool new to the list. The active pool stays active when kept; when it was removed
+    /// or changed, none is active and the next [`Failover::decide`] switches to the most
+    /// preferred ready pool at once (start-up's wait for a preferred pool still connecting
+    /// does not apply: miners are waiting). Back-off bounds and `failback_after` are the
+    /// reloaded ones; a kept pool keeps its back-off unless the bounds changed.
+    pub(crate) fn remap(
+        &self,
+        kept: &[Option<usize>],
+        reconnect_min: Duration,
+        reconnect_max: Duration,
+        failback_after: Duration,
+    ) -> Failover {
+        let fresh = Backoff::new(reconnect_min, reconnect_max);
+        let same_bounds = self
+            .slots
+            .first()
+            .is_none_or(|s| s.backoff.bounds() == fresh.bounds());
+        let slots = kept
+            .iter()
+            .map(|old| match old.and_then(|o| self.slots.get(o)) {
+                Some(slot) => Slot {
+                    state: slot.state,
+                    backoff: if same_bounds {
+                        slot.backoff.clone()
+                    } else {
+                        fresh.clone()
+                    },
+                },
+                None => Slot {
+                    state: LinkState::Idle,
+                    backoff: fresh.clone(),
+                },
+            })
+            .collect();
+        let active = self
+            .active
+            .and_then(|a| kept.iter().position(|old| *old == Some(a)));
+        Failover {
+            slots,
+            active,
+            failback_after,
+            started: self.started,
+        }
+    }
+
     /// The active pool.
     pub(crate) fn active(&self) -> Option<usize> {
         self.active
@@ -324,6 +371,53 @@ mod tests {
             })
         );
         assert_eq!(f.backup(), Some(1));
+    }
+
+    #[test]
+    fn reload_keeps_kept_pools_and_moves_off_a_removed_active_one() {
+        let t0 = Instant::now();
+        let mut f = machine(2);
+        f.decide(t0);
+        f.ready(0, t0);
+        f.ready(1, t0);
+        assert_eq!(f.decide(t0).switch.and_then(|s| s.to), Some(0));
+        // Reordered, active kept: no switch, no new connection to the kept pools.
+        let mut g = f.remap(
+            &[Some(1), Some(0)],
+            ms(250),
+            Duration::from_secs(30),
+            ms(10),
+        );
+        assert_eq!(g.active(), Some(1), "still the same pool, now second");
+        let d = g.decide(t0 + ms(1));
+        assert_eq!((d.switch, d.connect.len()), (None, 0), "{d:?}");
+        // Failback follows the new order: the now-preferred pool takes over once it has
+        // been ready for the (reloaded) failback_after.
+        let d = g.decide(t0 + ms(20));
+        assert_eq!(d.switch.and_then(|s| s.to), Some(0));
+
+        // The active pool removed, a new one listed first: the ready survivor takes the
+        // miners at once, the new preferred pool is connected and failed back to later.
+        let mut h = f.remap(&[None, Some(1)], ms(250), Duration::from_secs(30), ms(10));
+        assert_eq!(h.active(), None);
+        let d = h.decide(t0 + ms(2));
+        assert_eq!(
+            d.switch,
+            Some(Switch {
+                from: None,
+                to: Some(1)
+            })
+        );
+        assert_eq!(d.connect, [0]);
+        h.ready(0, t0 + ms(3));
+        assert_eq!(h.decide(t0 + ms(13)).switch.and_then(|s| s.to), Some(0));
+
+        // Every pool new: nothing is active until one is ready.
+        let mut k = f.remap(&[None], ms(250), Duration::from_secs(30), ms(10));
+        let d = k.decide(t0);
+        assert_eq!((d.switch, d.connect), (None, vec![0]));
+        k.ready(0, t0 + ms(1));
+        assert_eq!(k.decide(t0 + ms(1)).switch.and_then(|s| s.to), Some(0));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::hub::{Channel, Hub};
 use crate::stats::Registry;
 
-use super::UpstreamContext;
 use super::serve::ChannelServer;
+use super::{PoolSet, UpstreamContext};
 
 /// Starts the upstream side: connects to the pools at once (the first pool to subscribe
 /// fixes the miners' extranonce sizes, which opens channel 0), then serves every channel
@@ -27,6 +27,19 @@ pub fn spawn(
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    spawn_reloadable(config, hub, channels, registry, shutdown).0
+}
+
+/// [`spawn`], with the handle a reload gives a new pool list to.
+pub fn spawn_reloadable(
+    config: Arc<Config>,
+    hub: Arc<Hub>,
+    channels: mpsc::Receiver<Arc<Channel>>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> (JoinHandle<()>, PoolReload) {
+    let pools = watch::channel(Arc::new(PoolSet::of(&config))).0;
+    let reload = PoolReload(pools.clone());
     let shared = Arc::new(UpstreamContext {
         config,
         hub,
@@ -35,8 +48,39 @@ pub fn spawn(
         sizing: Mutex::new(()),
         next_conn: AtomicU64::new(1),
         resized: watch::channel(0).0,
+        pools,
     });
-    tokio::spawn(run(shared, channels))
+    (tokio::spawn(run(shared, channels)), reload)
+}
+
+/// Hands a reloaded pool list to every channel server (and to those opened later).
+#[derive(Debug, Clone)]
+pub struct PoolReload(watch::Sender<Arc<PoolSet>>);
+
+impl PoolReload {
+    /// A handle no channel server follows, for tests of what drives a reload.
+    #[cfg(test)]
+    pub(crate) fn detached(set: PoolSet) -> PoolReload {
+        PoolReload(watch::channel(Arc::new(set)).0)
+    }
+
+    /// The pools and failover timing in force.
+    pub fn current(&self) -> Arc<PoolSet> {
+        self.0.borrow().clone()
+    }
+
+    /// Applies `set`: a pool kept (same name, URL, account, password and redirect hosts)
+    /// keeps its connection; one removed or changed is closed, and when it was serving a
+    /// channel, the channel switches to the most preferred ready pool of the new list
+    /// (new work with `clean_jobs`, as on failover); new pools are connected as the
+    /// failover rules want. Miners stay connected throughout. Returns what changed.
+    pub fn apply(&self, set: PoolSet) -> Vec<String> {
+        let change = self.0.borrow().describe_change(&set);
+        if !change.is_empty() {
+            self.0.send_replace(Arc::new(set));
+        }
+        change
+    }
 }
 
 async fn run(shared: Arc<UpstreamContext>, mut channels: mpsc::Receiver<Arc<Channel>>) {

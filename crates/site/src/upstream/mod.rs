@@ -42,12 +42,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, PoolConfig};
 use crate::hub::Hub;
 use crate::stats::Registry;
 use hashgate_protocol::extranonce::SplitLimits;
 
-pub use manager::spawn;
+pub use manager::{PoolReload, spawn, spawn_reloadable};
 pub use pending::{Pending, verdict};
 pub use session::USER_AGENT;
 
@@ -74,6 +74,63 @@ struct UpstreamContext {
     /// Bumped whenever a channel resizes the miners, so every other channel republishes
     /// its job under the new sizes at once instead of at the pool's next notify.
     resized: watch::Sender<u64>,
+    /// The pools and failover timing in force: the file's at start, replaced by a reload;
+    /// every channel server follows it (`config.pools` is the start-up list only).
+    pools: watch::Sender<Arc<PoolSet>>,
+}
+
+/// What a reload can change on the upstream side without touching a miner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSet {
+    /// Pools in failover order.
+    pub pools: Vec<PoolConfig>,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// How long a recovered preferred pool must stay healthy before miners go back.
+    pub failback_after: Duration,
+}
+
+impl PoolSet {
+    /// The pool list and reloadable failover timing of `config`.
+    pub fn of(config: &Config) -> PoolSet {
+        PoolSet {
+            pools: config.pools.clone(),
+            reconnect_min: config.failover.reconnect_min,
+            reconnect_max: config.failover.reconnect_max,
+            failback_after: config.failover.failback_after,
+        }
+    }
+
+    /// What changes from `self` to `new`, one phrase each (`pool "b" added`, ...); empty
+    /// when nothing does.
+    pub fn describe_change(&self, new: &PoolSet) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &new.pools {
+            match self.pools.iter().find(|o| o.name == p.name) {
+                None => out.push(format!("pool \"{}\" added", p.name)),
+                Some(o) if o != p => out.push(format!("pool \"{}\" changed", p.name)),
+                Some(_) => {}
+            }
+        }
+        for o in &self.pools {
+            if !new.pools.iter().any(|p| p.name == o.name) {
+                out.push(format!("pool \"{}\" removed", o.name));
+            }
+        }
+        let names = |set: &PoolSet| set.pools.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let (old_order, new_order) = (names(self), names(new));
+        if out.is_empty() && old_order != new_order {
+            out.push(format!("pool order now {}", new_order.join(", ")));
+        }
+        if (self.reconnect_min, self.reconnect_max, self.failback_after)
+            != (new.reconnect_min, new.reconnect_max, new.failback_after)
+        {
+            out.push("failover timing".to_owned());
+        }
+        out
+    }
 }
 
 impl UpstreamContext {

@@ -11,14 +11,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::PoolUrl;
+use crate::config::{PoolConfig, PoolUrl};
 use crate::hub::{Channel, ChannelControl, ChannelHashrate, MinerJob, MinerJobParts};
 use crate::stats::{UpstreamState, UpstreamStats};
 
-use super::UpstreamContext;
 use super::connection::{self, ConnSpec, Ended, Event, PoolWork, now};
 use super::failover::{Failover, FailoverDecision, LinkState};
 use super::sizing::{PlanChoice, plan_for};
+use super::{PoolSet, UpstreamContext};
 
 /// Events from a channel's connections: a job or an ending now and then per pool, and
 /// the server reads them at once, so a few dozen is ample; a full queue only makes a
@@ -30,12 +30,28 @@ const EVENT_BACKLOG: usize = 64;
 struct PoolSlot {
     /// Pool name, for logs.
     name: Arc<str>,
+    /// Where and as whom to connect; a reload keeps the slot (and its connection) only
+    /// when this is unchanged.
+    config: PoolConfig,
     /// The pool's counters (shared by every channel).
     stats: Arc<UpstreamStats>,
     /// The live connection, if any.
     live: Option<Live>,
     /// Where the pool's `client.reconnect` pointed; used for the next attempt only.
     redirect: Option<PoolUrl>,
+}
+
+impl PoolSlot {
+    fn new(config: &PoolConfig, shared: &UpstreamContext) -> PoolSlot {
+        let name: Arc<str> = config.name.as_str().into();
+        PoolSlot {
+            stats: shared.registry.upstream(&name),
+            name,
+            config: config.clone(),
+            live: None,
+            redirect: None,
+        }
+    }
 }
 
 /// A connection this channel opened.
@@ -73,6 +89,8 @@ pub(super) struct ChannelServer {
     /// The channel's share-proven hashrate, shared with its connections (and, through
     /// their links, fed by its miners' sessions).
     hashrate: Arc<ChannelHashrate>,
+    /// Wakes when a reload replaced the pool list.
+    pool_set: watch::Receiver<Arc<PoolSet>>,
 }
 
 impl ChannelServer {
@@ -82,26 +100,18 @@ impl ChannelServer {
         index: usize,
         channel_rx: mpsc::Receiver<Arc<Channel>>,
     ) -> ChannelServer {
-        let f = &shared.config.failover;
+        let mut pool_set = shared.pools.subscribe();
+        let set = pool_set.borrow_and_update().clone();
         let failover = Failover::new(
-            shared.config.pools.len(),
-            f.reconnect_min,
-            f.reconnect_max,
-            f.failback_after,
+            set.pools.len(),
+            set.reconnect_min,
+            set.reconnect_max,
+            set.failback_after,
         );
-        let pools = shared
-            .config
+        let pools = set
             .pools
             .iter()
-            .map(|p| {
-                let name: Arc<str> = p.name.as_str().into();
-                PoolSlot {
-                    stats: shared.registry.upstream(&name),
-                    name,
-                    live: None,
-                    redirect: None,
-                }
-            })
+            .map(|p| PoolSlot::new(p, &shared))
             .collect();
         let (events_tx, events_rx) = mpsc::channel(EVENT_BACKLOG);
         ChannelServer {
@@ -118,6 +128,7 @@ impl ChannelServer {
             tracker: TaskTracker::new(),
             published_mask: None,
             hashrate: Arc::new(ChannelHashrate::new(now())),
+            pool_set,
         }
     }
 
@@ -146,6 +157,10 @@ impl ChannelServer {
                     }
                 }
                 Some(event) = self.events_rx.recv() => self.on_event(event),
+                Ok(()) = self.pool_set.changed() => {
+                    let set = self.pool_set.borrow_and_update().clone();
+                    self.reload(&set);
+                }
                 Ok(()) = self.resized.changed() => {
                     self.resized.borrow_and_update();
                     if let Some(active) = self.failover.active() {
@@ -209,13 +224,69 @@ impl ChannelServer {
         self.report_states();
     }
 
+    /// Takes a reloaded pool list: kept pools keep their slot and connection, the rest
+    /// are closed; the next decision switches, connects and closes as the new list wants.
+    fn reload(&mut self, set: &PoolSet) {
+        let mut old: Vec<Option<PoolSlot>> = std::mem::take(&mut self.pools)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut kept = Vec::with_capacity(set.pools.len());
+        for config in &set.pools {
+            let same = old
+                .iter()
+                .position(|slot| slot.as_ref().is_some_and(|s| s.config == *config));
+            match same.and_then(|i| Some((i, old.get_mut(i)?.take()?))) {
+                Some((i, slot)) => {
+                    kept.push(Some(i));
+                    self.pools.push(slot);
+                }
+                None => {
+                    kept.push(None);
+                    let slot = PoolSlot::new(config, &self.shared);
+                    if self.index == 0 && slot.stats.state() == UpstreamState::Removed {
+                        // Listed again: not removed any more, whatever it becomes next.
+                        slot.stats.set_state(UpstreamState::Connecting);
+                    }
+                    self.pools.push(slot);
+                }
+            }
+        }
+        let was_active = self.failover.active();
+        for (i, slot) in old.into_iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            if let Some(live) = slot.live {
+                tracing::info!(channel = self.index, pool = %slot.name, active = was_active == Some(i), "reload: closing the connection to a pool removed or changed");
+                live.cancel.cancel();
+            }
+            // Its series would otherwise keep saying active or backup (or down, firing an
+            // alert for a pool nobody wants); a pool of the same name in the new list shares
+            // the counters and reports its own state.
+            if self.index == 0 && !set.pools.iter().any(|p| p.name == *slot.name) {
+                slot.stats.set_state(UpstreamState::Removed);
+            }
+        }
+        self.failover = self.failover.remap(
+            &kept,
+            set.reconnect_min,
+            set.reconnect_max,
+            set.failback_after,
+        );
+        if let Some(active) = self.failover.active() {
+            tracing::info!(channel = self.index, pool = %self.pools.get(active).map_or("", |s| &*s.name), "reload: active pool kept");
+        } else if was_active.is_some() {
+            tracing::warn!(
+                channel = self.index,
+                "reload: active pool removed or changed; switching to the first ready pool of the new list"
+            );
+        }
+    }
+
     fn connect(&mut self, pool: usize) {
-        let Some(config) = self.shared.config.pools.get(pool) else {
-            return;
-        };
         let Some(slot) = self.pools.get_mut(pool) else {
             return;
         };
+        let config = &slot.config;
         let conn = self.shared.next_conn();
         let cancel = self.cancel.child_token();
         let spec = ConnSpec {
@@ -246,6 +317,9 @@ impl ChannelServer {
         let now = now();
         match event {
             Event::Work { pool, conn, work } => {
+                let Some(pool) = self.slot_of(pool, conn) else {
+                    return;
+                };
                 let Some(live) = self.live_mut(pool, conn) else {
                     return;
                 };
@@ -259,9 +333,9 @@ impl ChannelServer {
                 }
             }
             Event::Ended { pool, conn, end } => {
-                if self.live_mut(pool, conn).is_none() {
+                let Some(pool) = self.slot_of(pool, conn) else {
                     return;
-                }
+                };
                 let Some(slot) = self.pools.get_mut(pool) else {
                     return;
                 };
@@ -284,6 +358,17 @@ impl ChannelServer {
                 tracing::debug!(channel = self.index, pool, ?delay, "reconnect scheduled");
             }
         }
+    }
+
+    /// The position of the pool whose live connection is `conn`: `pool`, the position it
+    /// was opened at, unless a reload moved it since; none once replaced or closed (its
+    /// late events are ignored).
+    fn slot_of(&self, pool: usize, conn: u64) -> Option<usize> {
+        let live = |s: &PoolSlot| s.live.as_ref().is_some_and(|l| l.conn == conn);
+        if self.pools.get(pool).is_some_and(live) {
+            return Some(pool);
+        }
+        self.pools.iter().position(live)
     }
 
     fn live_mut(&mut self, pool: usize, conn: u64) -> Option<&mut Live> {

@@ -18,6 +18,7 @@
 //! | heat | inlet > limit latches *hot*: shed one step every interval, least efficient then hottest, until inlet < limit − hysteresis |
 //! | wake | nothing shed this tick, not hot, stagger elapsed, budget − load > hysteresis → wake the most efficient sleeper whose nominal fits under budget − margin |
 
+mod change;
 mod decision;
 mod health;
 mod policy;
@@ -31,12 +32,13 @@ use std::time::Instant;
 use crate::power::api::Telemetry;
 use crate::power::inventory::{ControllerSettings, Pin, PowerConfig};
 
+pub use change::InventoryChange;
 pub use decision::{
     Action, ContainerReport, Counted, Decision, LoadSource, MeterFallback, MinerReport, PowerState,
     Reason, TickReport,
 };
 pub use health::{Alarm, ApiView, HealthInput, IntendedState, evaluate_health};
-pub use record::record_tick;
+pub use record::{record_tick, retire_container, retire_miner};
 
 use state::{ContainerRuntime, Estimate, Intent, MinerRuntime, Pending};
 
@@ -57,10 +59,6 @@ pub enum ControlError {
         /// The refused value.
         watts: f64,
     },
-    /// A reload would add, remove or change miners, or add, remove or rename containers:
-    /// that needs new management clients, hence a restart.
-    #[error("{0}: restart hashgate to apply it (a reload applies budgets and policy only)")]
-    InventoryChanged(String),
 }
 
 /// The budget controller for every container of a site.
@@ -79,91 +77,98 @@ impl Controller {
     /// Builds a controller for a validated inventory; every miner starts assumed awake
     /// until its first telemetry says otherwise.
     pub fn new(config: &PowerConfig) -> Self {
-        let containers: Vec<ContainerRuntime> = config
+        let mut controller = Self {
+            settings: config.controller,
+            containers: config
+                .containers
+                .iter()
+                .map(ContainerRuntime::at_start)
+                .collect(),
+            miners: config.miners.iter().map(MinerRuntime::at_start).collect(),
+            members: Vec::new(),
+            miner_index: HashMap::new(),
+            container_index: HashMap::new(),
+        };
+        controller.reindex();
+        controller
+    }
+
+    /// Applies a reloaded inventory: budgets and policy (`[controller]` settings, each
+    /// container's budget, limits and tuning), and the miners and containers themselves.
+    /// Matched by id (miners) and name (containers), what stays keeps its runtime state:
+    /// intents, pending orders, demand-response overrides and admin pins. A new miner
+    /// starts as at start-up (assumed awake until its first telemetry is adopted); a
+    /// removed one is forgotten, so no decision can name it again. A miner whose
+    /// management address, family or credentials changed may be another machine: its
+    /// readings and pending order are dropped and its state is learnt again from
+    /// telemetry. A pin changed in the file replaces the old one; a pin set through the
+    /// admin API (different from the file's) stays.
+    pub fn reconfigure(&mut self, config: &PowerConfig) -> InventoryChange {
+        let change = InventoryChange::between(
+            self.containers.iter().map(|c| &c.spec),
+            self.miners.iter().map(|m| &m.spec),
+            config,
+        );
+        let mut old_containers: HashMap<Arc<str>, ContainerRuntime> = self
+            .containers
+            .drain(..)
+            .map(|c| (c.spec.name.clone(), c))
+            .collect();
+        self.containers = config
             .containers
             .iter()
-            .map(|spec| ContainerRuntime {
-                spec: spec.clone(),
-                budget_override: None,
-                meter: None,
-                last_wake: None,
-                hot: false,
-                last_temp_shed: None,
-                stuck_over_budget: false,
-                stuck_hot: false,
-                meter_fallback: None,
+            .map(|spec| match old_containers.remove(&spec.name) {
+                Some(mut kept) => {
+                    kept.spec = spec.clone();
+                    kept
+                }
+                None => ContainerRuntime::at_start(spec),
             })
             .collect();
-        let mut members = vec![Vec::new(); containers.len()];
-        let miners: Vec<MinerRuntime> = config
+        let mut old_miners: HashMap<Arc<str>, MinerRuntime> = self
+            .miners
+            .drain(..)
+            .map(|m| (m.spec.id.clone(), m))
+            .collect();
+        self.miners = config
+            .miners
+            .iter()
+            .map(|spec| match old_miners.remove(&spec.id) {
+                Some(kept) => kept.respecified(spec),
+                None => MinerRuntime::at_start(spec),
+            })
+            .collect();
+        self.settings = config.controller;
+        self.reindex();
+        change
+    }
+
+    /// Rebuilds the lookups after the miner or container lists changed.
+    fn reindex(&mut self) {
+        let mut members = vec![Vec::new(); self.containers.len()];
+        for (i, m) in self.miners.iter().enumerate() {
+            if let Some(list) = members.get_mut(m.spec.container) {
+                list.push(i);
+            }
+        }
+        self.members = members;
+        self.miner_index = self
             .miners
             .iter()
             .enumerate()
-            .map(|(i, spec)| {
-                if let Some(list) = members.get_mut(spec.container) {
-                    list.push(i);
-                }
-                MinerRuntime {
-                    spec: spec.clone(),
-                    pin: spec.pin,
-                    intent: Intent::Awake,
-                    adopted: false,
-                    last_toggle: None,
-                    pending: None,
-                    woken_at: None,
-                    telemetry: None,
-                }
-            })
+            .map(|(i, m)| (m.spec.id.clone(), i))
             .collect();
-        Self {
-            settings: config.controller,
-            miner_index: miners
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (m.spec.id.clone(), i))
-                .collect(),
-            container_index: containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.spec.name.clone(), i))
-                .collect(),
-            containers,
-            miners,
-            members,
-        }
+        self.container_index = self
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.spec.name.clone(), i))
+            .collect();
     }
 
-    /// Applies a reloaded inventory's budgets and policy (`[controller]` settings, each
-    /// container's budget, limits and tuning) without losing any runtime state: intents,
-    /// pending orders, demand-response overrides and admin pins stay. Nothing changes
-    /// unless everything can.
-    ///
-    /// # Errors
-    /// [`ControlError::InventoryChanged`] when the containers (by name, in order) or the
-    /// miners differ: those need a restart.
-    pub fn reconfigure(&mut self, config: &PowerConfig) -> Result<(), ControlError> {
-        let names =
-            |c: &[ContainerRuntime]| c.iter().map(|c| c.spec.name.clone()).collect::<Vec<_>>();
-        let new_names: Vec<Arc<str>> = config.containers.iter().map(|c| c.name.clone()).collect();
-        if names(&self.containers) != new_names {
-            return Err(ControlError::InventoryChanged(
-                "containers were added, removed or renamed".into(),
-            ));
-        }
-        if self.miners.len() != config.miners.len()
-            || self
-                .miners
-                .iter()
-                .zip(&config.miners)
-                .any(|(m, spec)| m.spec != *spec)
-        {
-            return Err(ControlError::InventoryChanged("miners changed".into()));
-        }
-        self.settings = config.controller;
-        for (runtime, spec) in self.containers.iter_mut().zip(&config.containers) {
-            runtime.spec = spec.clone();
-        }
-        Ok(())
+    /// The pin in force for a miner (the file's, or the admin API's since).
+    pub fn pin(&self, miner: &str) -> Option<Pin> {
+        self.miners.get(*self.miner_index.get(miner)?)?.pin
     }
 
     fn miner_mut(&mut self, id: &str) -> Result<&mut MinerRuntime, ControlError> {

@@ -89,6 +89,40 @@ pub fn record_tick(report: &TickReport) {
     }
 }
 
+/// Sets a miner's series to 0 (every power state, counted power) once a reload removed it
+/// or moved it: the recorder cannot delete a series, and one left at its last value would
+/// count a departed miner as asleep or drawing power.
+pub fn retire_miner(id: &std::sync::Arc<str>, container: &std::sync::Arc<str>) {
+    for state in PowerState::ALL {
+        gauge!(
+            "hashgate_miner_power_state",
+            "container" => container.clone(),
+            "miner" => id.clone(),
+            "state" => state.label()
+        )
+        .set(0.0);
+    }
+    gauge!(
+        "hashgate_miner_counted_power_watts",
+        "container" => container.clone(),
+        "miner" => id.clone()
+    )
+    .set(0.0);
+}
+
+/// Sets a removed container's gauges to 0, for the same reason as [`retire_miner`].
+pub fn retire_container(name: &std::sync::Arc<str>) {
+    for family in [
+        "hashgate_container_power_watts",
+        "hashgate_container_budget_watts",
+        "hashgate_container_projected_power_watts",
+        "hashgate_container_hot",
+        "hashgate_container_stuck_over_budget",
+    ] {
+        gauge!(family, "container" => name.clone()).set(0.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -199,6 +233,29 @@ mod tests {
             "hashgate_power_meter_fallback_ticks_total{container=\"c1\",reason=\"stale\"} 1",
             "hashgate_miner_power_state{container=\"c1\",miner=\"c1-r1-01\",state=\"falling_asleep\"} 1",
             "hashgate_miner_power_state{container=\"c1\",miner=\"c1-r1-01\",state=\"awake\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn retired_miners_and_containers_read_zero() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let (miner, container): (Arc<str>, Arc<str>) = (Arc::from("m1"), Arc::from("c1"));
+        metrics::with_local_recorder(&recorder, || {
+            gauge!("hashgate_miner_counted_power_watts", "container" => "c1", "miner" => "m1")
+                .set(3000.0);
+            gauge!("hashgate_container_hot", "container" => "c1").set(1.0);
+            retire_miner(&miner, &container);
+            retire_container(&container);
+        });
+        let text = handle.render();
+        for line in [
+            "hashgate_miner_counted_power_watts{container=\"c1\",miner=\"m1\"} 0",
+            "hashgate_miner_power_state{container=\"c1\",miner=\"m1\",state=\"asleep\"} 0",
+            "hashgate_container_hot{container=\"c1\"} 0",
+            "hashgate_container_budget_watts{container=\"c1\"} 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

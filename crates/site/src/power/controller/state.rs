@@ -64,6 +64,21 @@ pub(super) struct ContainerRuntime {
 }
 
 impl ContainerRuntime {
+    /// A container as at start-up: configured budget, no readings.
+    pub(super) fn at_start(spec: &ContainerSpec) -> Self {
+        ContainerRuntime {
+            spec: spec.clone(),
+            budget_override: None,
+            meter: None,
+            last_wake: None,
+            hot: false,
+            last_temp_shed: None,
+            stuck_over_budget: false,
+            stuck_hot: false,
+            meter_fallback: None,
+        }
+    }
+
     pub(super) fn budget(&self) -> f64 {
         self.budget_override.unwrap_or(self.spec.budget_watts)
     }
@@ -102,6 +117,46 @@ fn sane_watts(w: Option<f64>) -> Option<f64> {
 }
 
 impl MinerRuntime {
+    /// A miner as at start-up: assumed awake until its first telemetry is adopted.
+    pub(super) fn at_start(spec: &MinerSpec) -> Self {
+        MinerRuntime {
+            spec: spec.clone(),
+            pin: spec.pin,
+            intent: Intent::Awake,
+            adopted: false,
+            last_toggle: None,
+            pending: None,
+            woken_at: None,
+            telemetry: None,
+        }
+    }
+
+    /// The same miner under a reloaded `spec` (same id).
+    pub(super) fn respecified(mut self, spec: &MinerSpec) -> Self {
+        let same_machine = self.spec.address == spec.address
+            && self.spec.family == spec.family
+            && self.spec.credentials == spec.credentials;
+        if !same_machine {
+            // Possibly another machine behind the new address: what we knew and ordered
+            // belongs to the old one.
+            self.adopted = false;
+            self.pending = None;
+            self.telemetry = None;
+            self.woken_at = None;
+        }
+        // The admin API's pin differs from the file's; only the file's follows the file.
+        if self.pin == self.spec.pin && self.pin != spec.pin {
+            if self.pin == Some(Pin::Maintenance) {
+                // As when the admin API lifts maintenance: learn its state again.
+                self.adopted = false;
+                self.pending = None;
+            }
+            self.pin = spec.pin;
+        }
+        self.spec = spec.clone();
+        self
+    }
+
     /// Telemetry no older than the settings allow.
     pub(super) fn fresh(
         &self,

@@ -755,20 +755,162 @@ fn overclocked_but_believable_readings_are_used() {
 }
 
 #[test]
-fn reload_applies_budgets_and_refuses_inventory_changes() {
-    let mut ctl = Controller::new(&config("budget_kw = 20", 4));
-    ctl.set_budget("c1", Some(5_000.0))
+fn reload_applies_budgets_and_inventory_keeping_what_stays() {
+    let mut sim = Sim::new(&config("budget_kw = 20", 4));
+    sim.run(2, 10 * SEC);
+    sim.ctl
+        .set_budget("c1", Some(7_000.0))
         .expect("known container");
-    // A new configured budget applies; the demand-response override stays in force.
-    ctl.reconfigure(&config("budget_kw = 12", 4))
-        .expect("same inventory");
-    assert_eq!(ctl.budget_watts("c1"), Some(5_000.0));
-    ctl.set_budget("c1", None).expect("known container");
-    assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
-    // A miner more is a restart: nothing changes, and the error says why.
-    let err = ctl
-        .reconfigure(&config("budget_kw = 30", 5))
-        .expect_err("inventory changed");
-    assert!(err.to_string().contains("restart"), "{err}");
-    assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
+    sim.run(3, 10 * SEC);
+    let asleep: Vec<String> = sim.asleep().iter().map(|s| s.to_string()).collect();
+    assert_eq!(asleep, ["m02", "m03"], "the two least efficient");
+
+    // One miner more and a new configured budget: the override, the sleepers and their
+    // confirmed state stay; the newcomer is known at once.
+    let change = sim.ctl.reconfigure(&config("budget_kw = 12", 5));
+    assert_eq!(change.miners_added, [Arc::<str>::from("m04")]);
+    assert!(change.miners_removed.is_empty() && change.miners_changed.is_empty());
+    assert_eq!(sim.ctl.budget_watts("c1"), Some(7_000.0));
+    assert_eq!(
+        sim.ctl.intended_state("m03"),
+        Some(IntendedState::Asleep),
+        "runtime state survived"
+    );
+    sim.miners.push(SimMiner {
+        id: "m04".into(),
+        nominal: 3200.0,
+        state: MinerState::Mining,
+        answering: true,
+        misreport: None,
+    });
+    let r = sim.step(10 * SEC);
+    assert!(
+        r.decisions.iter().all(|d| d.action != Action::Wake),
+        "a reload wakes no sleeper: {:?}",
+        r.decisions
+    );
+    assert!(r.miners.iter().any(|m| &*m.id == "m04"));
+    sim.run(3, 10 * SEC);
+    assert!(sim.asleep().contains(&"m04"), "the newcomer is governed");
+    sim.ctl.set_budget("c1", None).expect("known container");
+    assert_eq!(sim.ctl.budget_watts("c1"), Some(12_000.0));
+
+    // Two miners fewer: forgotten, never ordered again.
+    let change = sim.ctl.reconfigure(&config("budget_kw = 30", 3));
+    let removed: Vec<&str> = change.miners_removed.iter().map(|m| &**m).collect();
+    assert_eq!(removed, ["m03", "m04"]);
+    assert_eq!(
+        sim.ctl.observe_no_answer("m04", sim.now),
+        Err(ControlError::UnknownMiner("m04".into()))
+    );
+    sim.miners.retain(|m| m.id != "m03" && m.id != "m04");
+    // 700 s: past the 600 s minimum dwell of the last sleep order.
+    let reports = sim.run(70, 10 * SEC);
+    for r in &reports {
+        assert_eq!(r.miners.len(), 3);
+        assert!(
+            r.decisions
+                .iter()
+                .all(|d| !matches!(d.miner.as_deref(), Some("m03" | "m04"))),
+            "{:?}",
+            r.decisions
+        );
+    }
+    assert!(
+        sim.asleep().is_empty(),
+        "the headroom woke m02: {:?}",
+        sim.asleep()
+    );
+}
+
+#[test]
+fn reload_reads_changed_miners_again_and_keeps_admin_pins() {
+    let text = |m01_address: &str, m02_pin: &str| {
+        format!(
+            "[[containers]]\nname = \"c1\"\nbudget_kw = 20\n\
+             [[miners]]\nid = \"m00\"\ncontainer = \"c1\"\naddress = \"10.0.0.1\"\n\
+             family = \"luxos\"\nmodel = \"S19\"\nnominal_watts = 3000\nnominal_ths = 100\n\
+             [[miners]]\nid = \"m01\"\ncontainer = \"c1\"\naddress = \"{m01_address}\"\n\
+             family = \"luxos\"\nmodel = \"S19\"\nnominal_watts = 3000\nnominal_ths = 100\n\
+             [[miners]]\nid = \"m02\"\ncontainer = \"c1\"\naddress = \"10.0.0.3\"\n\
+             family = \"luxos\"\nmodel = \"S19\"\nnominal_watts = 3000\nnominal_ths = 100\n\
+             {m02_pin}"
+        )
+    };
+    let parse = |t: String| PowerConfig::from_toml_str(&t).expect("valid");
+    let mut ctl = Controller::new(&parse(text("10.0.0.2", "")));
+    let now = Instant::now();
+    let sleeping = Telemetry {
+        power_watts: Some(30.0),
+        inlet_temp_c: None,
+        board_temps_c: Vec::new(),
+        hashrate_ths: None,
+        fan_rpm: Vec::new(),
+        state: MinerState::Sleeping,
+    };
+    for id in ["m00", "m01", "m02"] {
+        ctl.observe_telemetry(id, now, sleeping.clone())
+            .expect("known");
+    }
+    let _ = ctl.tick(now);
+    ctl.set_pin("m00", Some(Pin::KeepOff)).expect("known");
+    // m01 moved to another address: maybe another machine, learnt again; m02 gets a pin
+    // in the file; m00's admin pin is not the file's to lift.
+    let change = ctl.reconfigure(&parse(text("10.0.0.9", "pin = \"keep_on\"\n")));
+    let changed: Vec<&str> = change.miners_changed.iter().map(|m| &**m).collect();
+    assert_eq!(changed, ["m01", "m02"]);
+    assert_eq!(
+        change.describe(),
+        ["miners changed: m01, m02"],
+        "{change:?}"
+    );
+    assert_eq!(ctl.pin("m00"), Some(Pin::KeepOff));
+    assert_eq!(ctl.pin("m02"), Some(Pin::KeepOn));
+    let m01 = ctl
+        .miners
+        .iter()
+        .find(|m| &*m.spec.id == "m01")
+        .expect("kept");
+    assert!(!m01.adopted && m01.telemetry.is_none(), "{m01:?}");
+    let m02 = ctl
+        .miners
+        .iter()
+        .find(|m| &*m.spec.id == "m02")
+        .expect("kept");
+    assert!(
+        m02.adopted && m02.telemetry.is_some(),
+        "same machine: {m02:?}"
+    );
+    // The same file again changes nothing.
+    let again = ctl.reconfigure(&parse(text("10.0.0.9", "pin = \"keep_on\"\n")));
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn reload_adds_and_removes_containers() {
+    let two = PowerConfig::from_toml_str(
+        "[[containers]]\nname = \"c1\"\nbudget_kw = 20\n\
+         [[containers]]\nname = \"c2\"\nbudget_kw = 5\n\
+         [[miners]]\nid = \"m00\"\ncontainer = \"c2\"\naddress = \"10.0.0.1\"\n\
+         family = \"luxos\"\nmodel = \"S19\"\nnominal_watts = 3000\nnominal_ths = 100\n",
+    )
+    .expect("valid");
+    let mut ctl = Controller::new(&config("budget_kw = 20", 1));
+    ctl.set_budget("c1", Some(9_000.0)).expect("known");
+    let change = ctl.reconfigure(&two);
+    assert_eq!(change.containers_added, [Arc::<str>::from("c2")]);
+    // m00 moved from c1 to c2: changed, though its entry's container index is the same.
+    assert_eq!(change.miners_changed, [Arc::<str>::from("m00")]);
+    assert_eq!(ctl.budget_watts("c2"), Some(5_000.0));
+    assert_eq!(ctl.budget_watts("c1"), Some(9_000.0), "override kept");
+    let r = ctl.tick(Instant::now());
+    assert_eq!(r.containers.len(), 2);
+    assert_eq!(&*r.miners[0].container, "c2");
+    let change = ctl.reconfigure(&config("budget_kw = 20", 1));
+    assert_eq!(change.containers_removed, [Arc::<str>::from("c2")]);
+    assert_eq!(ctl.budget_watts("c2"), None);
+    assert_eq!(
+        ctl.set_budget("c2", Some(1.0)),
+        Err(ControlError::UnknownContainer("c2".into()))
+    );
 }

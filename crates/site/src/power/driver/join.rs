@@ -174,6 +174,19 @@ impl WorkerNames {
         )
         .set(1.0);
     }
+
+    /// Sets every published mapping of `miner` to 0, when a reload removes or moves it.
+    pub fn retire(&self, miner: &Arc<str>, container: &Arc<str>) {
+        for worker in &self.0 {
+            metrics::gauge!(
+                POWER_INFO,
+                "container" => container.clone(),
+                "miner" => miner.clone(),
+                "worker" => worker.clone()
+            )
+            .set(0.0);
+        }
+    }
 }
 
 /// Keeps the label set of `hashgate_miner_alarm` fixed: every miner gets both series.

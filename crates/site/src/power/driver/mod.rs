@@ -4,6 +4,7 @@
 //!
 //! | step | what |
 //! |---|---|
+//! | reload | an inventory a reload left waiting (`reload.rs`) is swapped in, before anything reads it |
 //! | poll | every miner's telemetry, at most `max_concurrent_calls` at once, each under its deadline; every meter at the same time |
 //! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, meters → `observe_meter` |
 //! | decide | `Controller::tick(now)` |
@@ -17,6 +18,7 @@
 
 mod join;
 mod meter;
+mod reload;
 mod status;
 mod target;
 
@@ -152,6 +154,21 @@ impl PowerDriver {
             }
             by_id.insert(id, api);
         }
+        let factory = reload::ClientFactory::Given(by_id.clone());
+        PowerDriver::build(config, by_id, factory, registry)
+    }
+
+    fn build(
+        config: PowerConfig,
+        mut by_id: HashMap<Arc<str>, Arc<dyn MinerApi>>,
+        factory: reload::ClientFactory,
+        registry: Arc<Registry>,
+    ) -> Result<(PowerDriver, PowerHandle), DriverError> {
+        let book = reload::ClientBook {
+            config: config.clone(),
+            clients: by_id.clone(),
+            factory,
+        };
         let miners = config
             .miners
             .iter()
@@ -178,19 +195,9 @@ impl PowerDriver {
                 })
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
-        let meters = config
-            .containers
-            .iter()
-            .filter_map(|c| {
-                c.meter.clone().map(|spec| Meter {
-                    container: c.name.clone(),
-                    spec,
-                    failing: false,
-                })
-            })
-            .collect();
+        let meters = meters_of(&config, &[]);
         let settings = config.driver;
-        let shared = Arc::new(DriverState::new(&config));
+        let shared = Arc::new(DriverState::new(&config, book));
         let driver = PowerDriver {
             settings,
             alarms: config.alarms,
@@ -221,8 +228,8 @@ impl PowerDriver {
         config: PowerConfig,
         registry: Arc<Registry>,
     ) -> Result<(PowerDriver, PowerHandle), DriverError> {
-        let mut clients: Vec<(Arc<str>, Arc<dyn MinerApi>)> =
-            Vec::with_capacity(config.miners.len());
+        let mut clients: HashMap<Arc<str>, Arc<dyn MinerApi>> =
+            HashMap::with_capacity(config.miners.len());
         for m in &config.miners {
             let addr = resolve(&m.address)
                 .await
@@ -237,9 +244,9 @@ impl PowerDriver {
                 m.credentials.clone(),
                 config.driver.timeouts,
             );
-            clients.push((m.id.clone(), Arc::from(client)));
+            clients.insert(m.id.clone(), Arc::from(client));
         }
-        PowerDriver::new(config, clients, registry)
+        PowerDriver::build(config, clients, reload::ClientFactory::Inventory, registry)
     }
 
     /// Ticks until `shutdown` is cancelled. A tick in progress is dropped at once: the
@@ -268,12 +275,21 @@ impl PowerDriver {
                 () = shutdown.cancelled() => break,
                 () = self.tick_once() => {}
             }
+            if interval.period() != self.settings.tick {
+                // A reload changed the tick: the next one comes a new period from now.
+                interval = tokio::time::interval_at(
+                    tokio::time::Instant::now() + self.settings.tick,
+                    self.settings.tick,
+                );
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
         }
         tracing::info!("power driver stopped");
     }
 
     /// Runs one whole tick now: poll, decide, act, record. Exposed for tests and `demo`.
     pub async fn tick_once(&mut self) {
+        self.apply_reload();
         let (readings, meter_results) = tokio::join!(self.poll_miners(), self.poll_meters());
         let meter_readings = self.absorb_meters(meter_results);
         let now = Instant::now();
@@ -309,6 +325,121 @@ impl PowerDriver {
         record_tick(&report);
         let proven = self.health(now);
         self.publish(&readings, &report, &outcomes, &proven);
+    }
+
+    /// Swaps in an inventory a reload left waiting (see `reload.rs`): controller, clients,
+    /// meters and status rows change together, between ticks. What stays keeps its
+    /// state; what left is forgotten and its metric series are set to 0.
+    fn apply_reload(&mut self) {
+        let Some(swap) = lock(&self.shared.pending).take() else {
+            return;
+        };
+        let reload::Swap {
+            config,
+            mut clients,
+        } = swap;
+        let change = lock(&self.shared.controller).reconfigure(&config);
+        let mut old: HashMap<Arc<str>, Driven> =
+            self.miners.drain(..).map(|d| (d.id.clone(), d)).collect();
+        for id in change.miners_removed.iter().chain(&change.miners_changed) {
+            if let Some(gone) = old.remove(id) {
+                gone.retire();
+            }
+        }
+        for name in &change.containers_removed {
+            crate::power::controller::retire_container(name);
+        }
+        self.miners = config
+            .miners
+            .iter()
+            .filter_map(|m| {
+                let container = config
+                    .containers
+                    .get(m.container)
+                    .map_or_else(|| Arc::from(""), |c| c.name.clone());
+                // Built for every miner by `ClientBook::prepare`; a miner without one is
+                // left out rather than given a stranger's.
+                let api = clients.remove(&m.id)?;
+                Some(match old.remove(&m.id) {
+                    Some(kept) => Driven { api, ..kept },
+                    None => {
+                        let mut workers = join::WorkerNames::default();
+                        if let Some(worker) = &m.worker {
+                            workers.publish(&m.id, &container, worker);
+                        }
+                        Driven {
+                            id: m.id.clone(),
+                            api,
+                            seen: Seen::NoAnswer,
+                            answering: None,
+                            alarms: Vec::new(),
+                            container,
+                            workers,
+                        }
+                    }
+                })
+            })
+            .collect();
+        self.index = self
+            .miners
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), i))
+            .collect();
+        self.meters = meters_of(&config, &self.meters);
+        self.join = ShareJoin::new(
+            &config.miners,
+            window_for(config.alarms.hashrate_min_window),
+        );
+        self.settings = config.driver;
+        self.alarms = config.alarms;
+        {
+            let c = lock(&self.shared.controller);
+            let mut book = lock(&self.shared.status);
+            let (containers, miners) = status::status_rows(&config);
+            let keep_c: HashMap<String, ContainerStatus> = book
+                .status
+                .containers
+                .drain(..)
+                .map(|row| (row.name.clone(), row))
+                .collect();
+            book.status.containers = containers
+                .into_iter()
+                .map(|fresh| match keep_c.get(&fresh.name) {
+                    Some(kept) => ContainerStatus {
+                        configured_budget_watts: fresh.configured_budget_watts,
+                        ..kept.clone()
+                    },
+                    None => fresh,
+                })
+                .collect();
+            let unchanged = |id: &str| !change.miners_changed.iter().any(|c| &**c == id);
+            let keep_m: HashMap<String, MinerStatus> = book
+                .status
+                .miners
+                .drain(..)
+                .filter(|row| unchanged(&row.id))
+                .map(|row| (row.id.clone(), row))
+                .collect();
+            book.status.miners = miners
+                .into_iter()
+                .map(|fresh| keep_m.get(&fresh.id).cloned().unwrap_or(fresh))
+                .collect();
+            book.pins = config
+                .miners
+                .iter()
+                .filter_map(|m| c.pin(&m.id).map(|p| (m.id.clone(), p)))
+                .collect();
+        }
+        if change.is_empty() {
+            tracing::info!("power budgets and policy reloaded");
+        } else {
+            tracing::info!(
+                change = %change.describe().join("; "),
+                miners = self.miners.len(),
+                "power inventory reloaded"
+            );
+        }
     }
 
     async fn poll_miners(&self) -> Vec<(Instant, Result<Telemetry, ApiError>)> {
@@ -553,6 +684,31 @@ impl PowerDriver {
                 outcome.clone(),
             ));
         }
+    }
+}
+
+/// The meters of `config`'s containers, keeping what `old` knew of the same container.
+fn meters_of(config: &PowerConfig, old: &[Meter]) -> Vec<Meter> {
+    config
+        .containers
+        .iter()
+        .filter_map(|c| {
+            c.meter.clone().map(|spec| Meter {
+                container: c.name.clone(),
+                spec,
+                failing: old.iter().any(|m| m.container == c.name && m.failing),
+            })
+        })
+        .collect()
+}
+
+impl Driven {
+    /// Sets the miner's series to 0 when a reload removes or changes it: the recorder
+    /// cannot delete a series, and a stale 1 (asleep, an alarm) would mislead alerts.
+    fn retire(&self) {
+        crate::power::controller::retire_miner(&self.id, &self.container);
+        join::publish_alarms(&self.id, &[]);
+        self.workers.retire(&self.id, &self.container);
     }
 }
 

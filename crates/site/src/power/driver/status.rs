@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use crate::power::api::MinerState;
 use crate::power::controller::{
-    Action, ControlError, Controller, Counted, LoadSource, PowerState, Reason,
+    Action, ControlError, Controller, Counted, InventoryChange, LoadSource, PowerState, Reason,
 };
 use crate::power::inventory::{Pin, PowerConfig};
 
@@ -207,6 +207,10 @@ pub(super) struct DriverState {
     pub status: Mutex<StatusBook>,
     /// Wakes the driver for an early tick after a budget or pin change.
     pub poke: Notify,
+    /// The inventory last accepted and its management clients.
+    pub book: Mutex<super::reload::ClientBook>,
+    /// A reloaded inventory the driver swaps in at the start of its next tick.
+    pub pending: Mutex<Option<super::reload::Swap>>,
 }
 
 /// The status figures and the decision ring.
@@ -238,43 +242,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl DriverState {
-    pub(super) fn new(config: &PowerConfig) -> DriverState {
-        let containers = config
-            .containers
-            .iter()
-            .map(|c| ContainerStatus {
-                name: c.name.to_string(),
-                budget_watts: c.budget_watts,
-                configured_budget_watts: c.budget_watts,
-                load_watts: None,
-                projected_watts: None,
-                load_source: None,
-                meter_fallback: None,
-                inlet_c: None,
-                hot: false,
-                stuck_over_budget: false,
-            })
-            .collect();
-        let miners = config
-            .miners
-            .iter()
-            .map(|m| MinerStatus {
-                id: m.id.to_string(),
-                container: config
-                    .containers
-                    .get(m.container)
-                    .map_or_else(String::new, |c| c.name.to_string()),
-                joules_per_th: m.joules_per_th(),
-                pin: m.pin.map(Pin::label),
-                intended: None,
-                observed: Observed::Unknown,
-                reported_watts: None,
-                counted_watts: None,
-                counted: None,
-                proven_ths: None,
-                alarms: Vec::new(),
-            })
-            .collect();
+    pub(super) fn new(config: &PowerConfig, book: super::reload::ClientBook) -> DriverState {
+        let (containers, miners) = status_rows(config);
         let pins = config
             .miners
             .iter()
@@ -295,8 +264,64 @@ impl DriverState {
                 asleep_workers: std::collections::HashSet::new(),
             }),
             poke: Notify::new(),
+            book: Mutex::new(book),
+            pending: Mutex::new(None),
         }
     }
+}
+
+/// Status rows for a new inventory, before its first tick.
+pub(super) fn status_rows(config: &PowerConfig) -> (Vec<ContainerStatus>, Vec<MinerStatus>) {
+    let containers = config
+        .containers
+        .iter()
+        .map(|c| ContainerStatus {
+            name: c.name.to_string(),
+            budget_watts: c.budget_watts,
+            configured_budget_watts: c.budget_watts,
+            load_watts: None,
+            projected_watts: None,
+            load_source: None,
+            meter_fallback: None,
+            inlet_c: None,
+            hot: false,
+            stuck_over_budget: false,
+        })
+        .collect();
+    let miners = config
+        .miners
+        .iter()
+        .map(|m| MinerStatus {
+            id: m.id.to_string(),
+            container: config
+                .containers
+                .get(m.container)
+                .map_or_else(String::new, |c| c.name.to_string()),
+            joules_per_th: m.joules_per_th(),
+            pin: m.pin.map(Pin::label),
+            intended: None,
+            observed: Observed::Unknown,
+            reported_watts: None,
+            counted_watts: None,
+            counted: None,
+            proven_ths: None,
+            alarms: Vec::new(),
+        })
+        .collect();
+    (containers, miners)
+}
+
+/// The same containers and miners in the same order: the driver's per-position lists
+/// stay aligned with the controller's, so budgets and policy may change between ticks.
+fn same_layout(old: &PowerConfig, new: &PowerConfig) -> bool {
+    old.containers.len() == new.containers.len()
+        && old.miners.len() == new.miners.len()
+        && old
+            .containers
+            .iter()
+            .zip(&new.containers)
+            .all(|(a, b)| a.name == b.name)
+        && old.miners.iter().zip(&new.miners).all(|(a, b)| a == b)
 }
 
 /// A cheap, cloneable view and control of a running [`PowerDriver`](super::PowerDriver):
@@ -339,22 +364,32 @@ impl PowerHandle {
         status
     }
 
-    /// Applies a reloaded `[power]` section's budgets and policy (see
-    /// [`Controller::reconfigure`](crate::power::controller::Controller::reconfigure)); the
-    /// driver ticks at once. On error nothing changes.
+    /// Applies a reloaded `[power]` section: budgets, policy, driver settings and the
+    /// inventory itself (miners and containers added, removed or changed; see
+    /// [`Controller::reconfigure`]). New management clients are built (host names
+    /// resolved) here, on the caller's thread; the driver swaps the new inventory in at the
+    /// start of its next tick, which it runs at once. When the miners and containers are
+    /// the same, in the same order, budgets and policy apply before this returns.
     ///
     /// # Errors
-    /// [`ControlError::InventoryChanged`](crate::power::controller::ControlError) when the
-    /// miners or containers differ.
-    pub fn reload(&self, config: &PowerConfig) -> Result<(), ControlError> {
-        lock(&self.shared.controller).reconfigure(config)?;
-        let mut book = lock(&self.shared.status);
-        for (status, spec) in book.status.containers.iter_mut().zip(&config.containers) {
-            status.configured_budget_watts = spec.budget_watts;
+    /// [`DriverError::Resolve`](super::DriverError::Resolve) or
+    /// [`DriverError::MissingClient`](super::DriverError::MissingClient) for a new
+    /// miner's client; nothing changes then.
+    pub fn reload(&self, config: &PowerConfig) -> Result<InventoryChange, super::DriverError> {
+        let mut book = lock(&self.shared.book);
+        let (change, swap) = book.prepare(config)?;
+        if same_layout(&book.config, config) {
+            let _ = lock(&self.shared.controller).reconfigure(config);
+            let mut status = lock(&self.shared.status);
+            for (row, spec) in status.status.containers.iter_mut().zip(&config.containers) {
+                row.configured_budget_watts = spec.budget_watts;
+            }
         }
+        book.accept(&swap);
         drop(book);
+        *lock(&self.shared.pending) = Some(swap);
         self.shared.poke.notify_one();
-        Ok(())
+        Ok(change)
     }
 
     /// The latest decisions, oldest first (at most [`RECENT_DECISIONS`]).
@@ -433,10 +468,18 @@ mod tests {
         pin = "keep_on"
     "#;
 
+    fn empty_book(cfg: &PowerConfig) -> super::super::reload::ClientBook {
+        super::super::reload::ClientBook {
+            config: cfg.clone(),
+            clients: HashMap::new(),
+            factory: super::super::reload::ClientFactory::Given(HashMap::new()),
+        }
+    }
+
     #[test]
     fn decision_ring_keeps_the_latest_only() {
         let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
-        let shared = DriverState::new(&cfg);
+        let shared = DriverState::new(&cfg, empty_book(&cfg));
         let mut book = lock(&shared.status);
         for i in 0..RECENT_DECISIONS + 10 {
             book.push_decision(DecisionRecord::new(
@@ -460,7 +503,7 @@ mod tests {
     fn handle_shows_config_then_admin_pins_and_budgets() {
         let cfg = PowerConfig::from_toml_str(INVENTORY).expect("valid");
         let handle = PowerHandle {
-            shared: Arc::new(DriverState::new(&cfg)),
+            shared: Arc::new(DriverState::new(&cfg, empty_book(&cfg))),
         };
         let s = handle.status();
         assert_eq!(s.miners[0].pin, Some("keep_on"));

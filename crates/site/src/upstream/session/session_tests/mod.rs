@@ -18,9 +18,9 @@ use super::{PoolSession, SessionEvent, TICK};
 use crate::config::Config;
 use crate::hub::{ChannelHashrate, Hub, MinerWorker, UpstreamLink, UpstreamSubmit};
 use crate::stats::{MinerStats, Registry};
-use crate::upstream::UpstreamContext;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::event::{ConnSpec, Ended};
+use crate::upstream::{PoolSet, UpstreamContext};
 use hashgate_protocol::extranonce::{PrefixPool, SplitLimits, choose_split};
 use hashgate_protocol::stratum::Message;
 
@@ -71,6 +71,7 @@ impl Harness {
             channel: 0,
             hashrate: hashrate.clone(),
         };
+        let pools = watch::channel(Arc::new(PoolSet::of(&config))).0;
         let shared = Arc::new(UpstreamContext {
             config,
             hub,
@@ -79,6 +80,7 @@ impl Harness {
             sizing: Mutex::new(()),
             next_conn: AtomicU64::new(1),
             resized: watch::channel(0).0,
+            pools,
         });
         let (tx, submits) = mpsc::channel(16);
         let link = UpstreamLink::new(name, 1, tx).with_hashrate(hashrate.clone());

@@ -1,0 +1,137 @@
+//! What a reload of the configuration file applied, and which changed settings only a
+//! restart can apply: the listeners are bound, the sessions and pool connections hold
+//! their limits from the start, so those are reported instead of half applied.
+
+use serde::Serialize;
+
+use super::Config;
+
+/// The outcome of an accepted reload, for the log line and the API answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// What took effect, one phrase each (`pool "b" added`, `power: miners added: m5`).
+    pub applied: Vec<String>,
+    /// Settings that differ in the file but need a restart (`proxy.listen`, ...); the
+    /// running values stay until then.
+    pub needs_restart: Vec<String>,
+}
+
+impl ReloadReport {
+    /// One line for the log and the terminal: what was applied and what waits.
+    pub fn summary(&self) -> String {
+        let applied = if self.applied.is_empty() {
+            "nothing changed".to_owned()
+        } else {
+            self.applied.join("; ")
+        };
+        if self.needs_restart.is_empty() {
+            applied
+        } else {
+            format!(
+                "{applied}; needs a restart: {}",
+                self.needs_restart.join(", ")
+            )
+        }
+    }
+}
+
+/// The settings that differ between `running` and `file` and cannot change while running,
+/// by their name in the file.
+pub fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut check = |name: &str, differs: bool| {
+        if differs {
+            out.push(name.to_owned());
+        }
+    };
+    let (a, b) = (&running.proxy, &file.proxy);
+    check("proxy.listen", a.listen != b.listen);
+    check(
+        "proxy.max_connections",
+        a.max_connections != b.max_connections,
+    );
+    check(
+        "proxy.setup_timeout_secs",
+        a.setup_timeout != b.setup_timeout,
+    );
+    check(
+        "proxy.max_unauthorized_per_source",
+        a.max_unauthorized_per_source != b.max_unauthorized_per_source,
+    );
+    check(
+        "proxy.max_unauthorized",
+        a.max_unauthorized != b.max_unauthorized,
+    );
+    check(
+        "proxy.setup_timeout_under_pressure_secs",
+        a.setup_timeout_under_pressure != b.setup_timeout_under_pressure,
+    );
+    check("proxy.idle_timeout_secs", a.idle_timeout != b.idle_timeout);
+    check("proxy.max_line_bytes", a.max_line_bytes != b.max_line_bytes);
+    check("proxy.outbound_queue", a.outbound_queue != b.outbound_queue);
+    check("proxy.account", a.account != b.account);
+    check(
+        "proxy.upstream_worker",
+        a.upstream_worker != b.upstream_worker,
+    );
+    check(
+        "proxy.max_miner_extranonce2",
+        a.max_miner_extranonce2 != b.max_miner_extranonce2,
+    );
+    check(
+        "proxy.miners_per_upstream",
+        a.miners_per_upstream != b.miners_per_upstream,
+    );
+    check("proxy.ntime_window_secs", a.ntime_window != b.ntime_window);
+    check(
+        "proxy.initial_difficulty",
+        a.initial_difficulty != b.initial_difficulty,
+    );
+    check("vardiff", running.vardiff != file.vardiff);
+    let (a, b) = (&running.failover, &file.failover);
+    check(
+        "failover.silence_timeout_secs",
+        a.silence_timeout != b.silence_timeout,
+    );
+    check(
+        "failover.submit_timeout_secs",
+        a.submit_timeout != b.submit_timeout,
+    );
+    check(
+        "failover.job_timeout_floor_secs",
+        a.job_timeout_floor != b.job_timeout_floor,
+    );
+    check("failover.reject_streak", a.reject_streak != b.reject_streak);
+    let (a, b) = (&running.http, &file.http);
+    check("http.listen", a.listen != b.listen);
+    check("http.admin_listen", a.admin_listen != b.admin_listen);
+    check(
+        "http.max_worker_series",
+        a.max_worker_series != b.max_worker_series,
+    );
+    check("http.silent_after_secs", a.silent_after != b.silent_after);
+    check(
+        "http.max_connections",
+        a.max_connections != b.max_connections,
+    );
+    check(
+        "http.header_read_timeout_secs",
+        a.header_read_timeout != b.header_read_timeout,
+    );
+    check("http.fd_reserve", a.fd_reserve != b.fd_reserve);
+    check(
+        "http.shutdown_grace_secs",
+        a.shutdown_grace != b.shutdown_grace,
+    );
+    check(
+        "http.allow_remote_admin",
+        a.allow_remote_admin != b.allow_remote_admin,
+    );
+    match (&running.power, &file.power) {
+        (Some(a), Some(b)) => check("power.admin_token", a.admin_token != b.admin_token),
+        (None, Some(_)) => check("power (the [power] section was added)", true),
+        (Some(_), None) => check("power (the [power] section was removed)", true),
+        (None, None) => {}
+    }
+    out
+}
