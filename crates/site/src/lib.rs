@@ -22,6 +22,7 @@ pub mod downstream;
 pub mod exporter;
 pub mod http;
 pub mod hub;
+pub mod ledger;
 pub mod power;
 pub mod ratelog;
 pub mod site;

@@ -39,6 +39,8 @@ pub struct Config {
     pub power: Option<PowerConfig>,
     /// The status server.
     pub http: HttpConfig,
+    /// `[ledger]`: the hourly ledger, when configured.
+    pub ledger: Option<crate::ledger::LedgerConfig>,
 }
 
 /// How miners' worker names are presented to the pool.

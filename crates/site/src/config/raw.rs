@@ -38,6 +38,9 @@ pub struct RawConfig {
     /// `[http]`: the status server (`/metrics`, `/api/v1`, the power admin API).
     #[serde(default)]
     pub http: HttpConfigRaw,
+    /// `[ledger]`: the hourly ledger file (optional: without it nothing is recorded).
+    #[serde(default)]
+    pub ledger: Option<crate::ledger::LedgerConfigRaw>,
 }
 
 /// `[proxy]` as written.
@@ -326,6 +329,11 @@ impl RawConfig {
         };
 
         let http = self.http.validate()?;
+        let ledger = self
+            .ledger
+            .as_ref()
+            .map(crate::ledger::LedgerConfigRaw::validate)
+            .transpose()?;
 
         Ok(Config {
             proxy,
@@ -334,6 +342,7 @@ impl RawConfig {
             failover,
             power,
             http,
+            ledger,
         })
     }
 }
