@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use hashgate_site::config::{CheckedFile, check_file};
 
 mod demo;
+mod ledger;
 mod miner;
 mod run;
 mod serve;
@@ -55,6 +56,8 @@ pub(crate) enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Read the site ledger (hourly work, shares and energy): `hashgate ledger export`.
+    Ledger(ledger::LedgerArgs),
     /// Ask one miner's management API for its status, or sleep / wake / power-limit it.
     Miner(MinerArgs),
 }
@@ -77,6 +80,10 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Miner(args) => miner::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Ledger(args) => {
+            init_tracing(cli.log_format, "warn");
+            ledger::run(&args).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! | phase | what stops | why here |
 //! |---|---|---|
 //! | [`Phase::ClosingMiners`] | the listener (a new miner is refused), every miner session, and the power driver | at once: a sleep or wake sent while the process goes away could never be confirmed or retried, so none is sent once shutdown began; miners stay as they are, and the next start learns their state from telemetry |
-//! | [`Phase::DrainingUpstream`] | pool connections send what is queued and wait for verdicts, up to `min(submit_timeout, 5 s)` | after the sessions, so no share arrives behind the drain |
+//! | [`Phase::DrainingUpstream`] | pool connections send what is queued and wait for verdicts, up to `min(submit_timeout, 5 s)` | after the sessions, so no share arrives behind the drain; the ledger then writes its last flush, so it holds the final counts |
 //! | [`Phase::StoppingHttp`] | the status server, answering requests in flight | last, so a scrape during shutdown still sees the final counts |
 
 use std::fmt;
@@ -32,6 +32,7 @@ use crate::downstream::{Listener, ListenerCounters};
 use crate::exporter::Exporter;
 use crate::http::HttpState;
 use crate::hub::Hub;
+use crate::ledger::LedgerHandle;
 use crate::power::api::MinerApi;
 use crate::power::driver::DriverError;
 use crate::power::inventory::PowerConfig;
@@ -146,6 +147,9 @@ pub enum SiteError {
     /// The power driver could not be built from the inventory and the clients.
     #[error("power gating: {0}")]
     Power(#[from] DriverError),
+    /// The ledger file could not be opened.
+    #[error("ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// A part of the site panicked or failed while running or stopping.
     #[error("{part} did not stop cleanly: {problem}")]
     Stop {
@@ -186,6 +190,8 @@ pub struct Site {
     pub listener: Arc<ListenerCounters>,
     /// Pins, budgets and the power view, when `[power]` is configured.
     pub power: Option<PowerHandle>,
+    /// The hourly ledger, when `[ledger]` is configured.
+    pub ledger: Option<LedgerHandle>,
     /// Cancelled to begin shutdown; the listener's and the driver's tokens are its children.
     shutdown: CancellationToken,
     phase: watch::Receiver<Phase>,
@@ -245,6 +251,8 @@ impl Site {
         // the status server only when the sequence reaches them.
         let upstream_stop = CancellationToken::new();
         let http_stop = CancellationToken::new();
+        // The ledger writes its last flush once the pools' verdicts are in.
+        let ledger_stop = CancellationToken::new();
 
         let listener_error = |source| SiteError::Listener {
             addr: config.proxy.listen,
@@ -291,6 +299,23 @@ impl Site {
             None => None,
         };
 
+        // Opened before anything starts, so a bad ledger path fails with nothing running.
+        let ledger = match &config.ledger {
+            Some(ledger) => Some(crate::ledger::spawn(
+                ledger.clone(),
+                registry.clone(),
+                driver
+                    .as_ref()
+                    .zip(config.power.as_ref())
+                    .map(|((_, handle, _), power)| (handle.clone(), power)),
+                ledger_stop.clone(),
+            )?),
+            None => None,
+        };
+        let (ledger, ledger_task) = match ledger {
+            Some((handle, task)) => (Some(handle), Some(task)),
+            None => (None, None),
+        };
         let counters = listener.counters();
         let upstream_task = crate::upstream::spawn(
             config.clone(),
@@ -323,7 +348,8 @@ impl Site {
                 }
                 let state =
                     HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone())
-                        .closing_with(shutdown.clone());
+                        .closing_with(shutdown.clone())
+                        .ledger_at(ledger.as_ref().map(|l| l.path().to_owned()));
                 let task = tokio::spawn(crate::http::serve_merged(
                     bound,
                     state,
@@ -344,6 +370,7 @@ impl Site {
                 accept: accept_task,
                 power: power_task,
                 upstream: (upstream_stop, upstream_task),
+                ledger: (ledger_stop, ledger_task),
                 http: (http_stop, http_task),
             }
             .run(),
@@ -362,6 +389,7 @@ impl Site {
             hub,
             listener: counters,
             power,
+            ledger,
             shutdown,
             phase,
             stopping,
@@ -434,6 +462,7 @@ struct Stopping {
     accept: JoinHandle<io::Result<()>>,
     power: Option<JoinHandle<()>>,
     upstream: (CancellationToken, JoinHandle<()>),
+    ledger: (CancellationToken, Option<JoinHandle<()>>),
     http: (CancellationToken, Option<JoinHandle<io::Result<()>>>),
 }
 
@@ -464,6 +493,11 @@ impl Stopping {
         let (upstream_stop, upstream) = self.upstream;
         upstream_stop.cancel();
         note(upstream.await.map_err(|e| stop_error("upstream", &e)));
+        let (ledger_stop, ledger) = self.ledger;
+        ledger_stop.cancel();
+        if let Some(task) = ledger {
+            note(task.await.map_err(|e| stop_error("ledger", &e)));
+        }
 
         self.phase.send_replace(Phase::StoppingHttp);
         let (http_stop, http) = self.http;
