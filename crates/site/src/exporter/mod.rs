@@ -65,6 +65,18 @@ pub fn describe() {
         Unit::Seconds,
         "Round trip of a share submitted to the pool, by pool."
     );
+    describe_gauge!(
+        crate::ledger::task::HOUR_ENERGY,
+        "Energy of the current hour so far, joules, by container and source (miners: their integrated readings; meter: the feed meter), from the ledger at its last flush."
+    );
+    describe_gauge!(
+        crate::ledger::task::HOUR_WORK,
+        "Share-proven work of the current hour so far, hashes (accepted difficulty x 2^32), by container, from the ledger at its last flush."
+    );
+    describe_counter!(
+        crate::ledger::task::FLUSHES,
+        "Ledger flushes by result (ok, error); an error keeps the figures for the next flush."
+    );
     describe_counter!(
         "hashgate_upstream_redirects_refused_total",
         "client.reconnect requests to a host other than the pool's own or its reconnect_hosts, refused, by pool."
