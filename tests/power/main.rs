@@ -20,3 +20,4 @@ mod power_driver;
 mod power_driver_config;
 mod power_driver_meter;
 mod power_inventory;
+mod power_ledger;

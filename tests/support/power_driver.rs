@@ -133,6 +133,20 @@ pub async fn start_site_recording(
     admin_token: Option<&str>,
     prometheus: Option<PrometheusHandle>,
 ) -> GatedSite {
+    start_site_full(head, container, miners, tick, admin_token, prometheus, None).await
+}
+
+/// [`start_site_recording`] that also writes a ledger at `ledger` (flushed on demand
+/// through `site.ledger`).
+pub async fn start_site_full(
+    head: &str,
+    container: &str,
+    miners: &[MinerDef],
+    tick: Duration,
+    admin_token: Option<&str>,
+    prometheus: Option<PrometheusHandle>,
+    ledger: Option<&std::path::Path>,
+) -> GatedSite {
     let now = Instant::now();
     let mut sims = Vec::new();
     let mut text = String::new();
@@ -168,8 +182,14 @@ pub async fn start_site_recording(
         .map(|(id, sim)| (Arc::from(*id), Arc::from(sim.client(root(), timeouts()))))
         .collect();
     let pool = idle_pool().await;
+    let mut site_config = site_config(pool.addr(), config);
+    site_config.ledger = ledger.map(|path| hashgate_site::ledger::LedgerConfig {
+        path: path.to_owned(),
+        retention_days: 1,
+        flush: Duration::from_secs(3600),
+    });
     let site = Site::start(
-        SiteOptions::new(site_config(pool.addr(), config))
+        SiteOptions::new(site_config)
             .miner_clients(MinerClients::Given(clients))
             .metrics(prometheus),
     )
