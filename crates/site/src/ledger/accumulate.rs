@@ -48,15 +48,18 @@ impl SleepReason {
         SleepReason::Other,
     ];
 
-    /// The bucket of a controller decision's reason label.
-    pub fn from_decision(label: &str) -> SleepReason {
-        match label {
-            "over_budget" | "sleep_not_confirmed" => SleepReason::Power,
+    /// The bucket of a controller sleep decision's reason label; `None` for a retried
+    /// sleep (`sleep_not_confirmed`), which keeps the reason of the sleep it retries.
+    pub fn from_decision(label: &str) -> Option<SleepReason> {
+        Some(match label {
+            "sleep_not_confirmed" => return None,
+            "over_budget" => SleepReason::Power,
             "over_temperature" => SleepReason::Temperature,
             "pinned_off" | "maintenance" | "manual" => SleepReason::Manual,
-            l if l.starts_with("economic") => SleepReason::Economic,
+            // The economics rule's sleep is `uneconomic`; `economic` is its kind.
+            "uneconomic" | "economic" => SleepReason::Economic,
             _ => SleepReason::Other,
-        }
+        })
     }
 }
 

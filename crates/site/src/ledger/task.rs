@@ -148,8 +148,16 @@ impl PowerReader {
                 continue;
             }
             if let Some(miner) = &d.miner {
-                self.reasons
-                    .insert(miner.clone(), SleepReason::from_decision(d.reason));
+                match SleepReason::from_decision(d.reason) {
+                    Some(reason) => {
+                        self.reasons.insert(miner.clone(), reason);
+                    }
+                    None => {
+                        self.reasons
+                            .entry(miner.clone())
+                            .or_insert(SleepReason::Other);
+                    }
+                }
             }
         }
         if let Some(newest) = status.recent_decisions.iter().map(|d| d.at_unix_ms).max() {

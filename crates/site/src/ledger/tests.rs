@@ -219,23 +219,13 @@ fn readings_too_far_apart_are_not_joined() {
 
 #[test]
 fn sleep_reasons_bucket_the_controller_labels() {
-    assert_eq!(
-        SleepReason::from_decision("over_budget"),
-        SleepReason::Power
-    );
-    assert_eq!(
-        SleepReason::from_decision("over_temperature"),
-        SleepReason::Temperature
-    );
-    assert_eq!(
-        SleepReason::from_decision("pinned_off"),
-        SleepReason::Manual
-    );
-    assert_eq!(
-        SleepReason::from_decision("economic"),
-        SleepReason::Economic
-    );
-    assert_eq!(SleepReason::from_decision("headroom"), SleepReason::Other);
+    let of = SleepReason::from_decision;
+    assert_eq!(of("over_budget"), Some(SleepReason::Power));
+    assert_eq!(of("over_temperature"), Some(SleepReason::Temperature));
+    assert_eq!(of("pinned_off"), Some(SleepReason::Manual));
+    assert_eq!(of("uneconomic"), Some(SleepReason::Economic));
+    assert_eq!(of("headroom"), Some(SleepReason::Other));
+    assert_eq!(of("sleep_not_confirmed"), None);
 }
 
 fn tmp(name: &str) -> (tempdir::Dir, std::path::PathBuf) {
