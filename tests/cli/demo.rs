@@ -37,7 +37,9 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
             },
         ],
         prometheus: None,
+        ledger: Some(demo::temp_ledger_path()),
     };
+    let ledger = options.ledger.clone().unwrap();
     let mut lines = Vec::new();
     let summary = tokio::time::timeout(
         at(60),
@@ -92,9 +94,44 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         );
     }
     assert!(output.contains("pool primary goes down"), "{output}");
-    // Status, event and final lines fit 120 columns; the final line counts undelivered.
+    // The ledger's file is named at the start, and what it holds for the container at the
+    // end: every share the proxy accepted (the demo ran one boot; the summary counts the
+    // connections still open, the ledger also those that left).
+    assert!(
+        output.contains(&format!("hashgate demo: ledger in {}", ledger.display())),
+        "{output}"
+    );
+    let c01 = lines
+        .iter()
+        .find(|l| l.starts_with("hashgate demo: ledger c01:"))
+        .unwrap_or_else(|| panic!("no ledger line for c01:\n{output}"));
+    assert!(!c01.contains("miners 0.000 kWh"), "{c01}");
+    let shares: f64 = lines
+        .iter()
+        .filter(|l| l.starts_with("hashgate demo: ledger ") && l.contains(" shares"))
+        .filter_map(|l| {
+            l.rsplit(", ")
+                .next()?
+                .strip_suffix(" shares")?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        shares >= summary.accepted as f64,
+        "{shares} < {}\n{output}",
+        summary.accepted
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
+    }
+    // Status, event, ledger and final lines fit 120 columns; the final line counts
+    // undelivered.
     for line in lines.iter().filter(|l| {
-        l.starts_with('[') || l.starts_with("  >>>") || l.starts_with("hashgate demo: done")
+        l.starts_with('[')
+            || l.starts_with("  >>>")
+            || l.starts_with("hashgate demo: done")
+            || l.starts_with("hashgate demo: ledger")
     }) {
         assert!(
             line.chars().count() <= 120,
@@ -103,7 +140,10 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         );
     }
     assert!(
-        lines.last().is_some_and(|l| l.contains("undelivered")),
+        lines
+            .iter()
+            .rfind(|l| l.starts_with("hashgate demo: done"))
+            .is_some_and(|l| l.contains("undelivered")),
         "{output}"
     );
 }

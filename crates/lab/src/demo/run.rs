@@ -1,6 +1,7 @@
 //! The demo's script: start the simulated site and the real proxy, print status, and play a
 //! few events an operator meets on a real site (demand response, a pool outage).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -84,6 +85,20 @@ pub struct DemoOptions {
     pub events: Vec<Event>,
     /// The process-wide metrics recorder, when the caller installed one.
     pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Where the demo's ledger goes (a new file in the temporary directory by default);
+    /// `None` runs without one.
+    pub ledger: Option<PathBuf>,
+}
+
+/// A ledger file of its own for each demo run, in the temporary directory.
+pub fn temp_ledger_path() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "hashgate-demo-ledger-{}-{nanos:09}.sqlite",
+        std::process::id()
+    ))
 }
 
 impl Default for DemoOptions {
@@ -94,6 +109,7 @@ impl Default for DemoOptions {
             asic_hashrate: 4_000.0,
             events: default_events(),
             prometheus: None,
+            ledger: Some(temp_ledger_path()),
         }
     }
 }
@@ -149,6 +165,14 @@ pub async fn run(
     let mut raw = RawConfig::parse(DEMO_TOML)?;
     let account = raw.proxy.account.clone().unwrap_or_default();
     let mut sim = SimSite::start(&mut raw, options.asic_hashrate, 1e-6).await?;
+    if let Some(path) = &options.ledger {
+        raw.ledger = Some(hashgate_site::ledger::LedgerConfigRaw {
+            path: Some(path.display().to_string()),
+            retention_days: None,
+            // Often enough to watch the export move during a short demo.
+            flush_secs: Some(10.0),
+        });
+    }
     let config = raw.validate()?;
     // The simulators' own clients: a simulated stock Antminer takes its web writes on a
     // port of its own, which an inventory address cannot name.
@@ -172,6 +196,17 @@ pub async fn run(
         options.asic_hashrate
     ));
     sim.start_asics(site.miner_addr, &account);
+    if let Some(ledger) = &site.ledger {
+        print(format!(
+            "hashgate demo: ledger in {}",
+            ledger.path().display()
+        ));
+        print(
+            "hashgate demo: ledger read with: hashgate ledger export --file <that file> --by container|customer"
+                .to_owned(),
+        );
+    }
+    let ledger_path = site.ledger.as_ref().map(|l| l.path().to_owned());
     if let Some(http_addr) = site.http_addr {
         print(format!(
             "hashgate demo: metrics on http://{http_addr}/metrics | status API http://{http_addr}/api/v1/miners | power view http://{http_addr}/api/v1/power"
@@ -284,8 +319,52 @@ pub async fn run(
         summary.wakes,
         summary.worst_overshoot_watts / 1000.0
     ));
+    if let Some(path) = &ledger_path {
+        for line in ledger_lines(path) {
+            print(line);
+        }
+    }
     stopped?;
     Ok(summary)
+}
+
+/// One line per container of what this run's ledger holds (written at shutdown), or why it
+/// could not be read.
+fn ledger_lines(path: &std::path::Path) -> Vec<String> {
+    use hashgate_site::ledger::{GroupBy, Reader, parse_time};
+    let to = parse_time("now").unwrap_or(0) + 3600;
+    let table =
+        match Reader::open(path).and_then(|r| r.export(to - 3 * 3600, to, GroupBy::Container)) {
+            Ok(table) => table,
+            Err(error) => return vec![format!("hashgate demo: ledger unreadable: {error}")],
+        };
+    let column = |name: &str| table.columns.iter().position(|c| c == name);
+    let mut totals: std::collections::BTreeMap<String, [f64; 4]> = Default::default();
+    for row in &table.rows {
+        let value = |name: &str| match column(name).and_then(|i| row.get(i)) {
+            Some(hashgate_site::ledger::Cell::Real(v)) => *v,
+            Some(hashgate_site::ledger::Cell::Int(v)) => *v as f64,
+            _ => 0.0,
+        };
+        let name = column("container")
+            .and_then(|i| row.get(i))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let t = totals.entry(name).or_default();
+        t[0] += value("it_kwh");
+        t[1] += value("metered_kwh");
+        t[2] += value("work_th");
+        t[3] += value("accepted");
+    }
+    totals
+        .into_iter()
+        .map(|(container, [it, metered, th, accepted])| {
+            format!(
+                "hashgate demo: ledger {container}: miners {it:.3} kWh, meter {metered:.3} kWh, \
+                 work {th:.3e} TH, {accepted:.0} shares"
+            )
+        })
+        .collect()
 }
 
 fn play(
