@@ -276,12 +276,14 @@ impl Accumulator {
     pub fn add_power(&mut self, sample: PowerSample) {
         let previous = self.last_power.take();
         if let Some(prev) = &previous {
-            if sample.at_ms <= prev.at_ms {
-                // The same tick read twice, or a clock step back: nothing to integrate.
+            if sample.at_ms == prev.at_ms {
+                // The same tick read twice.
                 self.last_power = previous;
                 return;
             }
-            if sample.at_ms - prev.at_ms <= self.max_gap_ms {
+            // A clock stepped back starts afresh from the new reading: nothing is known
+            // between the two.
+            if sample.at_ms > prev.at_ms && sample.at_ms - prev.at_ms <= self.max_gap_ms {
                 self.integrate(prev, &sample);
             }
         }

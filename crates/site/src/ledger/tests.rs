@@ -218,6 +218,24 @@ fn readings_too_far_apart_are_not_joined() {
 }
 
 #[test]
+fn a_clock_step_back_restarts_from_the_new_reading() {
+    let mut acc = Accumulator::new(Duration::from_secs(60));
+    let on = |at| {
+        sample(
+            at,
+            vec![reading("m1", 1000.0, false, MinerPhase::Awake)],
+            None,
+            None,
+        )
+    };
+    acc.add_power(on(H10 + 10 * MIN));
+    acc.add_power(on(H10 + 2 * MIN));
+    acc.add_power(on(H10 + 3 * MIN));
+    let r = &acc.pending().miners[0].2;
+    assert!((r.awake_min - 1.0).abs() < 1e-9, "{r:?}");
+}
+
+#[test]
 fn sleep_reasons_bucket_the_controller_labels() {
     let of = SleepReason::from_decision;
     assert_eq!(of("over_budget"), Some(SleepReason::Power));
