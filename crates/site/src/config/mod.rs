@@ -39,6 +39,8 @@ pub struct Config {
     pub power: Option<PowerConfig>,
     /// The status server.
     pub http: HttpConfig,
+    /// Mining economics and the economic curtailment rule, when configured.
+    pub economics: Option<crate::economics::EconomicsConfig>,
 }
 
 /// How miners' worker names are presented to the pool.

@@ -38,6 +38,10 @@ pub struct RawConfig {
     /// `[http]`: the status server (`/metrics`, `/api/v1`, the power admin API).
     #[serde(default)]
     pub http: HttpConfigRaw,
+    /// `[economics]`: coin price, fees, tariffs and the economic curtailment rule
+    /// (optional: without it no miner is slept for economic reasons).
+    #[serde(default)]
+    pub economics: Option<crate::economics::EconomicsConfigRaw>,
 }
 
 /// `[proxy]` as written.
@@ -327,6 +331,17 @@ impl RawConfig {
 
         let http = self.http.validate()?;
 
+        let economics = match &self.economics {
+            Some(raw) => {
+                let containers: Vec<std::sync::Arc<str>> = power
+                    .iter()
+                    .flat_map(|p| p.containers.iter().map(|c| c.name.clone()))
+                    .collect();
+                Some(raw.validate(&containers)?)
+            }
+            None => None,
+        };
+
         Ok(Config {
             proxy,
             pools,
@@ -334,6 +349,7 @@ impl RawConfig {
             failover,
             power,
             http,
+            economics,
         })
     }
 }
