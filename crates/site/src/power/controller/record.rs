@@ -167,6 +167,7 @@ mod tests {
                 id: Arc::from("c1-r1-01"),
                 container: c1,
                 state: PowerState::FallingAsleep,
+                asleep_reason: None,
                 counted_watts: 3250.0,
                 counted: Counted::NameplateSleepPending,
             }],
