@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `revenue` | network difficulty and height from a pool job, the halving schedule, revenue per hash and hashprice |
 //! | `config` | `[economics]`: price source, fees, overhead, tariffs, the curtailment rule |
+//! | `engine` | [`Economics`]: per-miner cost ratio for the controller, per-model and per-container figures, `/api/v1/economics` |
 //! | `price` | the coin price: fixed, or polled over HTTP with a staleness limit |
 //! | `cost` | energy cost per TH/s per day, shutdown price, break-even tariff, time-of-use tariffs |
 //!
@@ -14,6 +15,7 @@
 
 mod config;
 mod cost;
+mod engine;
 mod price;
 mod revenue;
 
@@ -23,6 +25,10 @@ pub use config::{
 pub use cost::{
     KWH_PER_JTH_DAY, Tariff, TariffNow, TariffPeriod, Weekdays, break_even_tariff, cost_per_th_day,
     cost_ratio, energy_cost, shutdown_price,
+};
+pub use engine::{
+    ContainerEconomics, ContainerInput, Economics, EconomicsJson, Evaluation, Hold, MinerEconomics,
+    MinerInput, ModelEconomics, router,
 };
 pub use price::{PriceBook, PriceError, PriceReading, fetch_price, parse_price, run_price_poller};
 pub use revenue::{
