@@ -192,6 +192,9 @@ pub struct Economics {
     hub: Option<Arc<Hub>>,
     warn: RateLimitedLog,
     last: Mutex<Last>,
+    /// A real-time price signal (period name, price per kWh) replacing every container's
+    /// schedule until cleared: a utility's critical-peak call, or the demo's peak.
+    signal: Mutex<Option<(String, f64)>>,
 }
 
 impl Economics {
@@ -204,7 +207,18 @@ impl Economics {
             hub,
             warn: RateLimitedLog::new(WARN_WINDOW),
             last: Mutex::new(Last::default()),
+            signal: Mutex::new(None),
         }
+    }
+
+    /// Sets (or clears, with `None`) a real-time tariff: `(period, per_kwh)` for every
+    /// container until cleared; the next evaluation uses it.
+    pub fn set_price_signal(&self, signal: Option<(&str, f64)>) {
+        *self
+            .signal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            signal.map(|(name, per_kwh)| (name.to_owned(), per_kwh));
     }
 
     /// The configuration.
@@ -279,11 +293,22 @@ impl Economics {
         // A stale price still gives figures to show; the rule is what holds.
         let price = reading.map(|r| r.price);
 
+        let signal = self
+            .signal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let container_rows: Vec<ContainerEconomics> = containers
             .iter()
             .map(|c| {
                 let tariff = self.config.tariff_for(c.name);
-                let now_price = tariff.map(|t| t.at(unix));
+                let now_price = match &signal {
+                    Some((period, per_kwh)) => Some(super::cost::TariffNow {
+                        per_kwh: *per_kwh,
+                        period: Some(Arc::from(period.as_str())),
+                    }),
+                    None => tariff.map(|t| t.at(unix)),
+                };
                 let metered = c
                     .metered_watts
                     .filter(|_| c.it_watts > 0.0)
