@@ -246,6 +246,55 @@ impl Economics {
         }
     }
 
+    /// The tariff in force for `container` at `wall`: the real-time signal, else its
+    /// schedule; `None` when no tariff prices it.
+    pub fn tariff_now(&self, container: &str, wall: SystemTime) -> Option<super::cost::TariffNow> {
+        let signal = self
+            .signal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let tariff = self.config.tariff_for(container)?;
+        Some(match signal {
+            Some((period, per_kwh)) => super::cost::TariffNow {
+                per_kwh,
+                period: Some(Arc::from(period.as_str())),
+            },
+            None => tariff.at(unix_secs(wall)),
+        })
+    }
+
+    /// The PUE the last evaluation used for `container` (1 + overhead before any).
+    pub fn pue(&self, container: &str) -> f64 {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.containers
+            .iter()
+            .find(|c| c.name == container)
+            .map_or(1.0 + self.config.overhead, |c| c.pue)
+    }
+
+    /// Expected revenue of `hashes` share-proven hashes in the currency, at the current job
+    /// and price (for the ledger); `None` without both.
+    pub fn revenue_of_hashes(&self, hashes: f64, now: Instant) -> Option<f64> {
+        let price = self.price.reading(now)?.price;
+        let network = self.network()?.ok()?;
+        Some(self.revenue_of(network).for_hashes(hashes, price))
+    }
+
+    /// The cost of `it_kwh` of miner energy in `container` at `wall` (its tariff then, the
+    /// PUE in use); `None` when no tariff prices the container.
+    pub fn cost_of_energy(&self, container: &str, it_kwh: f64, wall: SystemTime) -> Option<f64> {
+        let per_kwh = self.tariff_now(container, wall)?.per_kwh;
+        Some(super::cost::energy_cost(
+            it_kwh,
+            per_kwh,
+            self.pue(container),
+        ))
+    }
+
     /// Evaluates with the network of the current job.
     pub fn evaluate(
         &self,
@@ -268,9 +317,6 @@ impl Economics {
         miners: &[MinerInput<'_>],
         containers: &[ContainerInput<'_>],
     ) -> Evaluation {
-        let unix = wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let reading = self.price.reading(now);
         let network = match network {
             Some(Err(e)) => {
@@ -293,22 +339,11 @@ impl Economics {
         // A stale price still gives figures to show; the rule is what holds.
         let price = reading.map(|r| r.price);
 
-        let signal = self
-            .signal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
         let container_rows: Vec<ContainerEconomics> = containers
             .iter()
             .map(|c| {
                 let tariff = self.config.tariff_for(c.name);
-                let now_price = match &signal {
-                    Some((period, per_kwh)) => Some(super::cost::TariffNow {
-                        per_kwh: *per_kwh,
-                        period: Some(Arc::from(period.as_str())),
-                    }),
-                    None => tariff.map(|t| t.at(unix)),
-                };
+                let now_price = self.tariff_now(c.name, wall);
                 let metered = c
                     .metered_watts
                     .filter(|_| c.it_watts > 0.0)
@@ -475,6 +510,11 @@ impl Economics {
     }
 }
 
+fn unix_secs(wall: SystemTime) -> i64 {
+    wall.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// `GET /api/v1/economics`.
 pub fn router(economics: Arc<Economics>) -> axum::Router {
     axum::Router::new().route(
@@ -589,6 +629,25 @@ mod tests {
         // A meter reading below the IT load is not a PUE: the overhead stands.
         run(block_881423(), Some(9_000.0));
         assert_eq!(e.snapshot(now).containers[0].pue, 1.1);
+
+        // The ledger's figures: 10 kWh of miner energy at 0.06 with the metered-out PUE.
+        let cost = e
+            .cost_of_energy("c1", 10.0, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert!((cost - 0.66).abs() < 1e-9, "{cost}");
+        // The default tariff prices any container; one never evaluated gets 1 + overhead.
+        let other = e
+            .cost_of_energy("other", 10.0, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert!((other - 0.66).abs() < 1e-9, "{other}");
+        e.set_price_signal(Some(("peak", 0.2)));
+        let peak = e
+            .cost_of_energy("c1", 10.0, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert!((peak - 2.2).abs() < 1e-9, "{peak}");
+        e.set_price_signal(None);
+        // No hub in this test: no job, so no revenue figure.
+        assert_eq!(e.revenue_of_hashes(1e15, now), None);
 
         assert_eq!(run(None, None).hold, Some(Hold::NoJob));
         let bad = run(Some(Err(NetworkError::Difficulty(0))), None);
