@@ -1,5 +1,6 @@
 //! `hashgate demo` on a compressed script: gating holds the budget, demand response is
-//! honoured, a pool outage costs no miner, and every share is counted.
+//! honoured, a pool outage costs no miner, a tariff peak sleeps the models that stop
+//! paying their power and they wake after it, and every share is counted.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 async fn demo_gates_power_and_mines_through_a_pool_outage() {
     let at = Duration::from_secs;
     let options = DemoOptions {
-        duration: Some(at(16)),
+        duration: Some(at(22)),
         status_interval: Duration::from_secs(1),
         asic_hashrate: 2_000.0,
         events: vec![
@@ -34,6 +35,14 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
             Event {
                 at: at(10),
                 kind: EventKind::PoolUp(0),
+            },
+            Event {
+                at: at(12),
+                kind: EventKind::TariffPeak { per_kwh: 0.10 },
+            },
+            Event {
+                at: at(14),
+                kind: EventKind::TariffPeakOver,
             },
         ],
         prometheus: None,
@@ -79,7 +88,7 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
     );
     // Events fire at their time, not on the next status tick (1 s apart here); each names
     // the pool as the status lines do.
-    let scheduled = [4.0, 6.0, 9.0, 10.0];
+    let scheduled = [4.0, 6.0, 9.0, 10.0, 12.0, 14.0];
     let fired: Vec<f64> = lines
         .iter()
         .filter_map(|l| l.strip_prefix("  >>> ["))
@@ -125,6 +134,29 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
     }
+    // The peak: the M50S (26.0 J/TH) and A1366 (26.3) lose money at 0.10 USD/kWh while the
+    // S19 XP (21.3) and S21 (17.5) still pay; after it, the economic sleepers wake.
+    assert!(
+        output.contains("losing money now: A1366, M50S, S19j Pro"),
+        "{output}"
+    );
+    let economic_sleeps = lines
+        .iter()
+        .filter(|l| l.contains("power: sleep") && l.contains("(uneconomic)"))
+        .count();
+    assert!(economic_sleeps >= 1, "{output}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("(uneconomic)") && (l.contains("r03-") || l.contains("r04-"))),
+        "the efficient models never sleep for economics:\n{output}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("power: wake") && l.contains("(economic)")),
+        "economic sleepers wake after the peak:\n{output}"
+    );
     // Status, event, ledger and final lines fit 120 columns; the final line counts
     // undelivered.
     for line in lines.iter().filter(|l| {

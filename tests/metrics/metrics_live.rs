@@ -56,6 +56,7 @@ async fn live_metrics_of_a_gated_site_pass_promtool() {
         Duration::from_millis(100),
         None,
         Some(recorder()),
+        None,
         Some(&dir.join("ledger.sqlite")),
     )
     .await;

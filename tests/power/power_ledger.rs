@@ -42,7 +42,17 @@ async fn readings_become_energy_and_minutes_by_reason_per_miner_container_and_cu
     // Room for one miner: "shed" (the least efficient automatic one) sleeps for power.
     let head = "[controller]\nsleep_confirm_timeout_secs = 5\nwake_ramp_secs = 1\n";
     let container = "budget_kw = 4.0\nmin_dwell_secs = 1\nwake_stagger_secs = 1";
-    let site = start_site_full(head, container, &miners, TICK, None, None, Some(&path)).await;
+    let site = start_site_full(
+        head,
+        container,
+        &miners,
+        TICK,
+        None,
+        None,
+        None,
+        Some(&path),
+    )
+    .await;
     let from = parse_time("now").unwrap() - 3600;
     wait_for(
         "shed and parked asleep",

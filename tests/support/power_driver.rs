@@ -133,11 +133,43 @@ pub async fn start_site_recording(
     admin_token: Option<&str>,
     prometheus: Option<PrometheusHandle>,
 ) -> GatedSite {
-    start_site_full(head, container, miners, tick, admin_token, prometheus, None).await
+    start_site_full(
+        head,
+        container,
+        miners,
+        tick,
+        admin_token,
+        prometheus,
+        None,
+        None,
+    )
+    .await
 }
 
-/// [`start_site_recording`] that also writes a ledger at `ledger` (flushed on demand
-/// through `site.ledger`).
+/// [`start_site`] with an `[economics]` section (its keys as TOML, tariffs may name `c1`).
+pub async fn start_site_economics(
+    head: &str,
+    container: &str,
+    miners: &[MinerDef],
+    tick: Duration,
+    economics: &str,
+) -> GatedSite {
+    start_site_full(
+        head,
+        container,
+        miners,
+        tick,
+        None,
+        None,
+        Some(economics),
+        None,
+    )
+    .await
+}
+
+/// [`start_site_recording`] with an optional `[economics]` section and a ledger at `ledger`
+/// (flushed on demand through `site.ledger`).
+#[allow(clippy::too_many_arguments)]
 pub async fn start_site_full(
     head: &str,
     container: &str,
@@ -145,6 +177,7 @@ pub async fn start_site_full(
     tick: Duration,
     admin_token: Option<&str>,
     prometheus: Option<PrometheusHandle>,
+    economics: Option<&str>,
     ledger: Option<&std::path::Path>,
 ) -> GatedSite {
     let now = Instant::now();
@@ -188,6 +221,14 @@ pub async fn start_site_full(
         retention_days: 1,
         flush: Duration::from_secs(3600),
     });
+    if let Some(text) = economics {
+        let raw: hashgate_site::economics::EconomicsConfigRaw =
+            toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        site_config.economics = Some(
+            raw.validate(&[Arc::from("c1")])
+                .unwrap_or_else(|e| panic!("{e}\n{text}")),
+        );
+    }
     let site = Site::start(
         SiteOptions::new(site_config)
             .miner_clients(MinerClients::Given(clients))

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::downstream::{Listener, ListenerCounters};
+use crate::economics::{Economics, run_price_poller};
 use crate::exporter::Exporter;
 use crate::http::HttpState;
 use crate::hub::Hub;
@@ -192,6 +193,8 @@ pub struct Site {
     pub power: Option<PowerHandle>,
     /// The hourly ledger, when `[ledger]` is configured.
     pub ledger: Option<LedgerHandle>,
+    /// Price, hashprice and per-miner costs, when `[economics]` is configured.
+    pub economics: Option<Arc<Economics>>,
     /// Cancelled to begin shutdown; the listener's and the driver's tokens are its children.
     shutdown: CancellationToken,
     phase: watch::Receiver<Phase>,
@@ -279,10 +282,18 @@ impl Site {
         } else {
             None
         };
+        let economics = config
+            .economics
+            .clone()
+            .map(|e| Arc::new(Economics::new(e, Some(hub.clone()))));
         let driver = match &config.power {
             Some(power) => {
                 let (driver, handle) =
                     build_driver(power.clone(), clients, registry.clone()).await?;
+                let driver = match &economics {
+                    Some(e) => driver.with_economics(e.clone()),
+                    None => driver,
+                };
                 let reload = source.0.clone().map(|source| {
                     let handle = handle.clone();
                     let reload: crate::power::admin::Reload =
@@ -331,6 +342,19 @@ impl Site {
                 (Some(handle), Some(task), admin)
             }
             None => (None, None, axum::Router::new()),
+        };
+        let admin = match &economics {
+            Some(e) => {
+                // The poller and the gauge refresher end with the driver: nothing they do
+                // needs the drain.
+                tokio::spawn(run_price_poller(
+                    e.price_book().clone(),
+                    shutdown.child_token(),
+                ));
+                tokio::spawn(refresh_economics_gauges(e.clone(), shutdown.child_token()));
+                admin.merge(crate::economics::router(e.clone()))
+            }
+            None => admin,
         };
         let (http_addr, http_task) = match http_listener {
             Some((bound, addr)) => {
@@ -390,6 +414,7 @@ impl Site {
             listener: counters,
             power,
             ledger,
+            economics,
             shutdown,
             phase,
             stopping,
@@ -441,6 +466,20 @@ impl Site {
     pub async fn shutdown(self) -> Result<(), SiteError> {
         self.begin_shutdown();
         self.finished().await
+    }
+}
+
+/// Keeps the price and hashprice gauges current between scrapes of `/api/v1/economics`.
+async fn refresh_economics_gauges(economics: Arc<Economics>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                economics.snapshot(std::time::Instant::now());
+            }
+        }
     }
 }
 

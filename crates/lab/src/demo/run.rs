@@ -32,6 +32,14 @@ pub enum EventKind {
     PoolDown(usize),
     /// That pool serves again.
     PoolUp(usize),
+    /// The utility's critical peak: electricity at `per_kwh` for every container, so the
+    /// least efficient models stop paying their power and sleep for economic reasons.
+    TariffPeak {
+        /// Price per kWh during the peak, in the economics currency.
+        per_kwh: f64,
+    },
+    /// The peak is over: back to the configured tariffs.
+    TariffPeakOver,
 }
 
 /// An event and when it happens after the start.
@@ -44,7 +52,7 @@ pub struct Event {
 }
 
 /// The default script: a budget cut at 20 s, restored at 40 s; the primary pool down from
-/// 55 s to 70 s.
+/// 55 s to 70 s; a tariff peak from 80 s to 95 s.
 pub fn default_events() -> Vec<Event> {
     let at = Duration::from_secs;
     vec![
@@ -68,6 +76,14 @@ pub fn default_events() -> Vec<Event> {
         Event {
             at: at(70),
             kind: EventKind::PoolUp(0),
+        },
+        Event {
+            at: at(80),
+            kind: EventKind::TariffPeak { per_kwh: 0.10 },
+        },
+        Event {
+            at: at(95),
+            kind: EventKind::TariffPeakOver,
         },
     ]
 }
@@ -188,6 +204,7 @@ pub async fn run(
     .await?;
     let registry = site.registry.clone();
     let power = site.power.clone();
+    let economics = site.economics.clone();
     print(format!(
         "hashgate demo: proxy on {} | {} simulated pools | {} simulated ASICs ({} real hashes/s each) with management APIs",
         site.miner_addr,
@@ -237,7 +254,7 @@ pub async fn run(
                     print(format!(
                         "  >>> [{:>6.1}s] {}",
                         start.elapsed().as_secs_f64(),
-                        play(&event.kind, &sim, power.as_ref())
+                        play(&event.kind, &sim, power.as_ref(), economics.as_deref())
                     ));
                 }
                 continue;
@@ -371,8 +388,39 @@ fn play(
     kind: &EventKind,
     sim: &SimSite,
     power: Option<&hashgate_site::power::PowerHandle>,
+    economics: Option<&hashgate_site::economics::Economics>,
 ) -> String {
     match kind {
+        EventKind::TariffPeak { per_kwh } => match economics {
+            Some(e) => {
+                e.set_price_signal(Some(("peak", *per_kwh)));
+                let snap = e.snapshot(Instant::now());
+                let losing: Vec<&str> = snap
+                    .models
+                    .iter()
+                    .filter(|m| m.break_even_tariff_per_kwh.is_some_and(|t| t < *per_kwh))
+                    .map(|m| m.model.as_str())
+                    .collect();
+                format!(
+                    "tariff peak: {per_kwh:.3} {}/kWh; losing money now: {}",
+                    snap.currency,
+                    if losing.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        losing.join(", ")
+                    }
+                )
+            }
+            None => "tariff peak: no [economics] configured".to_owned(),
+        },
+        EventKind::TariffPeakOver => match economics {
+            Some(e) => {
+                e.set_price_signal(None);
+                "tariff peak over: back to the configured tariff; economic sleepers wake after their dwell"
+                    .to_owned()
+            }
+            None => "tariff peak over: no [economics] configured".to_owned(),
+        },
         EventKind::CutBudget {
             container,
             budget_kw,

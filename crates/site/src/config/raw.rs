@@ -41,6 +41,10 @@ pub struct RawConfig {
     /// `[ledger]`: the hourly ledger file (optional: without it nothing is recorded).
     #[serde(default)]
     pub ledger: Option<crate::ledger::LedgerConfigRaw>,
+    /// `[economics]`: coin price, fees, tariffs and the economic curtailment rule
+    /// (optional: without it no miner is slept for economic reasons).
+    #[serde(default)]
+    pub economics: Option<crate::economics::EconomicsConfigRaw>,
 }
 
 /// `[proxy]` as written.
@@ -335,6 +339,17 @@ impl RawConfig {
             .map(crate::ledger::LedgerConfigRaw::validate)
             .transpose()?;
 
+        let economics = match &self.economics {
+            Some(raw) => {
+                let containers: Vec<std::sync::Arc<str>> = power
+                    .iter()
+                    .flat_map(|p| p.containers.iter().map(|c| c.name.clone()))
+                    .collect();
+                Some(raw.validate(&containers)?)
+            }
+            None => None,
+        };
+
         Ok(Config {
             proxy,
             pools,
@@ -343,6 +358,7 @@ impl RawConfig {
             power,
             http,
             ledger,
+            economics,
         })
     }
 }

@@ -16,7 +16,8 @@
 //! | retry | a sleep unconfirmed past `sleep_confirm_timeout` while the miner reports mining → sleep again |
 //! | budget | load > budget → sleep least efficient (miners out of dwell first) until projected load ≤ budget − margin |
 //! | heat | inlet > limit latches *hot*: shed one step every interval, least efficient then hottest, until inlet < limit − hysteresis |
-//! | wake | nothing shed this tick, not hot, stagger elapsed, budget − load > hysteresis → wake the most efficient sleeper whose nominal fits under budget − margin |
+//! | economics | with an economic rule and fresh inputs: sleep awake miners (out of dwell) whose cost / revenue > 1 + margin, least efficient first |
+//! | wake | nothing shed this tick, not hot, stagger elapsed, budget − load > hysteresis → wake the most efficient sleeper whose nominal fits under budget − margin (and, with an economic rule, that pays its power: cost / revenue under 1 + margin, or under 1 + margin − hysteresis and out of the economic dwell if it was slept for economics) |
 
 mod decision;
 mod health;
@@ -28,12 +29,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::economics::EconomicRule;
 use crate::power::api::Telemetry;
 use crate::power::inventory::{ControllerSettings, Pin, PowerConfig};
 
 pub use decision::{
     Action, ContainerReport, Counted, Decision, LoadSource, MeterFallback, MinerReport, PowerState,
-    Reason, TickReport,
+    Reason, SleepKind, TickReport,
 };
 pub use health::{Alarm, ApiView, HealthInput, IntendedState, evaluate_health};
 pub use record::record_tick;
@@ -73,6 +75,11 @@ pub struct Controller {
     members: Vec<Vec<usize>>,
     miner_index: HashMap<Arc<str>, usize>,
     container_index: HashMap<Arc<str>, usize>,
+    /// The economic rule (`[economics]`); `None` leaves power and heat alone in charge.
+    economic_rule: Option<EconomicRule>,
+    /// The economic inputs cannot be trusted (price stale, no job): hold every economic
+    /// decision as it stands.
+    economics_held: bool,
 }
 
 impl Controller {
@@ -112,6 +119,9 @@ impl Controller {
                     pending: None,
                     woken_at: None,
                     telemetry: None,
+                    asleep_kind: None,
+                    cost_ratio: None,
+                    economic_toggle: None,
                 }
             })
             .collect();
@@ -130,7 +140,34 @@ impl Controller {
             containers,
             miners,
             members,
+            economic_rule: None,
+            economics_held: false,
         }
+    }
+
+    /// Sets or removes the economic curtailment rule (`[economics]`).
+    pub fn set_economic_rule(&mut self, rule: Option<EconomicRule>) {
+        self.economic_rule = rule;
+    }
+
+    /// Records a miner's energy cost over its revenue (1 = break-even); `None` when not
+    /// known (no efficiency, no revenue yet), which the rule never acts on.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownMiner`].
+    pub fn observe_economics(
+        &mut self,
+        miner: &str,
+        cost_ratio: Option<f64>,
+    ) -> Result<(), ControlError> {
+        self.miner_mut(miner)?.cost_ratio = cost_ratio.filter(|r| r.is_finite() && *r >= 0.0);
+        Ok(())
+    }
+
+    /// Holds (or releases) every economic decision as it stands: no economic sleep, and no
+    /// wake of a miner slept for economics, while the price is stale or the network unknown.
+    pub fn hold_economics(&mut self, hold: bool) {
+        self.economics_held = hold;
     }
 
     /// Applies a reloaded inventory's budgets and policy (`[controller]` settings, each
@@ -342,6 +379,7 @@ impl Controller {
                 state: m.power_state(now, &s),
                 counted_watts: e.counted,
                 counted: e.how,
+                asleep_reason: m.asleep_reason(),
             });
         }
         report

@@ -772,3 +772,5 @@ fn reload_applies_budgets_and_refuses_inventory_changes() {
     assert!(err.to_string().contains("restart"), "{err}");
     assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
 }
+
+mod economic;
