@@ -49,7 +49,8 @@ async fn readings_become_energy_and_minutes_by_reason_per_miner_container_and_cu
         TICK,
         None,
         None,
-        None,
+        // A tariff and a price, no curtailment: the ledger's cost comes from them.
+        Some("price = 100000\ncurtail = false\noverhead = 0.2\n[[tariffs]]\nname = \"grid\"\nper_kwh = 0.1\n"),
         Some(&path),
     )
     .await;
@@ -114,6 +115,24 @@ async fn readings_become_energy_and_minutes_by_reason_per_miner_container_and_cu
         .map(|m| col(m, "energy_kwh"))
         .sum();
     assert!((it - sum).abs() < 1e-9, "container {it} vs miners {sum}");
+    // Cost: the miners' energy at 0.1 per kWh with PUE 1 + overhead (no meter), priced
+    // at each flush; revenue stays empty, for no share was proven.
+    let cost = by_container.total("cost").unwrap();
+    assert!(
+        (cost - it * 0.1 * 1.2).abs() < 1e-9,
+        "cost {cost} for {it} kWh"
+    );
+    let i = by_container
+        .columns
+        .iter()
+        .position(|c| c == "revenue")
+        .unwrap();
+    assert!(
+        by_container
+            .rows
+            .iter()
+            .all(|r| r[i] == hashgate_site::ledger::Cell::Null)
+    );
     let by_customer = reader
         .export(from, from + 3 * 3600, GroupBy::Customer)
         .unwrap();

@@ -319,6 +319,7 @@ impl Site {
                     .as_ref()
                     .zip(config.power.as_ref())
                     .map(|((_, handle, _), power)| (handle.clone(), power)),
+                economics.clone(),
                 ledger_stop.clone(),
             )?),
             None => None,

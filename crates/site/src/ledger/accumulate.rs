@@ -14,6 +14,8 @@ use std::time::Duration;
 use crate::stats::MinerTotals;
 
 const MS_PER_HOUR: i64 = 3_600_000;
+/// Hashes per unit of share difficulty.
+const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
 const MS_PER_MIN: f64 = 60_000.0;
 /// Watt-milliseconds in a kilowatt-hour.
 const WMS_PER_KWH: f64 = 3.6e9;
@@ -155,7 +157,22 @@ pub struct ContainerHour {
     pub inlet_c_sum: f64,
     /// Inlet readings.
     pub inlet_samples: u64,
+    /// Expected revenue of its miners' work, in the economics' currency; none until priced.
+    pub revenue: Option<f64>,
+    /// Cost of its miners' energy at the tariff and PUE in force; none until priced.
+    pub cost: Option<f64>,
+    /// Hashes and kWh of this boot's hour already priced into `revenue` and `cost`.
+    priced: (f64, f64),
     dirty: bool,
+}
+
+/// Prices work and energy as they are added (the site's economics): each flush prices
+/// what the hour gained since the last one at the figures in force then.
+pub trait Pricer {
+    /// Expected revenue of `hashes` share-proven hashes; `None` without a price or a job.
+    fn revenue(&self, hashes: f64) -> Option<f64>;
+    /// Cost of `it_kwh` of miner energy in `container`; `None` when no tariff prices it.
+    fn cost(&self, container: &str, it_kwh: f64) -> Option<f64>;
 }
 
 /// Rows to write: this boot's absolute figures for every hour that changed.
@@ -343,6 +360,44 @@ impl Accumulator {
                 let row = self.container(hour, &c1.name);
                 *row.metered_kwh.get_or_insert(0.0) += kwh;
                 row.metered_min += (b - a) as f64 / MS_PER_MIN;
+            }
+        }
+    }
+
+    /// Prices what each container's hours gained since the last call: its miners' work
+    /// (Σ accepted difficulty × 2³²) as revenue and their energy as cost. What cannot be
+    /// priced yet (no price, no job) stays unpriced and is priced by a later call.
+    pub fn price(&mut self, pricer: &dyn Pricer) {
+        let mut totals: BTreeMap<(i64, Arc<str>), (f64, f64)> = BTreeMap::new();
+        for ((hour, _), row) in &self.miners {
+            if let Some(container) = &row.container {
+                let t = totals.entry((*hour, container.clone())).or_default();
+                t.0 += row.shares.accepted_difficulty * HASHES_PER_DIFFICULTY;
+                t.1 += row.energy_kwh.unwrap_or(0.0);
+            }
+        }
+        for ((hour, container), (hashes, kwh)) in totals {
+            let (priced_hashes, priced_kwh) = self
+                .containers
+                .get(&(hour, container.clone()))
+                .map_or((0.0, 0.0), |c| c.priced);
+            let revenue = (hashes > priced_hashes)
+                .then(|| pricer.revenue(hashes - priced_hashes))
+                .flatten();
+            let cost = (kwh > priced_kwh)
+                .then(|| pricer.cost(&container, kwh - priced_kwh))
+                .flatten();
+            if revenue.is_none() && cost.is_none() {
+                continue;
+            }
+            let row = self.container(hour, &container);
+            if let Some(r) = revenue {
+                *row.revenue.get_or_insert(0.0) += r;
+                row.priced.0 = hashes;
+            }
+            if let Some(c) = cost {
+                *row.cost.get_or_insert(0.0) += c;
+                row.priced.1 = kwh;
             }
         }
     }

@@ -145,7 +145,14 @@ impl Store {
             let sql = upsert_sql(
                 "container_hour",
                 &["hour", "container", "boot"],
-                &["metered_kwh", "metered_min", "inlet_c_sum", "inlet_samples"],
+                &[
+                    "metered_kwh",
+                    "metered_min",
+                    "inlet_c_sum",
+                    "inlet_samples",
+                    "revenue",
+                    "cost",
+                ],
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             for (hour, container, row) in &batch.containers {
@@ -157,6 +164,8 @@ impl Store {
                     row.metered_min,
                     row.inlet_c_sum,
                     i64::try_from(row.inlet_samples).unwrap_or(i64::MAX),
+                    row.revenue,
+                    row.cost,
                 ])?;
             }
         }

@@ -12,11 +12,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::accumulate::{
-    Accumulator, ContainerReading, MinerPhase, MinerReading, Placement, PowerSample, SleepReason,
-    hour_of,
+    Accumulator, ContainerReading, MinerPhase, MinerReading, Placement, PowerSample, Pricer,
+    SleepReason, hour_of,
 };
 use super::store::Store;
 use super::{LedgerConfig, LedgerError};
+use crate::economics::Economics;
 use crate::power::driver::Observed;
 use crate::power::inventory::PowerConfig;
 use crate::power::{PowerHandle, PowerStatus};
@@ -223,6 +224,23 @@ impl PowerReader {
     }
 }
 
+/// The site's economics at one flush.
+struct SitePricer<'a> {
+    economics: &'a Economics,
+    now: Instant,
+    wall: SystemTime,
+}
+
+impl Pricer for SitePricer<'_> {
+    fn revenue(&self, hashes: f64) -> Option<f64> {
+        self.economics.revenue_of_hashes(hashes, self.now)
+    }
+
+    fn cost(&self, container: &str, it_kwh: f64) -> Option<f64> {
+        self.economics.cost_of_energy(container, it_kwh, self.wall)
+    }
+}
+
 struct Task {
     config: LedgerConfig,
     store: Arc<Mutex<Store>>,
@@ -230,6 +248,8 @@ struct Task {
     registry: Arc<Registry>,
     power: Option<PowerHandle>,
     places: Placements,
+    /// Prices each flush's work and energy into revenue and cost, when configured.
+    economics: Option<Arc<Economics>>,
     reader: PowerReader,
     last_prune_hour: i64,
     errors: RateLimitedLog,
@@ -244,6 +264,7 @@ pub fn spawn(
     config: LedgerConfig,
     registry: Arc<Registry>,
     power: Option<(PowerHandle, &PowerConfig)>,
+    economics: Option<Arc<Economics>>,
     stop: CancellationToken,
 ) -> Result<(LedgerHandle, JoinHandle<()>), LedgerError> {
     let now_ms = unix_ms(SystemTime::now());
@@ -269,6 +290,7 @@ pub fn spawn(
         store: Arc::new(Mutex::new(store)),
         acc: Accumulator::new(max_gap),
         registry,
+        economics,
         reader: PowerReader::default(),
         last_prune_hour: hour_of(now_ms),
         errors: RateLimitedLog::new(Duration::from_secs(60)),
@@ -328,6 +350,13 @@ impl Task {
                 .into_iter()
                 .map(|(w, t)| (w.clone(), places.of_worker(&w), t)),
         );
+        if let Some(economics) = &self.economics {
+            self.acc.price(&SitePricer {
+                economics,
+                now: Instant::now(),
+                wall: SystemTime::now(),
+            });
+        }
         let batch = self.acc.pending();
         let store = self.store.clone();
         let hour = hour_of(now_ms);

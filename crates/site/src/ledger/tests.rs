@@ -399,3 +399,47 @@ fn the_config_names_its_bad_fields() {
             .contains("ledger.flush_secs")
     );
 }
+
+/// Revenue 1 per 10¹² hashes once `open`; cost 0.1 per kWh in `c1` only.
+struct FakePricer {
+    open: bool,
+}
+
+impl Pricer for FakePricer {
+    fn revenue(&self, hashes: f64) -> Option<f64> {
+        self.open.then_some(hashes / 1e12)
+    }
+    fn cost(&self, container: &str, it_kwh: f64) -> Option<f64> {
+        (container == "c1").then_some(it_kwh * 0.1)
+    }
+}
+
+#[test]
+fn each_flush_prices_what_the_hour_gained_and_holds_what_cannot_be_priced_yet() {
+    let mut acc = Accumulator::new(Duration::from_secs(300));
+    let c1 = || place("m1", Some("c1"), None);
+    let d = 1e12 / 4_294_967_296.0; // one difficulty-sum worth 10¹² hashes
+    acc.add_power(sample(
+        H10,
+        vec![reading("m1", 6000.0, false, MinerPhase::Awake)],
+        None,
+        None,
+    ));
+    acc.add_power(sample(
+        H10 + MIN,
+        vec![reading("m1", 6000.0, false, MinerPhase::Awake)],
+        None,
+        None,
+    ));
+    acc.add_shares(H10 + MIN, [("w".to_owned(), c1(), shares(1, d))]);
+    // No price yet: the cost is priced, the revenue waits.
+    acc.price(&FakePricer { open: false });
+    acc.add_shares(H10 + 2 * MIN, [("w".to_owned(), c1(), shares(3, 3.0 * d))]);
+    acc.price(&FakePricer { open: true });
+    acc.price(&FakePricer { open: true });
+    let batch = acc.pending();
+    let c = &batch.containers[0].2;
+    assert!((c.revenue.unwrap() - 3.0).abs() < 1e-9, "{c:?}");
+    // 6 kW for a minute is 0.1 kWh: 0.01 at 0.1 per kWh, priced once.
+    assert!((c.cost.unwrap() - 0.01).abs() < 1e-12, "{c:?}");
+}
