@@ -52,6 +52,14 @@ pub const ECONOMICS_METRICS: [&str; 11] = [
     "hashgate_container_pue",
 ];
 
+/// Ledger series (`[ledger]`, recorded through the `metrics` recorder), which the shipped
+/// alert rules may use.
+pub const LEDGER_METRICS: [&str; 3] = [
+    "hashgate_ledger_flushes_total",
+    "hashgate_ledger_hour_energy_joules",
+    "hashgate_ledger_hour_work_hashes",
+];
+
 /// Counters the pool connections record (through the `metrics` recorder, not the scrape-time
 /// render), which the shipped alert rules may use.
 pub const UPSTREAM_RECORDED_METRICS: [&str; 2] = [
