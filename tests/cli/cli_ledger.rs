@@ -208,3 +208,35 @@ async fn a_sigkill_mid_hour_loses_nothing_flushed_and_a_restart_adds_to_the_hour
     assert!(String::from_utf8_lossy(&csv.stdout).starts_with("hour,customer,miners,accepted,"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn export_names_what_is_missing() {
+    let dir = std::env::temp_dir().join(format!("hashgate-ledger-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("site.toml");
+    std::fs::write(
+        &file,
+        "[proxy]\naccount = \"site\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hashgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let config = file.to_str().unwrap();
+    let (ok, err) = run(&["ledger", "export", "--config", config]);
+    assert!(!ok && err.contains("no [ledger] section"), "{err}");
+    let missing = dir.join("nothing.sqlite");
+    let (ok, err) = run(&["ledger", "export", "--file", missing.to_str().unwrap()]);
+    assert!(!ok && err.contains("cannot open"), "{err}");
+    assert!(!missing.exists(), "a reader must not create the file");
+    let (ok, err) = run(&["ledger", "export", "--file", "x", "--from", "yesterday"]);
+    assert!(!ok && err.contains("--from"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
