@@ -98,8 +98,20 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 ),
                 None => "no power gating".to_owned(),
             };
+            let economics = match &cfg.economics {
+                Some(e) => format!(
+                    "; economics: {} price, {} tariff(s), curtailment {}",
+                    match e.price {
+                        hashgate_site::economics::PriceSource::Fixed(_) => "fixed",
+                        hashgate_site::economics::PriceSource::Http { .. } => "polled",
+                    },
+                    e.tariffs.len(),
+                    if e.rule.is_some() { "on" } else { "off" }
+                ),
+                None => String::new(),
+            };
             println!(
-                "{}: ok (listen {}, {} pool(s): {}; {power})",
+                "{}: ok (listen {}, {} pool(s): {}; {power}{economics})",
                 file.display(),
                 cfg.proxy.listen,
                 cfg.pools.len(),

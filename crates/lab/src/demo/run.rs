@@ -228,6 +228,11 @@ pub async fn run(
         print(format!(
             "hashgate demo: metrics on http://{http_addr}/metrics | status API http://{http_addr}/api/v1/miners | power view http://{http_addr}/api/v1/power"
         ));
+        if economics.is_some() {
+            print(format!(
+                "hashgate demo: economics (hashprice, shutdown prices, tariff) on http://{http_addr}/api/v1/economics"
+            ));
+        }
     }
 
     let start = Instant::now();

@@ -154,4 +154,23 @@ mod tests {
             Err(HeightError::NotCoinbase(2))
         );
     }
+
+    proptest::proptest! {
+        /// coinb1 comes from the pool: any bytes give a height or a typed error, never a
+        /// panic; and every height written the way Bitcoin Core writes it reads back.
+        #[test]
+        fn never_panics_and_round_trips(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), height in 17u64..0x7fff_ffff) {
+            let _ = coinbase_height(&bytes);
+            let mut push: Vec<u8> = height.to_le_bytes().into_iter().collect();
+            while push.len() > 1 && push.last() == Some(&0) && push[push.len() - 2] & 0x80 == 0 {
+                push.pop();
+            }
+            let base = hex::decode(&BLOCK_881423[..82]).unwrap();
+            let mut coinb1 = base;
+            coinb1.push(push.len() as u8 + 1);
+            coinb1.push(push.len() as u8);
+            coinb1.extend_from_slice(&push);
+            proptest::prop_assert_eq!(coinbase_height(&coinb1), Ok(height));
+        }
+    }
 }

@@ -17,7 +17,7 @@ pub struct EconomicsConfigRaw {
     pub currency: Option<String>,
     /// A fixed coin price per BTC; excludes `price_url`.
     pub price: Option<f64>,
-    /// An HTTP(S) URL answering JSON with the price; excludes `price`.
+    /// An `http://` URL answering JSON with the price; excludes `price`.
     pub price_url: Option<String>,
     /// JSON pointer to the price in the reply, e.g. `/bitcoin/usd`.
     pub price_pointer: Option<String>,
@@ -201,13 +201,18 @@ impl EconomicsConfigRaw {
                 PriceSource::Fixed(p)
             }
             (None, Some(url)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || reqwest::Url::parse(url).is_err()
-                {
+                if url.starts_with("https://") {
+                    // reqwest is built without TLS (no TLS stack in the binary yet).
                     return Err(invalid(
                         "price_url",
-                        format!("{url:?} is not an http(s) URL"),
+                        format!(
+                            "{url:?}: https is not supported by this build; \
+                             poll an http source (a relay on the site network)"
+                        ),
                     ));
+                }
+                if !url.starts_with("http://") || reqwest::Url::parse(url).is_err() {
+                    return Err(invalid("price_url", format!("{url:?} is not an http URL")));
                 }
                 let pointer = self.price_pointer.clone().unwrap_or_default();
                 if !(pointer.is_empty() || pointer.starts_with('/')) {
@@ -398,6 +403,7 @@ mod tests {
         );
         assert_eq!(field("price = -1"), "economics.price");
         assert_eq!(field("price_url = \"ftp://x\""), "economics.price_url");
+        assert_eq!(field("price_url = \"https://x/p\""), "economics.price_url");
         assert_eq!(
             field("price = 1\npool_fee_percent = 100"),
             "economics.pool_fee_percent"

@@ -3,7 +3,7 @@
 //! and PUE; the per-miner cost ratio the power controller's economic rule acts on, and
 //! the figures `/api/v1/economics` and `/metrics` show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -68,7 +68,7 @@ pub struct MinerEconomics {
     pub model: String,
     /// J/TH used: measured, else nameplate.
     pub joules_per_th: f64,
-    /// Whether `joules_per_th` is measured.
+    /// Whether `joules_per_th` is measured (now, or the last time it mined).
     pub measured: bool,
     /// Energy cost over revenue (1 = break-even); `None` without revenue.
     pub cost_ratio: Option<f64>,
@@ -195,6 +195,10 @@ pub struct Economics {
     /// A real-time price signal (period name, price per kWh) replacing every container's
     /// schedule until cleared: a utility's critical-peak call, or the demo's peak.
     signal: Mutex<Option<(String, f64)>>,
+    /// Each miner's last measured J/TH: a sleeping miner proves no hashrate, and falling
+    /// back to nameplate while asleep would let a miner whose measured figure is worse wake
+    /// and sleep again in a loop.
+    measured: Mutex<HashMap<String, f64>>,
 }
 
 impl Economics {
@@ -208,6 +212,7 @@ impl Economics {
             warn: RateLimitedLog::new(WARN_WINDOW),
             last: Mutex::new(Last::default()),
             signal: Mutex::new(None),
+            measured: Mutex::new(HashMap::new()),
         }
     }
 
@@ -375,6 +380,19 @@ impl Economics {
                     })
                 }
                 _ => None,
+            };
+            let measured = {
+                let mut book = self
+                    .measured
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match measured {
+                    Some(j) => {
+                        book.insert(m.id.to_owned(), j);
+                        Some(j)
+                    }
+                    None => book.get(m.id).copied(),
+                }
             };
             let jth = measured.unwrap_or(nameplate);
             let container = container_rows.iter().find(|c| c.name == m.container);
@@ -591,17 +609,33 @@ mod tests {
         // 10 TH/s proven of 140: too little to measure (a young window), nameplate stands.
         assert!(!c.measured && close(c.joules_per_th, 21.5));
         let snap = e.snapshot(now);
-        assert!(close(
-            snap.hashprice_per_th_day.unwrap_or(0.061_546_9),
-            0.061_546_9
-        ));
+        // No hub, so no live job: the snapshot shows no network figures.
+        assert_eq!(snap.hashprice_per_th_day, None);
         let model = &snap.models[0];
         assert_eq!((model.miners, model.measured), (3, 1));
+        // Mean J/TH (21.5 + 30.1 + 21.5) / 3 = 24.3667; shutdown price is linear in J/TH:
+        // 55,333.41 × 24.3667 / 21.5 = 62,711.2 USD.
+        assert!(close(model.joules_per_th, 24.366_667));
+        assert!(close(model.shutdown_price.unwrap(), 62_711.2), "{model:?}");
         let c1 = &snap.containers[0];
         assert_eq!(
             (c1.pue, c1.pue_measured, c1.per_kwh),
             (1.1, false, Some(0.06))
         );
+
+        // Asleep, "b" proves nothing: its last measurement stands, not the nameplate.
+        let asleep = e.evaluate_with(
+            block_881423(),
+            now,
+            SystemTime::UNIX_EPOCH,
+            &[miner("b", None, None)],
+            &[ContainerInput {
+                name: "c1",
+                metered_watts: None,
+                it_watts: 0.0,
+            }],
+        );
+        assert!(asleep.miners[0].measured && close(asleep.miners[0].joules_per_th, 30.1));
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct PowerDriver {
     economics: Option<Arc<crate::economics::Economics>>,
     /// Share-proven figures of the last tick, for measured J/TH.
     last_proven: Vec<Proven>,
+    /// Why the economic rule held at the last tick, to log only changes.
+    economics_hold: Option<crate::economics::Hold>,
 }
 
 impl std::fmt::Debug for PowerDriver {
@@ -222,6 +224,7 @@ impl PowerDriver {
             shared: shared.clone(),
             economics: None,
             last_proven: Vec::new(),
+            economics_hold: None,
         };
         Ok((driver, PowerHandle { shared }))
     }
@@ -359,6 +362,28 @@ impl PowerDriver {
         let meter_readings = self.absorb_meters(meter_results);
         let now = Instant::now();
         let economics = self.evaluate_economics(&readings, &meter_readings, now);
+        if let Some(e) = &economics {
+            use crate::economics::Hold;
+            // Logged on the change only: a dead price source would otherwise fill the log.
+            match (self.economics_hold, e.hold) {
+                // At start there is no job or price yet for a tick or two: not a fault.
+                (old, Some(hold @ (Hold::NoJob | Hold::NoPrice))) if old != Some(hold) => {
+                    tracing::info!(
+                        ?hold,
+                        "economic rule holds its decisions until its inputs are usable"
+                    );
+                }
+                (old, Some(hold)) if old != Some(hold) => {
+                    tracing::warn!(
+                        ?hold,
+                        "economic rule holds its decisions until its inputs are usable"
+                    );
+                }
+                (Some(_), None) => tracing::info!("economic rule acts again"),
+                _ => {}
+            }
+            self.economics_hold = e.hold;
+        }
         let report = {
             let mut c = lock(&self.shared.controller);
             if let Some(e) = &economics {
