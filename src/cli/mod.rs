@@ -110,8 +110,17 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 ),
                 None => String::new(),
             };
+            let ledger = match &cfg.ledger {
+                Some(l) => format!(
+                    "; ledger {} (kept {} days, flushed every {} s)",
+                    l.path.display(),
+                    l.retention_days,
+                    l.flush.as_secs_f64()
+                ),
+                None => String::new(),
+            };
             println!(
-                "{}: ok (listen {}, {} pool(s): {}; {power}{economics})",
+                "{}: ok (listen {}, {} pool(s): {}; {power}{economics}{ledger})",
                 file.display(),
                 cfg.proxy.listen,
                 cfg.pools.len(),

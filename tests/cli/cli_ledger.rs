@@ -118,6 +118,20 @@ async fn a_sigkill_mid_hour_loses_nothing_flushed_and_a_restart_adds_to_the_hour
     std::fs::create_dir_all(&dir).unwrap();
     let file = config(&dir, pool.addr());
     let ledger = dir.join("ledger.sqlite");
+    let checked = Command::new(env!("CARGO_BIN_EXE_hashgate"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let checked = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.contains(&format!(
+            "ledger {} (kept 400 days, flushed every 1 s)",
+            ledger.display()
+        )),
+        "{checked}"
+    );
+    assert!(!ledger.exists(), "check-config must not create the ledger");
     let from = hashgate_site::ledger::parse_time("now").unwrap() - 3600;
     let asic = |addr| {
         let mut cfg = SimAsicConfig::new(addr, "site.rig1");
@@ -231,6 +245,11 @@ fn export_names_what_is_missing() {
     };
     let config = file.to_str().unwrap();
     let (ok, err) = run(&["ledger", "export", "--config", config]);
+    let summary = Command::new(env!("CARGO_BIN_EXE_hashgate"))
+        .args(["check-config", config])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&summary.stdout).contains("; ledger "));
     assert!(!ok && err.contains("no [ledger] section"), "{err}");
     let missing = dir.join("nothing.sqlite");
     let (ok, err) = run(&["ledger", "export", "--file", missing.to_str().unwrap()]);

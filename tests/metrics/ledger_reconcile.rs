@@ -240,6 +240,21 @@ async fn the_export_reconciles_with_metrics_over_the_same_window() {
         .map(|r| r["accepted"].as_f64().unwrap())
         .sum();
     assert_eq!(customers, l2.values().map(|l| l.0).sum::<f64>());
+    let csv = client
+        .get(format!(
+            "{base}/api/v1/ledger?by=container&format=csv&from={from}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("hour,container,miners,accepted,"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        1,
+        "no container without an inventory: {csv}"
+    );
     let bad = client
         .get(format!("{base}/api/v1/ledger?by=rack"))
         .send()
