@@ -115,6 +115,15 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         .find(|l| l.starts_with("hashgate demo: ledger c01:"))
         .unwrap_or_else(|| panic!("no ledger line for c01:\n{output}"));
     assert!(!c01.contains("miners 0.000 kWh"), "{c01}");
+    // The demo prices its work and energy ([economics] in config/demo.toml).
+    let priced = lines
+        .iter()
+        .find(|l| l.starts_with("hashgate demo: ledger c01: revenue "))
+        .unwrap_or_else(|| panic!("no revenue line for c01:\n{output}"));
+    assert!(
+        !priced.contains("revenue -") && !priced.contains("cost -"),
+        "{priced}"
+    );
     let shares: f64 = lines
         .iter()
         .filter(|l| l.starts_with("hashgate demo: ledger ") && l.contains(" shares"))

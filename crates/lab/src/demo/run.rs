@@ -362,31 +362,50 @@ fn ledger_lines(path: &std::path::Path) -> Vec<String> {
         };
     let column = |name: &str| table.columns.iter().position(|c| c == name);
     let mut totals: std::collections::BTreeMap<String, [f64; 4]> = Default::default();
+    let mut priced: std::collections::BTreeMap<String, (Option<f64>, Option<f64>)> =
+        Default::default();
     for row in &table.rows {
-        let value = |name: &str| match column(name).and_then(|i| row.get(i)) {
-            Some(hashgate_site::ledger::Cell::Real(v)) => *v,
-            Some(hashgate_site::ledger::Cell::Int(v)) => *v as f64,
-            _ => 0.0,
+        let cell = |name: &str| column(name).and_then(|i| row.get(i));
+        let value = |name: &str| match cell(name) {
+            Some(hashgate_site::ledger::Cell::Real(v)) => Some(*v),
+            Some(hashgate_site::ledger::Cell::Int(v)) => Some(*v as f64),
+            _ => None,
         };
-        let name = column("container")
-            .and_then(|i| row.get(i))
+        let name = cell("container")
             .map(ToString::to_string)
             .unwrap_or_default();
-        let t = totals.entry(name).or_default();
-        t[0] += value("it_kwh");
-        t[1] += value("metered_kwh");
-        t[2] += value("work_th");
-        t[3] += value("accepted");
+        let t = totals.entry(name.clone()).or_default();
+        t[0] += value("it_kwh").unwrap_or(0.0);
+        t[1] += value("metered_kwh").unwrap_or(0.0);
+        t[2] += value("work_th").unwrap_or(0.0);
+        t[3] += value("accepted").unwrap_or(0.0);
+        let p = priced.entry(name).or_default();
+        let add = |acc: &mut Option<f64>, v: Option<f64>| {
+            if let Some(v) = v {
+                *acc.get_or_insert(0.0) += v;
+            }
+        };
+        add(&mut p.0, value("revenue"));
+        add(&mut p.1, value("cost"));
     }
-    totals
-        .into_iter()
-        .map(|(container, [it, metered, th, accepted])| {
-            format!(
-                "hashgate demo: ledger {container}: miners {it:.3} kWh, meter {metered:.3} kWh, \
-                 work {th:.3e} TH, {accepted:.0} shares"
-            )
-        })
-        .collect()
+    let mut lines = Vec::new();
+    for (container, [it, metered, th, accepted]) in totals {
+        lines.push(format!(
+            "hashgate demo: ledger {container}: miners {it:.3} kWh, meter {metered:.3} kWh, \
+             work {th:.3e} TH, {accepted:.0} shares"
+        ));
+        if let Some((revenue, cost)) = priced.get(&container)
+            && (revenue.is_some() || cost.is_some())
+        {
+            let money = |v: &Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3e}"));
+            lines.push(format!(
+                "hashgate demo: ledger {container}: revenue {}, cost {} (the economics' currency)",
+                money(revenue),
+                money(cost)
+            ));
+        }
+    }
+    lines
 }
 
 fn play(
