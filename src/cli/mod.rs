@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use hashgate_site::config::{CheckedFile, check_file};
 
 mod demo;
+mod ledger;
 mod miner;
 mod run;
 mod serve;
@@ -55,6 +56,8 @@ pub(crate) enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Read the site ledger (hourly work, shares and energy): `hashgate ledger export`.
+    Ledger(ledger::LedgerArgs),
     /// Ask one miner's management API for its status, or sleep / wake / power-limit it.
     Miner(MinerArgs),
 }
@@ -77,6 +80,10 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Miner(args) => miner::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Ledger(args) => {
+            init_tracing(cli.log_format, "warn");
+            ledger::run(&args).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -91,8 +98,29 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 ),
                 None => "no power gating".to_owned(),
             };
+            let economics = match &cfg.economics {
+                Some(e) => format!(
+                    "; economics: {} price, {} tariff(s), curtailment {}",
+                    match e.price {
+                        hashgate_site::economics::PriceSource::Fixed(_) => "fixed",
+                        hashgate_site::economics::PriceSource::Http { .. } => "polled",
+                    },
+                    e.tariffs.len(),
+                    if e.rule.is_some() { "on" } else { "off" }
+                ),
+                None => String::new(),
+            };
+            let ledger = match &cfg.ledger {
+                Some(l) => format!(
+                    "; ledger {} (kept {} days, flushed every {} s)",
+                    l.path.display(),
+                    l.retention_days,
+                    l.flush.as_secs_f64()
+                ),
+                None => String::new(),
+            };
             println!(
-                "{}: ok (listen {}, {} pool(s): {}; {power})",
+                "{}: ok (listen {}, {} pool(s): {}; {power}{economics}{ledger})",
                 file.display(),
                 cfg.proxy.listen,
                 cfg.pools.len(),

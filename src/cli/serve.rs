@@ -75,6 +75,12 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             "hashgate: metrics on http://{http_addr}/metrics, status API on http://{http_addr}/api/v1/summary"
         ));
     }
+    if let Some(ledger) = &site.ledger {
+        say(&format!(
+            "hashgate: ledger in {} (hashgate ledger export)",
+            ledger.path().display()
+        ));
+    }
     tokio::select! {
         () = shutdown_signal() => {}
         () = reload_on_hangup(&site) => {}

@@ -106,3 +106,31 @@ fn a_wrong_type_reads_plainly_with_path_given_and_expected() {
     assert!(stderr.contains("(line 3)"), "{stderr}");
     assert!(!stderr.contains("usize"), "{stderr}");
 }
+
+#[test]
+fn economics_is_summarised_and_its_errors_name_the_field() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let (code, stdout, _) = check_config(&demo);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("economics: fixed price, 1 tariff(s), curtailment on"),
+        "{stdout}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("hashgate-cc-econ-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"stratum+tcp://pool:3333\"\n\
+         [economics]\nprice_url = \"https://prices.example/btc\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(code, 64);
+    assert!(
+        stderr.contains("economics.price_url") && stderr.contains("https is not supported"),
+        "{stderr}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `hashgate demo` on a compressed script: gating holds the budget, demand response is
-//! honoured, a pool outage costs no miner, and every share is counted.
+//! honoured, a pool outage costs no miner, a tariff peak sleeps the models that stop
+//! paying their power and they wake after it, and every share is counted.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 async fn demo_gates_power_and_mines_through_a_pool_outage() {
     let at = Duration::from_secs;
     let options = DemoOptions {
-        duration: Some(at(16)),
+        duration: Some(at(22)),
         status_interval: Duration::from_secs(1),
         asic_hashrate: 2_000.0,
         events: vec![
@@ -35,9 +36,19 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
                 at: at(10),
                 kind: EventKind::PoolUp(0),
             },
+            Event {
+                at: at(12),
+                kind: EventKind::TariffPeak { per_kwh: 0.10 },
+            },
+            Event {
+                at: at(14),
+                kind: EventKind::TariffPeakOver,
+            },
         ],
         prometheus: None,
+        ledger: Some(demo::temp_ledger_path()),
     };
+    let ledger = options.ledger.clone().unwrap();
     let mut lines = Vec::new();
     let summary = tokio::time::timeout(
         at(60),
@@ -77,7 +88,7 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
     );
     // Events fire at their time, not on the next status tick (1 s apart here); each names
     // the pool as the status lines do.
-    let scheduled = [4.0, 6.0, 9.0, 10.0];
+    let scheduled = [4.0, 6.0, 9.0, 10.0, 12.0, 14.0];
     let fired: Vec<f64> = lines
         .iter()
         .filter_map(|l| l.strip_prefix("  >>> ["))
@@ -92,9 +103,76 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         );
     }
     assert!(output.contains("pool primary goes down"), "{output}");
-    // Status, event and final lines fit 120 columns; the final line counts undelivered.
+    // The ledger's file is named at the start, and what it holds for the container at the
+    // end: every share the proxy accepted (the demo ran one boot; the summary counts the
+    // connections still open, the ledger also those that left).
+    assert!(
+        output.contains(&format!("hashgate demo: ledger in {}", ledger.display())),
+        "{output}"
+    );
+    let c01 = lines
+        .iter()
+        .find(|l| l.starts_with("hashgate demo: ledger c01:"))
+        .unwrap_or_else(|| panic!("no ledger line for c01:\n{output}"));
+    assert!(!c01.contains("miners 0.000 kWh"), "{c01}");
+    // The demo prices its work and energy ([economics] in config/demo.toml).
+    let priced = lines
+        .iter()
+        .find(|l| l.starts_with("hashgate demo: ledger c01: revenue "))
+        .unwrap_or_else(|| panic!("no revenue line for c01:\n{output}"));
+    assert!(
+        !priced.contains("revenue -") && !priced.contains("cost -"),
+        "{priced}"
+    );
+    let shares: f64 = lines
+        .iter()
+        .filter(|l| l.starts_with("hashgate demo: ledger ") && l.contains(" shares"))
+        .filter_map(|l| {
+            l.rsplit(", ")
+                .next()?
+                .strip_suffix(" shares")?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        shares >= summary.accepted as f64,
+        "{shares} < {}\n{output}",
+        summary.accepted
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
+    }
+    // The peak: the M50S (26.0 J/TH) and A1366 (26.3) lose money at 0.10 USD/kWh while the
+    // S19 XP (21.3) and S21 (17.5) still pay; after it, the economic sleepers wake.
+    assert!(
+        output.contains("losing money now: A1366, M50S, S19j Pro"),
+        "{output}"
+    );
+    let economic_sleeps = lines
+        .iter()
+        .filter(|l| l.contains("power: sleep") && l.contains("(uneconomic)"))
+        .count();
+    assert!(economic_sleeps >= 1, "{output}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("(uneconomic)") && (l.contains("r03-") || l.contains("r04-"))),
+        "the efficient models never sleep for economics:\n{output}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("power: wake") && l.contains("(economic)")),
+        "economic sleepers wake after the peak:\n{output}"
+    );
+    // Status, event, ledger and final lines fit 120 columns; the final line counts
+    // undelivered.
     for line in lines.iter().filter(|l| {
-        l.starts_with('[') || l.starts_with("  >>>") || l.starts_with("hashgate demo: done")
+        l.starts_with('[')
+            || l.starts_with("  >>>")
+            || l.starts_with("hashgate demo: done")
+            || l.starts_with("hashgate demo: ledger")
     }) {
         assert!(
             line.chars().count() <= 120,
@@ -103,7 +181,10 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         );
     }
     assert!(
-        lines.last().is_some_and(|l| l.contains("undelivered")),
+        lines
+            .iter()
+            .rfind(|l| l.starts_with("hashgate demo: done"))
+            .is_some_and(|l| l.contains("undelivered")),
         "{output}"
     );
 }

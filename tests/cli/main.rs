@@ -10,6 +10,7 @@
 mod support;
 
 mod cli_check_config;
+mod cli_ledger;
 mod cli_miner;
 mod cli_ops;
 mod cli_run;

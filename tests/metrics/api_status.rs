@@ -113,6 +113,13 @@ async fn miners_filter_sort_and_limit() {
     let (status, body) = get(&server, "/api/v1/miners?limit=lots").await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+    // No [ledger] section: the route says so rather than answering an empty window.
+    let (status, body) = get(&server, "/api/v1/ledger").await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("[ledger]"),
+        "{body}"
+    );
     server.stop().await;
 }
 

@@ -11,6 +11,7 @@ mod support;
 
 mod api_site;
 mod api_status;
+mod ledger_reconcile;
 mod metrics_config_files;
 mod metrics_live;
 mod metrics_monotonic;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::metrics::{
-    POWER_METRICS, RELOAD_METRICS, UPSTREAM_RECORDED_METRICS, metric_names, names_in_expr,
-    populated, tool,
+    ECONOMICS_METRICS, LEDGER_METRICS, POWER_METRICS, RELOAD_METRICS, UPSTREAM_RECORDED_METRICS,
+    metric_names, names_in_expr, populated, tool,
 };
 
 fn repo_file(relative: &str) -> PathBuf {
@@ -21,6 +21,8 @@ fn exported_names() -> BTreeSet<String> {
     names.extend(POWER_METRICS.iter().map(|s| s.to_string()));
     names.extend(UPSTREAM_RECORDED_METRICS.iter().map(|s| s.to_string()));
     names.extend(RELOAD_METRICS.iter().map(|s| s.to_string()));
+    names.extend(ECONOMICS_METRICS.iter().map(|s| s.to_string()));
+    names.extend(LEDGER_METRICS.iter().map(|s| s.to_string()));
     names
 }
 

@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::AsyncWriteExt;
 
 use crate::support::metrics::{promtool_check, tool};
-use crate::support::power_driver::{def, start_site_recording};
+use crate::support::power_driver::{def, start_site_full};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -46,13 +46,18 @@ async fn live_metrics_of_a_gated_site_pass_promtool() {
     let head = "[controller]\nsleep_confirm_timeout_secs = 5\nwake_ramp_secs = 1\n\
                 [alarms]\nno_shares_after_secs = 1\n";
     let container = "budget_kw = 4.0\nmin_dwell_secs = 1\nwake_stagger_secs = 1";
-    let site = start_site_recording(
+    // With a ledger, so its gauges and counter are checked too.
+    let dir = std::env::temp_dir().join(format!("hashgate-metrics-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let site = start_site_full(
         head,
         container,
         &miners,
         Duration::from_millis(100),
         None,
         Some(recorder()),
+        None,
+        Some(&dir.join("ledger.sqlite")),
     )
     .await;
     // A miner connection that sends garbage: accepted, malformed, then disconnected.
@@ -77,9 +82,14 @@ async fn live_metrics_of_a_gated_site_pass_promtool() {
         "hashgate_downstream_malformed_total",
         "process_open_fds",
         "hashgate_build_info{",
+        "hashgate_ledger_flushes_total{",
+        "hashgate_ledger_hour_energy_joules{",
+        "hashgate_ledger_hour_work_hashes{",
     ];
     let deadline = std::time::Instant::now() + LIMIT;
+    let ledger = site.site.ledger.clone().unwrap();
     let text = loop {
+        ledger.flush().await.unwrap();
         let text = client.get(&url).send().await.unwrap().text().await.unwrap();
         if wanted.iter().all(|w| text.contains(w)) {
             break text;
@@ -92,6 +102,7 @@ async fn live_metrics_of_a_gated_site_pass_promtool() {
     };
     drop(miner);
     site.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
 
     let (typed, helped) = typed_and_helped(&text);
     let missing: Vec<_> = typed.difference(&helped).collect();

@@ -19,5 +19,7 @@ mod power_controller;
 mod power_driver;
 mod power_driver_config;
 mod power_driver_meter;
+mod power_economics;
 mod power_inventory;
+mod power_ledger;
 mod power_reload;

@@ -36,6 +36,30 @@ pub const POWER_METRICS: [&str; 12] = [
     "hashgate_miner_alarm",
 ];
 
+/// Economics series (`[economics]`, recorded through the `metrics` recorder), which the
+/// shipped alert rules and dashboard may use.
+pub const ECONOMICS_METRICS: [&str; 11] = [
+    "hashgate_container_miners_asleep",
+    "hashgate_hashprice",
+    "hashgate_coin_price",
+    "hashgate_price_stale",
+    "hashgate_price_age_seconds",
+    "hashgate_price_fetch_failures_total",
+    "hashgate_economics_bad_jobs_total",
+    "hashgate_model_shutdown_price",
+    "hashgate_model_break_even_tariff_per_kwh",
+    "hashgate_container_tariff_per_kwh",
+    "hashgate_container_pue",
+];
+
+/// Ledger series (`[ledger]`, recorded through the `metrics` recorder), which the shipped
+/// alert rules may use.
+pub const LEDGER_METRICS: [&str; 3] = [
+    "hashgate_ledger_flushes_total",
+    "hashgate_ledger_hour_energy_joules",
+    "hashgate_ledger_hour_work_hashes",
+];
+
 /// Counters the pool connections record (through the `metrics` recorder, not the scrape-time
 /// render), which the shipped alert rules may use.
 pub const UPSTREAM_RECORDED_METRICS: [&str; 2] = [

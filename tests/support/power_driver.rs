@@ -133,6 +133,53 @@ pub async fn start_site_recording(
     admin_token: Option<&str>,
     prometheus: Option<PrometheusHandle>,
 ) -> GatedSite {
+    start_site_full(
+        head,
+        container,
+        miners,
+        tick,
+        admin_token,
+        prometheus,
+        None,
+        None,
+    )
+    .await
+}
+
+/// [`start_site`] with an `[economics]` section (its keys as TOML, tariffs may name `c1`).
+pub async fn start_site_economics(
+    head: &str,
+    container: &str,
+    miners: &[MinerDef],
+    tick: Duration,
+    economics: &str,
+) -> GatedSite {
+    start_site_full(
+        head,
+        container,
+        miners,
+        tick,
+        None,
+        None,
+        Some(economics),
+        None,
+    )
+    .await
+}
+
+/// [`start_site_recording`] with an optional `[economics]` section and a ledger at `ledger`
+/// (flushed on demand through `site.ledger`).
+#[allow(clippy::too_many_arguments)]
+pub async fn start_site_full(
+    head: &str,
+    container: &str,
+    miners: &[MinerDef],
+    tick: Duration,
+    admin_token: Option<&str>,
+    prometheus: Option<PrometheusHandle>,
+    economics: Option<&str>,
+    ledger: Option<&std::path::Path>,
+) -> GatedSite {
     let now = Instant::now();
     let mut sims = Vec::new();
     let mut text = String::new();
@@ -168,8 +215,22 @@ pub async fn start_site_recording(
         .map(|(id, sim)| (Arc::from(*id), Arc::from(sim.client(root(), timeouts()))))
         .collect();
     let pool = idle_pool().await;
+    let mut site_config = site_config(pool.addr(), config);
+    site_config.ledger = ledger.map(|path| hashgate_site::ledger::LedgerConfig {
+        path: path.to_owned(),
+        retention_days: 1,
+        flush: Duration::from_secs(3600),
+    });
+    if let Some(text) = economics {
+        let raw: hashgate_site::economics::EconomicsConfigRaw =
+            toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        site_config.economics = Some(
+            raw.validate(&[Arc::from("c1")])
+                .unwrap_or_else(|e| panic!("{e}\n{text}")),
+        );
+    }
     let site = Site::start(
-        SiteOptions::new(site_config(pool.addr(), config))
+        SiteOptions::new(site_config)
             .miner_clients(MinerClients::Given(clients))
             .metrics(prometheus),
     )

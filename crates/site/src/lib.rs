@@ -7,6 +7,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
+//! | [`economics`] | revenue per hash from the pool's job (difficulty, height, subsidy), hashprice, energy cost, shutdown price, time-of-use tariffs |
 //! | [`stats`] | per-miner and per-pool counters; share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`hub`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
@@ -19,9 +20,11 @@
 
 pub mod config;
 pub mod downstream;
+pub mod economics;
 pub mod exporter;
 pub mod http;
 pub mod hub;
+pub mod ledger;
 pub mod power;
 pub mod ratelog;
 pub mod site;

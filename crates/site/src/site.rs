@@ -13,7 +13,7 @@
 //! | phase | what stops | why here |
 //! |---|---|---|
 //! | [`Phase::ClosingMiners`] | the listener (a new miner is refused), every miner session, and the power driver | at once: a sleep or wake sent while the process goes away could never be confirmed or retried, so none is sent once shutdown began; miners stay as they are, and the next start learns their state from telemetry |
-//! | [`Phase::DrainingUpstream`] | pool connections send what is queued and wait for verdicts, up to `min(submit_timeout, 5 s)` | after the sessions, so no share arrives behind the drain |
+//! | [`Phase::DrainingUpstream`] | pool connections send what is queued and wait for verdicts, up to `min(submit_timeout, 5 s)` | after the sessions, so no share arrives behind the drain; the ledger then writes its last flush, so it holds the final counts |
 //! | [`Phase::StoppingHttp`] | the status server, answering requests in flight | last, so a scrape during shutdown still sees the final counts |
 
 use std::fmt;
@@ -29,9 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ReloadReport, restart_needed};
 use crate::downstream::{Listener, ListenerCounters};
+use crate::economics::{Economics, run_price_poller};
 use crate::exporter::Exporter;
 use crate::http::HttpState;
 use crate::hub::Hub;
+use crate::ledger::LedgerHandle;
 use crate::power::api::MinerApi;
 use crate::power::driver::DriverError;
 use crate::power::inventory::PowerConfig;
@@ -160,6 +162,9 @@ pub enum SiteError {
     /// The power driver could not be built from the inventory and the clients.
     #[error("power gating: {0}")]
     Power(#[from] DriverError),
+    /// The ledger file could not be opened.
+    #[error("ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// A part of the site panicked or failed while running or stopping.
     #[error("{part} did not stop cleanly: {problem}")]
     Stop {
@@ -203,6 +208,10 @@ pub struct Site {
     pub listener: Arc<ListenerCounters>,
     /// Pins, budgets and the power view, when `[power]` is configured.
     pub power: Option<PowerHandle>,
+    /// The hourly ledger, when `[ledger]` is configured.
+    pub ledger: Option<LedgerHandle>,
+    /// Price, hashprice and per-miner costs, when `[economics]` is configured.
+    pub economics: Option<Arc<Economics>>,
     /// Cancelled to begin shutdown; the listener's and the driver's tokens are its children.
     shutdown: CancellationToken,
     phase: watch::Receiver<Phase>,
@@ -365,6 +374,8 @@ impl Site {
         // the status server only when the sequence reaches them.
         let upstream_stop = CancellationToken::new();
         let http_stop = CancellationToken::new();
+        // The ledger writes its last flush once the pools' verdicts are in.
+        let ledger_stop = CancellationToken::new();
 
         let listener_error = |source| SiteError::Listener {
             addr: config.proxy.listen,
@@ -407,11 +418,41 @@ impl Site {
             }
             None => None,
         };
+        let economics = config
+            .economics
+            .clone()
+            .map(|e| Arc::new(Economics::new(e, Some(hub.clone()))));
         let driver = match &config.power {
-            Some(power) => Some(build_driver(power.clone(), clients, registry.clone()).await?),
+            Some(power) => {
+                let (driver, handle) =
+                    build_driver(power.clone(), clients, registry.clone()).await?;
+                let driver = match &economics {
+                    Some(e) => driver.with_economics(e.clone()),
+                    None => driver,
+                };
+                Some((driver, handle))
+            }
             None => None,
         };
 
+        // Opened before anything starts, so a bad ledger path fails with nothing running.
+        let ledger = match &config.ledger {
+            Some(ledger) => Some(crate::ledger::spawn(
+                ledger.clone(),
+                registry.clone(),
+                driver
+                    .as_ref()
+                    .zip(config.power.as_ref())
+                    .map(|((_, handle), power)| (handle.clone(), power)),
+                economics.clone(),
+                ledger_stop.clone(),
+            )?),
+            None => None,
+        };
+        let (ledger, ledger_task) = match ledger {
+            Some((handle, task)) => (Some(handle), Some(task)),
+            None => (None, None),
+        };
         let counters = listener.counters();
         let (upstream_task, pool_reload) = crate::upstream::spawn_reloadable(
             config.clone(),
@@ -447,6 +488,19 @@ impl Site {
             _ => axum::Router::new(),
         };
         let admin_addr = admin_listener.as_ref().map(|(_, addr)| *addr);
+        let economics_routes = match &economics {
+            Some(e) => {
+                // The poller and the gauge refresher end with the driver: nothing they do
+                // needs the drain.
+                tokio::spawn(run_price_poller(
+                    e.price_book().clone(),
+                    shutdown.child_token(),
+                ));
+                tokio::spawn(refresh_economics_gauges(e.clone(), shutdown.child_token()));
+                crate::economics::router(e.clone())
+            }
+            None => axum::Router::new(),
+        };
         let (http_addr, http_task) = match http_listener {
             Some((bound, addr)) => {
                 let mut exporter = Exporter::new(registry.clone(), config.http.max_worker_series)
@@ -459,10 +513,12 @@ impl Site {
                 }
                 let state =
                     HttpState::new_with_power(Arc::new(exporter), &config.http, power.clone())
-                        .closing_with(shutdown.clone());
+                        .closing_with(shutdown.clone())
+                        .ledger_at(ledger.as_ref().map(|l| l.path().to_owned()));
                 let (on_status, separate) = match (admin_listener, &power) {
                     (Some((admin_bound, admin_at)), Some(handle)) => (
-                        crate::power::admin::moved_router(handle.clone(), admin_at),
+                        crate::power::admin::moved_router(handle.clone(), admin_at)
+                            .merge(economics_routes),
                         Some(crate::http::serve_admin(
                             admin_bound,
                             state.clone(),
@@ -470,7 +526,7 @@ impl Site {
                             http_stop.clone(),
                         )),
                     ),
-                    _ => (admin, None),
+                    _ => (admin.merge(economics_routes), None),
                 };
                 let status = crate::http::serve_merged(bound, state, on_status, http_stop.clone());
                 let task = tokio::spawn(async move {
@@ -496,6 +552,7 @@ impl Site {
                 accept: accept_task,
                 power: power_task,
                 upstream: (upstream_stop, upstream_task),
+                ledger: (ledger_stop, ledger_task),
                 http: (http_stop, http_task),
             }
             .run(),
@@ -509,6 +566,8 @@ impl Site {
             hub,
             listener: counters,
             power,
+            ledger,
+            economics,
             shutdown,
             phase,
             stopping,
@@ -567,6 +626,20 @@ impl Site {
     }
 }
 
+/// Keeps the price and hashprice gauges current between scrapes of `/api/v1/economics`.
+async fn refresh_economics_gauges(economics: Arc<Economics>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                economics.snapshot(std::time::Instant::now());
+            }
+        }
+    }
+}
+
 async fn build_driver(
     power: PowerConfig,
     clients: MinerClients,
@@ -585,6 +658,7 @@ struct Stopping {
     accept: JoinHandle<io::Result<()>>,
     power: Option<JoinHandle<()>>,
     upstream: (CancellationToken, JoinHandle<()>),
+    ledger: (CancellationToken, Option<JoinHandle<()>>),
     http: (CancellationToken, Option<JoinHandle<io::Result<()>>>),
 }
 
@@ -615,6 +689,11 @@ impl Stopping {
         let (upstream_stop, upstream) = self.upstream;
         upstream_stop.cancel();
         note(upstream.await.map_err(|e| stop_error("upstream", &e)));
+        let (ledger_stop, ledger) = self.ledger;
+        ledger_stop.cancel();
+        if let Some(task) = ledger {
+            note(task.await.map_err(|e| stop_error("ledger", &e)));
+        }
 
         self.phase.send_replace(Phase::StoppingHttp);
         let (http_stop, http) = self.http;

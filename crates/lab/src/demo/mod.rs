@@ -4,7 +4,9 @@ mod run;
 mod sim_site;
 mod status;
 
-pub use run::{DemoError, DemoOptions, DemoSummary, Event, EventKind, default_events, run};
+pub use run::{
+    DemoError, DemoOptions, DemoSummary, Event, EventKind, default_events, run, temp_ledger_path,
+};
 pub use sim_site::{SimMiner, SimSite};
 pub use status::{format_hashrate, status_line};
 

@@ -1,6 +1,7 @@
 //! The demo's script: start the simulated site and the real proxy, print status, and play a
 //! few events an operator meets on a real site (demand response, a pool outage).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,14 @@ pub enum EventKind {
     PoolDown(usize),
     /// That pool serves again.
     PoolUp(usize),
+    /// The utility's critical peak: electricity at `per_kwh` for every container, so the
+    /// least efficient models stop paying their power and sleep for economic reasons.
+    TariffPeak {
+        /// Price per kWh during the peak, in the economics currency.
+        per_kwh: f64,
+    },
+    /// The peak is over: back to the configured tariffs.
+    TariffPeakOver,
 }
 
 /// An event and when it happens after the start.
@@ -43,7 +52,7 @@ pub struct Event {
 }
 
 /// The default script: a budget cut at 20 s, restored at 40 s; the primary pool down from
-/// 55 s to 70 s.
+/// 55 s to 70 s; a tariff peak from 80 s to 95 s.
 pub fn default_events() -> Vec<Event> {
     let at = Duration::from_secs;
     vec![
@@ -68,6 +77,14 @@ pub fn default_events() -> Vec<Event> {
             at: at(70),
             kind: EventKind::PoolUp(0),
         },
+        Event {
+            at: at(80),
+            kind: EventKind::TariffPeak { per_kwh: 0.10 },
+        },
+        Event {
+            at: at(95),
+            kind: EventKind::TariffPeakOver,
+        },
     ]
 }
 
@@ -84,6 +101,20 @@ pub struct DemoOptions {
     pub events: Vec<Event>,
     /// The process-wide metrics recorder, when the caller installed one.
     pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Where the demo's ledger goes (a new file in the temporary directory by default);
+    /// `None` runs without one.
+    pub ledger: Option<PathBuf>,
+}
+
+/// A ledger file of its own for each demo run, in the temporary directory.
+pub fn temp_ledger_path() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "hashgate-demo-ledger-{}-{nanos:09}.sqlite",
+        std::process::id()
+    ))
 }
 
 impl Default for DemoOptions {
@@ -94,6 +125,7 @@ impl Default for DemoOptions {
             asic_hashrate: 4_000.0,
             events: default_events(),
             prometheus: None,
+            ledger: Some(temp_ledger_path()),
         }
     }
 }
@@ -149,6 +181,14 @@ pub async fn run(
     let mut raw = RawConfig::parse(DEMO_TOML)?;
     let account = raw.proxy.account.clone().unwrap_or_default();
     let mut sim = SimSite::start(&mut raw, options.asic_hashrate, 1e-6).await?;
+    if let Some(path) = &options.ledger {
+        raw.ledger = Some(hashgate_site::ledger::LedgerConfigRaw {
+            path: Some(path.display().to_string()),
+            retention_days: None,
+            // Often enough to watch the export move during a short demo.
+            flush_secs: Some(10.0),
+        });
+    }
     let config = raw.validate()?;
     // The simulators' own clients: a simulated stock Antminer takes its web writes on a
     // port of its own, which an inventory address cannot name.
@@ -164,6 +204,7 @@ pub async fn run(
     .await?;
     let registry = site.registry.clone();
     let power = site.power.clone();
+    let economics = site.economics.clone();
     print(format!(
         "hashgate demo: proxy on {} | {} simulated pools | {} simulated ASICs ({} real hashes/s each) with management APIs",
         site.miner_addr,
@@ -172,10 +213,26 @@ pub async fn run(
         options.asic_hashrate
     ));
     sim.start_asics(site.miner_addr, &account);
+    if let Some(ledger) = &site.ledger {
+        print(format!(
+            "hashgate demo: ledger in {}",
+            ledger.path().display()
+        ));
+        print(
+            "hashgate demo: ledger read with: hashgate ledger export --file <that file> --by container|customer"
+                .to_owned(),
+        );
+    }
+    let ledger_path = site.ledger.as_ref().map(|l| l.path().to_owned());
     if let Some(http_addr) = site.http_addr {
         print(format!(
             "hashgate demo: metrics on http://{http_addr}/metrics | status API http://{http_addr}/api/v1/miners | power view http://{http_addr}/api/v1/power"
         ));
+        if economics.is_some() {
+            print(format!(
+                "hashgate demo: economics (hashprice, shutdown prices, tariff) on http://{http_addr}/api/v1/economics"
+            ));
+        }
     }
 
     let start = Instant::now();
@@ -202,7 +259,7 @@ pub async fn run(
                     print(format!(
                         "  >>> [{:>6.1}s] {}",
                         start.elapsed().as_secs_f64(),
-                        play(&event.kind, &sim, power.as_ref())
+                        play(&event.kind, &sim, power.as_ref(), economics.as_deref())
                     ));
                 }
                 continue;
@@ -284,16 +341,110 @@ pub async fn run(
         summary.wakes,
         summary.worst_overshoot_watts / 1000.0
     ));
+    if let Some(path) = &ledger_path {
+        for line in ledger_lines(path) {
+            print(line);
+        }
+    }
     stopped?;
     Ok(summary)
+}
+
+/// One line per container of what this run's ledger holds (written at shutdown), or why it
+/// could not be read.
+fn ledger_lines(path: &std::path::Path) -> Vec<String> {
+    use hashgate_site::ledger::{GroupBy, Reader, parse_time};
+    let to = parse_time("now").unwrap_or(0) + 3600;
+    let table =
+        match Reader::open(path).and_then(|r| r.export(to - 3 * 3600, to, GroupBy::Container)) {
+            Ok(table) => table,
+            Err(error) => return vec![format!("hashgate demo: ledger unreadable: {error}")],
+        };
+    let column = |name: &str| table.columns.iter().position(|c| c == name);
+    let mut totals: std::collections::BTreeMap<String, [f64; 4]> = Default::default();
+    let mut priced: std::collections::BTreeMap<String, (Option<f64>, Option<f64>)> =
+        Default::default();
+    for row in &table.rows {
+        let cell = |name: &str| column(name).and_then(|i| row.get(i));
+        let value = |name: &str| match cell(name) {
+            Some(hashgate_site::ledger::Cell::Real(v)) => Some(*v),
+            Some(hashgate_site::ledger::Cell::Int(v)) => Some(*v as f64),
+            _ => None,
+        };
+        let name = cell("container")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let t = totals.entry(name.clone()).or_default();
+        t[0] += value("it_kwh").unwrap_or(0.0);
+        t[1] += value("metered_kwh").unwrap_or(0.0);
+        t[2] += value("work_th").unwrap_or(0.0);
+        t[3] += value("accepted").unwrap_or(0.0);
+        let p = priced.entry(name).or_default();
+        let add = |acc: &mut Option<f64>, v: Option<f64>| {
+            if let Some(v) = v {
+                *acc.get_or_insert(0.0) += v;
+            }
+        };
+        add(&mut p.0, value("revenue"));
+        add(&mut p.1, value("cost"));
+    }
+    let mut lines = Vec::new();
+    for (container, [it, metered, th, accepted]) in totals {
+        lines.push(format!(
+            "hashgate demo: ledger {container}: miners {it:.3} kWh, meter {metered:.3} kWh, \
+             work {th:.3e} TH, {accepted:.0} shares"
+        ));
+        if let Some((revenue, cost)) = priced.get(&container)
+            && (revenue.is_some() || cost.is_some())
+        {
+            let money = |v: &Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3e}"));
+            lines.push(format!(
+                "hashgate demo: ledger {container}: revenue {}, cost {} (the economics' currency)",
+                money(revenue),
+                money(cost)
+            ));
+        }
+    }
+    lines
 }
 
 fn play(
     kind: &EventKind,
     sim: &SimSite,
     power: Option<&hashgate_site::power::PowerHandle>,
+    economics: Option<&hashgate_site::economics::Economics>,
 ) -> String {
     match kind {
+        EventKind::TariffPeak { per_kwh } => match economics {
+            Some(e) => {
+                e.set_price_signal(Some(("peak", *per_kwh)));
+                let snap = e.snapshot(Instant::now());
+                let losing: Vec<&str> = snap
+                    .models
+                    .iter()
+                    .filter(|m| m.break_even_tariff_per_kwh.is_some_and(|t| t < *per_kwh))
+                    .map(|m| m.model.as_str())
+                    .collect();
+                format!(
+                    "tariff peak: {per_kwh:.3} {}/kWh; losing money now: {}",
+                    snap.currency,
+                    if losing.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        losing.join(", ")
+                    }
+                )
+            }
+            None => "tariff peak: no [economics] configured".to_owned(),
+        },
+        EventKind::TariffPeakOver => match economics {
+            Some(e) => {
+                e.set_price_signal(None);
+                "tariff peak over: back to the configured tariff; economic sleepers wake after their dwell"
+                    .to_owned()
+            }
+            None => "tariff peak over: no [economics] configured".to_owned(),
+        },
         EventKind::CutBudget {
             container,
             budget_kw,

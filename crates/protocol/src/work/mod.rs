@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `job` | [`Job`] built once per `mining.notify`, with the coinb1 midstate |
 //! | `target`, `difficulty` | 256-bit [`Target`], [`Difficulty`], compact `nbits` |
+//! | `coinbase` | [`coinbase_height`]: the BIP34 block height at the start of coinb1 |
 //! | `hash` | [`Hash256`], a raw SHA-256d output |
 //! | `header` | the 80-byte header layout and Stratum's prevhash word order |
 //! | `sha256d` | fixed-shape SHA-256d on the raw compression function, one or two streams |
@@ -13,6 +14,7 @@
 //!
 //! Everything here is pure: no I/O, no clock, no allocation per share.
 
+mod coinbase;
 mod difficulty;
 mod hash;
 mod header;
@@ -24,6 +26,7 @@ mod sha_ni;
 mod target;
 mod validate;
 
+pub use coinbase::{HeightError, coinbase_height};
 pub use difficulty::{Difficulty, DifficultyError};
 pub use hash::Hash256;
 pub use header::{HeaderFields, prevhash_to_header_order};

@@ -41,6 +41,10 @@ pub struct Config {
     pub power: Option<PowerConfig>,
     /// The status server.
     pub http: HttpConfig,
+    /// `[ledger]`: the hourly ledger, when configured.
+    pub ledger: Option<crate::ledger::LedgerConfig>,
+    /// Mining economics and the economic curtailment rule, when configured.
+    pub economics: Option<crate::economics::EconomicsConfig>,
 }
 
 /// How miners' worker names are presented to the pool.

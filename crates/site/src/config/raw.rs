@@ -38,6 +38,13 @@ pub struct RawConfig {
     /// `[http]`: the status server (`/metrics`, `/api/v1`, the power admin API).
     #[serde(default)]
     pub http: HttpConfigRaw,
+    /// `[ledger]`: the hourly ledger file (optional: without it nothing is recorded).
+    #[serde(default)]
+    pub ledger: Option<crate::ledger::LedgerConfigRaw>,
+    /// `[economics]`: coin price, fees, tariffs and the economic curtailment rule
+    /// (optional: without it no miner is slept for economic reasons).
+    #[serde(default)]
+    pub economics: Option<crate::economics::EconomicsConfigRaw>,
 }
 
 /// `[proxy]` as written.
@@ -339,6 +346,22 @@ impl RawConfig {
         };
 
         let http = self.http.validate()?;
+        let ledger = self
+            .ledger
+            .as_ref()
+            .map(crate::ledger::LedgerConfigRaw::validate)
+            .transpose()?;
+
+        let economics = match &self.economics {
+            Some(raw) => {
+                let containers: Vec<std::sync::Arc<str>> = power
+                    .iter()
+                    .flat_map(|p| p.containers.iter().map(|c| c.name.clone()))
+                    .collect();
+                Some(raw.validate(&containers)?)
+            }
+            None => None,
+        };
 
         Ok(Config {
             proxy,
@@ -347,6 +370,8 @@ impl RawConfig {
             failover,
             power,
             http,
+            ledger,
+            economics,
         })
     }
 }

@@ -335,3 +335,29 @@ fn admin_listen_is_an_address_or_absent() {
     let bad = invalid_field(&format!("{MINIMAL}\n[http]\nadmin_listen = \"loopback\"\n"));
     assert_eq!(bad, "http.admin_listen");
 }
+
+#[test]
+fn the_commented_ledger_section_of_the_default_file_validates() {
+    let text: String = DEFAULT_TOML
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with("[ledger]")
+                    || rest.starts_with("path = ")
+                    || rest.starts_with("retention_days")
+                    || rest.starts_with("flush_secs") =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = Config::from_toml(&text).expect("the [ledger] example must validate");
+    let ledger = cfg.ledger.expect("the example has a [ledger] section");
+    assert_eq!(
+        ledger.path,
+        std::path::PathBuf::from("/var/lib/hashgate/ledger.sqlite")
+    );
+    assert_eq!((ledger.retention_days, ledger.flush.as_secs()), (400, 60));
+}

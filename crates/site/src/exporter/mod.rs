@@ -69,6 +69,18 @@ pub fn describe() {
         Unit::Seconds,
         "Round trip of a share submitted to the pool, by pool."
     );
+    describe_gauge!(
+        crate::ledger::task::HOUR_ENERGY,
+        "Energy of the current hour so far, joules, by container and source (miners: their integrated readings; meter: the feed meter), from the ledger at its last flush."
+    );
+    describe_gauge!(
+        crate::ledger::task::HOUR_WORK,
+        "Share-proven work of the current hour so far, hashes (accepted difficulty x 2^32), by container, from the ledger at its last flush."
+    );
+    describe_counter!(
+        crate::ledger::task::FLUSHES,
+        "Ledger flushes by result (ok, error); an error keeps the figures for the next flush."
+    );
     describe_counter!(
         "hashgate_upstream_redirects_refused_total",
         "client.reconnect requests to a host other than the pool's own or its reconnect_hosts, refused, by pool."
@@ -137,6 +149,51 @@ pub fn describe() {
     describe_gauge!(
         "hashgate_container_inlet_celsius",
         "Container inlet temperature, degrees Celsius."
+    );
+    describe_gauge!(
+        "hashgate_container_miners_asleep",
+        "Miners of the container the controller holds asleep, by reason kind (economic, power, temperature, manual)."
+    );
+    describe_gauge!(
+        "hashgate_hashprice",
+        "Expected revenue per TH/s per day in the economics currency: (subsidy + fees) x (1 - pool fee) / (difficulty x 2^32) x 10^12 x 86400 x price."
+    );
+    describe_gauge!(
+        "hashgate_coin_price",
+        "Coin price per BTC in force, in the economics currency (config or HTTP source)."
+    );
+    describe_gauge!(
+        "hashgate_price_stale",
+        "1 while there is no coin price or it is older than economics.price_max_age_secs (the economic rule holds its decisions), else 0."
+    );
+    describe_gauge!(
+        "hashgate_price_age_seconds",
+        Unit::Seconds,
+        "Time since the coin price was fetched (0 for a fixed price)."
+    );
+    describe_counter!(
+        "hashgate_price_fetch_failures_total",
+        "Coin price polls that failed, by reason (transport, status, body); the last good price stays until stale."
+    );
+    describe_counter!(
+        "hashgate_economics_bad_jobs_total",
+        "Economic evaluations whose pool job gave no block height or difficulty (the economic rule holds)."
+    );
+    describe_gauge!(
+        "hashgate_model_shutdown_price",
+        "Coin price at which a model's revenue equals its energy cost (mean over its miners' J/TH, tariffs and PUE), by model and currency."
+    );
+    describe_gauge!(
+        "hashgate_model_break_even_tariff_per_kwh",
+        "Electricity price per kWh at which a model breaks even at the current coin price, by model and currency."
+    );
+    describe_gauge!(
+        "hashgate_container_tariff_per_kwh",
+        "Electricity price per kWh in force for the container now (time-of-use tariff), by container and currency."
+    );
+    describe_gauge!(
+        "hashgate_container_pue",
+        "Power usage effectiveness used for the container's energy cost: metered feed over miner power, else 1 + economics.overhead."
     );
     describe_gauge!(
         "hashgate_container_hot",

@@ -213,3 +213,78 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
         ApiError::NoRoute(crate::exporter::text::label_value(path).to_owned())
     }
 }
+
+/// `GET /api/v1/ledger` query, as sent.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LedgerQueryRaw {
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+    format: Option<String>,
+}
+
+/// The ledger's hours in `[from, to)`, grouped `by` miner (default), container or
+/// customer, as JSON rows (default) or CSV. `from` defaults to 24 h before `to`, `to` to now.
+pub(super) async fn ledger(
+    State(state): State<HttpState>,
+    query: Result<Query<LedgerQueryRaw>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::ledger::{GroupBy, Reader, parse_time};
+    let Query(raw) = query.map_err(|e| ApiError::MalformedQuery(e.body_text()))?;
+    let path = state.inner.ledger.clone().ok_or(ApiError::NoLedger)?;
+    let by: GroupBy = match raw.by.as_deref() {
+        None => GroupBy::Miner,
+        Some(text) => text.parse().map_err(|_| ApiError::BadQuery {
+            parameter: "by",
+            value: text.to_owned(),
+            accepted: "miner, container, customer",
+        })?,
+    };
+    let csv = match raw.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::BadQuery {
+                parameter: "format",
+                value: other.to_owned(),
+                accepted: "json, csv",
+            });
+        }
+    };
+    let time = |parameter: &'static str, text: &Option<String>| -> Result<Option<i64>, ApiError> {
+        text.as_deref()
+            .map(|t| {
+                parse_time(t).map_err(|_| ApiError::BadQuery {
+                    parameter,
+                    value: t.to_owned(),
+                    accepted: "Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ",
+                })
+            })
+            .transpose()
+    };
+    let to = time("to", &raw.to)?.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    });
+    let from = time("from", &raw.from)?.unwrap_or(to - 86_400);
+    let table = blocking(move || Reader::open(&path).and_then(|r| r.export(from, to, by)))
+        .await?
+        .map_err(|e| ApiError::Ledger(e.to_string()))?;
+    Ok(if csv {
+        (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            table.to_csv(),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({
+            "from_unix_seconds": from.div_euclid(3600) * 3600,
+            "to_unix_seconds": to,
+            "by": by,
+            "rows": table.to_json(),
+        }))
+        .into_response()
+    })
+}

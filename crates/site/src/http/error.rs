@@ -29,6 +29,12 @@ pub enum ApiError {
     /// `/api/v1/power` (or a power admin route) on a site without a `[power]` section (404).
     #[error("power gating is not configured: the configuration has no [power] section")]
     NoPower,
+    /// `/api/v1/ledger` on a site without a `[ledger]` section (404).
+    #[error("the ledger is not configured: the configuration has no [ledger] section")]
+    NoLedger,
+    /// The ledger file could not be read (503: the site runs, its ledger does not answer).
+    #[error("{0}")]
+    Ledger(String),
     /// Rendering ran into a runtime failure (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -39,9 +45,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadQuery { .. } | ApiError::MalformedQuery(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownWorker(_) | ApiError::NoRoute(_) | ApiError::NoPower => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownWorker(_)
+            | ApiError::NoRoute(_)
+            | ApiError::NoPower
+            | ApiError::NoLedger => StatusCode::NOT_FOUND,
+            ApiError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

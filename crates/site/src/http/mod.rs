@@ -65,6 +65,8 @@ struct Inner {
     closing: CancellationToken,
     /// The accept loop's counters.
     counters: Arc<ServeCounters>,
+    /// The ledger file `/api/v1/ledger` reads, when `[ledger]` is configured.
+    ledger: Option<std::path::PathBuf>,
 }
 
 impl HttpState {
@@ -89,6 +91,7 @@ impl HttpState {
                 allow_remote_admin: config.allow_remote_admin,
                 closing: CancellationToken::new(),
                 counters: Arc::new(ServeCounters::default()),
+                ledger: None,
             }),
         }
     }
@@ -115,9 +118,33 @@ impl HttpState {
             allow_remote_admin: shared.allow_remote_admin,
             closing: shared.closing.clone(),
             counters: shared.counters.clone(),
+            ledger: shared.ledger.clone(),
         });
         HttpState {
             inner: Arc::new(Inner { closing, ..inner }),
+        }
+    }
+
+    /// The same state, answering `/api/v1/ledger` from the file at `path`; like
+    /// [`closing_with`](Self::closing_with), meant for a state not yet shared.
+    #[must_use]
+    pub fn ledger_at(self, path: Option<std::path::PathBuf>) -> HttpState {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            exporter: shared.exporter.clone(),
+            silent_after: shared.silent_after,
+            started: shared.started,
+            limits: shared.limits.clone(),
+            power: shared.power.clone(),
+            allow_remote_admin: shared.allow_remote_admin,
+            closing: shared.closing.clone(),
+            counters: shared.counters.clone(),
+            ledger: None,
+        });
+        HttpState {
+            inner: Arc::new(Inner {
+                ledger: path,
+                ..inner
+            }),
         }
     }
 
@@ -133,7 +160,7 @@ impl HttpState {
 }
 
 /// The read-only routes: `GET /metrics`, `/api/v1/summary`, `/api/v1/miners`,
-/// `/api/v1/miners/{worker}`, `/api/v1/pools`; any other path answers 404 with
+/// `/api/v1/miners/{worker}`, `/api/v1/pools`, `/api/v1/ledger`; any other path answers 404 with
 /// `{"error": …}` (the power routes, when merged in, take precedence over it).
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -142,6 +169,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/miners", get(api::miners))
         .route("/api/v1/miners/{worker}", get(api::worker))
         .route("/api/v1/pools", get(api::pools))
+        .route("/api/v1/ledger", get(api::ledger))
         .fallback(api::not_found)
         .with_state(state)
 }

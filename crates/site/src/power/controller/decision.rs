@@ -52,6 +52,10 @@ pub enum Reason {
     NothingSleepable,
     /// Over the temperature limit, and no awake miner may be put to sleep now.
     NothingSleepableHot,
+    /// Its energy costs more than it earns, by more than the economic margin.
+    Uneconomic,
+    /// Asleep for economic reasons, and it pays its power again (under margin − hysteresis).
+    Economic,
 }
 
 impl Reason {
@@ -66,11 +70,25 @@ impl Reason {
             Reason::SleepNotConfirmed => "sleep_not_confirmed",
             Reason::NothingSleepable => "nothing_sleepable",
             Reason::NothingSleepableHot => "nothing_sleepable_hot",
+            Reason::Uneconomic => "uneconomic",
+            Reason::Economic => "economic",
+        }
+    }
+
+    /// The kind of sleep this reason puts a miner into; `None` for wakes and blocks. A
+    /// retried sleep keeps the kind of the sleep it retries.
+    pub fn sleep_kind(self) -> Option<SleepKind> {
+        match self {
+            Reason::OverBudget => Some(SleepKind::Power),
+            Reason::OverTemperature => Some(SleepKind::Temperature),
+            Reason::PinnedOff => Some(SleepKind::Manual),
+            Reason::Uneconomic => Some(SleepKind::Economic),
+            _ => None,
         }
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::OverBudget,
         Reason::OverTemperature,
         Reason::Headroom,
@@ -79,7 +97,43 @@ impl Reason {
         Reason::SleepNotConfirmed,
         Reason::NothingSleepable,
         Reason::NothingSleepableHot,
+        Reason::Uneconomic,
+        Reason::Economic,
     ];
+}
+
+/// Why a miner is asleep, in the four kinds operators sort by (`asleep_reason` in the API
+/// and metrics): every [`Reason`] that sleeps a miner maps to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SleepKind {
+    /// Its energy cost exceeds its revenue by the margin.
+    Economic,
+    /// The container's power budget.
+    Power,
+    /// The container's inlet temperature.
+    Temperature,
+    /// A keep-off pin, or slept from outside hashgate (web UI, a previous run) and adopted.
+    Manual,
+}
+
+impl SleepKind {
+    /// Every kind, in the order metrics write them.
+    pub const ALL: [SleepKind; 4] = [
+        SleepKind::Economic,
+        SleepKind::Power,
+        SleepKind::Temperature,
+        SleepKind::Manual,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SleepKind::Economic => "economic",
+            SleepKind::Power => "power",
+            SleepKind::Temperature => "temperature",
+            SleepKind::Manual => "manual",
+        }
+    }
 }
 
 impl fmt::Display for Reason {
@@ -235,6 +289,8 @@ pub struct MinerReport {
     pub counted_watts: f64,
     /// How it was counted.
     pub counted: Counted,
+    /// Why it is asleep (or falling asleep); `None` while awake or in maintenance.
+    pub asleep_reason: Option<SleepKind>,
 }
 
 /// Everything one tick produced.

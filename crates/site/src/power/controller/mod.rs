@@ -16,7 +16,8 @@
 //! | retry | a sleep unconfirmed past `sleep_confirm_timeout` while the miner reports mining → sleep again |
 //! | budget | load > budget → sleep least efficient (miners out of dwell first) until projected load ≤ budget − margin |
 //! | heat | inlet > limit latches *hot*: shed one step every interval, least efficient then hottest, until inlet < limit − hysteresis |
-//! | wake | nothing shed this tick, not hot, stagger elapsed, budget − load > hysteresis → wake the most efficient sleeper whose nominal fits under budget − margin |
+//! | economics | with an economic rule and fresh inputs: sleep awake miners (out of dwell) whose cost / revenue > 1 + margin, least efficient first |
+//! | wake | nothing shed this tick, not hot, stagger elapsed, budget − load > hysteresis → wake the most efficient sleeper whose nominal fits under budget − margin (and, with an economic rule, that pays its power: cost / revenue under 1 + margin, or under 1 + margin − hysteresis and out of the economic dwell if it was slept for economics) |
 
 mod change;
 mod decision;
@@ -29,13 +30,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::economics::EconomicRule;
 use crate::power::api::Telemetry;
 use crate::power::inventory::{ControllerSettings, Pin, PowerConfig};
 
 pub use change::InventoryChange;
 pub use decision::{
     Action, ContainerReport, Counted, Decision, LoadSource, MeterFallback, MinerReport, PowerState,
-    Reason, TickReport,
+    Reason, SleepKind, TickReport,
 };
 pub use health::{Alarm, ApiView, HealthInput, IntendedState, evaluate_health};
 pub use record::{record_tick, retire_container, retire_miner};
@@ -71,6 +73,11 @@ pub struct Controller {
     members: Vec<Vec<usize>>,
     miner_index: HashMap<Arc<str>, usize>,
     container_index: HashMap<Arc<str>, usize>,
+    /// The economic rule (`[economics]`); `None` leaves power and heat alone in charge.
+    economic_rule: Option<EconomicRule>,
+    /// The economic inputs cannot be trusted (price stale, no job): hold every economic
+    /// decision as it stands.
+    economics_held: bool,
 }
 
 impl Controller {
@@ -88,6 +95,8 @@ impl Controller {
             members: Vec::new(),
             miner_index: HashMap::new(),
             container_index: HashMap::new(),
+            economic_rule: None,
+            economics_held: false,
         };
         controller.reindex();
         controller
@@ -169,6 +178,31 @@ impl Controller {
     /// The pin in force for a miner (the file's, or the admin API's since).
     pub fn pin(&self, miner: &str) -> Option<Pin> {
         self.miners.get(*self.miner_index.get(miner)?)?.pin
+    }
+
+    /// Sets or removes the economic curtailment rule (`[economics]`).
+    pub fn set_economic_rule(&mut self, rule: Option<EconomicRule>) {
+        self.economic_rule = rule;
+    }
+
+    /// Records a miner's energy cost over its revenue (1 = break-even); `None` when not
+    /// known (no efficiency, no revenue yet), which the rule never acts on.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownMiner`].
+    pub fn observe_economics(
+        &mut self,
+        miner: &str,
+        cost_ratio: Option<f64>,
+    ) -> Result<(), ControlError> {
+        self.miner_mut(miner)?.cost_ratio = cost_ratio.filter(|r| r.is_finite() && *r >= 0.0);
+        Ok(())
+    }
+
+    /// Holds (or releases) every economic decision as it stands: no economic sleep, and no
+    /// wake of a miner slept for economics, while the price is stale or the network unknown.
+    pub fn hold_economics(&mut self, hold: bool) {
+        self.economics_held = hold;
     }
 
     fn miner_mut(&mut self, id: &str) -> Result<&mut MinerRuntime, ControlError> {
@@ -347,6 +381,7 @@ impl Controller {
                 state: m.power_state(now, &s),
                 counted_watts: e.counted,
                 counted: e.how,
+                asleep_reason: m.asleep_reason(),
             });
         }
         report

@@ -9,7 +9,7 @@ use crate::power::api::MinerState;
 use crate::power::inventory::Pin;
 
 use super::Controller;
-use super::decision::{Action, ContainerReport, Decision, LoadSource, Reason};
+use super::decision::{Action, ContainerReport, Decision, LoadSource, Reason, SleepKind};
 use super::state::{Estimate, Intent, Pending};
 
 /// A miner that may be put to sleep, with the keys that order the choice.
@@ -104,6 +104,7 @@ impl Controller {
         self.apply_pins_and_retries(&mut pass, decisions);
         let stuck = self.shed_for_budget(&mut pass, decisions);
         let hot = self.shed_for_heat(&mut pass, decisions);
+        self.shed_for_economics(&mut pass, decisions);
         if !pass.shed_any && !hot {
             self.wake_one(&mut pass, decisions);
         }
@@ -164,6 +165,8 @@ impl Controller {
             Action::Sleep => {
                 m.intent = Intent::Asleep;
                 m.pending = Some(Pending::Sleep { at: now });
+                // A retried sleep keeps the kind of the sleep it retries.
+                m.asleep_kind = reason.sleep_kind().or(m.asleep_kind);
             }
             Action::Wake => {
                 m.intent = Intent::Awake;
@@ -171,6 +174,9 @@ impl Controller {
                 m.woken_at = Some(now);
             }
             Action::Blocked => return,
+        }
+        if matches!(reason, Reason::Uneconomic | Reason::Economic) {
+            m.economic_toggle = Some(now);
         }
         m.last_toggle = Some(now);
         let container = self
@@ -344,6 +350,55 @@ impl Controller {
         true
     }
 
+    /// Sleeps every awake miner (out of dwell) whose cost exceeds its revenue by more than
+    /// the margin, the costliest first. Economics is not a breaker: dwell is respected.
+    fn shed_for_economics(&mut self, pass: &mut Pass<'_>, decisions: &mut Vec<Decision>) {
+        let Some(rule) = self.economic_rule.filter(|_| !self.economics_held) else {
+            return;
+        };
+        let limit = 1.0 + rule.margin;
+        let mut losing: Vec<(f64, usize)> = self
+            .candidates(pass, false)
+            .iter()
+            .filter_map(|c| {
+                let m = self.miners.get(c.index)?;
+                let in_economic_dwell = m
+                    .economic_toggle
+                    .is_some_and(|t| pass.now.saturating_duration_since(t) < rule.min_dwell);
+                m.cost_ratio
+                    .filter(|r| *r > limit && !in_economic_dwell)
+                    .map(|r| (r, c.index))
+            })
+            .collect();
+        losing.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, i) in losing {
+            self.order_sleep(pass, i, Reason::Uneconomic, decisions);
+        }
+    }
+
+    /// Whether the economic rule lets this sleeper wake: it must pay its power (a miner
+    /// slept for economics by the hysteresis, and out of the economic dwell), and nothing
+    /// slept for economics wakes while the rule is held.
+    fn economics_allow_wake(&self, i: usize, now: Instant) -> bool {
+        let (Some(rule), Some(m)) = (self.economic_rule, self.miners.get(i)) else {
+            return true;
+        };
+        let economic = m.asleep_kind == Some(SleepKind::Economic);
+        if economic {
+            let in_dwell = m
+                .economic_toggle
+                .is_some_and(|t| now.saturating_duration_since(t) < rule.min_dwell);
+            let pays = m
+                .cost_ratio
+                .is_some_and(|r| r < 1.0 + rule.margin - rule.hysteresis);
+            !self.economics_held && !in_dwell && pays
+        } else {
+            // Slept for power or heat: waking one that loses money would only put it
+            // straight back to sleep for economics.
+            m.cost_ratio.is_none_or(|r| r <= 1.0 + rule.margin)
+        }
+    }
+
     /// Wakes at most one miner: a keep-on sleeper first, else the most efficient that fits.
     fn wake_one(&mut self, pass: &mut Pass<'_>, decisions: &mut Vec<Decision>) {
         let now = pass.now;
@@ -373,7 +428,11 @@ impl Controller {
                 let keep_on = m.pin == Some(Pin::KeepOn);
                 let eligible = m.intent == Intent::Asleep
                     && m.pending.is_none()
-                    && (keep_on || (m.pin.is_none() && headroom && !m.in_dwell(now, spec)));
+                    && (keep_on
+                        || (m.pin.is_none()
+                            && headroom
+                            && !m.in_dwell(now, spec)
+                            && self.economics_allow_wake(i, now)));
                 eligible.then(|| (!keep_on, m.spec.joules_per_th(), i, m.spec.nominal_watts))
             })
             .collect();
@@ -384,10 +443,14 @@ impl Controller {
         else {
             return;
         };
-        let reason = if not_pinned {
-            Reason::Headroom
-        } else {
-            Reason::PinnedOn
+        let slept_for_economics = self
+            .miners
+            .get(i)
+            .is_some_and(|m| m.asleep_kind == Some(SleepKind::Economic));
+        let reason = match (not_pinned, slept_for_economics) {
+            (false, _) => Reason::PinnedOn,
+            (true, true) => Reason::Economic,
+            (true, false) => Reason::Headroom,
         };
         self.order(i, Action::Wake, reason, now, decisions);
         pass.projected += nominal;

@@ -6,7 +6,7 @@
 
 use metrics::{counter, gauge};
 
-use super::decision::{Action, PowerState, TickReport};
+use super::decision::{Action, PowerState, SleepKind, TickReport};
 
 /// Records one tick: every decision is counted and logged with container, miner, action and
 /// reason; container load, budget and temperature and each miner's power state are set.
@@ -66,6 +66,21 @@ pub fn record_tick(report: &TickReport) {
                 ),
                 None => tracing::info!(container = %c.name, "power meter reading in use again"),
             }
+        }
+    }
+    for c in &report.containers {
+        for kind in SleepKind::ALL {
+            let n = report
+                .miners
+                .iter()
+                .filter(|m| m.container == c.name && m.asleep_reason == Some(kind))
+                .count();
+            gauge!(
+                "hashgate_container_miners_asleep",
+                "container" => c.name.clone(),
+                "reason" => kind.label()
+            )
+            .set(n as f64);
         }
     }
     for m in &report.miners {
@@ -201,6 +216,7 @@ mod tests {
                 id: Arc::from("c1-r1-01"),
                 container: c1,
                 state: PowerState::FallingAsleep,
+                asleep_reason: None,
                 counted_watts: 3250.0,
                 counted: Counted::NameplateSleepPending,
             }],

@@ -5,7 +5,7 @@ use std::time::Instant;
 use crate::power::api::{MinerState, Telemetry};
 use crate::power::inventory::{ContainerSpec, ControllerSettings, MinerSpec, Pin};
 
-use super::decision::{Counted, MeterFallback, PowerState};
+use super::decision::{Counted, MeterFallback, PowerState, SleepKind};
 
 /// Inlet readings outside this range are sensor faults, not air.
 const PLAUSIBLE_INLET_C: std::ops::RangeInclusive<f64> = -40.0..=90.0;
@@ -43,6 +43,12 @@ pub(super) struct MinerRuntime {
     pub woken_at: Option<Instant>,
     /// Latest successful reading and when it was taken; dropped when the miner stops answering.
     pub telemetry: Option<(Instant, Telemetry)>,
+    /// Why it was last put (or found) asleep; read only while `intent` is asleep.
+    pub asleep_kind: Option<SleepKind>,
+    /// Its energy cost over its revenue (1 = break-even), from the driver; `None` unknown.
+    pub cost_ratio: Option<f64>,
+    /// Last economic sleep or wake, for the economic rule's own dwell.
+    pub economic_toggle: Option<Instant>,
 }
 
 /// The controller's memory of one container.
@@ -128,6 +134,9 @@ impl MinerRuntime {
             pending: None,
             woken_at: None,
             telemetry: None,
+            asleep_kind: None,
+            cost_ratio: None,
+            economic_toggle: None,
         }
     }
 
@@ -143,6 +152,7 @@ impl MinerRuntime {
             self.pending = None;
             self.telemetry = None;
             self.woken_at = None;
+            self.cost_ratio = None;
         }
         // The admin API's pin differs from the file's; only the file's follows the file.
         if self.pin == self.spec.pin && self.pin != spec.pin {
@@ -292,6 +302,9 @@ impl MinerRuntime {
                     MinerState::Sleeping => Intent::Asleep,
                     MinerState::Mining | MinerState::Idle => Intent::Awake,
                 };
+                if self.intent == Intent::Asleep {
+                    self.asleep_kind = Some(SleepKind::Manual);
+                }
             }
         }
         match self.pending {
@@ -317,6 +330,7 @@ impl MinerRuntime {
                 .is_none_or(|t| at > t && now.saturating_duration_since(t) >= s.wake_ramp)
         {
             self.intent = Intent::Asleep;
+            self.asleep_kind = Some(SleepKind::Manual);
         }
         // Woken from outside (web UI, power cycle) after a confirmed sleep: it draws power
         // again, so it must be sheddable again; a keep-off pin then sleeps it once more.
@@ -326,6 +340,14 @@ impl MinerRuntime {
             && self.last_toggle.is_none_or(|t| at > t)
         {
             self.intent = Intent::Awake;
+        }
+    }
+
+    /// Why it is asleep, while the controller means it to be.
+    pub(super) fn asleep_reason(&self) -> Option<SleepKind> {
+        match (self.pin, self.intent) {
+            (Some(Pin::Maintenance), _) | (_, Intent::Awake) => None,
+            (_, Intent::Asleep) => Some(self.asleep_kind.unwrap_or(SleepKind::Manual)),
         }
     }
 

@@ -914,3 +914,5 @@ fn reload_adds_and_removes_containers() {
         Err(ControlError::UnknownContainer("c2".into()))
     );
 }
+
+mod economic;

@@ -7,6 +7,7 @@
 //! | reload | an inventory a reload left waiting (`reload.rs`) is swapped in, before anything reads it |
 //! | poll | every miner's telemetry, at most `max_concurrent_calls` at once, each under its deadline; every meter at the same time |
 //! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, meters → `observe_meter` |
+//! | economics | with `[economics]`: each miner's cost ratio (measured J/TH from last tick's proven hashrate and this tick's power, container tariff and PUE) → `observe_economics`; a stale price or no job → `hold_economics` |
 //! | decide | `Controller::tick(now)` |
 //! | act | each sleep / wake through the miner's [`MinerApi`]; a failure → `command_failed` |
 //! | record | `record_tick` metrics and logs, then health alarms from share-proven data |
@@ -99,6 +100,10 @@ struct Driven {
     container: Arc<str>,
     /// Worker names `hashgate_miner_power_info` already maps it to.
     workers: join::WorkerNames,
+    /// Model and nameplate, for its economics.
+    model: String,
+    nominal_watts: f64,
+    nominal_ths: f64,
 }
 
 /// A container meter to read each tick.
@@ -123,6 +128,12 @@ pub struct PowerDriver {
     registry: Arc<Registry>,
     join: ShareJoin,
     shared: Arc<DriverState>,
+    /// `[economics]`, when configured: feeds the controller's economic rule.
+    economics: Option<Arc<crate::economics::Economics>>,
+    /// Share-proven figures of the last tick, for measured J/TH.
+    last_proven: Vec<Proven>,
+    /// Why the economic rule held at the last tick, to log only changes.
+    economics_hold: Option<crate::economics::Hold>,
 }
 
 impl std::fmt::Debug for PowerDriver {
@@ -192,6 +203,9 @@ impl PowerDriver {
                     alarms: Vec::new(),
                     container,
                     workers,
+                    model: m.model.clone(),
+                    nominal_watts: m.nominal_watts,
+                    nominal_ths: m.nominal_ths,
                 })
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
@@ -215,6 +229,9 @@ impl PowerDriver {
             http: meter_client(settings),
             registry,
             shared: shared.clone(),
+            economics: None,
+            last_proven: Vec::new(),
+            economics_hold: None,
         };
         Ok((driver, PowerHandle { shared }))
     }
@@ -247,6 +264,73 @@ impl PowerDriver {
             clients.insert(m.id.clone(), Arc::from(client));
         }
         PowerDriver::build(config, clients, reload::ClientFactory::Inventory, registry)
+    }
+
+    /// Adds the economic rule: each tick feeds the controller every miner's cost ratio.
+    pub fn with_economics(mut self, economics: Arc<crate::economics::Economics>) -> Self {
+        lock(&self.shared.controller).set_economic_rule(economics.config().rule);
+        self.economics = Some(economics);
+        self
+    }
+
+    /// Each miner's cost ratio, or why the rule must hold; `None` without `[economics]`.
+    fn evaluate_economics(
+        &self,
+        readings: &[(Instant, Result<Telemetry, ApiError>)],
+        meters: &[(Arc<str>, Instant, f64)],
+        now: Instant,
+    ) -> Option<crate::economics::Evaluation> {
+        use crate::economics::{ContainerInput, MinerInput};
+        let economics = self.economics.as_ref()?;
+        let inputs: Vec<MinerInput<'_>> = self
+            .miners
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let telemetry = readings.get(i).and_then(|(_, r)| r.as_ref().ok());
+                MinerInput {
+                    id: &m.id,
+                    container: &m.container,
+                    model: &m.model,
+                    nominal_watts: m.nominal_watts,
+                    nominal_ths: m.nominal_ths,
+                    proven_ths: self
+                        .last_proven
+                        .get(i)
+                        .filter(|p| p.connected)
+                        .map(|p| p.ths),
+                    mining_watts: telemetry
+                        .filter(|t| t.state == MinerState::Mining)
+                        .and_then(|t| t.power_watts),
+                }
+            })
+            .collect();
+        let mut names: Vec<&Arc<str>> = self.miners.iter().map(|m| &m.container).collect();
+        names.dedup();
+        let mut containers: Vec<ContainerInput<'_>> = Vec::new();
+        for name in names {
+            if containers.iter().any(|c| c.name == &**name) {
+                continue;
+            }
+            // IT power is known only when every miner of the container reported it.
+            let it: Option<f64> = self
+                .miners
+                .iter()
+                .zip(readings)
+                .filter(|(m, _)| m.container == *name)
+                .map(|(_, (_, r))| r.as_ref().ok().and_then(|t| t.power_watts))
+                .sum();
+            let metered = meters
+                .iter()
+                .find(|(c, _, _)| c == name)
+                .map(|(_, _, w)| *w);
+            containers.push(ContainerInput {
+                name,
+                metered_watts: metered.filter(|_| it.is_some()),
+                it_watts: it.unwrap_or(0.0),
+            });
+        }
+        Some(economics.evaluate(now, SystemTime::now(), &inputs, &containers))
     }
 
     /// Ticks until `shutdown` is cancelled. A tick in progress is dropped at once: the
@@ -293,8 +377,37 @@ impl PowerDriver {
         let (readings, meter_results) = tokio::join!(self.poll_miners(), self.poll_meters());
         let meter_readings = self.absorb_meters(meter_results);
         let now = Instant::now();
+        let economics = self.evaluate_economics(&readings, &meter_readings, now);
+        if let Some(e) = &economics {
+            use crate::economics::Hold;
+            // Logged on the change only: a dead price source would otherwise fill the log.
+            match (self.economics_hold, e.hold) {
+                // At start there is no job or price yet for a tick or two: not a fault.
+                (old, Some(hold @ (Hold::NoJob | Hold::NoPrice))) if old != Some(hold) => {
+                    tracing::info!(
+                        ?hold,
+                        "economic rule holds its decisions until its inputs are usable"
+                    );
+                }
+                (old, Some(hold)) if old != Some(hold) => {
+                    tracing::warn!(
+                        ?hold,
+                        "economic rule holds its decisions until its inputs are usable"
+                    );
+                }
+                (Some(_), None) => tracing::info!("economic rule acts again"),
+                _ => {}
+            }
+            self.economics_hold = e.hold;
+        }
         let report = {
             let mut c = lock(&self.shared.controller);
+            if let Some(e) = &economics {
+                c.hold_economics(e.hold.is_some());
+                for m in &e.miners {
+                    let _ = c.observe_economics(&m.id, m.cost_ratio);
+                }
+            }
             for (driven, (at, result)) in self.miners.iter().zip(&readings) {
                 // The ids come from the inventory, so the controller knows every one.
                 let _ = match result {
@@ -325,6 +438,7 @@ impl PowerDriver {
         record_tick(&report);
         let proven = self.health(now);
         self.publish(&readings, &report, &outcomes, &proven);
+        self.last_proven = proven;
     }
 
     /// Swaps in an inventory a reload left waiting (see `reload.rs`): controller, clients,
@@ -361,7 +475,13 @@ impl PowerDriver {
                 // left out rather than given a stranger's.
                 let api = clients.remove(&m.id)?;
                 Some(match old.remove(&m.id) {
-                    Some(kept) => Driven { api, ..kept },
+                    Some(kept) => Driven {
+                        api,
+                        model: m.model.clone(),
+                        nominal_watts: m.nominal_watts,
+                        nominal_ths: m.nominal_ths,
+                        ..kept
+                    },
                     None => {
                         let mut workers = join::WorkerNames::default();
                         if let Some(worker) = &m.worker {
@@ -375,6 +495,9 @@ impl PowerDriver {
                             alarms: Vec::new(),
                             container,
                             workers,
+                            model: m.model.clone(),
+                            nominal_watts: m.nominal_watts,
+                            nominal_ths: m.nominal_ths,
                         }
                     }
                 })
@@ -660,6 +783,7 @@ impl PowerDriver {
             }
             s.proven_ths = p.connected.then_some(p.ths);
             s.alarms.clone_from(&driven.alarms);
+            s.asleep_reason = r.asleep_reason.map(|k| k.label());
         }
         book.asleep_workers = report
             .miners

@@ -153,6 +153,8 @@ pub struct MinerStatus {
     pub proven_ths: Option<f64>,
     /// Alarms raised at the last tick.
     pub alarms: Vec<&'static str>,
+    /// Why it is asleep: `economic`, `power`, `temperature` or `manual`; none while awake.
+    pub asleep_reason: Option<&'static str>,
 }
 
 /// The driver's whole view, as `GET /api/v1/power` shows it.
@@ -306,6 +308,7 @@ pub(super) fn status_rows(config: &PowerConfig) -> (Vec<ContainerStatus>, Vec<Mi
             counted: None,
             proven_ths: None,
             alarms: Vec::new(),
+            asleep_reason: None,
         })
         .collect();
     (containers, miners)

@@ -267,6 +267,8 @@ pub struct MinerSpec {
     pub credentials: Credentials,
     /// Stratum worker name, joining shares to this miner; else joined by IP.
     pub worker: Option<String>,
+    /// Hosting customer tag (`customer = "..."`), grouping machines in the ledger.
+    pub customer: Option<String>,
 }
 
 /// Highest power a miner may report, as a multiple of its nameplate: overclocked firmware

@@ -161,4 +161,6 @@ pub struct MinerRaw {
     /// Worker name the miner authorizes with on Stratum, to join its shares to it; when
     /// absent the join is by management IP == Stratum remote IP.
     pub worker: Option<String>,
+    /// Hosting customer the machine belongs to, grouping it in the ledger.
+    pub customer: Option<String>,
 }

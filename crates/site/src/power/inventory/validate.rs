@@ -402,6 +402,14 @@ impl MinerRaw {
                 }
                 w => w.clone(),
             },
+            customer: match &self.customer {
+                Some(c) if c.trim().is_empty() => {
+                    return Err(err("customer")(
+                        "must not be empty (leave it out instead)".into(),
+                    ));
+                }
+                c => c.clone(),
+            },
         })
     }
 }
