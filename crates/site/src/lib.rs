@@ -6,6 +6,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`climate`] | container climate: fan-bank and curtain-pump staging on the inlet band, fail-safes, overrides (pure; the power driver runs it) |
 //! | [`config`] | the site configuration file: raw TOML, validation into typed values |
 //! | [`stats`] | per-miner and per-pool counters; share-proven hashrate over 1 m / 5 m / 15 m / 1 h |
 //! | [`hub`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
@@ -17,6 +18,7 @@
 //! | [`ratelog`] | rate limiting for repeating warnings, with a count of what was held back |
 //! | [`site`] | the assembled site (registry, hub, upstream manager, miner listener, power driver, status server) and its shutdown order, as `run`, `demo` and the tests start it |
 
+pub mod climate;
 pub mod config;
 pub mod downstream;
 pub mod exporter;
