@@ -17,7 +17,7 @@
 //! | stage up | inlet > band high and `stage_interval` since the last step → start the automatic bank with the fewest run hours among those rested `fan_min_off` |
 //! | stage down | inlet < band low and `stage_interval` since the last step → stop the automatic bank with the most run hours among those run `fan_min_on` |
 //! | pump | on while the air entering the curtain (outdoor, else inlet) is above `on_above_c`, humidity below its limit and a fan runs; off below `on_above_c - hysteresis_c`, above the humidity limit or with no fan; `min_on`/`min_off` hold; humidity lost → per `pump_on_failure` |
-//! | report | fans running, pump, auxiliary watts, `cooling_exhausted` (every bank running) for the power controller's heat rule, alarms |
+//! | report | fans running, pump, auxiliary watts, `cooling_exhausted` (every bank not forced off running) for the power controller's heat rule, alarms |
 //!
 //! | file | owns |
 //! |---|---|
@@ -92,7 +92,7 @@ pub enum ClimateAlarm {
     HumidityLost,
     /// A relay write failed or read back wrong: failing safe.
     ControlLost,
-    /// Every fan bank runs and the inlet is still above the band.
+    /// Every bank the controller may run is running and the inlet is still above the band.
     OverTemperatureAllFans,
 }
 
@@ -265,7 +265,8 @@ pub struct ClimateReport {
     pub outdoor_c: Option<f64>,
     /// Fans and pump running, W: facility load that is not IT.
     pub aux_watts: f64,
-    /// Every fan bank runs: more air is not available, so heat is the miners' to shed.
+    /// Every bank runs that the controller may run (all but those forced off): more air is
+    /// not available, so heat is the miners' to shed.
     pub cooling_exhausted: bool,
     /// Every fan forced on because sensors or control were lost.
     pub fail_safe: bool,
@@ -514,7 +515,9 @@ impl Runtime {
         self.pump(inlet, outdoor, humidity, fail_safe, now, &mut changes);
 
         let fans_running = self.fans.iter().filter(|f| f.on).count();
-        let cooling_exhausted = fans_running == self.fans.len();
+        // A bank forced off is the operator's call: the controller has no more air to give,
+        // so heat must become the miners' to shed rather than wait for a fan that won't come.
+        let cooling_exhausted = self.fans.iter().all(|f| f.on || f.mode == Override::Off);
         if cooling_exhausted && inlet.is_some_and(|t| t > self.spec.band.high_c) {
             alarms.push(ClimateAlarm::OverTemperatureAllFans);
         }

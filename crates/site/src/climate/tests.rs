@@ -372,7 +372,11 @@ fn overrides_hold_a_bank_and_failing_safe_beats_a_forced_off() {
         vec![false, true, true],
         "auto bank staged around them"
     );
-    assert!(!r.cooling_exhausted, "a forced-off bank is air not used");
+    assert!(
+        r.cooling_exhausted,
+        "no bank left the controller may start: heat is the miners' to shed"
+    );
+    assert!(r.alarms.contains(&ClimateAlarm::OverTemperatureAllFans));
     rig.climate.control_failed("c1").expect("c1");
     assert_eq!(rig.step(10 * SEC).fans_running, 3);
     rig.climate.control_ok("c1").expect("c1");

@@ -15,7 +15,7 @@
 //! | pins | keep-off awake → sleep; maintenance → never commanded; keep-on → never slept, woken first |
 //! | retry | a sleep unconfirmed past `sleep_confirm_timeout` while the miner reports mining → sleep again |
 //! | budget | load > budget → sleep least efficient (miners out of dwell first) until projected load ≤ budget − margin |
-//! | heat | inlet > limit latches *hot*: shed one step every interval, least efficient then hottest, until inlet < limit − hysteresis |
+//! | heat | inlet > limit latches *hot*: shed one step every interval, least efficient then hottest, until inlet < limit − hysteresis; with climate control the inlet is the climate's and the latch sets only once cooling is exhausted (every fan on) |
 //! | wake | nothing shed this tick, not hot, stagger elapsed, budget − load > hysteresis → wake the most efficient sleeper whose nominal fits under budget − margin |
 
 mod decision;
@@ -38,7 +38,7 @@ pub use decision::{
 pub use health::{Alarm, ApiView, HealthInput, IntendedState, evaluate_health};
 pub use record::record_tick;
 
-use state::{ContainerRuntime, Estimate, Intent, MinerRuntime, Pending};
+use state::{ClimateView, ContainerRuntime, Estimate, Intent, MinerRuntime, Pending};
 
 /// A request to the controller that names something it does not know or is out of range.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -92,6 +92,7 @@ impl Controller {
                 stuck_over_budget: false,
                 stuck_hot: false,
                 meter_fallback: None,
+                climate: None,
             })
             .collect();
         let mut members = vec![Vec::new(); containers.len()];
@@ -224,6 +225,42 @@ impl Controller {
             c.meter = Some((at, watts));
         }
         Ok(())
+    }
+
+    /// Records the climate controller's view of a container at `at`: the inlet its fans
+    /// follow and whether every fan it may run is running. While this is fresh (within
+    /// `telemetry_max_age`) the heat rule uses this inlet and sheds miners only once cooling
+    /// is exhausted: air is cheaper than hashrate. Without it the rule is as before.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`].
+    pub fn observe_climate(
+        &mut self,
+        container: &str,
+        at: Instant,
+        inlet_c: Option<f64>,
+        cooling_exhausted: bool,
+    ) -> Result<(), ControlError> {
+        let c = self.container_mut(container)?;
+        if c.climate.is_none_or(|v| v.at <= at) {
+            c.climate = Some(ClimateView {
+                at,
+                inlet_c,
+                cooling_exhausted,
+            });
+        }
+        Ok(())
+    }
+
+    /// The hottest fresh, plausible inlet among a container's miners, °C: the climate
+    /// controller's fallback when its inlet sensor is lost.
+    pub fn miners_inlet_c(&self, container: &str, now: Instant) -> Option<f64> {
+        let ci = *self.container_index.get(container)?;
+        self.members
+            .get(ci)?
+            .iter()
+            .filter_map(|&i| self.miners.get(i)?.inlet_c(now, &self.settings))
+            .reduce(f64::max)
     }
 
     /// Replaces a container's budget (demand response); `None` returns to the configured one.

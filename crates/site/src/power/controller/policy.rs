@@ -41,6 +41,8 @@ struct Pass<'a> {
     now: Instant,
     est: &'a [Estimate],
     temperature: Option<f64>,
+    /// No more air to give (always true without climate control): heat may shed miners.
+    cooling_exhausted: bool,
     /// Fail-safe load before this tick's decisions, W.
     load: f64,
     /// Load once pending and new orders take effect, W.
@@ -81,10 +83,14 @@ impl Controller {
                 (metered + ramp_gap, LoadSource::Meter, None)
             }
         };
-        let temperature = members
+        let miners_inlet = members
             .iter()
             .filter_map(|&i| self.miners.get(i)?.inlet_c(now, &s))
             .reduce(f64::max);
+        let climate = c
+            .climate
+            .filter(|v| now.saturating_duration_since(v.at) <= s.telemetry_max_age);
+        let temperature = climate.and_then(|v| v.inlet_c).or(miners_inlet);
         let credit: f64 = members
             .iter()
             .filter_map(|&i| est.get(i))
@@ -96,6 +102,7 @@ impl Controller {
             now,
             est,
             temperature,
+            cooling_exhausted: climate.is_none_or(|v| v.cooling_exhausted),
             load,
             projected: load - credit,
             shed_any: false,
@@ -303,7 +310,10 @@ impl Controller {
             return false;
         };
         match pass.temperature {
-            Some(t) if t > limit.limit_c => c.hot = true,
+            // While the climate can still start a fan, a hot inlet is the fans' to fix and
+            // the latch is not set; once set (cooling exhausted) it holds as before.
+            Some(t) if t > limit.limit_c && pass.cooling_exhausted => c.hot = true,
+            Some(t) if t > limit.limit_c => {}
             Some(t) if t >= limit.limit_c - limit.hysteresis_c => {}
             // Below the band, or nothing answering with an inlet reading: there is no heat
             // to act on, and holding the latch blind would keep every miner asleep forever.

@@ -61,6 +61,18 @@ pub(super) struct ContainerRuntime {
     pub stuck_hot: bool,
     /// Meter fallback of the previous tick, to report changes once.
     pub meter_fallback: Option<MeterFallback>,
+    /// The climate controller's view, when the container has one.
+    pub climate: Option<ClimateView>,
+}
+
+/// What the climate controller last told the power controller about a container.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct ClimateView {
+    pub at: Instant,
+    /// The inlet the fans follow (sensor, else miners), °C.
+    pub inlet_c: Option<f64>,
+    /// Every fan the climate controller may run is running.
+    pub cooling_exhausted: bool,
 }
 
 impl ContainerRuntime {

@@ -772,3 +772,60 @@ fn reload_applies_budgets_and_refuses_inventory_changes() {
     assert!(err.to_string().contains("restart"), "{err}");
     assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
 }
+
+fn heat_config() -> PowerConfig {
+    config(
+        "budget_kw = 80\nmin_dwell_secs = 60\nwake_stagger_secs = 10\ntemp_limit_c = 35\n\
+         temp_hysteresis_c = 2\ntemp_shed_step_kw = 7\ntemp_shed_interval_secs = 60",
+        20,
+    )
+}
+
+#[test]
+fn with_climate_heat_sheds_only_once_every_fan_is_on() {
+    let mut sim = Sim::new(&heat_config());
+    sim.run(2, 10 * SEC);
+    // The miners read 37 °C, but the climate's inlet says 36 and fans can still be added.
+    sim.inlet_c = 37.0;
+    for _ in 0..12 {
+        sim.ctl
+            .observe_climate("c1", sim.now, Some(36.0), false)
+            .expect("c1");
+        let r = sim.step(10 * SEC);
+        assert!(r.decisions.is_empty(), "{:?}", r.decisions);
+        assert!(!container(&r).hot);
+        assert_eq!(
+            container(&r).temperature_c,
+            Some(36.0),
+            "the climate's inlet"
+        );
+    }
+    // Every fan on and still over the limit: the heat rule sheds as it always did.
+    sim.ctl
+        .observe_climate("c1", sim.now, Some(36.0), true)
+        .expect("c1");
+    let r = sim.step(10 * SEC);
+    assert!(container(&r).hot);
+    assert_eq!(r.decisions.len(), 2, "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .all(|d| d.reason == Reason::OverTemperature)
+    );
+}
+
+#[test]
+fn a_stale_climate_view_leaves_the_heat_rule_as_without_climate() {
+    let mut sim = Sim::new(&heat_config());
+    sim.ctl
+        .observe_climate("c1", sim.now, Some(30.0), false)
+        .expect("c1");
+    // telemetry_max_age is 60 s: after that the miners' own inlet rules again.
+    sim.run(7, 10 * SEC);
+    sim.inlet_c = 37.0;
+    let r = sim.step(10 * SEC);
+    assert!(container(&r).hot);
+    assert_eq!(r.decisions.len(), 2);
+    assert_eq!(sim.ctl.miners_inlet_c("c1", sim.now), Some(37.0));
+    assert!(sim.ctl.observe_climate("c9", sim.now, None, true).is_err());
+}
