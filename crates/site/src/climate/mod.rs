@@ -15,7 +15,8 @@
 //! | fail safe | inlet lost, or a relay write failed / read back wrong → every fan on, pump per `pump_on_failure`, alarm; manual overrides are ignored |
 //! | override | a bank or the pump forced on/off by the admin API stays so (min times do not apply) |
 //! | stage up | inlet > band high and `stage_interval` since the last step → start the automatic bank with the fewest run hours among those rested `fan_min_off` |
-//! | stage down | inlet < band low and `stage_interval` since the last step → stop the automatic bank with the most run hours among those run `fan_min_on` |
+//! | stage down | `stage_interval` since the last step and inlet < band low, or inlet + one bank's learnt effect + `hysteresis_c` ≤ band high (the fewest fans) → stop the automatic bank with the most run hours among those run `fan_min_on` |
+//! | learn | `stage_interval` after a step, the inlet change it made updates one bank's effect (halfway average; a change against the step, or a pump switch in between, is not taken) |
 //! | pump | on while the air entering the curtain (outdoor, else inlet) is above `on_above_c`, humidity below its limit and a fan runs; off below `on_above_c - hysteresis_c`, above the humidity limit or with no fan; `min_on`/`min_off` hold; humidity lost → per `pump_on_failure` |
 //! | report | fans running, pump, auxiliary watts, `cooling_exhausted` (every bank not forced off running) for the power controller's heat rule, alarms |
 //!
@@ -199,6 +200,10 @@ struct Runtime {
     outdoor: Reading,
     miners_inlet: Reading,
     last_stage: Option<Instant>,
+    /// The last step (when, up?, inlet then), until `stage_interval` later shows its effect.
+    probe: Option<(Instant, bool, f64)>,
+    /// What one bank changes the inlet by, °C, learnt from past steps.
+    step_effect_c: Option<f64>,
     last_tick: Option<Instant>,
     control_lost: bool,
     /// Alarms of the previous tick, to log changes once.
@@ -317,6 +322,8 @@ impl Climate {
                 outdoor: None,
                 miners_inlet: None,
                 last_stage: None,
+                probe: None,
+                step_effect_c: None,
                 last_tick: None,
                 control_lost: false,
                 alarms: Vec::new(),
@@ -592,7 +599,13 @@ impl Runtime {
         if !due {
             return;
         }
+        self.learn(inlet, now);
         let band = self.spec.band;
+        // Stop a bank inside the band only when what one bank does is known and the inlet
+        // would still stay `hysteresis_c` under the top: the fewest fans, without hunting.
+        let spare = self
+            .step_effect_c
+            .is_some_and(|e| inlet + e + band.hysteresis_c <= band.high_c);
         let (min_on, min_off) = (self.spec.fan_min_on, self.spec.fan_min_off);
         let auto = self
             .fans
@@ -604,7 +617,7 @@ impl Runtime {
             auto.filter(|(_, f)| !f.on && !f.held(now, min_off))
                 .min_by(|a, b| a.1.run.cmp(&b.1.run).then(a.0.cmp(&b.0)))
                 .map(|(i, _)| (i, true))
-        } else if inlet < band.low_c {
+        } else if inlet < band.low_c || spare {
             auto.filter(|(_, f)| f.on && !f.held(now, min_on))
                 .max_by(|a, b| a.1.run.cmp(&b.1.run).then(a.0.cmp(&b.0)))
                 .map(|(i, _)| (i, false))
@@ -616,11 +629,30 @@ impl Runtime {
             && f.switch(on, now)
         {
             self.last_stage = Some(now);
+            self.probe = Some((now, on, inlet));
             changes.push(if on {
                 Change::FanOn(i)
             } else {
                 Change::FanOff(i)
             });
+        }
+    }
+
+    /// Once the last step has had `stage_interval` to show, takes what it changed into the
+    /// running estimate of one bank's effect. A change the wrong way (weather outran the
+    /// step) teaches nothing; a pump switch in between spoils the reading (see `pump`).
+    fn learn(&mut self, inlet: f64, now: Instant) {
+        let Some((at, up, before)) = self.probe else {
+            return;
+        };
+        if now.saturating_duration_since(at) < self.spec.stage_interval {
+            return;
+        }
+        self.probe = None;
+        let effect = if up { before - inlet } else { inlet - before };
+        if effect > 0.0 {
+            // Halfway to the new figure: one odd reading cannot swing it far.
+            self.step_effect_c = Some(self.step_effect_c.map_or(effect, |e| (e + effect) / 2.0));
         }
     }
 
@@ -668,6 +700,7 @@ impl Runtime {
         // Water on a pad with no air through it only wets the floor.
         let want = want && (any_fan || self.pump.mode == Override::On);
         if self.pump.switch(want, now) {
+            self.probe = None;
             changes.push(if want {
                 Change::PumpOn
             } else {

@@ -30,15 +30,19 @@ pub struct PumpSpec {
     pub min_off: Duration,
 }
 
-/// Inlet air band the fans hold: above `high_c` a bank is added, below `low_c` one is
-/// removed, nothing in between. The band's width is the hysteresis: it must be wider than
-/// what one bank changes, or the fans hunt.
+/// Inlet air band the fans hold: above `high_c` a bank is added; below `low_c` one is
+/// removed, and so it is inside the band once the controller has learnt what one bank
+/// does and removing one would still leave the inlet `hysteresis_c` under `high_c` (the
+/// fewest fans that hold the band).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Band {
-    /// Below this a bank is stopped, °C.
+    /// Below this a bank is stopped whatever was learnt, °C.
     pub low_c: f64,
     /// Above this a bank is started, °C.
     pub high_c: f64,
+    /// Margin under `high_c` a predicted stop must keep, °C: the hysteresis between
+    /// stopping a bank and needing it again.
+    pub hysteresis_c: f64,
 }
 
 /// A container's climate control, validated.

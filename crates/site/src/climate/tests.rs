@@ -10,6 +10,7 @@ fn band() -> Band {
     Band {
         low_c: 24.0,
         high_c: 29.0,
+        hysteresis_c: 0.5,
     }
 }
 
@@ -131,14 +132,34 @@ fn stages_down_below_the_band_and_not_inside_it() {
         assert_eq!(rig.step(10 * SEC).fans_running, 3);
     }
     assert_eq!(rig.step(10 * SEC).fans_running, 2);
-    rig.inlet(24.5);
-    assert_eq!(
-        rig.run(900).fans_running,
-        2,
-        "inside the band nothing moves"
-    );
-    rig.inlet(28.9);
-    assert_eq!(rig.run(900).fans_running, 2);
+    // Nothing learnt yet about what a bank does: inside the band nothing moves.
+    let mut rig = Rig::new(&spec);
+    assert_eq!(rig.inlet(24.5).run(900).fans_running, 4);
+    assert_eq!(rig.inlet(28.9).run(900).fans_running, 4);
+}
+
+#[test]
+fn learns_what_a_bank_does_and_stops_banks_the_band_does_not_need() {
+    let spec = ClimateSpec::uniform(4, 1500.0, band());
+    let mut rig = all_off(&spec);
+    // Air that answers: 34 °C with no fan, each bank takes 2 °C off.
+    let mut fans = 0;
+    let mut trace = Vec::new();
+    for _ in 0..120 {
+        rig.inlet(34.0 - 2.0 * fans as f64);
+        fans = rig.step(10 * SEC).fans_running;
+        trace.push(fans);
+    }
+    // Three banks bring 34 to 28 (inside the band); two would leave 30 (above it).
+    assert_eq!(fans, 3, "{trace:?}");
+    // Cooler weather: 29.5 °C with no fan. The learnt 2 °C says one bank fewer still
+    // leaves the inlet 0.5 °C under the top, so banks stop inside the band; the plain band
+    // rule would have kept three running at 23.5 °C, then two at 25.5 °C.
+    for _ in 0..120 {
+        rig.inlet(29.5 - 2.0 * fans as f64);
+        fans = rig.step(10 * SEC).fans_running;
+    }
+    assert_eq!(fans, 1, "29.5 - 2 = 27.5 holds the band with one bank");
 }
 
 #[test]
