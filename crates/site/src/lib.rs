@@ -12,6 +12,7 @@
 //! | [`hub`] | the hub between pool connections and miner sessions: channels, miner-facing jobs, submit links |
 //! | [`upstream`] | pool connections: handshake, job hand-over, submit forwarding, failover and back-off |
 //! | [`downstream`] | the miner-facing accept loop and per-miner Stratum sessions |
+//! | [`modbus`] | the Modbus TCP client (meters, sensors, relay coils) and the register points it reads |
 //! | [`power`] | miner management APIs, the power/temperature budget controller, its driver and the admin API |
 //! | [`exporter`] | Prometheus `/metrics`: recorder output plus per-miner, per-pool and site series read from [`stats`] at scrape time |
 //! | [`http`] | the status server: `/metrics` and the JSON status API (`/api/v1/...`) |
@@ -24,6 +25,7 @@ pub mod downstream;
 pub mod exporter;
 pub mod http;
 pub mod hub;
+pub mod modbus;
 pub mod power;
 pub mod ratelog;
 pub mod site;

@@ -109,6 +109,10 @@ pub fn describe() {
         "hashgate_power_meter_fallback_ticks_total",
         "Controller ticks that estimated a container's load from miners because its meter was unusable, by reason."
     );
+    describe_counter!(
+        "hashgate_modbus_errors_total",
+        "Modbus operations (reads, coil writes) that failed after their attempts, by kind (connect, timeout, transport, exception, short_reply, decode, read_back, invalid)."
+    );
     describe_gauge!(
         "hashgate_container_power_watts",
         "Fail-safe load estimate of the container at the last tick, watts."
