@@ -15,6 +15,7 @@ mod mgmt_framing;
 mod mgmt_replay;
 mod mgmt_sim;
 mod power_admin;
+mod power_climate;
 mod power_controller;
 mod power_driver;
 mod power_driver_config;

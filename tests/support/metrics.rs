@@ -21,7 +21,12 @@ use hashgate_site::stats::{
 pub const TWO_32: f64 = 4_294_967_296.0;
 
 /// Power metric names the dashboard and alerts may query (recorded by the controller).
-pub const POWER_METRICS: [&str; 12] = [
+pub const POWER_METRICS: [&str; 17] = [
+    "hashgate_container_fans_running",
+    "hashgate_container_pump_on",
+    "hashgate_container_humidity_percent",
+    "hashgate_container_climate_alarm",
+    "hashgate_climate_readings_rejected_total",
     "hashgate_container_power_watts",
     "hashgate_container_budget_watts",
     "hashgate_container_projected_power_watts",

@@ -117,6 +117,7 @@ mod tests {
                 inlet_c: None,
                 hot: false,
                 stuck_over_budget: false,
+                climate: None,
             }],
             miners: Vec::new(),
             recent_decisions: Vec::new(),

@@ -134,6 +134,26 @@ pub fn describe() {
         "1 while the container is over its temperature limit, else 0."
     );
     describe_gauge!(
+        "hashgate_container_fans_running",
+        "Exhaust fan banks switched on in the container at the last climate tick."
+    );
+    describe_gauge!(
+        "hashgate_container_pump_on",
+        "1 while the container's water-curtain pump is switched on, else 0."
+    );
+    describe_gauge!(
+        "hashgate_container_humidity_percent",
+        "Relative humidity of the air entering the container's curtain, percent."
+    );
+    describe_gauge!(
+        "hashgate_container_climate_alarm",
+        "1 while the climate alarm (sensors_lost, humidity_lost, control_lost, over_temperature_all_fans) is raised for the container, else 0."
+    );
+    describe_counter!(
+        crate::power::driver::CLIMATE_READINGS_REJECTED,
+        "Climate sensor values dropped as implausible (outside -40..90 degrees Celsius or 0..100 percent), by container."
+    );
+    describe_gauge!(
         "hashgate_container_stuck_over_budget",
         "1 while the container is over budget and no miner can be put to sleep, else 0."
     );

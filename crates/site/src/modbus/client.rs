@@ -382,20 +382,20 @@ impl ModbusClient {
         }
     }
 
-    async fn connect(&self) -> Result<Context, ModbusError> {
-        let address = self.address.to_string();
+    async fn connect(target: &Address, settings: ClientSettings) -> Result<Context, ModbusError> {
+        let address = target.to_string();
         let connect = async {
-            match &self.address {
+            match target {
                 Address::Socket(addr) => TcpStream::connect(addr).await,
                 Address::Host { host, port } => TcpStream::connect((host.as_str(), *port)).await,
             }
         };
-        let stream = match tokio::time::timeout(self.settings.connect_timeout, connect).await {
+        let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
             Err(_) => {
                 return Err(ModbusError::Timeout {
                     address,
                     what: "connect".into(),
-                    after: self.settings.connect_timeout,
+                    after: settings.connect_timeout,
                 });
             }
             Ok(Err(e)) => {
@@ -414,7 +414,9 @@ impl ModbusClient {
     async fn once(&mut self, op: &Op) -> Result<Reply, ModbusError> {
         let mut ctx = match self.conn.take() {
             Some(ctx) => ctx,
-            None => self.connect().await?,
+            // Not `&self` across the await: the client holds a `Send`-only connection, so a
+            // borrow of all of it would keep the future from moving between threads.
+            None => Self::connect(&self.address, self.settings).await?,
         };
         let after = self.settings.call_timeout;
         let result = tokio::time::timeout(after, request(&mut ctx, op)).await;

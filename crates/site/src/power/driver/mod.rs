@@ -10,11 +10,17 @@
 //! | act | each sleep / wake through the miner's [`MinerApi`]; a failure → `command_failed` |
 //! | record | `record_tick` metrics and logs, then health alarms from share-proven data |
 //!
+//! Containers with `[climate]` also have their sensors read (with the poll), the climate
+//! controller ticked before the power controller (which gets its inlet and
+//! `cooling_exhausted` through `observe_climate`), and their relays written with read-back
+//! (with the act step); see `climate.rs`.
+//!
 //! The controller sits behind a `std` mutex that is never held across an await: it is
 //! locked to feed readings and tick, released for the network calls, and locked again for
 //! command failures. A budget or pin change from the admin API wakes the loop for an
 //! immediate tick, so demand response is honoured within one tick.
 
+mod climate;
 mod join;
 mod meter;
 mod status;
@@ -35,6 +41,9 @@ use crate::power::controller::{
 use crate::power::inventory::{Address, DriverSettings, MeterSpec, PowerConfig};
 use crate::stats::Registry;
 
+pub use climate::{
+    CLIMATE_READINGS_REJECTED, ClimateStatus, FanStatus, PumpStatus, record_climate,
+};
 pub use join::{
     ALARM_GAUGE, ALARM_LABELS, MAX_WORKERS_PER_MINER, POWER_INFO, Proven, ShareJoin, WorkerNames,
     window_for,
@@ -117,6 +126,8 @@ pub struct PowerDriver {
     /// Miner id → index in `miners`, to find a decision's client at once.
     index: HashMap<Arc<str>, usize>,
     meters: Vec<Meter>,
+    /// Climate containers: Modbus sensors and relays.
+    climate: climate::ClimateLoop,
     http: reqwest::Client,
     registry: Arc<Registry>,
     join: ShareJoin,
@@ -205,6 +216,7 @@ impl PowerDriver {
                 .collect(),
             miners,
             meters,
+            climate: climate::ClimateLoop::new(&config),
             http: meter_client(settings),
             registry,
             shared: shared.clone(),
@@ -274,10 +286,11 @@ impl PowerDriver {
 
     /// Runs one whole tick now: poll, decide, act, record. Exposed for tests and `demo`.
     pub async fn tick_once(&mut self) {
-        let (readings, meter_results) = tokio::join!(self.poll_miners(), self.poll_meters());
+        let (readings, meter_results, climate_polls) =
+            tokio::join!(self.poll_miners(), self.poll_meters(), self.climate.poll());
         let meter_readings = self.absorb_meters(meter_results);
         let now = Instant::now();
-        let report = {
+        let (report, climate_reports) = {
             let mut c = lock(&self.shared.controller);
             for (driven, (at, result)) in self.miners.iter().zip(&readings) {
                 // The ids come from the inventory, so the controller knows every one.
@@ -289,7 +302,22 @@ impl PowerDriver {
             for (container, at, watts) in &meter_readings {
                 let _ = c.observe_meter(container, *at, *watts);
             }
-            c.tick(now)
+            let climate_reports = if self.climate.is_empty() {
+                Vec::new()
+            } else {
+                let mut climate = lock(&self.shared.climate);
+                self.climate.observe(&mut climate, &climate_polls);
+                let names: Vec<Arc<str>> = climate.containers().cloned().collect();
+                for name in &names {
+                    let _ = climate.observe_miner_inlet(name, now, c.miners_inlet_c(name, now));
+                }
+                let reports = climate.tick(now);
+                for r in &reports {
+                    let _ = c.observe_climate(&r.name, now, r.inlet_c, r.cooling_exhausted);
+                }
+                reports
+            };
+            (c.tick(now), climate_reports)
         };
         for (driven, (at, result)) in self.miners.iter_mut().zip(&readings) {
             // Logged on the change only: a dead miner would otherwise fill the log each tick.
@@ -305,10 +333,25 @@ impl PowerDriver {
             driven.answering = Some(result.is_ok());
             driven.seen = next_seen(driven.seen, *at, result);
         }
-        let outcomes = self.execute(&report.decisions).await;
+        let (outcomes, writes) = tokio::join!(
+            self.execute(&report.decisions),
+            self.climate.write(&climate_reports)
+        );
+        self.climate
+            .absorb_writes(&mut lock(&self.shared.climate), &writes);
         record_tick(&report);
+        record_climate(&climate_reports);
         let proven = self.health(now);
         self.publish(&readings, &report, &outcomes, &proven);
+        if !climate_reports.is_empty() {
+            let blocks = self.climate.status(&climate_reports);
+            let mut book = lock(&self.shared.status);
+            for (name, block) in blocks {
+                if let Some(s) = book.status.containers.iter_mut().find(|s| *s.name == *name) {
+                    s.climate = Some(block);
+                }
+            }
+        }
     }
 
     async fn poll_miners(&self) -> Vec<(Instant, Result<Telemetry, ApiError>)> {

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::climate::{Climate, ClimateError, Override};
 use crate::power::api::MinerState;
 use crate::power::controller::{
     Action, ControlError, Controller, Counted, LoadSource, PowerState, Reason,
@@ -99,6 +100,10 @@ pub struct ContainerStatus {
     pub hot: bool,
     /// Over budget with nothing left to sleep.
     pub stuck_over_budget: bool,
+    /// Fans, pump and climate sensors, when the container has `[climate]`; none before
+    /// the first tick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub climate: Option<super::ClimateStatus>,
 }
 
 /// What the management API last said, for status output.
@@ -204,6 +209,8 @@ pub(super) fn source_label(s: LoadSource) -> &'static str {
 #[derive(Debug)]
 pub(super) struct DriverState {
     pub controller: Mutex<Controller>,
+    /// Fan and pump staging; locked after `controller` when both are held.
+    pub climate: Mutex<Climate>,
     pub status: Mutex<StatusBook>,
     /// Wakes the driver for an early tick after a budget or pin change.
     pub poke: Notify,
@@ -253,6 +260,7 @@ impl DriverState {
                 inlet_c: None,
                 hot: false,
                 stuck_over_budget: false,
+                climate: None,
             })
             .collect();
         let miners = config
@@ -282,6 +290,7 @@ impl DriverState {
             .collect();
         DriverState {
             controller: Mutex::new(Controller::new(config)),
+            climate: Mutex::new(super::climate::ClimateLoop::controller(config)),
             status: Mutex::new(StatusBook {
                 status: PowerStatus {
                     ticks: 0,
@@ -377,6 +386,29 @@ impl PowerHandle {
             container,
             budget_watts,
             "power budget changed by the admin API"
+        );
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
+    /// Forces a container's fan bank (by name) or its pump (`"pump"`) on or off, or returns
+    /// it to automatic staging; the driver ticks at once.
+    ///
+    /// # Errors
+    /// [`ClimateError::UnknownContainer`] (no climate control there),
+    /// [`ClimateError::UnknownDevice`].
+    pub fn set_climate_override(
+        &self,
+        container: &str,
+        device: &str,
+        mode: Override,
+    ) -> Result<(), ClimateError> {
+        lock(&self.shared.climate).set_override(container, device, mode)?;
+        tracing::info!(
+            container,
+            device,
+            mode = mode.label(),
+            "climate override changed by the admin API"
         );
         self.shared.poke.notify_one();
         Ok(())

@@ -12,10 +12,12 @@
 //! | `raw.rs` | the serde structs as written (`*Raw`) |
 //! | `validate.rs` | raw → typed, with the bounds that catch unit slips |
 //! | `address.rs` | [`Address`] and each family's [`default_port`] |
+//! | `climate.rs` | `[power.containers.climate]`: sensors and relays on a Modbus device, band and timings ([`ClimateSetup`]) |
 //! | `error.rs` | [`InventoryError`] |
 //! | this file | the typed inventory ([`PowerConfig`], [`ContainerSpec`], [`MinerSpec`], …) and [`Pin`] |
 
 mod address;
+mod climate;
 mod error;
 mod raw;
 #[cfg(test)]
@@ -33,6 +35,9 @@ use serde::Deserialize;
 use crate::power::api::{Credentials, Family, Timeouts};
 
 pub use address::{Address, default_port};
+pub use climate::{
+    ClimateRaw, ClimateSetup, Coil, FanRaw, OnOff, PumpRaw, SensorPoints, SensorRaw,
+};
 pub use error::InventoryError;
 pub use raw::{
     AlarmsRaw, ContainerRaw, ControllerRaw, DriverRaw, MeterRaw, MeterUnit, MinerRaw,
@@ -197,6 +202,8 @@ pub struct ContainerSpec {
     pub temperature: Option<TempLimit>,
     /// Feed meter, when configured.
     pub meter: Option<MeterSpec>,
+    /// Fan and pump staging, when configured.
+    pub climate: Option<ClimateSetup>,
 }
 
 /// Temperature control of one container, validated.

@@ -93,6 +93,8 @@ pub struct ContainerRaw {
     pub temp_shed_interval_secs: Option<u64>,
     /// Feed power meter; load is estimated from miners when absent.
     pub meter: Option<MeterRaw>,
+    /// Fan-bank and curtain-pump staging over Modbus; none when absent.
+    pub climate: Option<super::ClimateRaw>,
 }
 
 /// A container's power meter as written.

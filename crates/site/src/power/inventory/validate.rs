@@ -302,6 +302,13 @@ impl ContainerRaw {
             wake_stagger,
             temperature,
             meter,
+            climate: match &self.climate {
+                None => None,
+                Some(c) => Some(
+                    c.validate()
+                        .map_err(|(field, problem)| err(field)(problem))?,
+                ),
+            },
         })
     }
 }
