@@ -36,6 +36,14 @@ fn humidity() -> Point {
 /// A device with three fan relays (coils 0-2), the pump's (coil 3), an inlet sensor and a
 /// humidity sensor; a container whose miners report 27 °C themselves.
 async fn climate_site(inlet_c: f64, temp_limit: &str) -> (GatedSite, SimModbusDevice) {
+    climate_site_with(inlet_c, temp_limit, None).await
+}
+
+async fn climate_site_with(
+    inlet_c: f64,
+    temp_limit: &str,
+    token: Option<&str>,
+) -> (GatedSite, SimModbusDevice) {
     let bank = RegisterBank::new();
     bank.add_coils(1, 0, 4);
     bank.set_value(&inlet(), inlet_c);
@@ -59,7 +67,7 @@ async fn climate_site(inlet_c: f64, temp_limit: &str) -> (GatedSite, SimModbusDe
         def("b", Family::Luxos, 3200.0, 100.0),
     ];
     let head = "[controller]\nsleep_confirm_timeout_secs = 5\nwake_ramp_secs = 1\n";
-    let site = start_site(head, &container, &miners, TICK, None).await;
+    let site = start_site(head, &container, &miners, TICK, token).await;
     (site, device)
 }
 
@@ -206,5 +214,79 @@ async fn a_silent_device_falls_back_to_the_miners_inlet_and_fails_safe() {
             .any(|d| d.reason == "over_temperature")
     })
     .await;
+    site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_overrides_a_fan_bank_with_the_token() {
+    const TOKEN: &str = "test-token-0123456789";
+    let (site, device) = climate_site_with(26.0, "", Some(TOKEN)).await;
+    wait_for("the safe start: every fan on", LIMIT, || async {
+        coils(&device)[..3] == [true, true, true]
+    })
+    .await;
+    let base = format!("http://{}", site.http);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let put = |path: &str, token: Option<&str>, body: serde_json::Value| {
+        let mut req = http.put(format!("{base}{path}")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.expect("answers").status().as_u16() }
+    };
+    let off = serde_json::json!({"mode": "off"});
+    assert_eq!(
+        put("/api/v1/containers/c1/climate/fan3", None, off.clone()).await,
+        401
+    );
+    assert_eq!(
+        put(
+            "/api/v1/containers/c1/climate/fan9",
+            Some(TOKEN),
+            off.clone()
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        put(
+            "/api/v1/containers/c9/climate/fan1",
+            Some(TOKEN),
+            off.clone()
+        )
+        .await,
+        404
+    );
+    let bad = serde_json::json!({"mode": "sideways"});
+    assert_eq!(
+        put("/api/v1/containers/c1/climate/fan1", Some(TOKEN), bad).await,
+        400
+    );
+    assert_eq!(
+        put("/api/v1/containers/c1/climate/fan3", Some(TOKEN), off).await,
+        200
+    );
+    wait_for("fan3 forced off", LIMIT, || async { !coils(&device)[2] }).await;
+    let view: serde_json::Value = http
+        .get(format!("{base}/api/v1/power"))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let fan3 = &view["containers"][0]["climate"]["fans"][2];
+    assert_eq!(
+        (
+            fan3["name"].as_str(),
+            fan3["mode"].as_str(),
+            fan3["on"].as_bool()
+        ),
+        (Some("fan3"), Some("off"), Some(false)),
+        "{view}"
+    );
     site.stop().await;
 }

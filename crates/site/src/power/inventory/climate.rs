@@ -337,3 +337,87 @@ impl ClimateRaw {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::power::inventory::PowerConfig;
+
+    fn with(climate: &str) -> Result<PowerConfig, String> {
+        let text = format!(
+            "[[containers]]\nname = \"c1\"\nbudget_kw = 100\n[containers.climate]\n{climate}"
+        );
+        PowerConfig::from_toml_str(&text).map_err(|e| e.to_string())
+    }
+
+    const FANS: &str = "fans = [ { name = \"f1\", watts = 1100, coil = 0 }, \
+                        { name = \"f2\", watts = 1100, coil = 1, unit_id = 3 } ]\n";
+
+    #[test]
+    fn a_minimal_section_takes_the_defaults() {
+        let cfg = with(&format!(
+            "device = \"10.0.0.5\"\nband_low_c = 24\nband_high_c = 29\n{FANS}\
+             inlet = {{ address = 7, scale = 0.1 }}\n"
+        ))
+        .expect("valid");
+        let c = cfg.containers[0].climate.as_ref().expect("climate");
+        assert_eq!(c.device.to_string(), "10.0.0.5:502");
+        assert_eq!(c.fan_coils[1].unit_id, 3);
+        assert_eq!(c.fan_coils[0].unit_id, 1);
+        let inlet = c.sensors.inlet.expect("inlet");
+        assert_eq!((inlet.address, inlet.scale), (7, 0.1));
+        assert_eq!(c.spec.stage_interval.as_secs(), 300);
+        assert!(c.spec.pump.is_none() && c.spec.pump_on_failure);
+    }
+
+    #[test]
+    fn bad_sections_name_the_field() {
+        let base = "device = \"10.0.0.5\"\n";
+        for (text, field) in [
+            (
+                format!("{base}band_low_c = 28\nband_high_c = 28.5\n{FANS}"),
+                "climate.band_high_c",
+            ),
+            (
+                format!("{base}band_low_c = 24\nband_high_c = 29\nfans = []\n"),
+                "climate.fans",
+            ),
+            (
+                format!(
+                    "{base}band_low_c = 24\nband_high_c = 29\n{FANS}\
+                     pump = {{ watts = 750, coil = 5, on_above_c = 27 }}\n"
+                ),
+                "climate.pump needs a climate.humidity",
+            ),
+            (
+                format!(
+                    "{base}band_low_c = 24\nband_high_c = 29\n{FANS}\
+                     humidity = {{ address = 1 }}\n\
+                     pump = {{ watts = 750, coil = 0, on_above_c = 27 }}\n"
+                ),
+                "drives two devices",
+            ),
+            (
+                format!(
+                    "{base}band_low_c = 24\nband_high_c = 29\n\
+                     fans = [ {{ name = \"pump\", watts = 1, coil = 0 }} ]\n"
+                ),
+                "climate.fans.name",
+            ),
+            (
+                format!("{base}band_low_c = 24\nband_high_c = 29\nstage_interval_secs = 0\n{FANS}"),
+                "climate.stage_interval_secs",
+            ),
+            (
+                format!(
+                    "{base}band_low_c = 24\nband_high_c = 29\n{FANS}\
+                     inlet = {{ register = \"coil\", address = 1 }}\n"
+                ),
+                "climate.inlet",
+            ),
+        ] {
+            let err = with(&text).expect_err(&text);
+            assert!(err.contains(field), "{err} should name {field}");
+            assert!(err.contains("container \"c1\""), "{err}");
+        }
+    }
+}
