@@ -21,7 +21,7 @@ use hashgate_site::stats::{
 pub const TWO_32: f64 = 4_294_967_296.0;
 
 /// Power metric names the dashboard and alerts may query (recorded by the controller).
-pub const POWER_METRICS: [&str; 12] = [
+pub const POWER_METRICS: [&str; 14] = [
     "hashgate_container_power_watts",
     "hashgate_container_budget_watts",
     "hashgate_container_projected_power_watts",
@@ -30,6 +30,8 @@ pub const POWER_METRICS: [&str; 12] = [
     "hashgate_container_stuck_over_budget",
     "hashgate_power_actions_total",
     "hashgate_power_meter_fallback_ticks_total",
+    "hashgate_container_meter_up",
+    "hashgate_modbus_errors_total",
     "hashgate_miner_power_state",
     "hashgate_miner_counted_power_watts",
     "hashgate_miner_power_info",

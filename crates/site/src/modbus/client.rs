@@ -120,6 +120,16 @@ pub enum ModbusError {
         /// The states read back.
         read: Vec<bool>,
     },
+    /// The value decoded but cannot be true (a meter reporting more than a gigawatt).
+    #[error("modbus {address}: {what}: implausible value {value}")]
+    Implausible {
+        /// The device's address.
+        address: String,
+        /// The point read.
+        what: String,
+        /// The value, in base units.
+        value: f64,
+    },
     /// The request itself is impossible (no coils, a range past address 65535, a write to
     /// a read-only table).
     #[error("modbus {address}: {what}: {problem}")]
@@ -144,6 +154,7 @@ impl ModbusError {
             ModbusError::ShortReply { .. } => "short_reply",
             ModbusError::Decode { .. } => "decode",
             ModbusError::ReadBack { .. } => "read_back",
+            ModbusError::Implausible { .. } => "implausible",
             ModbusError::Invalid { .. } => "invalid",
         }
     }
@@ -382,20 +393,20 @@ impl ModbusClient {
         }
     }
 
-    async fn connect(&self) -> Result<Context, ModbusError> {
-        let address = self.address.to_string();
+    async fn connect(target: &Address, settings: ClientSettings) -> Result<Context, ModbusError> {
+        let address = target.to_string();
         let connect = async {
-            match &self.address {
+            match target {
                 Address::Socket(addr) => TcpStream::connect(addr).await,
                 Address::Host { host, port } => TcpStream::connect((host.as_str(), *port)).await,
             }
         };
-        let stream = match tokio::time::timeout(self.settings.connect_timeout, connect).await {
+        let stream = match tokio::time::timeout(settings.connect_timeout, connect).await {
             Err(_) => {
                 return Err(ModbusError::Timeout {
                     address,
                     what: "connect".into(),
-                    after: self.settings.connect_timeout,
+                    after: settings.connect_timeout,
                 });
             }
             Ok(Err(e)) => {
@@ -414,7 +425,9 @@ impl ModbusClient {
     async fn once(&mut self, op: &Op) -> Result<Reply, ModbusError> {
         let mut ctx = match self.conn.take() {
             Some(ctx) => ctx,
-            None => self.connect().await?,
+            // Not `&self` across the await: the client holds a `Send`-only connection, so a
+            // borrow of all of it would keep the future from moving between threads.
+            None => Self::connect(&self.address, self.settings).await?,
         };
         let after = self.settings.call_timeout;
         let result = tokio::time::timeout(after, request(&mut ctx, op)).await;
@@ -527,7 +540,7 @@ async fn request(ctx: &mut Context, op: &Op) -> Answer {
     }
 }
 
-fn count_error(err: &ModbusError) {
+pub(super) fn count_error(err: &ModbusError) {
     metrics::counter!("hashgate_modbus_errors_total", "kind" => err.kind()).increment(1);
 }
 
