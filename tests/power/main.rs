@@ -20,4 +20,5 @@ mod power_controller;
 mod power_driver;
 mod power_driver_config;
 mod power_driver_meter;
+mod power_driver_modbus_meter;
 mod power_inventory;

@@ -21,7 +21,7 @@ use hashgate_site::stats::{
 pub const TWO_32: f64 = 4_294_967_296.0;
 
 /// Power metric names the dashboard and alerts may query (recorded by the controller).
-pub const POWER_METRICS: [&str; 17] = [
+pub const POWER_METRICS: [&str; 19] = [
     "hashgate_container_fans_running",
     "hashgate_container_pump_on",
     "hashgate_container_humidity_percent",
@@ -35,6 +35,8 @@ pub const POWER_METRICS: [&str; 17] = [
     "hashgate_container_stuck_over_budget",
     "hashgate_power_actions_total",
     "hashgate_power_meter_fallback_ticks_total",
+    "hashgate_container_meter_up",
+    "hashgate_modbus_errors_total",
     "hashgate_miner_power_state",
     "hashgate_miner_counted_power_watts",
     "hashgate_miner_power_info",

@@ -111,7 +111,11 @@ pub fn describe() {
     );
     describe_counter!(
         "hashgate_modbus_errors_total",
-        "Modbus operations (reads, coil writes) that failed after their attempts, by kind (connect, timeout, transport, exception, short_reply, decode, read_back, invalid)."
+        "Modbus operations (reads, coil writes) that failed after their attempts, by kind (connect, timeout, transport, exception, short_reply, decode, implausible, read_back, invalid)."
+    );
+    describe_gauge!(
+        crate::power::driver::METER_UP,
+        "1 while the container's meter (feed or it) gave a reading at the last tick, else 0."
     );
     describe_gauge!(
         "hashgate_container_power_watts",

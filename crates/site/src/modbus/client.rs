@@ -120,6 +120,16 @@ pub enum ModbusError {
         /// The states read back.
         read: Vec<bool>,
     },
+    /// The value decoded but cannot be true (a meter reporting more than a gigawatt).
+    #[error("modbus {address}: {what}: implausible value {value}")]
+    Implausible {
+        /// The device's address.
+        address: String,
+        /// The point read.
+        what: String,
+        /// The value, in base units.
+        value: f64,
+    },
     /// The request itself is impossible (no coils, a range past address 65535, a write to
     /// a read-only table).
     #[error("modbus {address}: {what}: {problem}")]
@@ -144,6 +154,7 @@ impl ModbusError {
             ModbusError::ShortReply { .. } => "short_reply",
             ModbusError::Decode { .. } => "decode",
             ModbusError::ReadBack { .. } => "read_back",
+            ModbusError::Implausible { .. } => "implausible",
             ModbusError::Invalid { .. } => "invalid",
         }
     }
@@ -529,7 +540,7 @@ async fn request(ctx: &mut Context, op: &Op) -> Answer {
     }
 }
 
-fn count_error(err: &ModbusError) {
+pub(super) fn count_error(err: &ModbusError) {
     metrics::counter!("hashgate_modbus_errors_total", "kind" => err.kind()).increment(1);
 }
 

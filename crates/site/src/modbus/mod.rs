@@ -8,11 +8,16 @@
 //!
 //! | file | owns |
 //! |---|---|
+//! | `meters.rs` | power meters as register maps: the shipped models (Eastron SDM630, Acrel DTSD1352, Schneider PM5000) with their sources, a site's own map from the config, [`read_meter`] |
 //! | `client.rs` | [`ModbusClient`]: one TCP connection to a device or gateway, reconnecting; reads of words, bits and [`Point`]s; coil writes with read-back; [`ModbusError`] |
 
 mod client;
+mod meters;
 
 pub use client::{ClientSettings, ModbusClient, ModbusError};
 pub use hashgate_protocol::modbus::{
     Addressing, DataType, DecodeError, Function, Point, Unit, WordOrder, decode, encode,
+};
+pub use meters::{
+    MAX_PLAUSIBLE_WATTS, MeterMap, MeterMapRaw, MeterModel, MeterReading, PointRaw, read_meter,
 };

@@ -133,7 +133,9 @@ impl AdminError {
             AdminError::Control(
                 ControlError::UnknownMiner(_) | ControlError::UnknownContainer(_),
             ) => StatusCode::NOT_FOUND,
-            AdminError::Control(ControlError::InvalidBudget { .. }) => StatusCode::BAD_REQUEST,
+            AdminError::Control(
+                ControlError::InvalidBudget { .. } | ControlError::InvalidAuxiliary { .. },
+            ) => StatusCode::BAD_REQUEST,
             AdminError::Control(ControlError::InventoryChanged(_)) | AdminError::Reload(_) => {
                 StatusCode::CONFLICT
             }

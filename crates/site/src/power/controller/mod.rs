@@ -57,6 +57,14 @@ pub enum ControlError {
         /// The refused value.
         watts: f64,
     },
+    /// An auxiliary (fans, pump) load must be a finite number of watts ≥ 0.
+    #[error("container \"{container}\": auxiliary load {watts} W must be a finite number >= 0")]
+    InvalidAuxiliary {
+        /// Container name.
+        container: String,
+        /// The refused value.
+        watts: f64,
+    },
     /// A reload would add, remove or change miners, or add, remove or rename containers:
     /// that needs new management clients, hence a restart.
     #[error("{0}: restart hashgate to apply it (a reload applies budgets and policy only)")]
@@ -86,6 +94,8 @@ impl Controller {
                 spec: spec.clone(),
                 budget_override: None,
                 meter: None,
+                it_meter: None,
+                auxiliary_watts: None,
                 last_wake: None,
                 hot: false,
                 last_temp_shed: None,
@@ -224,6 +234,47 @@ impl Controller {
         if c.meter.is_none_or(|(prev, _)| prev <= at) {
             c.meter = Some((at, watts));
         }
+        Ok(())
+    }
+
+    /// Records an IT meter reading (rack PDUs) of `watts` taken at `at`, for PUE.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`].
+    pub fn observe_it_meter(
+        &mut self,
+        container: &str,
+        at: Instant,
+        watts: f64,
+    ) -> Result<(), ControlError> {
+        let c = self.container_mut(container)?;
+        if c.it_meter.is_none_or(|(prev, _)| prev <= at) {
+            c.it_meter = Some((at, watts));
+        }
+        Ok(())
+    }
+
+    /// Sets the container's non-IT load (fans, curtain pump) that its climate control
+    /// reports, W; `None` when unknown. Facility power is IT + this when the container has
+    /// no feed meter (a feed meter already includes it).
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`]; [`ControlError::InvalidAuxiliary`] for a negative
+    /// or non-finite figure.
+    pub fn set_auxiliary_watts(
+        &mut self,
+        container: &str,
+        watts: Option<f64>,
+    ) -> Result<(), ControlError> {
+        if let Some(w) = watts
+            && !(w.is_finite() && w >= 0.0)
+        {
+            return Err(ControlError::InvalidAuxiliary {
+                container: container.to_owned(),
+                watts: w,
+            });
+        }
+        self.container_mut(container)?.auxiliary_watts = watts;
         Ok(())
     }
 

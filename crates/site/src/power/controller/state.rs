@@ -52,6 +52,10 @@ pub(super) struct ContainerRuntime {
     /// Demand-response budget replacing the configured one, W.
     pub budget_override: Option<f64>,
     pub meter: Option<(Instant, f64)>,
+    /// Latest IT meter reading (rack PDUs), for PUE only.
+    pub it_meter: Option<(Instant, f64)>,
+    /// Non-IT load (fans, pump) the climate control reports, W.
+    pub auxiliary_watts: Option<f64>,
     pub last_wake: Option<Instant>,
     /// Latched when inlet passes the limit, released under limit minus hysteresis.
     pub hot: bool,

@@ -5,7 +5,7 @@
 //! | step | what |
 //! |---|---|
 //! | poll | every miner's telemetry, at most `max_concurrent_calls` at once, each under its deadline; every meter at the same time |
-//! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, meters → `observe_meter` |
+//! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, feed meters → `observe_meter`, IT meters → `observe_it_meter` (HTTP or Modbus TCP, `hashgate_container_meter_up`) |
 //! | decide | `Controller::tick(now)` |
 //! | act | each sleep / wake through the miner's [`MinerApi`]; a failure → `command_failed` |
 //! | record | `record_tick` metrics and logs, then health alarms from share-proven data |
@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::modbus::{self, ClientSettings, ModbusClient};
 use crate::power::api::{self, ApiError, MinerApi, MinerState, Telemetry};
 use crate::power::controller::PowerState;
 use crate::power::controller::{
@@ -56,6 +57,10 @@ pub use status::{
 pub use target::miner_target;
 
 use status::{DecisionRecord as Record, DriverState, lock};
+
+/// 1 while the container's meter (`meter` = `feed` or `it`) gave a reading at the last
+/// tick, 0 while it does not.
+pub const METER_UP: &str = "hashgate_container_meter_up";
 
 /// Why a driver could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +113,33 @@ struct Driven {
     workers: join::WorkerNames,
 }
 
+/// Which of a container's meters a [`Meter`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterRole {
+    /// The container's feed (facility power): drives the budget and PUE's numerator.
+    Feed,
+    /// The rack PDUs' feed (IT power): PUE's denominator only.
+    It,
+}
+
+impl MeterRole {
+    /// The `meter` label of `hashgate_container_meter_up`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MeterRole::Feed => "feed",
+            MeterRole::It => "it",
+        }
+    }
+}
+
 /// A container meter to read each tick.
 struct Meter {
     container: Arc<str>,
+    role: MeterRole,
     spec: MeterSpec,
+    /// The Modbus connection, kept between ticks; `None` for an HTTP meter. A mutex
+    /// because the poll runs as a spawned job; only this meter's job ever locks it.
+    modbus: Option<Arc<tokio::sync::Mutex<ModbusClient>>>,
     /// The last reading failed, so the next success is logged once.
     failing: bool,
 }
@@ -189,18 +217,32 @@ impl PowerDriver {
                 })
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
+        let settings = config.driver;
         let meters = config
             .containers
             .iter()
-            .filter_map(|c| {
-                c.meter.clone().map(|spec| Meter {
-                    container: c.name.clone(),
-                    spec,
-                    failing: false,
-                })
+            .flat_map(|c| {
+                [(MeterRole::Feed, &c.meter), (MeterRole::It, &c.it_meter)]
+                    .into_iter()
+                    .filter_map(|(role, spec)| {
+                        let spec = spec.clone()?;
+                        let modbus = spec.modbus.as_ref().map(|_| {
+                            Arc::new(tokio::sync::Mutex::new(ModbusClient::new(
+                                spec.address.clone(),
+                                modbus_settings(settings),
+                            )))
+                        });
+                        Some(Meter {
+                            container: c.name.clone(),
+                            role,
+                            spec,
+                            modbus,
+                            failing: false,
+                        })
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
-        let settings = config.driver;
         let shared = Arc::new(DriverState::new(&config));
         let driver = PowerDriver {
             settings,
@@ -299,8 +341,11 @@ impl PowerDriver {
                     Err(_) => c.observe_no_answer(&driven.id, *at),
                 };
             }
-            for (container, at, watts) in &meter_readings {
-                let _ = c.observe_meter(container, *at, *watts);
+            for (container, role, at, watts) in &meter_readings {
+                let _ = match role {
+                    MeterRole::Feed => c.observe_meter(container, *at, *watts),
+                    MeterRole::It => c.observe_it_meter(container, *at, *watts),
+                };
             }
             let climate_reports = if self.climate.is_empty() {
                 Vec::new()
@@ -314,6 +359,8 @@ impl PowerDriver {
                 let reports = climate.tick(now);
                 for r in &reports {
                     let _ = c.observe_climate(&r.name, now, r.inlet_c, r.cooling_exhausted);
+                    // Fans and pump are facility load that is not IT (PUE).
+                    let _ = c.set_auxiliary_watts(&r.name, Some(r.aux_watts));
                 }
                 reports
             };
@@ -372,38 +419,74 @@ impl PowerDriver {
     }
 
     async fn poll_meters(&self) -> Vec<(Instant, Result<f64, MeterError>)> {
-        let jobs: Vec<(reqwest::Client, MeterSpec)> = self
+        type Job = (
+            reqwest::Client,
+            MeterSpec,
+            Option<Arc<tokio::sync::Mutex<ModbusClient>>>,
+        );
+        let jobs: Vec<Job> = self
             .meters
             .iter()
-            .map(|m| (self.http.clone(), m.spec.clone()))
+            .map(|m| (self.http.clone(), m.spec.clone(), m.modbus.clone()))
             .collect();
+        let limit = outer_deadline(self.settings);
         api::run_bounded(
             jobs,
             self.settings.max_concurrent_calls,
-            |(http, spec)| async move { (Instant::now(), read_meter(&http, &spec).await) },
+            move |(http, spec, modbus)| async move {
+                let result = match (&spec.modbus, modbus) {
+                    (Some(how), Some(client)) => {
+                        // The client's own deadlines bound each request; this bounds the
+                        // whole reading (power, phases, energy, their retries).
+                        let read = async {
+                            let mut client = client.lock().await;
+                            modbus::read_meter(&mut client, &how.map, how.ratio).await
+                        };
+                        match tokio::time::timeout(limit * 2, read).await {
+                            Ok(Ok(reading)) => Ok(reading.watts),
+                            Ok(Err(e)) => Err(MeterError::Transport {
+                                address: spec.address.to_string(),
+                                problem: e.to_string(),
+                            }),
+                            Err(_) => Err(MeterError::Transport {
+                                address: spec.address.to_string(),
+                                problem: format!("no reading within {:?}", limit * 2),
+                            }),
+                        }
+                    }
+                    _ => read_meter(&http, &spec).await,
+                };
+                (Instant::now(), result)
+            },
         )
         .await
     }
 
-    /// Keeps the good meter readings and logs each outage once (the controller's
-    /// `meter_fallback` reports the rest).
+    /// Keeps the good meter readings, sets `hashgate_container_meter_up`, and logs each
+    /// outage once (the controller's `meter_fallback` reports the rest).
     fn absorb_meters(
         &mut self,
         results: Vec<(Instant, Result<f64, MeterError>)>,
-    ) -> Vec<(Arc<str>, Instant, f64)> {
+    ) -> Vec<(Arc<str>, MeterRole, Instant, f64)> {
         let mut out = Vec::new();
         for (m, (at, result)) in self.meters.iter_mut().zip(results) {
+            metrics::gauge!(
+                METER_UP,
+                "container" => m.container.clone(),
+                "meter" => m.role.label()
+            )
+            .set(f64::from(u8::from(result.is_ok())));
             match result {
                 Ok(watts) => {
                     if m.failing {
-                        tracing::info!(container = %m.container, "power meter answers again");
+                        tracing::info!(container = %m.container, meter = m.role.label(), "power meter answers again");
                     }
                     m.failing = false;
-                    out.push((m.container.clone(), at, watts));
+                    out.push((m.container.clone(), m.role, at, watts));
                 }
                 Err(e) => {
                     if !m.failing {
-                        tracing::warn!(container = %m.container, error = %e, "power meter reading failed");
+                        tracing::warn!(container = %m.container, meter = m.role.label(), error = %e, "power meter reading failed");
                     }
                     m.failing = true;
                 }
@@ -621,6 +704,17 @@ fn next_seen(prev: Seen, at: Instant, result: &Result<Telemetry, ApiError>) -> S
 /// client's whole-call deadline plus its connect deadline.
 fn outer_deadline(settings: DriverSettings) -> Duration {
     settings.timeouts.call + settings.timeouts.connect
+}
+
+/// Modbus deadlines from the driver's: a meter gateway answers within the miners' connect
+/// deadline or not at all, and two attempts fit in one tick.
+fn modbus_settings(settings: DriverSettings) -> ClientSettings {
+    ClientSettings {
+        connect_timeout: settings.timeouts.connect,
+        call_timeout: settings.timeouts.connect,
+        attempts: 2,
+        retry_delay: Duration::from_millis(100),
+    }
 }
 
 fn meter_client(settings: DriverSettings) -> reqwest::Client {
