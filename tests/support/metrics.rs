@@ -21,7 +21,7 @@ use hashgate_site::stats::{
 pub const TWO_32: f64 = 4_294_967_296.0;
 
 /// Power metric names the dashboard and alerts may query (recorded by the controller).
-pub const POWER_METRICS: [&str; 14] = [
+pub const POWER_METRICS: [&str; 21] = [
     "hashgate_container_power_watts",
     "hashgate_container_budget_watts",
     "hashgate_container_projected_power_watts",
@@ -32,6 +32,13 @@ pub const POWER_METRICS: [&str; 14] = [
     "hashgate_power_meter_fallback_ticks_total",
     "hashgate_container_meter_up",
     "hashgate_modbus_errors_total",
+    "hashgate_container_pue",
+    "hashgate_container_pue_hourly",
+    "hashgate_container_pue_source",
+    "hashgate_container_facility_power_watts",
+    "hashgate_container_it_power_watts",
+    "hashgate_site_pue",
+    "hashgate_site_pue_hourly",
     "hashgate_miner_power_state",
     "hashgate_miner_counted_power_watts",
     "hashgate_miner_power_info",

@@ -117,8 +117,10 @@ mod tests {
                 inlet_c: None,
                 hot: false,
                 stuck_over_budget: false,
+                pue: Default::default(),
             }],
             miners: Vec::new(),
+            site_pue: Default::default(),
             recent_decisions: Vec::new(),
         };
         let line = status_line(
