@@ -85,3 +85,106 @@ async fn modbus_meter_drives_the_load_and_a_silent_one_falls_back_to_miners() {
     follower.abort();
     site.stop().await;
 }
+
+/// PUE from real Modbus reads: the feed meter (an SDM630) over the IT meter (an Acrel
+/// DTSD1352 reporting secondary-side watts behind a 2:1 ratio), each on its own simulated
+/// gateway; a silent IT meter makes PUE unknown with the reason, never a stale number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pue_comes_from_the_feed_and_it_meters_and_is_unknown_without_one() {
+    let feed = spawn(RegisterBank::new()).await.expect("feed gateway");
+    let it = spawn(RegisterBank::new()).await.expect("it gateway");
+    let feed_map = MeterModel::EastronSdm630.map(3);
+    let it_map = MeterModel::AcrelDtsd1352.map(5);
+    feed.bank.set_value(&feed_map.power, 6600.0);
+    // 3000 W on the secondary side, × ratio 2 = 6000 W of IT load.
+    it.bank.set_value(&it_map.power, 3000.0);
+    let head = "";
+    let container = format!(
+        "budget_kw = 20.0\n\
+         [containers.meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 3\nmodel = \"eastron_sdm630\"\nmax_age_secs = 1\n\
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 5\nmodel = \"acrel_dtsd1352\"\nratio = 2\nmax_age_secs = 1",
+        feed.addr, it.addr
+    );
+    let miners = vec![def("m1", Family::Luxos, 3000.0, 120.0)];
+    let site = start_site(head, &container, &miners, Duration::from_millis(100), None).await;
+    wait_for("a PUE figure", Duration::from_secs(5), || async {
+        site.handle.status().containers[0].pue.pue.is_some()
+    })
+    .await;
+    let status = site.handle.status();
+    let pue = status.containers[0].pue.clone();
+    let value = pue.pue.expect("known");
+    assert!((value - 1.1).abs() < 1e-6, "{pue:?}");
+    assert_eq!(pue.unknown_reason, None);
+    assert_eq!(pue.facility_watts, Some(6600.0));
+    assert_eq!(pue.it_watts, Some(6000.0));
+    let json = serde_json::to_value(&pue).expect("json");
+    assert_eq!(json["facility_source"], "meter");
+    assert_eq!(json["it_source"], "it_meter");
+    assert_eq!(json["hourly_unknown_reason"], "no_complete_hour");
+    let site_pue = status.site_pue.pue.expect("site known");
+    assert!((site_pue - 1.1).abs() < 1e-6, "{:?}", status.site_pue);
+
+    it.bank.set_fault(DeviceFault::Silent);
+    wait_for("PUE unknown", Duration::from_secs(10), || async {
+        site.handle.status().containers[0].pue.unknown_reason == Some("it_meter_stale")
+    })
+    .await;
+    let status = site.handle.status();
+    assert_eq!(status.containers[0].pue.pue, None);
+    assert_eq!(status.site_pue.unknown_reason, Some("container_unknown"));
+    // The budget never used the IT meter: the feed meter still drives it.
+    assert_eq!(status.containers[0].load_source, Some("meter"));
+    site.stop().await;
+}
+
+/// Without meters, IT power is the miners' reported power, and facility power needs the
+/// auxiliary (fans, pump) load the climate control sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pue_without_meters_is_it_plus_auxiliary() {
+    let miners = vec![
+        def("m1", Family::Luxos, 3000.0, 120.0),
+        def("m2", Family::Braiins, 3000.0, 100.0),
+    ];
+    let site = start_site(
+        "",
+        "budget_kw = 20.0",
+        &miners,
+        Duration::from_millis(100),
+        None,
+    )
+    .await;
+    wait_for(
+        "IT power from the miners",
+        Duration::from_secs(5),
+        || async { site.handle.status().containers[0].pue.it_watts.is_some() },
+    )
+    .await;
+    let pue = site.handle.status().containers[0].pue.clone();
+    assert_eq!(pue.unknown_reason, Some("no_facility_power"), "{pue:?}");
+    let it_watts = pue.it_watts.expect("it");
+    assert!(it_watts > 1000.0, "{pue:?}");
+    site.handle
+        .set_auxiliary_watts("c1", Some(600.0))
+        .expect("known container");
+    assert!(
+        site.handle
+            .set_auxiliary_watts("c1", Some(f64::NAN))
+            .is_err()
+    );
+    assert!(site.handle.set_auxiliary_watts("nope", Some(1.0)).is_err());
+    wait_for(
+        "PUE with the auxiliary load",
+        Duration::from_secs(5),
+        || async { site.handle.status().containers[0].pue.pue.is_some() },
+    )
+    .await;
+    let pue = site.handle.status().containers[0].pue.clone();
+    let json = serde_json::to_value(&pue).expect("json");
+    assert_eq!(json["facility_source"], "it_plus_auxiliary");
+    assert_eq!(json["it_source"], "miners");
+    let (facility, it) = (pue.facility_watts.expect("f"), pue.it_watts.expect("it"));
+    assert!((facility - it - 600.0).abs() < 1e-6, "{pue:?}");
+    assert!((pue.pue.expect("pue") - facility / it).abs() < 1e-9);
+    site.stop().await;
+}

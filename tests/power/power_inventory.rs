@@ -14,7 +14,7 @@ fn example_inventory_validates_with_the_documented_figures() {
         Ok(cfg) => cfg,
         Err(e) => panic!("config/power-example.toml: {e}"),
     };
-    assert_eq!(cfg.containers.len(), 1);
+    assert_eq!(cfg.containers.len(), 2, "c01, and c02 read over Modbus");
     let c = &cfg.containers[0];
     assert_eq!(&*c.name, "c01");
     assert_eq!(c.budget_watts, 1_500_000.0);
@@ -25,6 +25,14 @@ fn example_inventory_validates_with_the_documented_figures() {
     assert_eq!((t.limit_c, t.hysteresis_c), (38.0, 2.5));
     let meter = c.meter.as_ref().expect("meter");
     assert_eq!(meter.address.to_string(), "10.1.0.10:9100");
+    let climate = c.climate.as_ref().expect("climate");
+    assert_eq!(climate.device.to_string(), "10.1.0.20:502");
+    assert_eq!(climate.spec.fans.len(), 4);
+    assert_eq!(
+        (climate.spec.band.low_c, climate.spec.band.high_c),
+        (24.0, 29.0)
+    );
+    assert_eq!(climate.pump_coil.map(|c| c.address), Some(7));
 
     let families: Vec<Family> = cfg.miners.iter().map(|m| m.family).collect();
     for f in [

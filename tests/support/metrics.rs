@@ -21,7 +21,7 @@ use hashgate_site::stats::{
 pub const TWO_32: f64 = 4_294_967_296.0;
 
 /// Power metric names the dashboard and alerts may query (recorded by the controller).
-pub const POWER_METRICS: [&str; 19] = [
+pub const POWER_METRICS: [&str; 26] = [
     "hashgate_container_fans_running",
     "hashgate_container_pump_on",
     "hashgate_container_humidity_percent",
@@ -37,6 +37,13 @@ pub const POWER_METRICS: [&str; 19] = [
     "hashgate_power_meter_fallback_ticks_total",
     "hashgate_container_meter_up",
     "hashgate_modbus_errors_total",
+    "hashgate_container_pue",
+    "hashgate_container_pue_hourly",
+    "hashgate_container_pue_source",
+    "hashgate_container_facility_power_watts",
+    "hashgate_container_it_power_watts",
+    "hashgate_site_pue",
+    "hashgate_site_pue_hourly",
     "hashgate_miner_power_state",
     "hashgate_miner_counted_power_watts",
     "hashgate_miner_power_info",

@@ -118,8 +118,10 @@ mod tests {
                 hot: false,
                 stuck_over_budget: false,
                 climate: None,
+                pue: Default::default(),
             }],
             miners: Vec::new(),
+            site_pue: Default::default(),
             recent_decisions: Vec::new(),
         };
         let line = status_line(

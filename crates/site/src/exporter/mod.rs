@@ -118,6 +118,34 @@ pub fn describe() {
         "1 while the container's meter (feed or it) gave a reading at the last tick, else 0."
     );
     describe_gauge!(
+        "hashgate_container_pue",
+        "Power usage effectiveness of the container at the last tick: facility over IT power (NaN while unknown; see hashgate_container_pue_source)."
+    );
+    describe_gauge!(
+        "hashgate_container_pue_hourly",
+        "PUE of the container over the last complete UTC hour: facility over IT energy (NaN while unknown)."
+    );
+    describe_gauge!(
+        "hashgate_container_pue_source",
+        "1 for the source each PUE input (facility, it) comes from now (meter, it_plus_auxiliary, it_meter, miners, unknown), 0 for the others."
+    );
+    describe_gauge!(
+        "hashgate_container_facility_power_watts",
+        "Facility power of the container used for PUE (feed meter, or IT plus auxiliary load), watts; NaN while unknown."
+    );
+    describe_gauge!(
+        "hashgate_container_it_power_watts",
+        "IT power of the container used for PUE (IT meter, or the miners' reported power), watts; NaN while unknown."
+    );
+    describe_gauge!(
+        "hashgate_site_pue",
+        "Power usage effectiveness of the site at the last tick: sum of facility over sum of IT power (NaN while any container's is unknown)."
+    );
+    describe_gauge!(
+        "hashgate_site_pue_hourly",
+        "PUE of the site over the last complete UTC hour (NaN while unknown)."
+    );
+    describe_gauge!(
         "hashgate_container_power_watts",
         "Fail-safe load estimate of the container at the last tick, watts."
     );

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::power::api::MinerState;
 use crate::power::inventory::Pin;
+use crate::power::pue::{ItSource, PueInputs, PueUnknown};
 
 use super::Controller;
 use super::decision::{Action, ContainerReport, Decision, LoadSource, Reason};
@@ -91,6 +92,7 @@ impl Controller {
             .climate
             .filter(|v| now.saturating_duration_since(v.at) <= s.telemetry_max_age);
         let temperature = climate.and_then(|v| v.inlet_c).or(miners_inlet);
+        let pue = self.pue_inputs(ci, &members, now);
         let credit: f64 = members
             .iter()
             .filter_map(|&i| est.get(i))
@@ -134,7 +136,44 @@ impl Controller {
             temperature_c: temperature,
             hot,
             stuck_over_budget: stuck,
+            pue,
         }
+    }
+
+    /// Facility and IT power of a container for PUE: meters when fresh, else the miners'
+    /// reported power plus the climate control's auxiliary load.
+    fn pue_inputs(&self, ci: usize, members: &[usize], now: Instant) -> PueInputs {
+        let Some(c) = self.containers.get(ci) else {
+            return PueInputs::from_parts(None, None, Err(PueUnknown::NoFacilityPower));
+        };
+        let feed = match c.meter_watts(now) {
+            Some(Ok((_, w))) => Some(w),
+            _ => None,
+        };
+        let it = match &c.spec.it_meter {
+            Some(spec) => match c.it_meter {
+                Some((at, w))
+                    if now.saturating_duration_since(at) <= spec.max_age
+                        && w.is_finite()
+                        && w >= 0.0 =>
+                {
+                    Ok((w, ItSource::ItMeter))
+                }
+                _ => Err(PueUnknown::ItMeterStale),
+            },
+            None => members
+                .iter()
+                .filter_map(|&i| self.miners.get(i))
+                .map(|m| {
+                    m.fresh(now, &self.settings)
+                        .and_then(|(_, t)| t.power_watts)
+                        .filter(|w| w.is_finite() && *w >= 0.0)
+                })
+                .sum::<Option<f64>>()
+                .map(|w| (w, ItSource::Miners))
+                .ok_or(PueUnknown::MinerPowerUnreported),
+        };
+        PueInputs::from_parts(feed, c.auxiliary_watts, it)
     }
 
     fn empty_report(&self, ci: usize) -> ContainerReport {
@@ -152,6 +191,7 @@ impl Controller {
             temperature_c: None,
             hot: false,
             stuck_over_budget: false,
+            pue: PueInputs::from_parts(None, None, Err(PueUnknown::NoFacilityPower)),
         }
     }
 

@@ -8,7 +8,7 @@
 //! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, feed meters → `observe_meter`, IT meters → `observe_it_meter` (HTTP or Modbus TCP, `hashgate_container_meter_up`) |
 //! | decide | `Controller::tick(now)` |
 //! | act | each sleep / wake through the miner's [`MinerApi`]; a failure → `command_failed` |
-//! | record | `record_tick` metrics and logs, then health alarms from share-proven data |
+//! | record | `record_tick` metrics and logs, then health alarms from share-proven data, then PUE now and per clock hour (`pue`) |
 //!
 //! Containers with `[climate]` also have their sensors read (with the poll), the climate
 //! controller ticked before the power controller (which gets its inlet and
@@ -40,6 +40,7 @@ use crate::power::controller::{
     Action, ApiView, Decision, HealthInput, IntendedState, TickReport, evaluate_health, record_tick,
 };
 use crate::power::inventory::{Address, DriverSettings, MeterSpec, PowerConfig};
+use crate::power::pue::{self, FacilitySource, HourlyPue, ItSource, PueUnknown};
 use crate::stats::Registry;
 
 pub use climate::{
@@ -51,7 +52,7 @@ pub use join::{
 };
 pub use meter::{MeterError, meter_url, parse_reading, read_meter};
 pub use status::{
-    ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus,
+    ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus, PueStatus,
     RECENT_DECISIONS,
 };
 pub use target::miner_target;
@@ -160,6 +161,10 @@ pub struct PowerDriver {
     registry: Arc<Registry>,
     join: ShareJoin,
     shared: Arc<DriverState>,
+    /// Energy per clock hour for each container's hourly PUE, in config order.
+    pue_hours: Vec<HourlyPue>,
+    /// The same for the site as a whole.
+    site_pue_hours: HourlyPue,
 }
 
 impl std::fmt::Debug for PowerDriver {
@@ -256,6 +261,8 @@ impl PowerDriver {
                 .enumerate()
                 .map(|(i, m)| (m.id.clone(), i))
                 .collect(),
+            pue_hours: vec![HourlyPue::default(); config.containers.len()],
+            site_pue_hours: HourlyPue::default(),
             miners,
             meters,
             climate: climate::ClimateLoop::new(&config),
@@ -389,6 +396,7 @@ impl PowerDriver {
         record_tick(&report);
         record_climate(&climate_reports);
         let proven = self.health(now);
+        let (pue, site_pue) = self.pue(&report);
         self.publish(&readings, &report, &outcomes, &proven);
         if !climate_reports.is_empty() {
             let blocks = self.climate.status(&climate_reports);
@@ -399,6 +407,49 @@ impl PowerDriver {
                 }
             }
         }
+        let mut book = lock(&self.shared.status);
+        for (s, p) in book.status.containers.iter_mut().zip(pue) {
+            s.pue = p;
+        }
+        book.status.site_pue = site_pue;
+    }
+
+    /// PUE now and over the last complete hour, per container and for the site; records
+    /// the gauges.
+    fn pue(&mut self, report: &TickReport) -> (Vec<PueStatus>, PueStatus) {
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut out = Vec::with_capacity(report.containers.len());
+        for (c, hours) in report.containers.iter().zip(self.pue_hours.iter_mut()) {
+            hours.sample(unix, c.pue.watts());
+            let status = PueStatus::new(
+                c.pue.ratio(),
+                hours.last_hour(),
+                c.pue.facility.map(|(w, s)| (w, Some(s))),
+                c.pue.it.map(|(w, s)| (w, Some(s))),
+            );
+            record_pue(Some(&c.name), &status);
+            out.push(status);
+        }
+        let inputs: Vec<_> = report.containers.iter().map(|c| c.pue).collect();
+        let site = pue::site_inputs(&inputs);
+        self.site_pue_hours.sample(unix, site.ok());
+        let now = site.and_then(|(f, i)| {
+            if i > 0.0 {
+                Ok(f / i)
+            } else {
+                Err(PueUnknown::NoItLoad)
+            }
+        });
+        let site_status = PueStatus::new(
+            now,
+            self.site_pue_hours.last_hour(),
+            site.map(|(f, _)| (f, None)),
+            site.map(|(_, i)| (i, None)),
+        );
+        record_pue(None, &site_status);
+        (out, site_status)
     }
 
     async fn poll_miners(&self) -> Vec<(Instant, Result<Telemetry, ApiError>)> {
@@ -704,6 +755,54 @@ fn next_seen(prev: Seen, at: Instant, result: &Result<Telemetry, ApiError>) -> S
 /// client's whole-call deadline plus its connect deadline.
 fn outer_deadline(settings: DriverSettings) -> Duration {
     settings.timeouts.call + settings.timeouts.connect
+}
+
+/// Sets the PUE gauges of a container (`Some(name)`) or of the site: NaN while unknown, so
+/// a stale figure never stands in for a lost input.
+fn record_pue(container: Option<&Arc<str>>, status: &PueStatus) {
+    let value = status.pue.unwrap_or(f64::NAN);
+    let hourly = status.hourly.unwrap_or(f64::NAN);
+    let Some(name) = container else {
+        metrics::gauge!("hashgate_site_pue").set(value);
+        metrics::gauge!("hashgate_site_pue_hourly").set(hourly);
+        return;
+    };
+    metrics::gauge!("hashgate_container_pue", "container" => name.clone()).set(value);
+    metrics::gauge!("hashgate_container_pue_hourly", "container" => name.clone()).set(hourly);
+    metrics::gauge!("hashgate_container_facility_power_watts", "container" => name.clone())
+        .set(status.facility_watts.unwrap_or(f64::NAN));
+    metrics::gauge!("hashgate_container_it_power_watts", "container" => name.clone())
+        .set(status.it_watts.unwrap_or(f64::NAN));
+    // A state set per input, so `== 1` picks the source in force and a change of source
+    // leaves no stale series behind.
+    let facility = status.facility_source.map(|s| match s {
+        FacilitySource::Meter => "meter",
+        FacilitySource::ItPlusAuxiliary => "it_plus_auxiliary",
+    });
+    for source in ["meter", "it_plus_auxiliary", "unknown"] {
+        let on = facility.unwrap_or("unknown") == source;
+        metrics::gauge!(
+            "hashgate_container_pue_source",
+            "container" => name.clone(),
+            "input" => "facility",
+            "source" => source
+        )
+        .set(f64::from(u8::from(on)));
+    }
+    let it = status.it_source.map(|s| match s {
+        ItSource::ItMeter => "it_meter",
+        ItSource::Miners => "miners",
+    });
+    for source in ["it_meter", "miners", "unknown"] {
+        let on = it.unwrap_or("unknown") == source;
+        metrics::gauge!(
+            "hashgate_container_pue_source",
+            "container" => name.clone(),
+            "input" => "it",
+            "source" => source
+        )
+        .set(f64::from(u8::from(on)));
+    }
 }
 
 /// Modbus deadlines from the driver's: a meter gateway answers within the miners' connect

@@ -14,6 +14,7 @@ use crate::power::controller::{
     Action, ControlError, Controller, Counted, LoadSource, PowerState, Reason,
 };
 use crate::power::inventory::{Pin, PowerConfig};
+use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
 
 /// Recent decisions kept for the demo and the status API: enough to show the last few
 /// minutes of a busy container, small enough to copy on every status read.
@@ -104,6 +105,67 @@ pub struct ContainerStatus {
     /// the first tick.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub climate: Option<super::ClimateStatus>,
+    /// PUE and its inputs at the last tick.
+    pub pue: PueStatus,
+}
+
+/// A PUE figure with its inputs, as the API shows it: every figure `null` when unknown,
+/// with the reason beside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PueStatus {
+    /// Facility over IT power at the last tick.
+    pub pue: Option<f64>,
+    /// Why `pue` is null (`no_facility_power`, `it_meter_stale`, `miner_power_unreported`,
+    /// `no_it_load`, `container_unknown`, `no_tick_yet`).
+    pub unknown_reason: Option<&'static str>,
+    /// Facility over IT energy over the last complete UTC hour.
+    pub hourly: Option<f64>,
+    /// Why `hourly` is null (`no_complete_hour`, `hour_incomplete`, `no_it_load`).
+    pub hourly_unknown_reason: Option<&'static str>,
+    /// Facility power, W.
+    pub facility_watts: Option<f64>,
+    /// `meter` (feed meter) or `it_plus_auxiliary`.
+    pub facility_source: Option<FacilitySource>,
+    /// IT power, W.
+    pub it_watts: Option<f64>,
+    /// `it_meter` or `miners` (Σ reported power).
+    pub it_source: Option<ItSource>,
+}
+
+impl Default for PueStatus {
+    fn default() -> Self {
+        PueStatus {
+            pue: None,
+            unknown_reason: Some("no_tick_yet"),
+            hourly: None,
+            hourly_unknown_reason: Some("no_tick_yet"),
+            facility_watts: None,
+            facility_source: None,
+            it_watts: None,
+            it_source: None,
+        }
+    }
+}
+
+impl PueStatus {
+    /// The status of one container's (or, with `site` inputs, the site's) figures.
+    pub fn new(
+        now: Result<f64, PueUnknown>,
+        hourly: Result<f64, PueUnknown>,
+        facility: Result<(f64, Option<FacilitySource>), PueUnknown>,
+        it: Result<(f64, Option<ItSource>), PueUnknown>,
+    ) -> PueStatus {
+        PueStatus {
+            pue: now.ok(),
+            unknown_reason: now.err().map(PueUnknown::label),
+            hourly: hourly.ok(),
+            hourly_unknown_reason: hourly.err().map(PueUnknown::label),
+            facility_watts: facility.ok().map(|(w, _)| w),
+            facility_source: facility.ok().and_then(|(_, s)| s),
+            it_watts: it.ok().map(|(w, _)| w),
+            it_source: it.ok().and_then(|(_, s)| s),
+        }
+    }
 }
 
 /// What the management API last said, for status output.
@@ -176,6 +238,9 @@ pub struct PowerStatus {
     pub containers: Vec<ContainerStatus>,
     /// Miners in config order.
     pub miners: Vec<MinerStatus>,
+    /// The site's PUE: Σ facility over Σ IT power of every container (unknown when any
+    /// container's is).
+    pub site_pue: PueStatus,
     /// Latest decisions, oldest first, at most [`RECENT_DECISIONS`].
     pub recent_decisions: Vec<DecisionRecord>,
 }
@@ -261,6 +326,7 @@ impl DriverState {
                 hot: false,
                 stuck_over_budget: false,
                 climate: None,
+                pue: PueStatus::default(),
             })
             .collect();
         let miners = config
@@ -297,6 +363,7 @@ impl DriverState {
                     last_tick_unix_ms: None,
                     containers,
                     miners,
+                    site_pue: PueStatus::default(),
                     recent_decisions: Vec::new(),
                 },
                 recent: VecDeque::with_capacity(RECENT_DECISIONS),
@@ -412,6 +479,20 @@ impl PowerHandle {
         );
         self.shared.poke.notify_one();
         Ok(())
+    }
+
+    /// Sets the container's auxiliary (non-IT: fans, curtain pump) load, W, as its climate
+    /// control measures or estimates it; `None` when unknown. PUE uses it when the
+    /// container has no feed meter (facility = IT + auxiliary). Takes effect next tick.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`], [`ControlError::InvalidAuxiliary`].
+    pub fn set_auxiliary_watts(
+        &self,
+        container: &str,
+        watts: Option<f64>,
+    ) -> Result<(), ControlError> {
+        lock(&self.shared.controller).set_auxiliary_watts(container, watts)
     }
 
     /// Sets (`Some`) or lifts (`None`) a miner's pin; the driver ticks at once.
