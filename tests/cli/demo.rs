@@ -94,7 +94,10 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
     assert!(output.contains("pool primary goes down"), "{output}");
     // Status, event and final lines fit 120 columns; the final line counts undelivered.
     for line in lines.iter().filter(|l| {
-        l.starts_with('[') || l.starts_with("  >>>") || l.starts_with("hashgate demo: done")
+        l.starts_with('[')
+            || l.starts_with("  >>>")
+            || l.starts_with("  climate")
+            || l.starts_with("hashgate demo: done")
     }) {
         assert!(
             line.chars().count() <= 120,
@@ -102,6 +105,18 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
             line.chars().count()
         );
     }
+    // The container's air through its simulated Modbus device: fans switched by hashgate,
+    // PUE from the IT meter on the same device.
+    let climate: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("  climate c01"))
+        .collect();
+    assert!(climate.len() >= 3, "{output}");
+    assert!(summary.max_fans >= 1, "{summary:?}\n{output}");
+    assert!(
+        climate.iter().any(|l| l.contains("| PUE 1.")),
+        "PUE from the Modbus IT meter: {output}"
+    );
     assert!(
         lines.last().is_some_and(|l| l.contains("undelivered")),
         "{output}"

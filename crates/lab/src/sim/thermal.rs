@@ -99,6 +99,15 @@ impl ContainerAir {
         }
     }
 
+    /// [`Self::for_load`] with `banks` fan banks sharing the same total airflow.
+    pub fn with_banks(it_watts: f64, banks: usize) -> Self {
+        let mut air = Self::for_load(it_watts);
+        let total = air.bank_airflow_m3s * air.fan_banks as f64;
+        air.fan_banks = banks.max(1);
+        air.bank_airflow_m3s = total / air.fan_banks as f64;
+        air
+    }
+
     /// Air leaving the curtain, °C.
     pub fn supply_c(&self, outdoor_c: f64, humidity: f64, pump_on: bool) -> f64 {
         if !pump_on {
