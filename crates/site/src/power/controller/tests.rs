@@ -772,3 +772,63 @@ fn reload_applies_budgets_and_refuses_inventory_changes() {
     assert!(err.to_string().contains("restart"), "{err}");
     assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
 }
+
+#[test]
+fn pue_inputs_follow_meters_miners_and_auxiliary_load() {
+    use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
+    // Three miners of 3000, 3050, 3100 W: 9150 W of IT load from their telemetry.
+    let mut sim = Sim::new(&config("budget_kw = 100", 3));
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(pue.it, Ok((9150.0, ItSource::Miners)));
+    assert_eq!(pue.ratio(), Err(PueUnknown::NoFacilityPower));
+    sim.ctl
+        .set_auxiliary_watts("c1", Some(850.0))
+        .expect("known");
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(
+        pue.facility,
+        Ok((10_000.0, FacilitySource::ItPlusAuxiliary))
+    );
+    assert!((pue.ratio().unwrap_or(0.0) - 10_000.0 / 9150.0).abs() < 1e-12);
+    // One miner stops answering: its counted nameplate keeps the budget safe, but IT power
+    // is no longer known, so neither is PUE.
+    sim.miner("m01").answering = false;
+    let r = sim.step(SEC);
+    assert_eq!(
+        container(&r).pue.ratio(),
+        Err(PueUnknown::MinerPowerUnreported)
+    );
+    assert!(sim.ctl.set_auxiliary_watts("c1", Some(-1.0)).is_err());
+    assert!(sim.ctl.set_auxiliary_watts("c9", Some(1.0)).is_err());
+}
+
+#[test]
+fn pue_uses_a_fresh_feed_meter_and_an_it_meter_only_while_fresh() {
+    use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
+    let cfg = config(
+        "budget_kw = 100\n[containers.meter]\naddress = \"10.9.0.1:80\"\nmax_age_secs = 30\n\
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"10.9.0.2\"\nmodel = \"eastron_sdm630\"\nmax_age_secs = 30",
+        2,
+    );
+    let mut sim = Sim::new(&cfg);
+    let r = sim.step(SEC);
+    assert_eq!(
+        container(&r).pue.it,
+        Err(PueUnknown::ItMeterStale),
+        "no reading yet"
+    );
+    let at = sim.now;
+    sim.ctl.observe_meter("c1", at, 6600.0).expect("known");
+    sim.ctl.observe_it_meter("c1", at, 6000.0).expect("known");
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(pue.facility, Ok((6600.0, FacilitySource::Meter)));
+    assert_eq!(pue.it, Ok((6000.0, ItSource::ItMeter)));
+    assert!((pue.ratio().unwrap_or(0.0) - 1.1).abs() < 1e-12);
+    // 31 s later both readings are stale: unknown, not the old ratio.
+    sim.now = at + Duration::from_secs(31);
+    let r = sim.step(SEC);
+    assert_eq!(container(&r).pue.ratio(), Err(PueUnknown::ItMeterStale));
+}
