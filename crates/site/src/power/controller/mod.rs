@@ -149,8 +149,8 @@ impl Controller {
     /// unless everything can.
     ///
     /// # Errors
-    /// [`ControlError::InventoryChanged`] when the containers (by name, in order) or the
-    /// miners differ: those need a restart.
+    /// [`ControlError::InventoryChanged`] when the containers (by name, in order), their
+    /// meters or the miners differ: those need a restart.
     pub fn reconfigure(&mut self, config: &PowerConfig) -> Result<(), ControlError> {
         let names =
             |c: &[ContainerRuntime]| c.iter().map(|c| c.spec.name.clone()).collect::<Vec<_>>();
@@ -168,6 +168,20 @@ impl Controller {
                 .any(|(m, spec)| m.spec != *spec)
         {
             return Err(ControlError::InventoryChanged("miners changed".into()));
+        }
+        // The driver holds a client per meter, built at start: a changed meter here would
+        // be judged by settings the driver does not read with (an IT meter never polled
+        // would make PUE stale forever).
+        if let Some(c) = self
+            .containers
+            .iter()
+            .zip(&config.containers)
+            .find(|(c, spec)| c.spec.meter != spec.meter || c.spec.it_meter != spec.it_meter)
+        {
+            return Err(ControlError::InventoryChanged(format!(
+                "container \"{}\": its meters changed",
+                c.0.spec.name
+            )));
         }
         self.settings = config.controller;
         for (runtime, spec) in self.containers.iter_mut().zip(&config.containers) {

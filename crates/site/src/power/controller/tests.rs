@@ -832,3 +832,18 @@ fn pue_uses_a_fresh_feed_meter_and_an_it_meter_only_while_fresh() {
     let r = sim.step(SEC);
     assert_eq!(container(&r).pue.ratio(), Err(PueUnknown::ItMeterStale));
 }
+
+#[test]
+fn reload_refuses_a_changed_meter() {
+    let mut ctl = Controller::new(&config("budget_kw = 20", 2));
+    let with_it_meter = "budget_kw = 20\n[containers.it_meter]\nkind = \"modbus\"\n\
+                         address = \"10.9.0.2\"\nmodel = \"eastron_sdm630\"";
+    let err = ctl
+        .reconfigure(&config(with_it_meter, 2))
+        .expect_err("an IT meter the driver does not poll");
+    assert!(
+        err.to_string().contains("meters changed") && err.to_string().contains("restart"),
+        "{err}"
+    );
+    assert_eq!(ctl.budget_watts("c1"), Some(20_000.0));
+}
