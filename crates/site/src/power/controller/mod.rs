@@ -150,8 +150,8 @@ impl Controller {
     /// unless everything can.
     ///
     /// # Errors
-    /// [`ControlError::InventoryChanged`] when the containers (by name, in order) or the
-    /// miners differ: those need a restart.
+    /// [`ControlError::InventoryChanged`] when the containers (by name, in order), their
+    /// meters or the miners differ: those need a restart.
     pub fn reconfigure(&mut self, config: &PowerConfig) -> Result<(), ControlError> {
         let names =
             |c: &[ContainerRuntime]| c.iter().map(|c| c.spec.name.clone()).collect::<Vec<_>>();
@@ -169,6 +169,33 @@ impl Controller {
                 .any(|(m, spec)| m.spec != *spec)
         {
             return Err(ControlError::InventoryChanged("miners changed".into()));
+        }
+        // The driver holds a client per meter, built at start: a changed meter here would
+        // be judged by settings the driver does not read with (an IT meter never polled
+        // would make PUE stale forever).
+        if let Some(c) = self
+            .containers
+            .iter()
+            .zip(&config.containers)
+            .find(|(c, spec)| c.spec.meter != spec.meter || c.spec.it_meter != spec.it_meter)
+        {
+            return Err(ControlError::InventoryChanged(format!(
+                "container \"{}\": its meters changed",
+                c.0.spec.name
+            )));
+        }
+        // Likewise the climate controller, its Modbus device and relays are built at start:
+        // a new band or coil here would not reach the fans.
+        if let Some(c) = self
+            .containers
+            .iter()
+            .zip(&config.containers)
+            .find(|(c, spec)| c.spec.climate != spec.climate)
+        {
+            return Err(ControlError::InventoryChanged(format!(
+                "container \"{}\": its climate section changed",
+                c.0.spec.name
+            )));
         }
         self.settings = config.controller;
         for (runtime, spec) in self.containers.iter_mut().zip(&config.containers) {

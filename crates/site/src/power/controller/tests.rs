@@ -829,3 +829,102 @@ fn a_stale_climate_view_leaves_the_heat_rule_as_without_climate() {
     assert_eq!(sim.ctl.miners_inlet_c("c1", sim.now), Some(37.0));
     assert!(sim.ctl.observe_climate("c9", sim.now, None, true).is_err());
 }
+
+#[test]
+fn pue_inputs_follow_meters_miners_and_auxiliary_load() {
+    use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
+    // Three miners of 3000, 3050, 3100 W: 9150 W of IT load from their telemetry.
+    let mut sim = Sim::new(&config("budget_kw = 100", 3));
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(pue.it, Ok((9150.0, ItSource::Miners)));
+    assert_eq!(pue.ratio(), Err(PueUnknown::NoFacilityPower));
+    sim.ctl
+        .set_auxiliary_watts("c1", Some(850.0))
+        .expect("known");
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(
+        pue.facility,
+        Ok((10_000.0, FacilitySource::ItPlusAuxiliary))
+    );
+    assert!((pue.ratio().unwrap_or(0.0) - 10_000.0 / 9150.0).abs() < 1e-12);
+    // One miner stops answering: its counted nameplate keeps the budget safe, but IT power
+    // is no longer known, so neither is PUE.
+    sim.miner("m01").answering = false;
+    let r = sim.step(SEC);
+    assert_eq!(
+        container(&r).pue.ratio(),
+        Err(PueUnknown::MinerPowerUnreported)
+    );
+    assert!(sim.ctl.set_auxiliary_watts("c1", Some(-1.0)).is_err());
+    assert!(sim.ctl.set_auxiliary_watts("c9", Some(1.0)).is_err());
+}
+
+#[test]
+fn pue_uses_a_fresh_feed_meter_and_an_it_meter_only_while_fresh() {
+    use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
+    let cfg = config(
+        "budget_kw = 100\n[containers.meter]\naddress = \"10.9.0.1:80\"\nmax_age_secs = 30\n\
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"10.9.0.2\"\nmodel = \"eastron_sdm630\"\nmax_age_secs = 30",
+        2,
+    );
+    let mut sim = Sim::new(&cfg);
+    let r = sim.step(SEC);
+    assert_eq!(
+        container(&r).pue.it,
+        Err(PueUnknown::ItMeterStale),
+        "no reading yet"
+    );
+    let at = sim.now;
+    sim.ctl.observe_meter("c1", at, 6600.0).expect("known");
+    sim.ctl.observe_it_meter("c1", at, 6000.0).expect("known");
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(pue.facility, Ok((6600.0, FacilitySource::Meter)));
+    assert_eq!(pue.it, Ok((6000.0, ItSource::ItMeter)));
+    assert!((pue.ratio().unwrap_or(0.0) - 1.1).abs() < 1e-12);
+    // 31 s later both readings are stale: unknown, not the old ratio.
+    sim.now = at + Duration::from_secs(31);
+    let r = sim.step(SEC);
+    assert_eq!(container(&r).pue.ratio(), Err(PueUnknown::ItMeterStale));
+}
+
+#[test]
+fn reload_refuses_a_changed_meter() {
+    let mut ctl = Controller::new(&config("budget_kw = 20", 2));
+    let with_it_meter = "budget_kw = 20\n[containers.it_meter]\nkind = \"modbus\"\n\
+                         address = \"10.9.0.2\"\nmodel = \"eastron_sdm630\"";
+    let err = ctl
+        .reconfigure(&config(with_it_meter, 2))
+        .expect_err("an IT meter the driver does not poll");
+    assert!(
+        err.to_string().contains("meters changed") && err.to_string().contains("restart"),
+        "{err}"
+    );
+    assert_eq!(ctl.budget_watts("c1"), Some(20_000.0));
+}
+
+#[test]
+fn reload_refuses_a_changed_climate_section() {
+    let climate = |high: f64| {
+        format!(
+            "budget_kw = 20\n[containers.climate]\ndevice = \"10.9.0.3\"\nband_low_c = 24\n\
+             band_high_c = {high}\nfans = [ {{ name = \"f1\", watts = 1000, coil = 0 }} ]"
+        )
+    };
+    let mut ctl = Controller::new(&config(&climate(29.0), 2));
+    let err = ctl
+        .reconfigure(&config(&climate(30.0), 2))
+        .expect_err("a band the running climate controller would not see");
+    assert!(
+        err.to_string().contains("climate section changed") && err.to_string().contains("restart"),
+        "{err}"
+    );
+    ctl.reconfigure(&config(
+        &climate(29.0).replace("budget_kw = 20", "budget_kw = 12"),
+        2,
+    ))
+    .expect("same climate, new budget");
+    assert_eq!(ctl.budget_watts("c1"), Some(12_000.0));
+}
