@@ -511,6 +511,8 @@ impl Runtime {
                 false
             }
             _ => {
+                // Whatever the air does now says nothing about one bank's effect.
+                self.probe = None;
                 for (i, f) in self.fans.iter_mut().enumerate() {
                     if f.switch(true, now) {
                         changes.push(Change::FanOn(i));
@@ -586,6 +588,7 @@ impl Runtime {
                 Override::Auto => continue,
             };
             if f.switch(want, now) {
+                self.probe = None;
                 changes.push(if want {
                     Change::FanOn(i)
                 } else {
