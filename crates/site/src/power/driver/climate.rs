@@ -392,6 +392,51 @@ mod tests {
     }
 
     #[test]
+    fn a_climate_tick_is_rendered_with_stable_names_and_labels() {
+        use crate::climate::{Band, ClimateSpec, PumpSpec};
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let mut spec = ClimateSpec::uniform(
+            3,
+            1100.0,
+            Band {
+                low_c: 24.0,
+                high_c: 29.0,
+                hysteresis_c: 0.5,
+            },
+        );
+        spec.pump = Some(PumpSpec {
+            watts: 750.0,
+            on_above_c: 27.0,
+            hysteresis_c: 2.0,
+            max_humidity_percent: 70.0,
+            min_on: Duration::from_secs(60),
+            min_off: Duration::from_secs(60),
+        });
+        let mut climate = Climate::new([(Arc::from("c1"), &spec)]);
+        let now = Instant::now();
+        let readings = SensorReadings {
+            inlet_c: Some(31.0),
+            outlet_c: Some(50.0),
+            humidity_percent: Some(35.5),
+            outdoor_c: Some(33.0),
+        };
+        climate.observe_sensors("c1", now, readings).expect("c1");
+        let reports = climate.tick(now);
+        metrics::with_local_recorder(&recorder, || record_climate(&reports));
+        let text = handle.render();
+        for line in [
+            "hashgate_container_fans_running{container=\"c1\"} 3",
+            "hashgate_container_pump_on{container=\"c1\"} 1",
+            "hashgate_container_humidity_percent{container=\"c1\"} 35.5",
+            "hashgate_container_climate_alarm{container=\"c1\",alarm=\"over_temperature_all_fans\"} 1",
+            "hashgate_container_climate_alarm{container=\"c1\",alarm=\"sensors_lost\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
     fn consecutive_coils_go_in_one_request() {
         let wanted = [
             (coil(1, 2), true),
