@@ -171,6 +171,7 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
     for line in lines.iter().filter(|l| {
         l.starts_with('[')
             || l.starts_with("  >>>")
+            || l.starts_with("  climate")
             || l.starts_with("hashgate demo: done")
             || l.starts_with("hashgate demo: ledger")
     }) {
@@ -180,6 +181,18 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
             line.chars().count()
         );
     }
+    // The container's air through its simulated Modbus device: fans switched by hashgate,
+    // PUE from the IT meter on the same device.
+    let climate: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("  climate c01"))
+        .collect();
+    assert!(climate.len() >= 3, "{output}");
+    assert!(summary.max_fans >= 1, "{summary:?}\n{output}");
+    assert!(
+        climate.iter().any(|l| l.contains("| PUE 1.")),
+        "PUE from the Modbus IT meter: {output}"
+    );
     assert!(
         lines
             .iter()

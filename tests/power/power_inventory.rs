@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use hashgate_site::modbus::MeterModel;
 use hashgate_site::power::api::Family;
 use hashgate_site::power::inventory::{Address, Pin, PowerConfig, PowerConfigRaw};
 use proptest::prelude::*;
@@ -14,7 +15,7 @@ fn example_inventory_validates_with_the_documented_figures() {
         Ok(cfg) => cfg,
         Err(e) => panic!("config/power-example.toml: {e}"),
     };
-    assert_eq!(cfg.containers.len(), 1);
+    assert_eq!(cfg.containers.len(), 2);
     let c = &cfg.containers[0];
     assert_eq!(&*c.name, "c01");
     assert_eq!(c.budget_watts, 1_500_000.0);
@@ -25,6 +26,39 @@ fn example_inventory_validates_with_the_documented_figures() {
     assert_eq!((t.limit_c, t.hysteresis_c), (38.0, 2.5));
     let meter = c.meter.as_ref().expect("meter");
     assert_eq!(meter.address.to_string(), "10.1.0.10:9100");
+    let climate = c.climate.as_ref().expect("climate");
+    assert_eq!(climate.device.to_string(), "10.1.0.20:502");
+    assert_eq!(climate.spec.fans.len(), 4);
+    assert_eq!(
+        (climate.spec.band.low_c, climate.spec.band.high_c),
+        (24.0, 29.0)
+    );
+    assert_eq!(climate.pump_coil.map(|c| c.address), Some(7));
+    assert!(meter.modbus.is_none(), "c01's feed meter is the HTTP one");
+    let it = c.it_meter.as_ref().and_then(|m| m.modbus.as_ref());
+    assert_eq!(
+        it.map(|m| (m.model, m.map.power.unit_id)),
+        Some((Some(MeterModel::EastronSdm630), 2))
+    );
+    // c02: a Schneider feed meter and an Acrel IT meter behind 400/5 A CTs, over Modbus.
+    let c2 = &cfg.containers[1];
+    let feed = c2.meter.as_ref().expect("c02 meter");
+    assert_eq!(feed.address.to_string(), "10.2.0.10:502");
+    let feed = feed.modbus.as_ref().expect("modbus");
+    assert_eq!(feed.model, Some(MeterModel::SchneiderPm5000));
+    assert_eq!(
+        feed.map.power.address, 3059,
+        "register 3060, numbered from 1"
+    );
+    let it = c2
+        .it_meter
+        .as_ref()
+        .and_then(|m| m.modbus.as_ref())
+        .expect("c02 it meter");
+    assert_eq!(
+        (it.model, it.ratio),
+        (Some(MeterModel::AcrelDtsd1352), 80.0)
+    );
 
     let families: Vec<Family> = cfg.miners.iter().map(|m| m.family).collect();
     for f in [

@@ -21,7 +21,12 @@ use hashgate_site::stats::{
 pub const TWO_32: f64 = 4_294_967_296.0;
 
 /// Power metric names the dashboard and alerts may query (recorded by the controller).
-pub const POWER_METRICS: [&str; 12] = [
+pub const POWER_METRICS: [&str; 26] = [
+    "hashgate_container_fans_running",
+    "hashgate_container_pump_on",
+    "hashgate_container_humidity_percent",
+    "hashgate_container_climate_alarm",
+    "hashgate_climate_readings_rejected_total",
     "hashgate_container_power_watts",
     "hashgate_container_budget_watts",
     "hashgate_container_projected_power_watts",
@@ -30,6 +35,15 @@ pub const POWER_METRICS: [&str; 12] = [
     "hashgate_container_stuck_over_budget",
     "hashgate_power_actions_total",
     "hashgate_power_meter_fallback_ticks_total",
+    "hashgate_container_meter_up",
+    "hashgate_modbus_errors_total",
+    "hashgate_container_pue",
+    "hashgate_container_pue_hourly",
+    "hashgate_container_pue_source",
+    "hashgate_container_facility_power_watts",
+    "hashgate_container_it_power_watts",
+    "hashgate_site_pue",
+    "hashgate_site_pue_hourly",
     "hashgate_miner_power_state",
     "hashgate_miner_counted_power_watts",
     "hashgate_miner_power_info",
@@ -49,7 +63,7 @@ pub const ECONOMICS_METRICS: [&str; 11] = [
     "hashgate_model_shutdown_price",
     "hashgate_model_break_even_tariff_per_kwh",
     "hashgate_container_tariff_per_kwh",
-    "hashgate_container_pue",
+    "hashgate_economics_pue",
 ];
 
 /// Ledger series (`[ledger]`, recorded through the `metrics` recorder), which the shipped

@@ -11,9 +11,11 @@
 //! | [`extranonce`] | extranonce splitting: per-miner prefixes leased from each upstream connection |
 //! | [`vardiff`] | per-miner variable difficulty aiming at a steady share interval |
 //! | [`cgminer`] | the miners' cgminer-style management API replies (TCP 4028): framing, repair, STATUS, sections, tolerant figure reading |
+//! | [`modbus`] | Modbus register points (table, unit id, address, type, word order, scale, unit) and decoding untrusted register words to numbers |
 
 pub mod cgminer;
 pub mod extranonce;
+pub mod modbus;
 pub mod stratum;
 pub mod vardiff;
 pub mod work;

@@ -167,6 +167,19 @@ pub struct DemoSummary {
     pub worst_overshoot_watts: f64,
     /// Miners connected at the end.
     pub miners: usize,
+    /// Most fan banks running at a status line.
+    pub max_fans: usize,
+    /// The curtain pump was on at some status line.
+    pub pump_seen: bool,
+}
+
+fn fans_running(status: &PowerStatus, container: &str) -> usize {
+    status
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.climate.as_ref())
+        .map_or(0, |c| c.fans_running)
 }
 
 /// Runs the demo, handing each line of output to `print`.
@@ -297,6 +310,22 @@ pub async fn run(
             status.as_ref(),
             Instant::now(),
         ));
+        if let Some(status) = &status {
+            let now = Instant::now();
+            for (name, air) in &sim.containers {
+                let (outdoor, humidity) = air.weather(now);
+                let line = status
+                    .containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| status::climate_line(c, air.hour(now), outdoor, humidity));
+                if let Some(line) = line {
+                    summary.max_fans = summary.max_fans.max(fans_running(status, name));
+                    summary.pump_seen |= line.contains("| pump on |");
+                    print(line);
+                }
+            }
+        }
         if options.duration.is_some_and(|d| elapsed >= d) {
             break;
         }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::container::{self, SimContainer};
 use crate::sim::asic::{SimAsic, SimAsicConfig};
 use crate::sim::mgmt::{self, SimMgmtServer, SimMinerSpec, SimMinerState};
 use crate::sim::pool::{SimPool, SimPoolConfig};
@@ -38,6 +39,8 @@ pub struct SimSite {
     pub miners: Vec<SimMiner>,
     /// Real hashes per second each simulated ASIC performs.
     pub asic_hashrate: f64,
+    /// The air of each container with `[climate]`, by name, behind its Modbus device.
+    pub containers: Vec<(String, SimContainer)>,
 }
 
 impl SimSite {
@@ -92,11 +95,32 @@ impl SimSite {
                 });
             }
         }
+        let mut containers = Vec::new();
+        if let Some(power) = raw.power.as_mut() {
+            for c in power.containers.iter_mut() {
+                let Some(climate) = c.climate.as_mut() else {
+                    continue;
+                };
+                let states = power
+                    .miners
+                    .iter()
+                    .zip(&miners)
+                    .filter(|(m, _)| m.container == c.name)
+                    .map(|(_, sim)| sim.mgmt.state.clone())
+                    .collect();
+                let air = container::start(climate, states).await?;
+                if let Some(meter) = c.it_meter.as_mut() {
+                    meter.address = air.device.addr.to_string();
+                }
+                containers.push((c.name.clone(), air));
+            }
+        }
         Ok(SimSite {
             pools,
             pool_names,
             miners,
             asic_hashrate,
+            containers,
         })
     }
 

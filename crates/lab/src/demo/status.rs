@@ -92,6 +92,75 @@ pub fn status_line(
     line
 }
 
+/// One container's climate line: simulated time and weather, the inlet hashgate follows,
+/// fans and pump as switched, their load and the container's PUE. `None` before the first
+/// climate tick.
+pub fn climate_line(
+    container: &hashgate_site::power::driver::ContainerStatus,
+    hour: f64,
+    outdoor_c: f64,
+    humidity: f64,
+) -> Option<String> {
+    let c = container.climate.as_ref()?;
+    let minutes = (hour * 60.0) as u32;
+    // A bar shows which banks run (rotation); past six banks the count alone fits.
+    let fans: String = if c.fans.len() <= 6 {
+        c.fans
+            .iter()
+            .map(|f| if f.on { '#' } else { '.' })
+            .chain(std::iter::once(' '))
+            .collect()
+    } else {
+        String::new()
+    };
+    let pue = container
+        .pue
+        .pue
+        .map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"));
+    let inlet = c
+        .inlet_c
+        .map_or_else(|| "lost".to_owned(), |t| format!("{t:.1}°C"));
+    let mut line = format!(
+        "  climate {} {:02}:{:02} out {:.1}°C {:.0}% | in {} | fans {}/{} {}| pump {} | aux {:.1}kW | PUE {}",
+        container.name,
+        minutes / 60,
+        minutes % 60,
+        outdoor_c,
+        humidity,
+        inlet,
+        c.fans_running,
+        c.fans.len(),
+        fans,
+        match &c.pump {
+            Some(p) if p.on => "on",
+            Some(_) => "off",
+            None => "-",
+        },
+        c.aux_watts / 1000.0,
+        pue,
+    );
+    // Short codes: every alarm at once must still fit 120 columns.
+    let alarms: Vec<&str> = c
+        .alarms
+        .iter()
+        .map(|a| match *a {
+            "sensors_lost" => "SENS",
+            "humidity_lost" => "RH",
+            "control_lost" => "CTRL",
+            "over_temperature_all_fans" => "HOT",
+            other => other,
+        })
+        .collect();
+    if !alarms.is_empty() {
+        let _ = write!(line, " | ! {}", alarms.join(","));
+    }
+    // A long container name must not wrap the line.
+    if line.chars().count() > 120 {
+        line = line.chars().take(119).chain(std::iter::once('>')).collect();
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,8 +186,11 @@ mod tests {
                 inlet_c: None,
                 hot: false,
                 stuck_over_budget: false,
+                climate: None,
+                pue: Default::default(),
             }],
             miners: Vec::new(),
+            site_pue: Default::default(),
             recent_decisions: Vec::new(),
         };
         let line = status_line(
@@ -127,6 +199,72 @@ mod tests {
             Some(&power),
             Instant::now(),
         );
+        assert!(
+            line.chars().count() <= 120,
+            "{} chars: {line}",
+            line.chars().count()
+        );
+    }
+
+    #[test]
+    fn a_climate_line_with_every_alarm_fits_120_columns() {
+        use hashgate_site::power::driver::{ClimateStatus, ContainerStatus, FanStatus, PumpStatus};
+        let fan = |name: &str| FanStatus {
+            name: name.into(),
+            on: true,
+            mode: "auto",
+            run_hours: 1.0,
+        };
+        let container = ContainerStatus {
+            name: "c01".into(),
+            budget_watts: 26_000.0,
+            configured_budget_watts: 26_000.0,
+            load_watts: None,
+            projected_watts: None,
+            load_source: None,
+            meter_fallback: None,
+            inlet_c: Some(31.2),
+            hot: false,
+            stuck_over_budget: false,
+            climate: Some(ClimateStatus {
+                band_low_c: 24.0,
+                band_high_c: 29.0,
+                inlet_c: Some(-31.2),
+                inlet_source: Some("miners"),
+                outlet_c: None,
+                humidity_percent: None,
+                outdoor_c: None,
+                fans_running: 12,
+                fans: (1..=12).map(|i| fan(&format!("fan{i}"))).collect(),
+                pump: Some(PumpStatus {
+                    on: true,
+                    mode: "on",
+                    run_hours: 1.0,
+                }),
+                aux_watts: 14_350.0,
+                cooling_exhausted: true,
+                fail_safe: true,
+                alarms: vec![
+                    "sensors_lost",
+                    "humidity_lost",
+                    "control_lost",
+                    "over_temperature_all_fans",
+                ],
+            }),
+            pue: Default::default(),
+        };
+        let line = climate_line(&container, 23.99, -10.5, 100.0).expect("climate");
+        assert!(line.contains("! SENS,RH,CTRL,HOT"), "{line}");
+        let six = ContainerStatus {
+            climate: container.climate.clone().map(|mut c| {
+                c.fans.truncate(6);
+                c
+            }),
+            ..container.clone()
+        };
+        let line6 = climate_line(&six, 23.99, -10.5, 100.0).expect("climate");
+        assert!(line6.contains("###### |"), "{line6}");
+        assert!(line6.chars().count() <= 120, "{line6}");
         assert!(
             line.chars().count() <= 120,
             "{} chars: {line}",

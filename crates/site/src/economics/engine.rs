@@ -467,7 +467,7 @@ impl Economics {
             if let Some(p) = c.per_kwh {
                 gauge!("hashgate_container_tariff_per_kwh", "container" => c.name.clone(), "currency" => currency.clone()).set(p);
             }
-            gauge!("hashgate_container_pue", "container" => c.name.clone()).set(c.pue);
+            gauge!("hashgate_economics_pue", "container" => c.name.clone()).set(c.pue);
         }
     }
 

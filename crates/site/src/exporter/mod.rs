@@ -134,6 +134,42 @@ pub fn describe() {
         "hashgate_power_meter_fallback_ticks_total",
         "Controller ticks that estimated a container's load from miners because its meter was unusable, by reason."
     );
+    describe_counter!(
+        "hashgate_modbus_errors_total",
+        "Modbus operations (reads, coil writes) that failed after their attempts, by kind (connect, timeout, transport, exception, short_reply, decode, implausible, read_back, invalid)."
+    );
+    describe_gauge!(
+        crate::power::driver::METER_UP,
+        "1 while the container's meter (feed or it) gave a reading at the last tick, else 0."
+    );
+    describe_gauge!(
+        "hashgate_container_pue",
+        "Power usage effectiveness of the container at the last tick: facility over IT power (NaN while unknown; see hashgate_container_pue_source)."
+    );
+    describe_gauge!(
+        "hashgate_container_pue_hourly",
+        "PUE of the container over the last complete UTC hour: facility over IT energy (NaN while unknown)."
+    );
+    describe_gauge!(
+        "hashgate_container_pue_source",
+        "1 for the source each PUE input (facility, it) comes from now (meter, it_plus_auxiliary, it_meter, miners, unknown), 0 for the others."
+    );
+    describe_gauge!(
+        "hashgate_container_facility_power_watts",
+        "Facility power of the container used for PUE (feed meter, or IT plus auxiliary load), watts; NaN while unknown."
+    );
+    describe_gauge!(
+        "hashgate_container_it_power_watts",
+        "IT power of the container used for PUE (IT meter, or the miners' reported power), watts; NaN while unknown."
+    );
+    describe_gauge!(
+        "hashgate_site_pue",
+        "Power usage effectiveness of the site at the last tick: sum of facility over sum of IT power (NaN while any container's is unknown)."
+    );
+    describe_gauge!(
+        "hashgate_site_pue_hourly",
+        "PUE of the site over the last complete UTC hour (NaN while unknown)."
+    );
     describe_gauge!(
         "hashgate_container_power_watts",
         "Fail-safe load estimate of the container at the last tick, watts."
@@ -192,12 +228,32 @@ pub fn describe() {
         "Electricity price per kWh in force for the container now (time-of-use tariff), by container and currency."
     );
     describe_gauge!(
-        "hashgate_container_pue",
+        "hashgate_economics_pue",
         "Power usage effectiveness used for the container's energy cost: metered feed over miner power, else 1 + economics.overhead."
     );
     describe_gauge!(
         "hashgate_container_hot",
         "1 while the container is over its temperature limit, else 0."
+    );
+    describe_gauge!(
+        "hashgate_container_fans_running",
+        "Exhaust fan banks switched on in the container at the last climate tick."
+    );
+    describe_gauge!(
+        "hashgate_container_pump_on",
+        "1 while the container's water-curtain pump is switched on, else 0."
+    );
+    describe_gauge!(
+        "hashgate_container_humidity_percent",
+        "Relative humidity of the air entering the container's curtain, percent."
+    );
+    describe_gauge!(
+        "hashgate_container_climate_alarm",
+        "1 while the climate alarm (sensors_lost, humidity_lost, control_lost, over_temperature_all_fans) is raised for the container, else 0."
+    );
+    describe_counter!(
+        crate::power::driver::CLIMATE_READINGS_REJECTED,
+        "Climate sensor values dropped as implausible (outside -40..90 degrees Celsius or 0..100 percent), by container."
     );
     describe_gauge!(
         "hashgate_container_stuck_over_budget",

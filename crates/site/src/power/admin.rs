@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `POST /api/v1/miners/{id}/pin` | `{"pin":"on"\|"off"\|"maintenance"\|"auto"}` | pin a miner (`auto` lifts the pin) |
 //! | `PUT /api/v1/containers/{name}/budget` | `{"budget_watts":1200000}` or `{"budget_watts":null}` | demand response; `null` returns to the configured budget |
-//! | `GET /api/v1/power` | | containers, miners and recent decisions |
+//! | `PUT /api/v1/containers/{name}/climate/{device}` | `{"mode":"on"\|"off"\|"auto"}` | force a fan bank (by name) or the pump (`pump`) on or off; `auto` returns it to staging |
+//! | `GET /api/v1/power` | | containers (with their climate block), miners and recent decisions |
 //! | `POST /api/v1/reload` | | re-reads the configuration file and applies its pools, power inventory, budgets and policy; answers what was applied and what needs a restart (409 with the reason when it does not validate; the running settings stay) |
 //!
 //! Write routes need `Authorization: Bearer <power.admin_token>` (401 otherwise). With no
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::climate::{ClimateError, Override};
 use crate::power::controller::ControlError;
 use crate::power::driver::PowerHandle;
 use crate::power::inventory::{AdminToken, Pin};
@@ -52,6 +54,10 @@ pub fn router_with_reload(
     Router::new()
         .route("/api/v1/miners/{id}/pin", post(set_pin))
         .route("/api/v1/containers/{name}/budget", put(set_budget))
+        .route(
+            "/api/v1/containers/{name}/climate/{device}",
+            put(set_climate_override),
+        )
         .route("/api/v1/power", get(power))
         .route("/api/v1/reload", post(reload_config))
         .with_state(AdminState {
@@ -77,8 +83,12 @@ pub fn moved_router(handle: PowerHandle, admin_addr: std::net::SocketAddr) -> Ro
         )
     };
     Router::new()
-        .route("/api/v1/miners/{id}/pin", any(moved))
-        .route("/api/v1/containers/{name}/budget", any(moved))
+        .route("/api/v1/miners/{id}/pin", any(moved.clone()))
+        .route("/api/v1/containers/{name}/budget", any(moved.clone()))
+        .route(
+            "/api/v1/containers/{name}/climate/{device}",
+            any(moved.clone()),
+        )
         .route("/api/v1/reload", any(moved))
         .route(
             "/api/v1/power",
@@ -140,6 +150,9 @@ pub enum AdminError {
     /// The controller refused the change (unknown miner or container, invalid budget).
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The climate controller refused the override (unknown container or device).
+    #[error(transparent)]
+    Climate(#[from] ClimateError),
     /// The reloaded configuration was refused; the running settings stay.
     #[error("configuration not reloaded, running settings kept: {0}")]
     Reload(String),
@@ -157,9 +170,13 @@ impl AdminError {
             AdminError::Control(
                 ControlError::UnknownMiner(_) | ControlError::UnknownContainer(_),
             ) => StatusCode::NOT_FOUND,
-            AdminError::Control(ControlError::InvalidBudget { .. }) => StatusCode::BAD_REQUEST,
-            AdminError::Reload(_) => StatusCode::CONFLICT,
-            AdminError::NoReload => StatusCode::NOT_FOUND,
+            AdminError::Control(
+                ControlError::InvalidBudget { .. } | ControlError::InvalidAuxiliary { .. },
+            ) => StatusCode::BAD_REQUEST,
+            AdminError::Control(ControlError::NeedsRestart(_)) | AdminError::Reload(_) => {
+                StatusCode::CONFLICT
+            }
+            AdminError::NoReload | AdminError::Climate(_) => StatusCode::NOT_FOUND,
         }
     }
 }
@@ -292,6 +309,31 @@ async fn set_budget(
         "budget_watts": view.map(|c| c.budget_watts),
         "configured_budget_watts": view.map(|c| c.configured_budget_watts),
         "override": req.budget_watts.is_some(),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideRequest {
+    mode: Override,
+}
+
+async fn set_climate_override(
+    State(state): State<AdminState>,
+    Path((name, device)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    authorize(state.token.as_ref(), &headers, &state.refusals)?;
+    let req: OverrideRequest = parse_body(&body)?;
+    state
+        .handle
+        .set_climate_override(&name, &device, req.mode)?;
+    Ok(axum::Json(json!({
+        "container": name,
+        "device": device,
+        "mode": req.mode.label(),
     }))
     .into_response())
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::power::pue::PueInputs;
+
 /// What the driver should do to a miner (or what could not be done).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -274,6 +276,8 @@ pub struct ContainerReport {
     pub hot: bool,
     /// Over budget with nothing left to sleep.
     pub stuck_over_budget: bool,
+    /// Facility and IT power for PUE, each with its source or why it is unknown.
+    pub pue: PueInputs,
 }
 
 /// One miner's figures after a tick.

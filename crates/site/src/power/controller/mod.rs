@@ -15,7 +15,7 @@
 //! | pins | keep-off awake → sleep; maintenance → never commanded; keep-on → never slept, woken first |
 //! | retry | a sleep unconfirmed past `sleep_confirm_timeout` while the miner reports mining → sleep again |
 //! | budget | load > budget → sleep least efficient (miners out of dwell first) until projected load ≤ budget − margin |
-//! | heat | inlet > limit latches *hot*: shed one step every interval, least efficient then hottest, until inlet < limit − hysteresis |
+//! | heat | inlet > limit latches *hot*: shed one step every interval, least efficient then hottest, until inlet < limit − hysteresis; with climate control the inlet is the climate's and the latch sets only once cooling is exhausted (every fan on) |
 //! | economics | with an economic rule and fresh inputs: sleep awake miners (out of dwell) whose cost / revenue > 1 + margin, least efficient first |
 //! | wake | nothing shed this tick, not hot, stagger elapsed, budget − load > hysteresis → wake the most efficient sleeper whose nominal fits under budget − margin (and, with an economic rule, that pays its power: cost / revenue under 1 + margin, or under 1 + margin − hysteresis and out of the economic dwell if it was slept for economics) |
 
@@ -42,7 +42,7 @@ pub use decision::{
 pub use health::{Alarm, ApiView, HealthInput, IntendedState, evaluate_health};
 pub use record::{record_tick, retire_container, retire_miner};
 
-use state::{ContainerRuntime, Estimate, Intent, MinerRuntime, Pending};
+use state::{ClimateView, ContainerRuntime, Estimate, Intent, MinerRuntime, Pending};
 
 /// A request to the controller that names something it does not know or is out of range.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -61,6 +61,18 @@ pub enum ControlError {
         /// The refused value.
         watts: f64,
     },
+    /// An auxiliary (fans, pump) load must be a finite number of watts ≥ 0.
+    #[error("container \"{container}\": auxiliary load {watts} W must be a finite number >= 0")]
+    InvalidAuxiliary {
+        /// Container name.
+        container: String,
+        /// The refused value.
+        watts: f64,
+    },
+    /// A reload would change what is built only at start (a container's climate
+    /// controller, its Modbus device and relays): that needs a restart.
+    #[error("{0}: restart hashgate to apply it")]
+    NeedsRestart(String),
 }
 
 /// The budget controller for every container of a site.
@@ -128,6 +140,14 @@ impl Controller {
             .iter()
             .map(|spec| match old_containers.remove(&spec.name) {
                 Some(mut kept) => {
+                    // Readings of a meter that is no longer the one configured say nothing.
+                    if kept.spec.meter != spec.meter {
+                        kept.meter = None;
+                        kept.meter_fallback = None;
+                    }
+                    if kept.spec.it_meter != spec.it_meter {
+                        kept.it_meter = None;
+                    }
                     kept.spec = spec.clone();
                     kept
                 }
@@ -150,6 +170,36 @@ impl Controller {
         self.settings = config.controller;
         self.reindex();
         change
+    }
+
+    /// Refuses a reload that changes what is built only at start: a container's climate
+    /// controller, its Modbus device and relays (a new band or coil would not reach the
+    /// fans), including a container added or removed with a climate section.
+    ///
+    /// # Errors
+    /// [`ControlError::NeedsRestart`] naming the container.
+    pub fn check_reload(&self, config: &PowerConfig) -> Result<(), ControlError> {
+        let old = self
+            .containers
+            .iter()
+            .map(|c| (&c.spec.name, &c.spec.climate));
+        let new = config.containers.iter().map(|c| (&c.name, &c.climate));
+        for (name, climate) in old.clone() {
+            let now = new.clone().find(|(n, _)| *n == name).map(|(_, c)| c);
+            if now.is_some_and(|c| c != climate) || (now.is_none() && climate.is_some()) {
+                return Err(ControlError::NeedsRestart(format!(
+                    "container \"{name}\": its climate section changed"
+                )));
+            }
+        }
+        for (name, climate) in new {
+            if climate.is_some() && !old.clone().any(|(n, _)| n == name) {
+                return Err(ControlError::NeedsRestart(format!(
+                    "container \"{name}\": added with a climate section"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Rebuilds the lookups after the miner or container lists changed.
@@ -263,6 +313,83 @@ impl Controller {
             c.meter = Some((at, watts));
         }
         Ok(())
+    }
+
+    /// Records an IT meter reading (rack PDUs) of `watts` taken at `at`, for PUE.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`].
+    pub fn observe_it_meter(
+        &mut self,
+        container: &str,
+        at: Instant,
+        watts: f64,
+    ) -> Result<(), ControlError> {
+        let c = self.container_mut(container)?;
+        if c.it_meter.is_none_or(|(prev, _)| prev <= at) {
+            c.it_meter = Some((at, watts));
+        }
+        Ok(())
+    }
+
+    /// Sets the container's non-IT load (fans, curtain pump) that its climate control
+    /// reports, W; `None` when unknown. Facility power is IT + this when the container has
+    /// no feed meter (a feed meter already includes it).
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`]; [`ControlError::InvalidAuxiliary`] for a negative
+    /// or non-finite figure.
+    pub fn set_auxiliary_watts(
+        &mut self,
+        container: &str,
+        watts: Option<f64>,
+    ) -> Result<(), ControlError> {
+        if let Some(w) = watts
+            && !(w.is_finite() && w >= 0.0)
+        {
+            return Err(ControlError::InvalidAuxiliary {
+                container: container.to_owned(),
+                watts: w,
+            });
+        }
+        self.container_mut(container)?.auxiliary_watts = watts;
+        Ok(())
+    }
+
+    /// Records the climate controller's view of a container at `at`: the inlet its fans
+    /// follow and whether every fan it may run is running. While this is fresh (within
+    /// `telemetry_max_age`) the heat rule uses this inlet and sheds miners only once cooling
+    /// is exhausted: air is cheaper than hashrate. Without it the rule is as before.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`].
+    pub fn observe_climate(
+        &mut self,
+        container: &str,
+        at: Instant,
+        inlet_c: Option<f64>,
+        cooling_exhausted: bool,
+    ) -> Result<(), ControlError> {
+        let c = self.container_mut(container)?;
+        if c.climate.is_none_or(|v| v.at <= at) {
+            c.climate = Some(ClimateView {
+                at,
+                inlet_c,
+                cooling_exhausted,
+            });
+        }
+        Ok(())
+    }
+
+    /// The hottest fresh, plausible inlet among a container's miners, °C: the climate
+    /// controller's fallback when its inlet sensor is lost.
+    pub fn miners_inlet_c(&self, container: &str, now: Instant) -> Option<f64> {
+        let ci = *self.container_index.get(container)?;
+        self.members
+            .get(ci)?
+            .iter()
+            .filter_map(|&i| self.miners.get(i)?.inlet_c(now, &self.settings))
+            .reduce(f64::max)
     }
 
     /// Replaces a container's budget (demand response); `None` returns to the configured one.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::power::api::MinerState;
 use crate::power::inventory::Pin;
+use crate::power::pue::{ItSource, PueInputs, PueUnknown};
 
 use super::Controller;
 use super::decision::{Action, ContainerReport, Decision, LoadSource, Reason, SleepKind};
@@ -41,6 +42,8 @@ struct Pass<'a> {
     now: Instant,
     est: &'a [Estimate],
     temperature: Option<f64>,
+    /// No more air to give (always true without climate control): heat may shed miners.
+    cooling_exhausted: bool,
     /// Fail-safe load before this tick's decisions, W.
     load: f64,
     /// Load once pending and new orders take effect, W.
@@ -81,10 +84,15 @@ impl Controller {
                 (metered + ramp_gap, LoadSource::Meter, None)
             }
         };
-        let temperature = members
+        let miners_inlet = members
             .iter()
             .filter_map(|&i| self.miners.get(i)?.inlet_c(now, &s))
             .reduce(f64::max);
+        let climate = c
+            .climate
+            .filter(|v| now.saturating_duration_since(v.at) <= s.telemetry_max_age);
+        let temperature = climate.and_then(|v| v.inlet_c).or(miners_inlet);
+        let pue = self.pue_inputs(ci, &members, now);
         let credit: f64 = members
             .iter()
             .filter_map(|&i| est.get(i))
@@ -96,6 +104,7 @@ impl Controller {
             now,
             est,
             temperature,
+            cooling_exhausted: climate.is_none_or(|v| v.cooling_exhausted),
             load,
             projected: load - credit,
             shed_any: false,
@@ -128,7 +137,44 @@ impl Controller {
             temperature_c: temperature,
             hot,
             stuck_over_budget: stuck,
+            pue,
         }
+    }
+
+    /// Facility and IT power of a container for PUE: meters when fresh, else the miners'
+    /// reported power plus the climate control's auxiliary load.
+    fn pue_inputs(&self, ci: usize, members: &[usize], now: Instant) -> PueInputs {
+        let Some(c) = self.containers.get(ci) else {
+            return PueInputs::from_parts(None, None, Err(PueUnknown::NoFacilityPower));
+        };
+        let feed = match c.meter_watts(now) {
+            Some(Ok((_, w))) => Some(w),
+            _ => None,
+        };
+        let it = match &c.spec.it_meter {
+            Some(spec) => match c.it_meter {
+                Some((at, w))
+                    if now.saturating_duration_since(at) <= spec.max_age
+                        && w.is_finite()
+                        && w >= 0.0 =>
+                {
+                    Ok((w, ItSource::ItMeter))
+                }
+                _ => Err(PueUnknown::ItMeterStale),
+            },
+            None => members
+                .iter()
+                .filter_map(|&i| self.miners.get(i))
+                .map(|m| {
+                    m.fresh(now, &self.settings)
+                        .and_then(|(_, t)| t.power_watts)
+                        .filter(|w| w.is_finite() && *w >= 0.0)
+                })
+                .sum::<Option<f64>>()
+                .map(|w| (w, ItSource::Miners))
+                .ok_or(PueUnknown::MinerPowerUnreported),
+        };
+        PueInputs::from_parts(feed, c.auxiliary_watts, it)
     }
 
     fn empty_report(&self, ci: usize) -> ContainerReport {
@@ -146,6 +192,7 @@ impl Controller {
             temperature_c: None,
             hot: false,
             stuck_over_budget: false,
+            pue: PueInputs::from_parts(None, None, Err(PueUnknown::NoFacilityPower)),
         }
     }
 
@@ -309,7 +356,10 @@ impl Controller {
             return false;
         };
         match pass.temperature {
-            Some(t) if t > limit.limit_c => c.hot = true,
+            // While the climate can still start a fan, a hot inlet is the fans' to fix and
+            // the latch is not set; once set (cooling exhausted) it holds as before.
+            Some(t) if t > limit.limit_c && pass.cooling_exhausted => c.hot = true,
+            Some(t) if t > limit.limit_c => {}
             Some(t) if t >= limit.limit_c - limit.hysteresis_c => {}
             // Below the band, or nothing answering with an inlet reading: there is no heat
             // to act on, and holding the latch blind would keep every miner asleep forever.

@@ -211,6 +211,11 @@ mod tests {
                 temperature_c: Some(31.5),
                 hot: false,
                 stuck_over_budget: true,
+                pue: crate::power::pue::PueInputs::from_parts(
+                    None,
+                    None,
+                    Err(crate::power::pue::PueUnknown::NoFacilityPower),
+                ),
             }],
             miners: vec![MinerReport {
                 id: Arc::from("c1-r1-01"),

@@ -58,6 +58,10 @@ pub(super) struct ContainerRuntime {
     /// Demand-response budget replacing the configured one, W.
     pub budget_override: Option<f64>,
     pub meter: Option<(Instant, f64)>,
+    /// Latest IT meter reading (rack PDUs), for PUE only.
+    pub it_meter: Option<(Instant, f64)>,
+    /// Non-IT load (fans, pump) the climate control reports, W.
+    pub auxiliary_watts: Option<f64>,
     pub last_wake: Option<Instant>,
     /// Latched when inlet passes the limit, released under limit minus hysteresis.
     pub hot: bool,
@@ -67,6 +71,18 @@ pub(super) struct ContainerRuntime {
     pub stuck_hot: bool,
     /// Meter fallback of the previous tick, to report changes once.
     pub meter_fallback: Option<MeterFallback>,
+    /// The climate controller's view, when the container has one.
+    pub climate: Option<ClimateView>,
+}
+
+/// What the climate controller last told the power controller about a container.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct ClimateView {
+    pub at: Instant,
+    /// The inlet the fans follow (sensor, else miners), °C.
+    pub inlet_c: Option<f64>,
+    /// Every fan the climate controller may run is running.
+    pub cooling_exhausted: bool,
 }
 
 impl ContainerRuntime {
@@ -76,12 +92,15 @@ impl ContainerRuntime {
             spec: spec.clone(),
             budget_override: None,
             meter: None,
+            it_meter: None,
+            auxiliary_watts: None,
             last_wake: None,
             hot: false,
             last_temp_shed: None,
             stuck_over_budget: false,
             stuck_hot: false,
             meter_fallback: None,
+            climate: None,
         }
     }
 

@@ -915,4 +915,177 @@ fn reload_adds_and_removes_containers() {
     );
 }
 
+fn heat_config() -> PowerConfig {
+    config(
+        "budget_kw = 80\nmin_dwell_secs = 60\nwake_stagger_secs = 10\ntemp_limit_c = 35\n\
+         temp_hysteresis_c = 2\ntemp_shed_step_kw = 7\ntemp_shed_interval_secs = 60",
+        20,
+    )
+}
+
+#[test]
+fn with_climate_heat_sheds_only_once_every_fan_is_on() {
+    let mut sim = Sim::new(&heat_config());
+    sim.run(2, 10 * SEC);
+    // The miners read 37 °C, but the climate's inlet says 36 and fans can still be added.
+    sim.inlet_c = 37.0;
+    for _ in 0..12 {
+        sim.ctl
+            .observe_climate("c1", sim.now, Some(36.0), false)
+            .expect("c1");
+        let r = sim.step(10 * SEC);
+        assert!(r.decisions.is_empty(), "{:?}", r.decisions);
+        assert!(!container(&r).hot);
+        assert_eq!(
+            container(&r).temperature_c,
+            Some(36.0),
+            "the climate's inlet"
+        );
+    }
+    // Every fan on and still over the limit: the heat rule sheds as it always did.
+    sim.ctl
+        .observe_climate("c1", sim.now, Some(36.0), true)
+        .expect("c1");
+    let r = sim.step(10 * SEC);
+    assert!(container(&r).hot);
+    assert_eq!(r.decisions.len(), 2, "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .all(|d| d.reason == Reason::OverTemperature)
+    );
+}
+
+#[test]
+fn a_stale_climate_view_leaves_the_heat_rule_as_without_climate() {
+    let mut sim = Sim::new(&heat_config());
+    sim.ctl
+        .observe_climate("c1", sim.now, Some(30.0), false)
+        .expect("c1");
+    // telemetry_max_age is 60 s: after that the miners' own inlet rules again.
+    sim.run(7, 10 * SEC);
+    sim.inlet_c = 37.0;
+    let r = sim.step(10 * SEC);
+    assert!(container(&r).hot);
+    assert_eq!(r.decisions.len(), 2);
+    assert_eq!(sim.ctl.miners_inlet_c("c1", sim.now), Some(37.0));
+    assert!(sim.ctl.observe_climate("c9", sim.now, None, true).is_err());
+}
+
+#[test]
+fn pue_inputs_follow_meters_miners_and_auxiliary_load() {
+    use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
+    // Three miners of 3000, 3050, 3100 W: 9150 W of IT load from their telemetry.
+    let mut sim = Sim::new(&config("budget_kw = 100", 3));
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(pue.it, Ok((9150.0, ItSource::Miners)));
+    assert_eq!(pue.ratio(), Err(PueUnknown::NoFacilityPower));
+    sim.ctl
+        .set_auxiliary_watts("c1", Some(850.0))
+        .expect("known");
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(
+        pue.facility,
+        Ok((10_000.0, FacilitySource::ItPlusAuxiliary))
+    );
+    assert!((pue.ratio().unwrap_or(0.0) - 10_000.0 / 9150.0).abs() < 1e-12);
+    // One miner stops answering: its counted nameplate keeps the budget safe, but IT power
+    // is no longer known, so neither is PUE.
+    sim.miner("m01").answering = false;
+    let r = sim.step(SEC);
+    assert_eq!(
+        container(&r).pue.ratio(),
+        Err(PueUnknown::MinerPowerUnreported)
+    );
+    assert!(sim.ctl.set_auxiliary_watts("c1", Some(-1.0)).is_err());
+    assert!(sim.ctl.set_auxiliary_watts("c9", Some(1.0)).is_err());
+}
+
+#[test]
+fn pue_uses_a_fresh_feed_meter_and_an_it_meter_only_while_fresh() {
+    use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
+    let cfg = config(
+        "budget_kw = 100\n[containers.meter]\naddress = \"10.9.0.1:80\"\nmax_age_secs = 30\n\
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"10.9.0.2\"\nmodel = \"eastron_sdm630\"\nmax_age_secs = 30",
+        2,
+    );
+    let mut sim = Sim::new(&cfg);
+    let r = sim.step(SEC);
+    assert_eq!(
+        container(&r).pue.it,
+        Err(PueUnknown::ItMeterStale),
+        "no reading yet"
+    );
+    let at = sim.now;
+    sim.ctl.observe_meter("c1", at, 6600.0).expect("known");
+    sim.ctl.observe_it_meter("c1", at, 6000.0).expect("known");
+    let r = sim.step(SEC);
+    let pue = container(&r).pue;
+    assert_eq!(pue.facility, Ok((6600.0, FacilitySource::Meter)));
+    assert_eq!(pue.it, Ok((6000.0, ItSource::ItMeter)));
+    assert!((pue.ratio().unwrap_or(0.0) - 1.1).abs() < 1e-12);
+    // 31 s later both readings are stale: unknown, not the old ratio.
+    sim.now = at + Duration::from_secs(31);
+    let r = sim.step(SEC);
+    assert_eq!(container(&r).pue.ratio(), Err(PueUnknown::ItMeterStale));
+}
+
+#[test]
+fn reload_with_a_new_meter_forgets_the_old_meters_reading() {
+    let meter = |addr: &str| {
+        format!("budget_kw = 80\nmeter = {{ address = \"{addr}:502\", max_age_secs = 30 }}")
+    };
+    let mut sim = Sim::new(&config(&meter("10.9.0.1"), 2));
+    sim.ctl
+        .observe_meter("c1", sim.now, 6_500.0)
+        .expect("known");
+    let r = sim.step(SEC);
+    assert_eq!(container(&r).source, LoadSource::Meter);
+    // The same meter again: its fresh reading still counts.
+    sim.ctl.reconfigure(&config(&meter("10.9.0.1"), 2));
+    let r = sim.step(SEC);
+    assert_eq!(container(&r).source, LoadSource::Meter);
+    // Another meter: the old one's watts say nothing of it.
+    sim.ctl.reconfigure(&config(&meter("10.9.0.7"), 2));
+    let r = sim.step(SEC);
+    assert_eq!(
+        (container(&r).source, container(&r).meter_fallback),
+        (LoadSource::Miners, Some(MeterFallback::Missing))
+    );
+}
+
+#[test]
+fn reload_refuses_a_changed_climate_section() {
+    let climate = |high: f64| {
+        format!(
+            "budget_kw = 20\n[containers.climate]\ndevice = \"10.9.0.3\"\nband_low_c = 24\n\
+             band_high_c = {high}\nfans = [ {{ name = \"f1\", watts = 1000, coil = 0 }} ]"
+        )
+    };
+    let ctl = Controller::new(&config(&climate(29.0), 2));
+    let err = ctl
+        .check_reload(&config(&climate(30.0), 2))
+        .expect_err("a band the running climate controller would not see");
+    assert!(
+        err.to_string().contains("climate section changed") && err.to_string().contains("restart"),
+        "{err}"
+    );
+    let err = ctl
+        .check_reload(&config("budget_kw = 20", 2))
+        .expect_err("a climate section taken away");
+    assert!(err.to_string().contains("climate section changed"), "{err}");
+    ctl.check_reload(&config(
+        &climate(29.0).replace("budget_kw = 20", "budget_kw = 12"),
+        2,
+    ))
+    .expect("same climate, new budget");
+    let plain = Controller::new(&config("budget_kw = 20", 2));
+    let err = plain
+        .check_reload(&config(&climate(29.0), 2))
+        .expect_err("a climate section added to a running container");
+    assert!(err.to_string().contains("restart"), "{err}");
+}
+
 mod economic;

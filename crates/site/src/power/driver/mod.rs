@@ -6,17 +6,23 @@
 //! |---|---|
 //! | reload | an inventory a reload left waiting (`reload.rs`) is swapped in, before anything reads it |
 //! | poll | every miner's telemetry, at most `max_concurrent_calls` at once, each under its deadline; every meter at the same time |
-//! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, meters → `observe_meter` |
+//! | observe | answers → `observe_telemetry`, failures → `observe_no_answer`, feed meters → `observe_meter`, IT meters → `observe_it_meter` (HTTP or Modbus TCP, `hashgate_container_meter_up`) |
 //! | economics | with `[economics]`: each miner's cost ratio (measured J/TH from last tick's proven hashrate and this tick's power, container tariff and PUE) → `observe_economics`; a stale price or no job → `hold_economics` |
 //! | decide | `Controller::tick(now)` |
 //! | act | each sleep / wake through the miner's [`MinerApi`]; a failure → `command_failed` |
-//! | record | `record_tick` metrics and logs, then health alarms from share-proven data |
+//! | record | `record_tick` metrics and logs, then health alarms from share-proven data, then PUE now and per clock hour (`pue`) |
+//!
+//! Containers with `[climate]` also have their sensors read (with the poll), the climate
+//! controller ticked before the power controller (which gets its inlet and
+//! `cooling_exhausted` through `observe_climate`), and their relays written with read-back
+//! (with the act step); see `climate.rs`.
 //!
 //! The controller sits behind a `std` mutex that is never held across an await: it is
 //! locked to feed readings and tick, released for the network calls, and locked again for
 //! command failures. A budget or pin change from the admin API wakes the loop for an
 //! immediate tick, so demand response is honoured within one tick.
 
+mod climate;
 mod join;
 mod meter;
 mod reload;
@@ -30,26 +36,35 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::modbus::{self, ClientSettings, ModbusClient};
 use crate::power::api::{self, ApiError, MinerApi, MinerState, Telemetry};
-use crate::power::controller::PowerState;
 use crate::power::controller::{
     Action, ApiView, Decision, HealthInput, IntendedState, TickReport, evaluate_health, record_tick,
 };
+use crate::power::controller::{ControlError, PowerState};
 use crate::power::inventory::{Address, DriverSettings, MeterSpec, PowerConfig};
+use crate::power::pue::{self, FacilitySource, HourlyPue, ItSource, PueUnknown};
 use crate::stats::Registry;
 
+pub use climate::{
+    CLIMATE_READINGS_REJECTED, ClimateStatus, FanStatus, PumpStatus, record_climate,
+};
 pub use join::{
     ALARM_GAUGE, ALARM_LABELS, MAX_WORKERS_PER_MINER, POWER_INFO, Proven, ShareJoin, WorkerNames,
     window_for,
 };
 pub use meter::{MeterError, meter_url, parse_reading, read_meter};
 pub use status::{
-    ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus,
+    ContainerStatus, DecisionRecord, MinerStatus, Observed, PowerHandle, PowerStatus, PueStatus,
     RECENT_DECISIONS,
 };
 pub use target::miner_target;
 
 use status::{DecisionRecord as Record, DriverState, lock};
+
+/// 1 while the container's meter (`meter` = `feed` or `it`) gave a reading at the last
+/// tick, 0 while it does not.
+pub const METER_UP: &str = "hashgate_container_meter_up";
 
 /// Why a driver could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +88,9 @@ pub enum DriverError {
     /// An inventory miner has no client.
     #[error("no management API client for miner \"{0}\"")]
     MissingClient(String),
+    /// A reload changes what is built only at start (a container's climate section).
+    #[error(transparent)]
+    NeedsRestart(#[from] ControlError),
 }
 
 /// The API view of one miner kept between ticks, for the health rules.
@@ -106,10 +124,33 @@ struct Driven {
     nominal_ths: f64,
 }
 
+/// Which of a container's meters a [`Meter`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterRole {
+    /// The container's feed (facility power): drives the budget and PUE's numerator.
+    Feed,
+    /// The rack PDUs' feed (IT power): PUE's denominator only.
+    It,
+}
+
+impl MeterRole {
+    /// The `meter` label of `hashgate_container_meter_up`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MeterRole::Feed => "feed",
+            MeterRole::It => "it",
+        }
+    }
+}
+
 /// A container meter to read each tick.
 struct Meter {
     container: Arc<str>,
+    role: MeterRole,
     spec: MeterSpec,
+    /// The Modbus connection, kept between ticks; `None` for an HTTP meter. A mutex
+    /// because the poll runs as a spawned job; only this meter's job ever locks it.
+    modbus: Option<Arc<tokio::sync::Mutex<ModbusClient>>>,
     /// The last reading failed, so the next success is logged once.
     failing: bool,
 }
@@ -124,6 +165,8 @@ pub struct PowerDriver {
     /// Miner id → index in `miners`, to find a decision's client at once.
     index: HashMap<Arc<str>, usize>,
     meters: Vec<Meter>,
+    /// Climate containers: Modbus sensors and relays.
+    climate: climate::ClimateLoop,
     http: reqwest::Client,
     registry: Arc<Registry>,
     join: ShareJoin,
@@ -134,6 +177,10 @@ pub struct PowerDriver {
     last_proven: Vec<Proven>,
     /// Why the economic rule held at the last tick, to log only changes.
     economics_hold: Option<crate::economics::Hold>,
+    /// Energy per clock hour for each container's hourly PUE, in config order.
+    pue_hours: Vec<HourlyPue>,
+    /// The same for the site as a whole.
+    site_pue_hours: HourlyPue,
 }
 
 impl std::fmt::Debug for PowerDriver {
@@ -209,8 +256,8 @@ impl PowerDriver {
                 })
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
-        let meters = meters_of(&config, &[]);
         let settings = config.driver;
+        let meters = meters_of(&config, &[], settings);
         let shared = Arc::new(DriverState::new(&config, book));
         let driver = PowerDriver {
             settings,
@@ -224,8 +271,11 @@ impl PowerDriver {
                 .enumerate()
                 .map(|(i, m)| (m.id.clone(), i))
                 .collect(),
+            pue_hours: vec![HourlyPue::default(); config.containers.len()],
+            site_pue_hours: HourlyPue::default(),
             miners,
             meters,
+            climate: climate::ClimateLoop::new(&config),
             http: meter_client(settings),
             registry,
             shared: shared.clone(),
@@ -374,10 +424,17 @@ impl PowerDriver {
     /// Runs one whole tick now: poll, decide, act, record. Exposed for tests and `demo`.
     pub async fn tick_once(&mut self) {
         self.apply_reload();
-        let (readings, meter_results) = tokio::join!(self.poll_miners(), self.poll_meters());
+        let (readings, meter_results, climate_polls) =
+            tokio::join!(self.poll_miners(), self.poll_meters(), self.climate.poll());
         let meter_readings = self.absorb_meters(meter_results);
         let now = Instant::now();
-        let economics = self.evaluate_economics(&readings, &meter_readings, now);
+        // Economics prices energy at the feed: facility power over the miners' own.
+        let feed_readings: Vec<(Arc<str>, Instant, f64)> = meter_readings
+            .iter()
+            .filter(|(_, role, _, _)| *role == MeterRole::Feed)
+            .map(|(container, _, at, watts)| (container.clone(), *at, *watts))
+            .collect();
+        let economics = self.evaluate_economics(&readings, &feed_readings, now);
         if let Some(e) = &economics {
             use crate::economics::Hold;
             // Logged on the change only: a dead price source would otherwise fill the log.
@@ -400,7 +457,7 @@ impl PowerDriver {
             }
             self.economics_hold = e.hold;
         }
-        let report = {
+        let (report, climate_reports) = {
             let mut c = lock(&self.shared.controller);
             if let Some(e) = &economics {
                 c.hold_economics(e.hold.is_some());
@@ -415,10 +472,30 @@ impl PowerDriver {
                     Err(_) => c.observe_no_answer(&driven.id, *at),
                 };
             }
-            for (container, at, watts) in &meter_readings {
-                let _ = c.observe_meter(container, *at, *watts);
+            for (container, role, at, watts) in &meter_readings {
+                let _ = match role {
+                    MeterRole::Feed => c.observe_meter(container, *at, *watts),
+                    MeterRole::It => c.observe_it_meter(container, *at, *watts),
+                };
             }
-            c.tick(now)
+            let climate_reports = if self.climate.is_empty() {
+                Vec::new()
+            } else {
+                let mut climate = lock(&self.shared.climate);
+                self.climate.observe(&mut climate, &climate_polls);
+                let names: Vec<Arc<str>> = climate.containers().cloned().collect();
+                for name in &names {
+                    let _ = climate.observe_miner_inlet(name, now, c.miners_inlet_c(name, now));
+                }
+                let reports = climate.tick(now);
+                for r in &reports {
+                    let _ = c.observe_climate(&r.name, now, r.inlet_c, r.cooling_exhausted);
+                    // Fans and pump are facility load that is not IT (PUE).
+                    let _ = c.set_auxiliary_watts(&r.name, Some(r.aux_watts));
+                }
+                reports
+            };
+            (c.tick(now), climate_reports)
         };
         for (driven, (at, result)) in self.miners.iter_mut().zip(&readings) {
             // Logged on the change only: a dead miner would otherwise fill the log each tick.
@@ -434,10 +511,31 @@ impl PowerDriver {
             driven.answering = Some(result.is_ok());
             driven.seen = next_seen(driven.seen, *at, result);
         }
-        let outcomes = self.execute(&report.decisions).await;
+        let (outcomes, writes) = tokio::join!(
+            self.execute(&report.decisions),
+            self.climate.write(&climate_reports)
+        );
+        self.climate
+            .absorb_writes(&mut lock(&self.shared.climate), &writes);
         record_tick(&report);
+        record_climate(&climate_reports);
         let proven = self.health(now);
+        let (pue, site_pue) = self.pue(&report);
         self.publish(&readings, &report, &outcomes, &proven);
+        if !climate_reports.is_empty() {
+            let blocks = self.climate.status(&climate_reports);
+            let mut book = lock(&self.shared.status);
+            for (name, block) in blocks {
+                if let Some(s) = book.status.containers.iter_mut().find(|s| *s.name == *name) {
+                    s.climate = Some(block);
+                }
+            }
+        }
+        let mut book = lock(&self.shared.status);
+        for (s, p) in book.status.containers.iter_mut().zip(pue) {
+            s.pue = p;
+        }
+        book.status.site_pue = site_pue;
         self.last_proven = proven;
     }
 
@@ -509,7 +607,23 @@ impl PowerDriver {
             .enumerate()
             .map(|(i, m)| (m.id.clone(), i))
             .collect();
-        self.meters = meters_of(&config, &self.meters);
+        self.meters = meters_of(&config, &self.meters, config.driver);
+        // Hourly PUE follows the containers by name: a kept one keeps its hour so far.
+        let old_names: Vec<Arc<str>> = lock(&self.shared.status)
+            .status
+            .containers
+            .iter()
+            .map(|c| Arc::from(c.name.as_str()))
+            .collect();
+        let mut old_hours: HashMap<Arc<str>, HourlyPue> = old_names
+            .into_iter()
+            .zip(self.pue_hours.drain(..))
+            .collect();
+        self.pue_hours = config
+            .containers
+            .iter()
+            .map(|c| old_hours.remove(&c.name).unwrap_or_default())
+            .collect();
         self.join = ShareJoin::new(
             &config.miners,
             window_for(config.alarms.hashrate_min_window),
@@ -565,6 +679,44 @@ impl PowerDriver {
         }
     }
 
+    /// PUE now and over the last complete hour, per container and for the site; records
+    /// the gauges.
+    fn pue(&mut self, report: &TickReport) -> (Vec<PueStatus>, PueStatus) {
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut out = Vec::with_capacity(report.containers.len());
+        for (c, hours) in report.containers.iter().zip(self.pue_hours.iter_mut()) {
+            hours.sample(unix, c.pue.watts());
+            let status = PueStatus::new(
+                c.pue.ratio(),
+                hours.last_hour(),
+                c.pue.facility.map(|(w, s)| (w, Some(s))),
+                c.pue.it.map(|(w, s)| (w, Some(s))),
+            );
+            record_pue(Some(&c.name), &status);
+            out.push(status);
+        }
+        let inputs: Vec<_> = report.containers.iter().map(|c| c.pue).collect();
+        let site = pue::site_inputs(&inputs);
+        self.site_pue_hours.sample(unix, site.ok());
+        let now = site.and_then(|(f, i)| {
+            if i > 0.0 {
+                Ok(f / i)
+            } else {
+                Err(PueUnknown::NoItLoad)
+            }
+        });
+        let site_status = PueStatus::new(
+            now,
+            self.site_pue_hours.last_hour(),
+            site.map(|(f, _)| (f, None)),
+            site.map(|(_, i)| (i, None)),
+        );
+        record_pue(None, &site_status);
+        (out, site_status)
+    }
+
     async fn poll_miners(&self) -> Vec<(Instant, Result<Telemetry, ApiError>)> {
         let items: Vec<Arc<dyn MinerApi>> = self.miners.iter().map(|m| m.api.clone()).collect();
         let limit = outer_deadline(self.settings);
@@ -583,38 +735,74 @@ impl PowerDriver {
     }
 
     async fn poll_meters(&self) -> Vec<(Instant, Result<f64, MeterError>)> {
-        let jobs: Vec<(reqwest::Client, MeterSpec)> = self
+        type Job = (
+            reqwest::Client,
+            MeterSpec,
+            Option<Arc<tokio::sync::Mutex<ModbusClient>>>,
+        );
+        let jobs: Vec<Job> = self
             .meters
             .iter()
-            .map(|m| (self.http.clone(), m.spec.clone()))
+            .map(|m| (self.http.clone(), m.spec.clone(), m.modbus.clone()))
             .collect();
+        let limit = outer_deadline(self.settings);
         api::run_bounded(
             jobs,
             self.settings.max_concurrent_calls,
-            |(http, spec)| async move { (Instant::now(), read_meter(&http, &spec).await) },
+            move |(http, spec, modbus)| async move {
+                let result = match (&spec.modbus, modbus) {
+                    (Some(how), Some(client)) => {
+                        // The client's own deadlines bound each request; this bounds the
+                        // whole reading (power, phases, energy, their retries).
+                        let read = async {
+                            let mut client = client.lock().await;
+                            modbus::read_meter(&mut client, &how.map, how.ratio).await
+                        };
+                        match tokio::time::timeout(limit * 2, read).await {
+                            Ok(Ok(reading)) => Ok(reading.watts),
+                            Ok(Err(e)) => Err(MeterError::Transport {
+                                address: spec.address.to_string(),
+                                problem: e.to_string(),
+                            }),
+                            Err(_) => Err(MeterError::Transport {
+                                address: spec.address.to_string(),
+                                problem: format!("no reading within {:?}", limit * 2),
+                            }),
+                        }
+                    }
+                    _ => read_meter(&http, &spec).await,
+                };
+                (Instant::now(), result)
+            },
         )
         .await
     }
 
-    /// Keeps the good meter readings and logs each outage once (the controller's
-    /// `meter_fallback` reports the rest).
+    /// Keeps the good meter readings, sets `hashgate_container_meter_up`, and logs each
+    /// outage once (the controller's `meter_fallback` reports the rest).
     fn absorb_meters(
         &mut self,
         results: Vec<(Instant, Result<f64, MeterError>)>,
-    ) -> Vec<(Arc<str>, Instant, f64)> {
+    ) -> Vec<(Arc<str>, MeterRole, Instant, f64)> {
         let mut out = Vec::new();
         for (m, (at, result)) in self.meters.iter_mut().zip(results) {
+            metrics::gauge!(
+                METER_UP,
+                "container" => m.container.clone(),
+                "meter" => m.role.label()
+            )
+            .set(f64::from(u8::from(result.is_ok())));
             match result {
                 Ok(watts) => {
                     if m.failing {
-                        tracing::info!(container = %m.container, "power meter answers again");
+                        tracing::info!(container = %m.container, meter = m.role.label(), "power meter answers again");
                     }
                     m.failing = false;
-                    out.push((m.container.clone(), at, watts));
+                    out.push((m.container.clone(), m.role, at, watts));
                 }
                 Err(e) => {
                     if !m.failing {
-                        tracing::warn!(container = %m.container, error = %e, "power meter reading failed");
+                        tracing::warn!(container = %m.container, meter = m.role.label(), error = %e, "power meter reading failed");
                     }
                     m.failing = true;
                 }
@@ -811,17 +999,39 @@ impl PowerDriver {
     }
 }
 
-/// The meters of `config`'s containers, keeping what `old` knew of the same container.
-fn meters_of(config: &PowerConfig, old: &[Meter]) -> Vec<Meter> {
+/// The meters of `config`'s containers. A meter configured as before (same container,
+/// role and settings) keeps its Modbus connection and what was known of it; a new or
+/// changed one gets a fresh client.
+fn meters_of(config: &PowerConfig, old: &[Meter], settings: DriverSettings) -> Vec<Meter> {
     config
         .containers
         .iter()
-        .filter_map(|c| {
-            c.meter.clone().map(|spec| Meter {
-                container: c.name.clone(),
-                spec,
-                failing: old.iter().any(|m| m.container == c.name && m.failing),
-            })
+        .flat_map(|c| {
+            [(MeterRole::Feed, &c.meter), (MeterRole::It, &c.it_meter)]
+                .into_iter()
+                .filter_map(|(role, spec)| {
+                    let spec = spec.clone()?;
+                    let kept = old
+                        .iter()
+                        .find(|m| m.container == c.name && m.role == role && m.spec == spec);
+                    let modbus = match kept {
+                        Some(k) => k.modbus.clone(),
+                        None => spec.modbus.as_ref().map(|_| {
+                            Arc::new(tokio::sync::Mutex::new(ModbusClient::new(
+                                spec.address.clone(),
+                                modbus_settings(settings),
+                            )))
+                        }),
+                    };
+                    Some(Meter {
+                        container: c.name.clone(),
+                        role,
+                        spec,
+                        modbus,
+                        failing: kept.is_some_and(|k| k.failing),
+                    })
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -858,6 +1068,65 @@ fn next_seen(prev: Seen, at: Instant, result: &Result<Telemetry, ApiError>) -> S
 /// client's whole-call deadline plus its connect deadline.
 fn outer_deadline(settings: DriverSettings) -> Duration {
     settings.timeouts.call + settings.timeouts.connect
+}
+
+/// Sets the PUE gauges of a container (`Some(name)`) or of the site: NaN while unknown, so
+/// a stale figure never stands in for a lost input.
+fn record_pue(container: Option<&Arc<str>>, status: &PueStatus) {
+    let value = status.pue.unwrap_or(f64::NAN);
+    let hourly = status.hourly.unwrap_or(f64::NAN);
+    let Some(name) = container else {
+        metrics::gauge!("hashgate_site_pue").set(value);
+        metrics::gauge!("hashgate_site_pue_hourly").set(hourly);
+        return;
+    };
+    metrics::gauge!("hashgate_container_pue", "container" => name.clone()).set(value);
+    metrics::gauge!("hashgate_container_pue_hourly", "container" => name.clone()).set(hourly);
+    metrics::gauge!("hashgate_container_facility_power_watts", "container" => name.clone())
+        .set(status.facility_watts.unwrap_or(f64::NAN));
+    metrics::gauge!("hashgate_container_it_power_watts", "container" => name.clone())
+        .set(status.it_watts.unwrap_or(f64::NAN));
+    // A state set per input, so `== 1` picks the source in force and a change of source
+    // leaves no stale series behind.
+    let facility = status.facility_source.map(|s| match s {
+        FacilitySource::Meter => "meter",
+        FacilitySource::ItPlusAuxiliary => "it_plus_auxiliary",
+    });
+    for source in ["meter", "it_plus_auxiliary", "unknown"] {
+        let on = facility.unwrap_or("unknown") == source;
+        metrics::gauge!(
+            "hashgate_container_pue_source",
+            "container" => name.clone(),
+            "input" => "facility",
+            "source" => source
+        )
+        .set(f64::from(u8::from(on)));
+    }
+    let it = status.it_source.map(|s| match s {
+        ItSource::ItMeter => "it_meter",
+        ItSource::Miners => "miners",
+    });
+    for source in ["it_meter", "miners", "unknown"] {
+        let on = it.unwrap_or("unknown") == source;
+        metrics::gauge!(
+            "hashgate_container_pue_source",
+            "container" => name.clone(),
+            "input" => "it",
+            "source" => source
+        )
+        .set(f64::from(u8::from(on)));
+    }
+}
+
+/// Modbus deadlines from the driver's: a meter gateway answers within the miners' connect
+/// deadline or not at all, and two attempts fit in one tick.
+fn modbus_settings(settings: DriverSettings) -> ClientSettings {
+    ClientSettings {
+        connect_timeout: settings.timeouts.connect,
+        call_timeout: settings.timeouts.connect,
+        attempts: 2,
+        retry_delay: Duration::from_millis(100),
+    }
 }
 
 fn meter_client(settings: DriverSettings) -> reqwest::Client {

@@ -8,11 +8,13 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::climate::{Climate, ClimateError, Override};
 use crate::power::api::MinerState;
 use crate::power::controller::{
     Action, ControlError, Controller, Counted, InventoryChange, LoadSource, PowerState, Reason,
 };
 use crate::power::inventory::{Pin, PowerConfig};
+use crate::power::pue::{FacilitySource, ItSource, PueUnknown};
 
 /// Recent decisions kept for the demo and the status API: enough to show the last few
 /// minutes of a busy container, small enough to copy on every status read.
@@ -99,6 +101,71 @@ pub struct ContainerStatus {
     pub hot: bool,
     /// Over budget with nothing left to sleep.
     pub stuck_over_budget: bool,
+    /// Fans, pump and climate sensors, when the container has `[climate]`; none before
+    /// the first tick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub climate: Option<super::ClimateStatus>,
+    /// PUE and its inputs at the last tick.
+    pub pue: PueStatus,
+}
+
+/// A PUE figure with its inputs, as the API shows it: every figure `null` when unknown,
+/// with the reason beside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PueStatus {
+    /// Facility over IT power at the last tick.
+    pub pue: Option<f64>,
+    /// Why `pue` is null (`no_facility_power`, `it_meter_stale`, `miner_power_unreported`,
+    /// `no_it_load`, `container_unknown`, `no_tick_yet`).
+    pub unknown_reason: Option<&'static str>,
+    /// Facility over IT energy over the last complete UTC hour.
+    pub hourly: Option<f64>,
+    /// Why `hourly` is null (`no_complete_hour`, `hour_incomplete`, `no_it_load`).
+    pub hourly_unknown_reason: Option<&'static str>,
+    /// Facility power, W.
+    pub facility_watts: Option<f64>,
+    /// `meter` (feed meter) or `it_plus_auxiliary`.
+    pub facility_source: Option<FacilitySource>,
+    /// IT power, W.
+    pub it_watts: Option<f64>,
+    /// `it_meter` or `miners` (Σ reported power).
+    pub it_source: Option<ItSource>,
+}
+
+impl Default for PueStatus {
+    fn default() -> Self {
+        PueStatus {
+            pue: None,
+            unknown_reason: Some("no_tick_yet"),
+            hourly: None,
+            hourly_unknown_reason: Some("no_tick_yet"),
+            facility_watts: None,
+            facility_source: None,
+            it_watts: None,
+            it_source: None,
+        }
+    }
+}
+
+impl PueStatus {
+    /// The status of one container's (or, with `site` inputs, the site's) figures.
+    pub fn new(
+        now: Result<f64, PueUnknown>,
+        hourly: Result<f64, PueUnknown>,
+        facility: Result<(f64, Option<FacilitySource>), PueUnknown>,
+        it: Result<(f64, Option<ItSource>), PueUnknown>,
+    ) -> PueStatus {
+        PueStatus {
+            pue: now.ok(),
+            unknown_reason: now.err().map(PueUnknown::label),
+            hourly: hourly.ok(),
+            hourly_unknown_reason: hourly.err().map(PueUnknown::label),
+            facility_watts: facility.ok().map(|(w, _)| w),
+            facility_source: facility.ok().and_then(|(_, s)| s),
+            it_watts: it.ok().map(|(w, _)| w),
+            it_source: it.ok().and_then(|(_, s)| s),
+        }
+    }
 }
 
 /// What the management API last said, for status output.
@@ -173,6 +240,9 @@ pub struct PowerStatus {
     pub containers: Vec<ContainerStatus>,
     /// Miners in config order.
     pub miners: Vec<MinerStatus>,
+    /// The site's PUE: Σ facility over Σ IT power of every container (unknown when any
+    /// container's is).
+    pub site_pue: PueStatus,
     /// Latest decisions, oldest first, at most [`RECENT_DECISIONS`].
     pub recent_decisions: Vec<DecisionRecord>,
 }
@@ -206,6 +276,8 @@ pub(super) fn source_label(s: LoadSource) -> &'static str {
 #[derive(Debug)]
 pub(super) struct DriverState {
     pub controller: Mutex<Controller>,
+    /// Fan and pump staging; locked after `controller` when both are held.
+    pub climate: Mutex<Climate>,
     pub status: Mutex<StatusBook>,
     /// Wakes the driver for an early tick after a budget or pin change.
     pub poke: Notify,
@@ -253,12 +325,14 @@ impl DriverState {
             .collect();
         DriverState {
             controller: Mutex::new(Controller::new(config)),
+            climate: Mutex::new(super::climate::ClimateLoop::controller(config)),
             status: Mutex::new(StatusBook {
                 status: PowerStatus {
                     ticks: 0,
                     last_tick_unix_ms: None,
                     containers,
                     miners,
+                    site_pue: PueStatus::default(),
                     recent_decisions: Vec::new(),
                 },
                 recent: VecDeque::with_capacity(RECENT_DECISIONS),
@@ -288,6 +362,8 @@ pub(super) fn status_rows(config: &PowerConfig) -> (Vec<ContainerStatus>, Vec<Mi
             inlet_c: None,
             hot: false,
             stuck_over_budget: false,
+            climate: None,
+            pue: PueStatus::default(),
         })
         .collect();
     let miners = config
@@ -377,8 +453,10 @@ impl PowerHandle {
     /// # Errors
     /// [`DriverError::Resolve`](super::DriverError::Resolve) or
     /// [`DriverError::MissingClient`](super::DriverError::MissingClient) for a new
-    /// miner's client; nothing changes then.
+    /// miner's client, [`DriverError::NeedsRestart`](super::DriverError::NeedsRestart) for
+    /// a changed climate section; nothing changes then.
     pub fn reload(&self, config: &PowerConfig) -> Result<InventoryChange, super::DriverError> {
+        lock(&self.shared.controller).check_reload(config)?;
         let mut book = lock(&self.shared.book);
         let (change, swap) = book.prepare(config)?;
         if same_layout(&book.config, config) {
@@ -418,6 +496,43 @@ impl PowerHandle {
         );
         self.shared.poke.notify_one();
         Ok(())
+    }
+
+    /// Forces a container's fan bank (by name) or its pump (`"pump"`) on or off, or returns
+    /// it to automatic staging; the driver ticks at once.
+    ///
+    /// # Errors
+    /// [`ClimateError::UnknownContainer`] (no climate control there),
+    /// [`ClimateError::UnknownDevice`].
+    pub fn set_climate_override(
+        &self,
+        container: &str,
+        device: &str,
+        mode: Override,
+    ) -> Result<(), ClimateError> {
+        lock(&self.shared.climate).set_override(container, device, mode)?;
+        tracing::info!(
+            container,
+            device,
+            mode = mode.label(),
+            "climate override changed by the admin API"
+        );
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
+    /// Sets the container's auxiliary (non-IT: fans, curtain pump) load, W, as its climate
+    /// control measures or estimates it; `None` when unknown. PUE uses it when the
+    /// container has no feed meter (facility = IT + auxiliary). Takes effect next tick.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownContainer`], [`ControlError::InvalidAuxiliary`].
+    pub fn set_auxiliary_watts(
+        &self,
+        container: &str,
+        watts: Option<f64>,
+    ) -> Result<(), ControlError> {
+        lock(&self.shared.controller).set_auxiliary_watts(container, watts)
     }
 
     /// Sets (`Some`) or lifts (`None`) a miner's pin; the driver ticks at once.

@@ -12,10 +12,12 @@
 //! | `raw.rs` | the serde structs as written (`*Raw`) |
 //! | `validate.rs` | raw → typed, with the bounds that catch unit slips |
 //! | `address.rs` | [`Address`] and each family's [`default_port`] |
+//! | `climate.rs` | `[power.containers.climate]`: sensors and relays on a Modbus device, band and timings ([`ClimateSetup`]) |
 //! | `error.rs` | [`InventoryError`] |
 //! | this file | the typed inventory ([`PowerConfig`], [`ContainerSpec`], [`MinerSpec`], …) and [`Pin`] |
 
 mod address;
+mod climate;
 mod error;
 mod raw;
 #[cfg(test)]
@@ -30,12 +32,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::modbus::{MeterMap, MeterModel};
 use crate::power::api::{Credentials, Family, Timeouts};
 
 pub use address::{Address, default_port};
+pub use climate::{
+    ClimateRaw, ClimateSetup, Coil, FanRaw, OnOff, PumpRaw, SensorPoints, SensorRaw,
+};
 pub use error::InventoryError;
 pub use raw::{
-    AlarmsRaw, ContainerRaw, ControllerRaw, DriverRaw, MeterRaw, MeterUnit, MinerRaw,
+    AlarmsRaw, ContainerRaw, ControllerRaw, DriverRaw, MeterKind, MeterRaw, MeterUnit, MinerRaw,
     PowerConfigRaw,
 };
 
@@ -197,6 +203,10 @@ pub struct ContainerSpec {
     pub temperature: Option<TempLimit>,
     /// Feed meter, when configured.
     pub meter: Option<MeterSpec>,
+    /// Fan and pump staging, when configured.
+    pub climate: Option<ClimateSetup>,
+    /// IT meter (rack PDUs), when configured; used for PUE only, never for the budget.
+    pub it_meter: Option<MeterSpec>,
 }
 
 /// Temperature control of one container, validated.
@@ -212,19 +222,32 @@ pub struct TempLimit {
     pub shed_interval: Duration,
 }
 
-/// A container's feed meter, validated.
+/// A container's feed or IT meter, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeterSpec {
     /// Where the driver reads it.
     pub address: Address,
     /// Readings older than this are stale.
     pub max_age: Duration,
-    /// HTTP path the driver GETs.
+    /// HTTP path the driver GETs (HTTP meters only).
     pub path: String,
-    /// How the body is read.
+    /// How the body is read (HTTP meters only).
     pub format: MeterFormat,
-    /// Factor from the reading to watts.
+    /// Factor from the reading to watts (HTTP meters only).
     pub scale: f64,
+    /// Modbus register map and ratio; `None` for an HTTP meter.
+    pub modbus: Option<ModbusMeterSpec>,
+}
+
+/// How a Modbus meter is read, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusMeterSpec {
+    /// The shipped model, if the map is one (for logs and the API).
+    pub model: Option<MeterModel>,
+    /// Where the figures are, with the unit id set on every point.
+    pub map: MeterMap,
+    /// Factor applied to every reading (PT × CT).
+    pub ratio: f64,
 }
 
 /// How a meter's HTTP body carries the power reading.

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::Pin;
+use crate::modbus::{MeterMapRaw, MeterModel};
 use crate::power::api::{Credentials, Family};
 
 /// The `[power]` section as written: deserialise with serde, then call [`Self::validate`].
@@ -93,13 +94,20 @@ pub struct ContainerRaw {
     pub temp_shed_interval_secs: Option<u64>,
     /// Feed power meter; load is estimated from miners when absent.
     pub meter: Option<MeterRaw>,
+    /// Fan-bank and curtain-pump staging over Modbus; none when absent.
+    pub climate: Option<super::ClimateRaw>,
+    /// IT power meter (the rack PDUs' feed), for PUE; Σ miners' reported power when absent.
+    pub it_meter: Option<MeterRaw>,
 }
 
 /// A container's power meter as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeterRaw {
-    /// Where the driver reads the meter: `host:port` or `ip:port`.
+    /// How the meter is read: `http` (default) or `modbus` (Modbus TCP).
+    pub kind: Option<MeterKind>,
+    /// Where the driver reads the meter: `host:port` or `ip:port` (Modbus: port 502 when
+    /// left out).
     pub address: String,
     /// A reading older than this is stale and load falls back to telemetry, seconds.
     pub max_age_secs: Option<u64>,
@@ -111,6 +119,26 @@ pub struct MeterRaw {
     pub json_pointer: Option<String>,
     /// Unit of the reading: `w` (default) or `kw`.
     pub unit: Option<MeterUnit>,
+    /// Modbus: unit id (slave address) of the meter behind the gateway; default 1.
+    pub unit_id: Option<u8>,
+    /// Modbus: a shipped meter model (`eastron_sdm630`, `acrel_dtsd1352`,
+    /// `schneider_pm5000`); exactly one of `model` and `map`.
+    pub model: Option<MeterModel>,
+    /// Modbus: the site's own register map.
+    pub map: Option<MeterMapRaw>,
+    /// Modbus: factor applied to every reading (PT × CT for meters that report
+    /// secondary-side values); default 1.
+    pub ratio: Option<f64>,
+}
+
+/// How a meter is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterKind {
+    /// HTTP GET of JSON or Prometheus text.
+    Http,
+    /// Modbus TCP registers.
+    Modbus,
 }
 
 /// Unit a meter reports power in.

@@ -204,3 +204,85 @@ fn password_never_appears_in_debug_output() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("root"));
 }
+
+fn with_meters(meters: &str) -> String {
+    with_miner_line("budget_kw = 100\n", &format!("budget_kw = 100\n{meters}\n"))
+}
+
+#[test]
+fn modbus_meters_take_a_shipped_model_or_a_map() {
+    let text = with_meters(
+        r#"
+    [containers.meter]
+    kind = "modbus"
+    address = "10.0.0.5"
+    unit_id = 4
+    model = "schneider_pm5000"
+
+    [containers.it_meter]
+    kind = "modbus"
+    address = "gw.local:1502"
+    ratio = 80
+    [containers.it_meter.map]
+    addressing = "zero_based"
+    power = { function = "holding", address = 0x016A, data_type = "i32", unit = "w" }
+"#,
+    );
+    let cfg = PowerConfig::from_toml_str(&text).expect("valid");
+    let c = &cfg.containers[0];
+    let feed = c.meter.as_ref().expect("feed meter");
+    assert_eq!(
+        feed.address,
+        Address::Socket("10.0.0.5:502".parse().expect("addr"))
+    );
+    let how = feed.modbus.as_ref().expect("modbus");
+    assert_eq!(how.model, Some(crate::modbus::MeterModel::SchneiderPm5000));
+    assert_eq!(how.map.power.address, 3059);
+    assert_eq!(how.map.power.unit_id, 4);
+    let it = c.it_meter.as_ref().expect("it meter");
+    let how = it.modbus.as_ref().expect("modbus");
+    assert_eq!((how.model, how.ratio), (None, 80.0));
+    assert_eq!(how.map.power.address, 0x016A);
+    assert_eq!(how.map.power.unit_id, 1, "default unit id");
+    assert_eq!(how.map.phases, None);
+}
+
+#[test]
+fn modbus_meter_mistakes_name_the_key() {
+    let err = error_of(&with_meters(
+        "[containers.meter]\nkind = \"modbus\"\naddress = \"10.0.0.5\"",
+    ));
+    assert!(
+        err.contains("meter.model") && err.contains("exactly one"),
+        "{err}"
+    );
+    let err = error_of(&with_meters(
+        "[containers.meter]\nkind = \"modbus\"\naddress = \"10.0.0.5\"\nmodel = \"eastron_sdm630\"\nmetric = \"x\"",
+    ));
+    assert!(
+        err.contains("meter.kind") && err.contains("HTTP keys"),
+        "{err}"
+    );
+    let err = error_of(&with_meters(
+        "[containers.meter]\naddress = \"10.0.0.5:80\"\nmodel = \"eastron_sdm630\"",
+    ));
+    assert!(
+        err.contains("kind = \\\"modbus\\\"") || err.contains("kind = \"modbus\""),
+        "{err}"
+    );
+    let err = error_of(&with_meters(
+        "[containers.it_meter]\nkind = \"modbus\"\naddress = \"10.0.0.5\"\nmodel = \"eastron_sdm630\"\nratio = 0",
+    ));
+    assert!(err.contains("it_meter.ratio"), "{err}");
+    let err = error_of(&with_meters(
+        "[containers.it_meter]\nkind = \"modbus\"\naddress = \"10.0.0.5\"\n[containers.it_meter.map]\naddressing = \"one_based\"\npower = { function = \"input\", address = 0, data_type = \"f32\", unit = \"w\" }",
+    ));
+    assert!(
+        err.contains("it_meter.map.power") && err.contains("zero_based"),
+        "{err}"
+    );
+    let err = error_of(&with_meters(
+        "[containers.meter]\nkind = \"modbus\"\naddress = \"10.0.0.5\"\nmodel = \"sdm999\"",
+    ));
+    assert!(err.contains("sdm999"), "{err}");
+}

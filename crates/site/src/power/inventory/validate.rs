@@ -293,6 +293,13 @@ impl ContainerRaw {
                     .map_err(|(field, problem)| err(field)(problem))?,
             ),
         };
+        let it_meter = match &self.it_meter {
+            None => None,
+            Some(m) => Some(
+                m.validate()
+                    .map_err(|(field, problem)| err(it_field(field))(problem))?,
+            ),
+        };
         Ok(ContainerSpec {
             name: Arc::from(self.name.as_str()),
             budget_watts: budget,
@@ -302,12 +309,51 @@ impl ContainerRaw {
             wake_stagger,
             temperature,
             meter,
+            climate: match &self.climate {
+                None => None,
+                Some(c) => Some(
+                    c.validate()
+                        .map_err(|(field, problem)| err(field)(problem))?,
+                ),
+            },
+            it_meter,
         })
+    }
+}
+
+/// The `it_meter.*` name of a `meter.*` field, so an IT meter's error names its own key.
+fn it_field(field: &'static str) -> &'static str {
+    match field {
+        "meter.address" => "it_meter.address",
+        "meter.max_age_secs" => "it_meter.max_age_secs",
+        "meter.path" => "it_meter.path",
+        "meter.metric" => "it_meter.metric",
+        "meter.json_pointer" => "it_meter.json_pointer",
+        "meter.kind" => "it_meter.kind",
+        "meter.model" => "it_meter.model",
+        "meter.ratio" => "it_meter.ratio",
+        "meter.map.power" => "it_meter.map.power",
+        "meter.map.phases" => "it_meter.map.phases",
+        "meter.map.energy" => "it_meter.map.energy",
+        _ => "it_meter",
     }
 }
 
 impl MeterRaw {
     fn validate(&self) -> Result<MeterSpec, (&'static str, String)> {
+        if self.kind == Some(MeterKind::Modbus) {
+            return self.validate_modbus();
+        }
+        if self.unit_id.is_some()
+            || self.model.is_some()
+            || self.map.is_some()
+            || self.ratio.is_some()
+        {
+            return Err((
+                "meter.kind",
+                "unit_id, model, map and ratio are Modbus keys: set kind = \"modbus\"".into(),
+            ));
+        }
         let path = self.path.clone().unwrap_or_else(|| "/".into());
         if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_whitespace()) {
             return Err(("meter.path", "must start with / and hold no spaces".into()));
@@ -346,6 +392,56 @@ impl MeterRaw {
             path,
             format,
             scale: self.unit.unwrap_or(MeterUnit::W).to_watts(),
+            modbus: None,
+        })
+    }
+
+    fn validate_modbus(&self) -> Result<MeterSpec, (&'static str, String)> {
+        if self.path.is_some()
+            || self.metric.is_some()
+            || self.json_pointer.is_some()
+            || self.unit.is_some()
+        {
+            return Err((
+                "meter.kind",
+                "path, metric, json_pointer and unit are HTTP keys; a Modbus meter's units come from its map".into(),
+            ));
+        }
+        let unit_id = self.unit_id.unwrap_or(1);
+        let (model, map) = match (&self.model, &self.map) {
+            (Some(model), None) => (Some(*model), model.map(unit_id)),
+            (None, Some(raw)) => (
+                None,
+                raw.validate(unit_id).map_err(|(field, problem)| {
+                    let field = match field {
+                        "map.power" => "meter.map.power",
+                        "map.phases" => "meter.map.phases",
+                        _ => "meter.map.energy",
+                    };
+                    (field, problem)
+                })?,
+            ),
+            _ => {
+                return Err((
+                    "meter.model",
+                    "a Modbus meter needs exactly one of model and map".into(),
+                ));
+            }
+        };
+        let ratio = self.ratio.unwrap_or(1.0);
+        if !(ratio.is_finite() && ratio > 0.0) {
+            return Err(("meter.ratio", "must be a positive number".into()));
+        }
+        Ok(MeterSpec {
+            address: Address::parse(&self.address, Some(502)).map_err(|e| ("meter.address", e))?,
+            max_age: positive_secs(self.max_age_secs, Duration::from_secs(30))
+                .map_err(|e| ("meter.max_age_secs", e))?,
+            path: String::new(),
+            format: MeterFormat::Json {
+                pointer: String::new(),
+            },
+            scale: 1.0,
+            modbus: Some(ModbusMeterSpec { model, map, ratio }),
         })
     }
 }

@@ -1,0 +1,190 @@
+//! The driver reads a container's feed meter over Modbus TCP (a simulated Eastron SDM630 on
+//! `tokio-modbus`'s server): its figure drives shedding, and a silent meter falls back to
+//! the miners' telemetry once stale.
+
+use std::time::{Duration, Instant};
+
+use crate::support::power_driver::{def, start_site, wait_for};
+use hashgate_lab::sim::modbus::{DeviceFault, RegisterBank, spawn};
+use hashgate_site::modbus::MeterModel;
+use hashgate_site::power::api::Family;
+
+/// Fans, pumps and PDU losses the miners' own telemetry never shows, W.
+const AUX_WATTS: f64 = 1500.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modbus_meter_drives_the_load_and_a_silent_one_falls_back_to_miners() {
+    let device = spawn(RegisterBank::new()).await.expect("modbus device");
+    let map = MeterModel::EastronSdm630.map(3);
+    let head = "[controller]\nsleep_confirm_timeout_secs = 5\nwake_ramp_secs = 1\n";
+    let container = format!(
+        "budget_kw = 7.0\nmin_dwell_secs = 60\nwake_stagger_secs = 1\n\
+         [containers.meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 3\n\
+         model = \"eastron_sdm630\"\nmax_age_secs = 1",
+        device.addr
+    );
+    let miners = vec![
+        def("eff", Family::Luxos, 3000.0, 120.0),
+        def("ineff", Family::Braiins, 3000.0, 90.0),
+    ];
+    let site = start_site(head, &container, &miners, Duration::from_millis(100), None).await;
+    // The meter follows the simulated miners plus the auxiliary load, as a feed meter does.
+    let states: Vec<_> = site.sims.iter().map(|(_, s)| s.state.clone()).collect();
+    let bank = device.bank.clone();
+    let follower = tokio::spawn(async move {
+        loop {
+            let now = Instant::now();
+            let miners: f64 = states.iter().map(|m| m.reading(now).power_watts).sum();
+            bank.set_value(&map.power, AUX_WATTS + miners);
+            for (i, phase) in map.phases.iter().flatten().enumerate() {
+                bank.set_value(phase, (AUX_WATTS + miners) / 3.0 + i as f64);
+            }
+            if let Some(energy) = &map.energy {
+                bank.set_value(energy, 1234.5);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    // 6 kW of miners fit 7 kW; the meter's 7.5 kW does not.
+    wait_for(
+        "the metered overload shed",
+        Duration::from_secs(5),
+        || async { !site.hashing("ineff") },
+    )
+    .await;
+    assert!(site.hashing("eff"));
+    let c = site.handle.status().containers[0].clone();
+    assert_eq!(c.load_source, Some("meter"), "{c:?}");
+    assert_eq!(c.meter_fallback, None);
+    let load = c.load_watts.expect("ticked");
+    assert!(
+        load > 4000.0,
+        "the meter's figure with the aux load, got {load}"
+    );
+
+    // The meter goes silent behind its gateway: the read times out, the reading ages out.
+    device.bank.set_fault(DeviceFault::Silent);
+    wait_for(
+        "the stale-meter fallback",
+        Duration::from_secs(10),
+        || async { site.handle.status().containers[0].meter_fallback == Some("stale") },
+    )
+    .await;
+    let c = site.handle.status().containers[0].clone();
+    assert_eq!(c.load_source, Some("miners"), "{c:?}");
+
+    // It answers again: the meter is back in use.
+    device.bank.set_fault(DeviceFault::None);
+    wait_for(
+        "the meter in use again",
+        Duration::from_secs(10),
+        || async { site.handle.status().containers[0].load_source == Some("meter") },
+    )
+    .await;
+    follower.abort();
+    site.stop().await;
+}
+
+/// PUE from real Modbus reads: the feed meter (an SDM630) over the IT meter (an Acrel
+/// DTSD1352 reporting secondary-side watts behind a 2:1 ratio), each on its own simulated
+/// gateway; a silent IT meter makes PUE unknown with the reason, never a stale number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pue_comes_from_the_feed_and_it_meters_and_is_unknown_without_one() {
+    let feed = spawn(RegisterBank::new()).await.expect("feed gateway");
+    let it = spawn(RegisterBank::new()).await.expect("it gateway");
+    let feed_map = MeterModel::EastronSdm630.map(3);
+    let it_map = MeterModel::AcrelDtsd1352.map(5);
+    feed.bank.set_value(&feed_map.power, 6600.0);
+    // 3000 W on the secondary side, × ratio 2 = 6000 W of IT load.
+    it.bank.set_value(&it_map.power, 3000.0);
+    let head = "";
+    let container = format!(
+        "budget_kw = 20.0\n\
+         [containers.meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 3\nmodel = \"eastron_sdm630\"\nmax_age_secs = 1\n\
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 5\nmodel = \"acrel_dtsd1352\"\nratio = 2\nmax_age_secs = 1",
+        feed.addr, it.addr
+    );
+    let miners = vec![def("m1", Family::Luxos, 3000.0, 120.0)];
+    let site = start_site(head, &container, &miners, Duration::from_millis(100), None).await;
+    wait_for("a PUE figure", Duration::from_secs(5), || async {
+        site.handle.status().containers[0].pue.pue.is_some()
+    })
+    .await;
+    let status = site.handle.status();
+    let pue = status.containers[0].pue.clone();
+    let value = pue.pue.expect("known");
+    assert!((value - 1.1).abs() < 1e-6, "{pue:?}");
+    assert_eq!(pue.unknown_reason, None);
+    assert_eq!(pue.facility_watts, Some(6600.0));
+    assert_eq!(pue.it_watts, Some(6000.0));
+    let json = serde_json::to_value(&pue).expect("json");
+    assert_eq!(json["facility_source"], "meter");
+    assert_eq!(json["it_source"], "it_meter");
+    assert_eq!(json["hourly_unknown_reason"], "no_complete_hour");
+    let site_pue = status.site_pue.pue.expect("site known");
+    assert!((site_pue - 1.1).abs() < 1e-6, "{:?}", status.site_pue);
+
+    it.bank.set_fault(DeviceFault::Silent);
+    wait_for("PUE unknown", Duration::from_secs(10), || async {
+        site.handle.status().containers[0].pue.unknown_reason == Some("it_meter_stale")
+    })
+    .await;
+    let status = site.handle.status();
+    assert_eq!(status.containers[0].pue.pue, None);
+    assert_eq!(status.site_pue.unknown_reason, Some("container_unknown"));
+    // The budget never used the IT meter: the feed meter still drives it.
+    assert_eq!(status.containers[0].load_source, Some("meter"));
+    site.stop().await;
+}
+
+/// Without meters, IT power is the miners' reported power, and facility power needs the
+/// auxiliary (fans, pump) load the climate control sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pue_without_meters_is_it_plus_auxiliary() {
+    let miners = vec![
+        def("m1", Family::Luxos, 3000.0, 120.0),
+        def("m2", Family::Braiins, 3000.0, 100.0),
+    ];
+    let site = start_site(
+        "",
+        "budget_kw = 20.0",
+        &miners,
+        Duration::from_millis(100),
+        None,
+    )
+    .await;
+    wait_for(
+        "IT power from the miners",
+        Duration::from_secs(5),
+        || async { site.handle.status().containers[0].pue.it_watts.is_some() },
+    )
+    .await;
+    let pue = site.handle.status().containers[0].pue.clone();
+    assert_eq!(pue.unknown_reason, Some("no_facility_power"), "{pue:?}");
+    let it_watts = pue.it_watts.expect("it");
+    assert!(it_watts > 1000.0, "{pue:?}");
+    site.handle
+        .set_auxiliary_watts("c1", Some(600.0))
+        .expect("known container");
+    assert!(
+        site.handle
+            .set_auxiliary_watts("c1", Some(f64::NAN))
+            .is_err()
+    );
+    assert!(site.handle.set_auxiliary_watts("nope", Some(1.0)).is_err());
+    wait_for(
+        "PUE with the auxiliary load",
+        Duration::from_secs(5),
+        || async { site.handle.status().containers[0].pue.pue.is_some() },
+    )
+    .await;
+    let pue = site.handle.status().containers[0].pue.clone();
+    let json = serde_json::to_value(&pue).expect("json");
+    assert_eq!(json["facility_source"], "it_plus_auxiliary");
+    assert_eq!(json["it_source"], "miners");
+    let (facility, it) = (pue.facility_watts.expect("f"), pue.it_watts.expect("it"));
+    assert!((facility - it - 600.0).abs() < 1e-6, "{pue:?}");
+    assert!((pue.pue.expect("pue") - facility / it).abs() < 1e-9);
+    site.stop().await;
+}
