@@ -83,12 +83,9 @@ pub fn moved_router(handle: PowerHandle, admin_addr: std::net::SocketAddr) -> Ro
         )
     };
     Router::new()
-        .route("/api/v1/miners/{id}/pin", any(moved.clone()))
-        .route("/api/v1/containers/{name}/budget", any(moved.clone()))
-        .route(
-            "/api/v1/containers/{name}/climate/{device}",
-            any(moved.clone()),
-        )
+        .route("/api/v1/miners/{id}/pin", any(moved))
+        .route("/api/v1/containers/{name}/budget", any(moved))
+        .route("/api/v1/containers/{name}/climate/{device}", any(moved))
         .route("/api/v1/reload", any(moved))
         .route(
             "/api/v1/power",
