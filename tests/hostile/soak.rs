@@ -164,9 +164,13 @@ async fn good_miners_keep_mining_while_every_attack_runs_at_once() {
     })
     .await
     .unwrap();
+    // Miner and pool difficulty are pinned equal, so every share told `true` is also work for
+    // the pool and the accounting below is one to one; the pool difficulty suggestion (which
+    // would raise the pool's above the miners' and keep the shares under it local, by
+    // design) is off here and tested on its own (upstream session tests, proxy e2e).
     let text = format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"site\"\ninitial_difficulty = {DIFFICULTY}\n\
-         max_connections = 2000\nsetup_timeout_secs = 5\n\
+         upstream_shares_per_sec = 0\nmax_connections = 2000\nsetup_timeout_secs = 5\n\
          [vardiff]\nmin_difficulty = {DIFFICULTY}\nmax_difficulty = {DIFFICULTY}\n\
          [failover]\nsubmit_timeout_secs = 5\n\
          [http]\nlisten = \"127.0.0.1:0\"\nmax_connections = 32\nheader_read_timeout_secs = 2\n\
