@@ -42,7 +42,7 @@ use crate::power::controller::{
     Action, ApiView, Decision, HealthInput, IntendedState, TickReport, evaluate_health, record_tick,
 };
 use crate::power::controller::{ControlError, PowerState};
-use crate::power::inventory::{Address, DriverSettings, MeterSpec, PowerConfig};
+use crate::power::inventory::{Address, DriverSettings, MeterSpec, MinerSpec, PowerConfig};
 use crate::power::pue::{self, FacilitySource, HourlyPue, ItSource, PueUnknown};
 use crate::stats::Registry;
 
@@ -238,22 +238,7 @@ impl PowerDriver {
                     .containers
                     .get(m.container)
                     .map_or_else(|| Arc::from(""), |c| c.name.clone());
-                let mut workers = join::WorkerNames::default();
-                if let Some(worker) = &m.worker {
-                    workers.publish(&m.id, &container, worker);
-                }
-                Ok(Driven {
-                    id: m.id.clone(),
-                    api,
-                    seen: Seen::NoAnswer,
-                    answering: None,
-                    alarms: Vec::new(),
-                    container,
-                    workers,
-                    model: m.model.clone(),
-                    nominal_watts: m.nominal_watts,
-                    nominal_ths: m.nominal_ths,
-                })
+                Ok(Driven::fresh(m, container, api))
             })
             .collect::<Result<Vec<_>, DriverError>>()?;
         let settings = config.driver;
@@ -580,24 +565,7 @@ impl PowerDriver {
                         nominal_ths: m.nominal_ths,
                         ..kept
                     },
-                    None => {
-                        let mut workers = join::WorkerNames::default();
-                        if let Some(worker) = &m.worker {
-                            workers.publish(&m.id, &container, worker);
-                        }
-                        Driven {
-                            id: m.id.clone(),
-                            api,
-                            seen: Seen::NoAnswer,
-                            answering: None,
-                            alarms: Vec::new(),
-                            container,
-                            workers,
-                            model: m.model.clone(),
-                            nominal_watts: m.nominal_watts,
-                            nominal_ths: m.nominal_ths,
-                        }
-                    }
+                    None => Driven::fresh(m, container, api),
                 })
             })
             .collect();
@@ -1037,6 +1005,27 @@ fn meters_of(config: &PowerConfig, old: &[Meter], settings: DriverSettings) -> V
 }
 
 impl Driven {
+    /// A miner the driver has not driven before: nothing seen yet, its worker name (if
+    /// any) published for the power/share join.
+    fn fresh(m: &MinerSpec, container: Arc<str>, api: Arc<dyn MinerApi>) -> Driven {
+        let mut workers = join::WorkerNames::default();
+        if let Some(worker) = &m.worker {
+            workers.publish(&m.id, &container, worker);
+        }
+        Driven {
+            id: m.id.clone(),
+            api,
+            seen: Seen::NoAnswer,
+            answering: None,
+            alarms: Vec::new(),
+            container,
+            workers,
+            model: m.model.clone(),
+            nominal_watts: m.nominal_watts,
+            nominal_ths: m.nominal_ths,
+        }
+    }
+
     /// Sets the miner's series to 0 when a reload removes or changes it: the recorder
     /// cannot delete a series, and a stale 1 (asleep, an alarm) would mislead alerts.
     fn retire(&self) {
