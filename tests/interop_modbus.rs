@@ -18,6 +18,9 @@
 
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -283,4 +286,52 @@ async fn climate_sensors_and_relays_from_the_config_on_pymodbus() {
         vec![true, false, true, false, false, false, false, true]
     );
     println!("pymodbus interop: climate sensors and relays as configured: ok");
+}
+
+/// PUE from real Modbus reads: a site whose container has its feed meter (the PM5000 on
+/// unit 2, 12.5 kW) and its IT meter (the DTSD1352 on unit 3, 4321 W secondary behind a
+/// 2:1 ratio) served by pymodbus reports facility over IT in `/api/v1/power`, with both
+/// inputs named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python with pymodbus: set HASHGATE_PYMODBUS (run by .ci/run)"]
+async fn a_site_reports_pue_from_feed_and_it_meters_on_pymodbus() {
+    use support::power_driver::{def, start_site, wait_for};
+    let Some(server) = start() else { return };
+    let container = format!(
+        "budget_kw = 30.0\n\
+         [containers.meter]\nkind = \"modbus\"\naddress = \"{0}\"\nunit_id = 2\nmodel = \"schneider_pm5000\"\nmax_age_secs = 5\n\
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{0}\"\nunit_id = 3\nmodel = \"acrel_dtsd1352\"\nratio = 2\nmax_age_secs = 5",
+        server.addr
+    );
+    let miners = vec![def(
+        "m1",
+        hashgate_site::power::api::Family::Luxos,
+        3000.0,
+        120.0,
+    )];
+    let site = start_site("", &container, &miners, Duration::from_millis(200), None).await;
+    wait_for("a PUE figure", Duration::from_secs(20), || async {
+        site.handle.status().containers[0].pue.pue.is_some()
+    })
+    .await;
+    let view: serde_json::Value = reqwest::get(format!("http://{}/api/v1/power", site.http))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pue = &view["containers"][0]["pue"];
+    let (facility, it) = (12_500.0, 4321.0 * 2.0);
+    assert_eq!(pue["facility_watts"].as_f64(), Some(facility), "{pue}");
+    assert_eq!(pue["it_watts"].as_f64(), Some(it), "{pue}");
+    assert_eq!(pue["facility_source"], "meter", "{pue}");
+    assert_eq!(pue["it_source"], "it_meter", "{pue}");
+    let figure = pue["pue"].as_f64().unwrap();
+    assert!(
+        close(figure, facility / it),
+        "{figure} != {}",
+        facility / it
+    );
+    println!("pymodbus interop: PUE {figure} = {facility} W feed / {it} W IT, from /api/v1/power");
+    site.stop().await;
 }

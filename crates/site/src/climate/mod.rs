@@ -14,7 +14,8 @@
 //! | inlet | container inlet sensor when fresh, else the hottest fresh miner inlet, else lost |
 //! | fail safe | inlet lost, or a relay write failed / read back wrong → every fan on, pump per `pump_on_failure`, alarm; manual overrides are ignored |
 //! | override | a bank or the pump forced on/off by the admin API stays so (min times do not apply) |
-//! | stage up | inlet > band high and `stage_interval` since the last step → start the automatic bank with the fewest run hours among those rested `fan_min_off` |
+//! | stage up | inlet > band high (or within `hysteresis_c` of it and rising by more than the gap in one tick) and `stage_interval` since the last step → start the automatic bank with the fewest run hours among those rested `fan_min_off` |
+//! | curtain stop | the pump stops automatically with the inlet not under the band → start the next automatic bank in the same tick |
 //! | stage down | `stage_interval` since the last step and inlet < band low, or inlet + one bank's learnt effect + `hysteresis_c` ≤ band high (the fewest fans) → stop the automatic bank with the most run hours among those run `fan_min_on` |
 //! | learn | `stage_interval` after a step, the inlet change it made updates one bank's effect (halfway average; a change against the step, or a pump switch in between, is not taken) |
 //! | pump | on while the air entering the curtain (outdoor, else inlet) is above `on_above_c`, humidity below its limit and a fan runs; off below `on_above_c - hysteresis_c`, above the humidity limit or with no fan; `min_on`/`min_off` hold; humidity lost → per `pump_on_failure` |
@@ -200,6 +201,8 @@ struct Runtime {
     outdoor: Reading,
     miners_inlet: Reading,
     last_stage: Option<Instant>,
+    /// The inlet the previous tick staged on, °C.
+    last_inlet: Option<f64>,
     /// The last step (when, up?, inlet then), until `stage_interval` later shows its effect.
     probe: Option<(Instant, bool, f64)>,
     /// What one bank changes the inlet by, °C, learnt from past steps.
@@ -322,6 +325,7 @@ impl Climate {
                 outdoor: None,
                 miners_inlet: None,
                 last_stage: None,
+                last_inlet: None,
                 probe: None,
                 step_effect_c: None,
                 last_tick: None,
@@ -513,6 +517,7 @@ impl Runtime {
             _ => {
                 // Whatever the air does now says nothing about one bank's effect.
                 self.probe = None;
+                self.last_inlet = None;
                 for (i, f) in self.fans.iter_mut().enumerate() {
                     if f.switch(true, now) {
                         changes.push(Change::FanOn(i));
@@ -522,6 +527,13 @@ impl Runtime {
             }
         };
         self.pump(inlet, outdoor, humidity, fail_safe, now, &mut changes);
+        if let Some(t) = inlet
+            && !fail_safe
+            && self.pump.mode == Override::Auto
+            && changes.contains(&Change::PumpOff)
+        {
+            self.cover_pump_stop(t, now, &mut changes);
+        }
 
         let fans_running = self.fans.iter().filter(|f| f.on).count();
         // A bank forced off is the operator's call: the controller has no more air to give,
@@ -596,6 +608,14 @@ impl Runtime {
                 });
             }
         }
+        // Within `hysteresis_c` of the top and rising so fast that the next reading is over
+        // it: a bank started now keeps the inlet at or under the top instead of reacting one
+        // tick after it left the band. Farther down a jump is a glitch, not a trend.
+        let rise = self
+            .last_inlet
+            .filter(|_| inlet > self.spec.band.high_c - self.spec.band.hysteresis_c)
+            .map_or(0.0, |p| (inlet - p).max(0.0));
+        self.last_inlet = Some(inlet);
         let due = self
             .last_stage
             .is_none_or(|t| now.saturating_duration_since(t) >= self.spec.stage_interval);
@@ -615,7 +635,7 @@ impl Runtime {
             .iter()
             .enumerate()
             .filter(|(_, f)| f.mode == Override::Auto);
-        let step = if inlet > band.high_c {
+        let step = if inlet + rise > band.high_c {
             // Fewest hours first; wiring order breaks ties so the choice is stable.
             auto.filter(|(_, f)| !f.on && !f.held(now, min_off))
                 .min_by(|a, b| a.1.run.cmp(&b.1.run).then(a.0.cmp(&b.0)))
@@ -638,6 +658,35 @@ impl Runtime {
             } else {
                 Change::FanOff(i)
             });
+        }
+    }
+
+    /// The curtain stopping warms the supply air by its whole wet-bulb depression within a
+    /// tick or two, faster than one step per `stage_interval` can follow: the banks that
+    /// held the inlet with the curtain may not hold it without (the hot-day trace left the
+    /// band by 0.12 °C that way). So one more automatic bank starts with the stop, unless
+    /// the inlet is already under the band; if it turns out spare, the stage-down rule
+    /// takes it off one interval later.
+    fn cover_pump_stop(&mut self, inlet: f64, now: Instant, changes: &mut Vec<Change>) {
+        if inlet < self.spec.band.low_c {
+            return;
+        }
+        let min_off = self.spec.fan_min_off;
+        let next = self
+            .fans
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.mode == Override::Auto && !f.on && !f.held(now, min_off))
+            .min_by(|a, b| a.1.run.cmp(&b.1.run).then(a.0.cmp(&b.0)))
+            .map(|(i, _)| i);
+        if let Some(i) = next
+            && let Some(f) = self.fans.get_mut(i)
+            && f.switch(true, now)
+        {
+            self.last_stage = Some(now);
+            // The pump switch spoils what this step would teach about one bank.
+            self.probe = None;
+            changes.push(Change::FanOn(i));
         }
     }
 

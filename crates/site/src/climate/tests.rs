@@ -452,3 +452,53 @@ fn implausible_readings_are_dropped_and_counted_and_late_ones_ignored() {
     rig.climate.observe_sensors("c1", t0 + 2 * SEC, late).ok();
     assert_eq!(rig.silent_step(SEC).inlet_c, Some(26.0));
 }
+
+/// A rig with `banks` banks, no minimum on/off times, every bank stopped by a cold inlet.
+fn all_stopped(banks: usize, with_pump: bool) -> (Rig, ClimateSpec) {
+    let mut spec = ClimateSpec::uniform(banks, 1500.0, band());
+    spec.fan_min_on = Duration::ZERO;
+    spec.fan_min_off = Duration::ZERO;
+    spec.pump = with_pump.then(pump);
+    let mut rig = Rig::new(&spec);
+    rig.inlet(20.0);
+    assert_eq!(rig.run(3600).fans_running, 0);
+    (rig, spec)
+}
+
+#[test]
+fn a_rising_inlet_starts_a_bank_the_tick_before_it_crosses_the_top() {
+    let (mut rig, _) = all_stopped(3, false);
+    rig.inlet(28.4).run(600);
+    // 28.4 → 28.6 would be 28.8 next: nothing. 28.6 → 28.9 in one tick: the next reading would be 29.2, over the top.
+    assert!(rig.inlet(28.6).step(10 * SEC).changes.is_empty());
+    let r = rig.inlet(28.9).step(10 * SEC);
+    assert!(
+        matches!(r.changes[..], [Change::FanOn(_)]),
+        "{:?}",
+        r.changes
+    );
+    // Far under the top a jump is not a trend: nothing starts.
+    let (mut rig, _) = all_stopped(3, false);
+    rig.inlet(25.0).run(600);
+    assert!(rig.inlet(28.0).step(10 * SEC).changes.is_empty());
+}
+
+#[test]
+fn the_curtain_stopping_starts_one_more_bank_with_it() {
+    let (mut rig, spec) = all_stopped(3, true);
+    rig.readings.outdoor_c = Some(32.0);
+    rig.inlet(29.5).step(10 * SEC);
+    let r = rig.inlet(27.0).run(900);
+    assert_eq!(r.fans_running, 1);
+    assert_eq!(r.pump.map(|p| p.on), Some(true));
+    // Cool outdoors: the pump stops and the next bank starts in the same tick.
+    rig.readings.outdoor_c = Some(24.0);
+    let r = rig.step(10 * SEC);
+    assert!(
+        matches!(r.changes[..], [Change::PumpOff, Change::FanOn(_)]),
+        "{:?}",
+        r.changes
+    );
+    assert_eq!(r.fans_running, 2);
+    assert!((r.aux_watts - 2.0 * spec.fans[0].watts).abs() < 1e-9);
+}

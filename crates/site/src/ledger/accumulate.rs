@@ -98,6 +98,11 @@ pub struct ContainerReading {
     pub name: Arc<str>,
     /// The feed meter's figure, W, when the meter was read and believed.
     pub metered_watts: Option<f64>,
+    /// The IT meter's (rack PDUs) figure, W, when one is configured and fresh.
+    pub it_meter_watts: Option<f64>,
+    /// Fans and pump running, W, as the climate control reports them; none without
+    /// `[climate]`.
+    pub aux_watts: Option<f64>,
     /// Hottest inlet, °C.
     pub inlet_c: Option<f64>,
 }
@@ -153,6 +158,10 @@ pub struct ContainerHour {
     pub metered_kwh: Option<f64>,
     /// Minutes the meter covered.
     pub metered_min: f64,
+    /// Energy through the IT meter, kWh; none without one.
+    pub it_meter_kwh: Option<f64>,
+    /// Energy of the fans and pump, kWh; none without climate control.
+    pub fan_pump_kwh: Option<f64>,
     /// Σ inlet readings, °C (the mean is this over `inlet_samples`).
     pub inlet_c_sum: f64,
     /// Inlet readings.
@@ -219,6 +228,14 @@ fn minus(cur: &MinerTotals, last: &MinerTotals) -> MinerTotals {
         undelivered: sub_all(&cur.undelivered, &last.undelivered),
         blocks: cur.blocks.saturating_sub(last.blocks),
     }
+}
+
+/// A container's power series integrated into its hour.
+#[derive(Debug, Clone, Copy)]
+enum Series {
+    Feed,
+    ItMeter,
+    FanPump,
 }
 
 /// The pieces of `[t0, t1)` in each hour: (hour, from, to), Unix ms.
@@ -349,17 +366,30 @@ impl Accumulator {
             let Some(c0) = prev.containers.iter().find(|c| c.name == c1.name) else {
                 continue;
             };
-            let (Some(w0), Some(w1)) = (c0.metered_watts, c1.metered_watts) else {
-                continue;
-            };
-            if !(w0.is_finite() && w1.is_finite()) {
-                continue;
-            }
-            for (hour, a, b) in pieces(t0, t1) {
-                let kwh = trapezoid(t0, w0.max(0.0), t1, w1.max(0.0), a, b) / WMS_PER_KWH;
-                let row = self.container(hour, &c1.name);
-                *row.metered_kwh.get_or_insert(0.0) += kwh;
-                row.metered_min += (b - a) as f64 / MS_PER_MIN;
+            let series: [(Option<f64>, Option<f64>, Series); 3] = [
+                (c0.metered_watts, c1.metered_watts, Series::Feed),
+                (c0.it_meter_watts, c1.it_meter_watts, Series::ItMeter),
+                (c0.aux_watts, c1.aux_watts, Series::FanPump),
+            ];
+            for (w0, w1, which) in series {
+                let (Some(w0), Some(w1)) = (w0, w1) else {
+                    continue;
+                };
+                if !(w0.is_finite() && w1.is_finite()) {
+                    continue;
+                }
+                for (hour, a, b) in pieces(t0, t1) {
+                    let kwh = trapezoid(t0, w0.max(0.0), t1, w1.max(0.0), a, b) / WMS_PER_KWH;
+                    let row = self.container(hour, &c1.name);
+                    match which {
+                        Series::Feed => {
+                            *row.metered_kwh.get_or_insert(0.0) += kwh;
+                            row.metered_min += (b - a) as f64 / MS_PER_MIN;
+                        }
+                        Series::ItMeter => *row.it_meter_kwh.get_or_insert(0.0) += kwh,
+                        Series::FanPump => *row.fan_pump_kwh.get_or_insert(0.0) += kwh,
+                    }
+                }
             }
         }
     }

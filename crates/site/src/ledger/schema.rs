@@ -51,7 +51,7 @@ pub(crate) const ASLEEP: [&str; 5] = [
 ];
 
 /// The newest schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 fn v1() -> String {
     let ints = |cols: &[&str]| {
@@ -110,7 +110,13 @@ CREATE TABLE container_hour (
 
 /// Migrations in order; entry `i` brings the file to version `i + 1`.
 fn migrations() -> Vec<(&'static str, String)> {
-    vec![("hour rows per miner and per container, by boot", v1())]
+    vec![
+        ("hour rows per miner and per container, by boot", v1()),
+        (
+            "container energy through an IT meter",
+            "ALTER TABLE container_hour ADD COLUMN it_meter_kwh REAL;".to_owned(),
+        ),
+    ]
 }
 
 /// Creates or upgrades the schema in one transaction.

@@ -148,6 +148,8 @@ impl Store {
                 &[
                     "metered_kwh",
                     "metered_min",
+                    "it_meter_kwh",
+                    "fan_pump_kwh",
                     "inlet_c_sum",
                     "inlet_samples",
                     "revenue",
@@ -162,6 +164,8 @@ impl Store {
                     self.boot,
                     row.metered_kwh,
                     row.metered_min,
+                    row.it_meter_kwh,
+                    row.fan_pump_kwh,
                     row.inlet_c_sum,
                     i64::try_from(row.inlet_samples).unwrap_or(i64::MAX),
                     row.revenue,
@@ -391,7 +395,8 @@ fn export_sql(by: GroupBy) -> String {
                  GROUP BY hour, container),
              c AS (
                 SELECT hour, container, SUM(metered_kwh) AS metered_kwh,
-                       SUM(metered_min) AS metered_min, SUM(fan_pump_kwh) AS fan_pump_kwh,
+                       SUM(metered_min) AS metered_min, SUM(it_meter_kwh) AS it_meter_kwh,
+                       SUM(fan_pump_kwh) AS fan_pump_kwh,
                        SUM(inlet_c_sum) / NULLIF(SUM(inlet_samples), 0) AS inlet_c_mean,
                        SUM(revenue) AS revenue, SUM(cost) AS cost
                   FROM container_hour WHERE hour >= ?1 AND hour < ?2
@@ -399,8 +404,8 @@ fn export_sql(by: GroupBy) -> String {
              k AS (SELECT hour, container FROM m UNION SELECT hour, container FROM c)
              SELECT strftime('%Y-%m-%dT%H:%M:%SZ', k.hour, 'unixepoch') AS hour, k.container,
                     COALESCE(m.miners, 0) AS miners, {picked},
-                    m.energy_kwh AS it_kwh, c.metered_kwh, c.metered_min,
-                    c.metered_kwh / NULLIF(m.energy_kwh, 0) AS pue,
+                    m.energy_kwh AS it_kwh, c.it_meter_kwh, c.metered_kwh, c.metered_min,
+                    c.metered_kwh / NULLIF(COALESCE(c.it_meter_kwh, m.energy_kwh), 0) AS pue,
                     c.fan_pump_kwh, c.inlet_c_mean, c.revenue, c.cost
                FROM k LEFT JOIN m ON m.hour = k.hour AND m.container = k.container
                       LEFT JOIN c ON c.hour = k.hour AND c.container = k.container

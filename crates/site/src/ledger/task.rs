@@ -20,6 +20,7 @@ use super::{LedgerConfig, LedgerError};
 use crate::economics::Economics;
 use crate::power::driver::Observed;
 use crate::power::inventory::PowerConfig;
+use crate::power::pue::{FacilitySource, ItSource};
 use crate::power::{PowerHandle, PowerStatus};
 use crate::ratelog::{RateLimitedLog, Verdict};
 use crate::stats::{MinerTotals, Registry};
@@ -209,10 +210,17 @@ impl PowerReader {
             .iter()
             .map(|c| ContainerReading {
                 name: Arc::from(c.name.as_str()),
-                metered_watts: match c.load_source {
-                    Some("meter") => c.load_watts,
+                // The PUE inputs carry the meters' own figures; the load figure does
+                // not (with a meter it adds the ramp of miners just woken).
+                metered_watts: match c.pue.facility_source {
+                    Some(FacilitySource::Meter) => c.pue.facility_watts,
                     _ => None,
                 },
+                it_meter_watts: match c.pue.it_source {
+                    Some(ItSource::ItMeter) => c.pue.it_watts,
+                    _ => None,
+                },
+                aux_watts: c.climate.as_ref().map(|k| k.aux_watts),
                 inlet_c: c.inlet_c,
             })
             .collect();

@@ -49,6 +49,8 @@ fn sample(
         containers: vec![ContainerReading {
             name: Arc::from("c1"),
             metered_watts: metered,
+            it_meter_watts: None,
+            aux_watts: None,
             inlet_c: inlet,
         }],
     }
@@ -153,6 +155,61 @@ fn energy_is_the_trapezoid_split_at_the_hour_by_interpolation() {
     assert!((c[0].1 - 1650.0 / 60.0 / 1000.0).abs() < 1e-12, "{c:?}");
     assert_eq!((c[0].2, c[0].3), (30.0, 1));
     assert_eq!((c[1].2, c[1].3), (32.0, 1));
+}
+
+/// One container reading with every power series given.
+fn meters(at_ms: i64, feed: f64, it: Option<f64>, aux: Option<f64>) -> PowerSample {
+    PowerSample {
+        at_ms,
+        miners: Vec::new(),
+        containers: vec![ContainerReading {
+            name: Arc::from("c1"),
+            metered_watts: Some(feed),
+            it_meter_watts: it,
+            aux_watts: aux,
+            inlet_c: None,
+        }],
+    }
+}
+
+#[test]
+fn it_meter_and_fan_pump_energy_are_integrated_like_the_feed() {
+    let mut acc = Accumulator::new(Duration::from_secs(300));
+    let t0 = H10 + 59 * MIN;
+    acc.add_power(meters(t0, 12_000.0, Some(10_000.0), Some(600.0)));
+    acc.add_power(meters(
+        t0 + 2 * MIN,
+        14_000.0,
+        Some(12_000.0),
+        Some(1_400.0),
+    ));
+    let c: Vec<(i64, Option<f64>, Option<f64>)> = acc
+        .pending()
+        .containers
+        .iter()
+        .map(|(h, _, r)| (*h, r.it_meter_kwh, r.fan_pump_kwh))
+        .collect();
+    // IT 10 → 11 kW in the first minute, 11 → 12 kW in the second; fans and pump 600 →
+    // 1000 W, then 1000 → 1400 W: split at 11:00 like the feed.
+    let kwh = |w: f64| w / 60.0 / 1000.0;
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!((c[0].0, c[1].0), (H10 / 1000, H10 / 1000 + 3600));
+    assert!((c[0].1.unwrap() - kwh(10_500.0)).abs() < 1e-12, "{c:?}");
+    assert!((c[1].1.unwrap() - kwh(11_500.0)).abs() < 1e-12, "{c:?}");
+    assert!((c[0].2.unwrap() - kwh(800.0)).abs() < 1e-12, "{c:?}");
+    assert!((c[1].2.unwrap() - kwh(1_200.0)).abs() < 1e-12, "{c:?}");
+
+    // A container without climate control or an IT meter keeps both empty, not zero.
+    let mut bare = Accumulator::new(Duration::from_secs(300));
+    bare.add_power(meters(H10, 1_000.0, None, None));
+    bare.add_power(meters(H10 + MIN, 1_000.0, None, None));
+    let rows = bare.pending().containers;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].2.metered_kwh.is_some());
+    assert_eq!(
+        (rows[0].2.it_meter_kwh, rows[0].2.fan_pump_kwh),
+        (None, None)
+    );
 }
 
 #[test]
@@ -284,6 +341,33 @@ fn one_batch(accepted: u64, kwh: f64, customer: Option<&str>) -> Batch {
     let mut batch = acc.pending();
     batch.miners[0].2.energy_kwh = Some(kwh);
     batch
+}
+
+#[test]
+fn the_container_export_carries_fan_pump_and_it_meter_energy_and_prefers_the_it_meter_for_pue() {
+    let (_dir, path) = tmp("meters");
+    let mut store = Store::open(&path, H10 / 1000).unwrap();
+    let mut batch = one_batch(1, 9.0, None);
+    let mut acc = Accumulator::new(Duration::from_secs(600));
+    acc.add_power(meters(H10, 12_000.0, Some(10_000.0), Some(900.0)));
+    acc.add_power(meters(H10 + 6 * MIN, 12_000.0, Some(10_000.0), Some(900.0)));
+    batch.containers = acc.pending().containers;
+    store.write(&batch).unwrap();
+    let t = Reader::open(&path)
+        .unwrap()
+        .export(H10 / 1000, H10 / 1000 + 3600, GroupBy::Container)
+        .unwrap();
+    let close = |col: &str, want: f64| {
+        let got = t.total(col).unwrap_or(f64::NAN);
+        assert!((got - want).abs() < 1e-9, "{col}: {got} != {want}");
+    };
+    // Six minutes: a tenth of an hour at 12 kW feed, 10 kW IT meter, 900 W fans + pump.
+    close("metered_kwh", 1.2);
+    close("it_meter_kwh", 1.0);
+    close("fan_pump_kwh", 0.09);
+    // The miners' own 9 kWh is not what the IT meter saw; PUE uses the meter.
+    close("it_kwh", 9.0);
+    close("pue", 1.2);
 }
 
 #[test]
