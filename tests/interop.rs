@@ -5,14 +5,10 @@
 //! difficulty below 1) and pooler's cpuminer, on 127.0.0.1, and take every count from the
 //! peers' own logs, never from hashgate.
 //!
-//! Every test is `#[ignore]`d so a plain `cargo test` stays self-contained (a fresh clone
-//! has no `../shared`). `.ci/run` builds the peers and runs the stage:
-//!
-//! ```sh
-//! ../shared/peers/build.sh target/peers
-//! HASHGATE_PEERS=target/peers HASHGATE_PEERS_SRC=../shared/peers \
-//!   cargo test --release --test interop -- --ignored --test-threads=1 --nocapture
-//! ```
+//! Every test is `#[ignore]`d so a plain `cargo test` stays self-contained: the peers live
+//! outside the repository, and these tests read nothing but the two directories named
+//! below. `.ci/run` builds the peers (when the workspace provides their sources) and runs
+//! the stage with both variables set; see the interop stage there and docs/INTEROP.md.
 //!
 //! `HASHGATE_PEERS` holds `ckpool/src/ckpool` and `cpuminer/minerd`; `HASHGATE_PEERS_SRC`
 //! holds `fake_bitcoind.py`. Each test leaves its processes' logs under

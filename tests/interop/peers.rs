@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 /// Directory holding `ckpool/src/ckpool` and `cpuminer/minerd` (`build.sh OUT` builds it).
 pub const PEERS_VAR: &str = "HASHGATE_PEERS";
-/// The `shared/peers` directory, for `fake_bitcoind.py`.
+/// The peers' source directory (the one with `build.sh`), for `fake_bitcoind.py`.
 pub const PEERS_SRC_VAR: &str = "HASHGATE_PEERS_SRC";
 
 /// The peer programs one test runs.
@@ -23,9 +23,9 @@ pub struct Peers {
 pub enum PeersError {
     /// The variable is not set.
     #[error(
-        "{var} is not set: these tests need the real peers; build them with \
-         `../shared/peers/build.sh target/peers` and run with \
-         HASHGATE_PEERS=target/peers HASHGATE_PEERS_SRC=../shared/peers (as .ci/run does)"
+        "{var} is not set: these tests need the real peers; build them with the peers' \
+         `build.sh target/peers` and set HASHGATE_PEERS=target/peers and \
+         HASHGATE_PEERS_SRC=<the peers' source directory>, as .ci/run's interop stage does"
     )]
     Unset {
         /// The variable's name.

@@ -37,7 +37,7 @@ const MAX_RUN: Duration = Duration::from_secs(90);
 const SETTLE: Duration = Duration::from_secs(2);
 
 #[test]
-#[ignore = "interop: needs the real peers built from ../shared/peers (run by .ci/run)"]
+#[ignore = "interop: needs the real peers (HASHGATE_PEERS, HASHGATE_PEERS_SRC; run by .ci/run)"]
 fn cpuminer_direct_to_ckpool_is_clean() {
     let lab = Lab::new("cpuminer_direct");
     let pool = lab.ckpool("direct", POOL_DIFFICULTY);
@@ -72,13 +72,13 @@ fn cpuminer_direct_to_ckpool_is_clean() {
 }
 
 #[test]
-#[ignore = "interop: needs the real peers built from ../shared/peers (run by .ci/run)"]
+#[ignore = "interop: needs the real peers (HASHGATE_PEERS, HASHGATE_PEERS_SRC; run by .ci/run)"]
 fn cpuminer_through_hashgate_default_settings() {
     through_hashgate("cpuminer_default", lab::CPU_MINER_SETTINGS);
 }
 
 #[test]
-#[ignore = "interop: needs the real peers built from ../shared/peers (run by .ci/run)"]
+#[ignore = "interop: needs the real peers (HASHGATE_PEERS, HASHGATE_PEERS_SRC; run by .ci/run)"]
 fn cpuminer_through_hashgate_account_worker() {
     let settings =
         lab::CPU_MINER_SETTINGS.replace("[proxy]\n", "[proxy]\nupstream_worker = \"account\"\n");

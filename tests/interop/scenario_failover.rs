@@ -48,7 +48,7 @@ const SETTINGS: &str = "[proxy]\nupstream_worker = \"account\"\ninitial_difficul
                         [vardiff]\nmin_difficulty = 1e-4\nmax_difficulty = 1e-4\n";
 
 #[test]
-#[ignore = "interop: needs the real peers built from ../shared/peers (run by .ci/run)"]
+#[ignore = "interop: needs the real peers (HASHGATE_PEERS, HASHGATE_PEERS_SRC; run by .ci/run)"]
 fn primary_ckpool_killed_and_restarted() {
     let lab = Lab::new("failover");
     let mut primary = lab.ckpool("primary", DIFFICULTY);

@@ -40,7 +40,7 @@ fn settings() -> String {
 }
 
 #[test]
-#[ignore = "interop: needs the real peers built from ../shared/peers (run by .ci/run)"]
+#[ignore = "interop: needs the real peers (HASHGATE_PEERS, HASHGATE_PEERS_SRC; run by .ci/run)"]
 fn sigterm_to_hashgate_mid_run() {
     let lab = Lab::new("sigterm");
     let pool = lab.ckpool("pool", POOL_DIFFICULTY);

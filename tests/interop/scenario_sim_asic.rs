@@ -32,7 +32,7 @@ const SETTINGS: &str = "[proxy]\nupstream_worker = \"account\"\ninitial_difficul
                         [vardiff]\nmin_difficulty = 1e-4\n";
 
 #[test]
-#[ignore = "interop: needs the real peers built from ../shared/peers (run by .ci/run)"]
+#[ignore = "interop: needs the real peers (HASHGATE_PEERS, HASHGATE_PEERS_SRC; run by .ci/run)"]
 fn sim_asic_rolled_shares_accepted_by_ckpool() {
     let lab = Lab::new("sim_asic");
     let pool = lab.ckpool("pool", POOL_DIFFICULTY);

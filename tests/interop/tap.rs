@@ -4,7 +4,7 @@
 //! Each connection accepted is relayed to the pool over a connection of its own (so the
 //! pool's connection count is unchanged) and every line is appended to a file as
 //! `<unix time> <connection #> <C->S | S->C> <JSON line>`, the format of
-//! `shared/fixtures/stratum/session-*.txt`.
+//! the captured sessions in `tests/fixtures/stratum/session-*.txt`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
