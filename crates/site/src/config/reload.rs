@@ -39,98 +39,163 @@ impl ReloadReport {
 /// by their name in the file.
 pub fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut check = |name: &str, differs: bool| {
+    let check = |out: &mut Vec<String>, name: &str, differs: bool| {
         if differs {
             out.push(name.to_owned());
         }
     };
+    // Each section below names its fields one by one; a field missing from the list (a
+    // setting added later) is still caught by the section's own comparison, so a change
+    // is never applied silently nor silently ignored.
+    let named = out.len();
     let (a, b) = (&running.proxy, &file.proxy);
-    check("proxy.listen", a.listen != b.listen);
+    check(&mut out, "proxy.listen", a.listen != b.listen);
     check(
+        &mut out,
         "proxy.max_connections",
         a.max_connections != b.max_connections,
     );
     check(
+        &mut out,
         "proxy.setup_timeout_secs",
         a.setup_timeout != b.setup_timeout,
     );
     check(
+        &mut out,
         "proxy.max_unauthorized_per_source",
         a.max_unauthorized_per_source != b.max_unauthorized_per_source,
     );
     check(
+        &mut out,
         "proxy.max_unauthorized",
         a.max_unauthorized != b.max_unauthorized,
     );
     check(
+        &mut out,
         "proxy.setup_timeout_under_pressure_secs",
         a.setup_timeout_under_pressure != b.setup_timeout_under_pressure,
     );
-    check("proxy.idle_timeout_secs", a.idle_timeout != b.idle_timeout);
-    check("proxy.max_line_bytes", a.max_line_bytes != b.max_line_bytes);
-    check("proxy.outbound_queue", a.outbound_queue != b.outbound_queue);
-    check("proxy.account", a.account != b.account);
     check(
+        &mut out,
+        "proxy.idle_timeout_secs",
+        a.idle_timeout != b.idle_timeout,
+    );
+    check(
+        &mut out,
+        "proxy.max_line_bytes",
+        a.max_line_bytes != b.max_line_bytes,
+    );
+    check(
+        &mut out,
+        "proxy.outbound_queue",
+        a.outbound_queue != b.outbound_queue,
+    );
+    check(&mut out, "proxy.account", a.account != b.account);
+    check(
+        &mut out,
         "proxy.upstream_worker",
         a.upstream_worker != b.upstream_worker,
     );
     check(
+        &mut out,
         "proxy.max_miner_extranonce2",
         a.max_miner_extranonce2 != b.max_miner_extranonce2,
     );
     check(
+        &mut out,
         "proxy.miners_per_upstream",
         a.miners_per_upstream != b.miners_per_upstream,
     );
-    check("proxy.ntime_window_secs", a.ntime_window != b.ntime_window);
     check(
+        &mut out,
+        "proxy.ntime_window_secs",
+        a.ntime_window != b.ntime_window,
+    );
+    check(
+        &mut out,
         "proxy.initial_difficulty",
         a.initial_difficulty != b.initial_difficulty,
     );
-    check("vardiff", running.vardiff != file.vardiff);
+    check(
+        &mut out,
+        "proxy.upstream_shares_per_sec",
+        a.upstream_shares_per_sec != b.upstream_shares_per_sec,
+    );
+    let proxy_named = out.len() > named;
+    check(&mut out, "proxy", a != b && !proxy_named);
+    check(&mut out, "vardiff", running.vardiff != file.vardiff);
     let (a, b) = (&running.failover, &file.failover);
     check(
+        &mut out,
         "failover.silence_timeout_secs",
         a.silence_timeout != b.silence_timeout,
     );
     check(
+        &mut out,
         "failover.submit_timeout_secs",
         a.submit_timeout != b.submit_timeout,
     );
     check(
+        &mut out,
         "failover.job_timeout_floor_secs",
         a.job_timeout_floor != b.job_timeout_floor,
     );
-    check("failover.reject_streak", a.reject_streak != b.reject_streak);
-    let (a, b) = (&running.http, &file.http);
-    check("http.listen", a.listen != b.listen);
-    check("http.admin_listen", a.admin_listen != b.admin_listen);
     check(
+        &mut out,
+        "failover.reject_streak",
+        a.reject_streak != b.reject_streak,
+    );
+    let named = out.len();
+    let (a, b) = (&running.http, &file.http);
+    check(&mut out, "http.listen", a.listen != b.listen);
+    check(
+        &mut out,
+        "http.admin_listen",
+        a.admin_listen != b.admin_listen,
+    );
+    check(
+        &mut out,
         "http.max_worker_series",
         a.max_worker_series != b.max_worker_series,
     );
-    check("http.silent_after_secs", a.silent_after != b.silent_after);
     check(
+        &mut out,
+        "http.silent_after_secs",
+        a.silent_after != b.silent_after,
+    );
+    check(
+        &mut out,
         "http.max_connections",
         a.max_connections != b.max_connections,
     );
     check(
+        &mut out,
         "http.header_read_timeout_secs",
         a.header_read_timeout != b.header_read_timeout,
     );
-    check("http.fd_reserve", a.fd_reserve != b.fd_reserve);
+    check(&mut out, "http.fd_reserve", a.fd_reserve != b.fd_reserve);
     check(
+        &mut out,
         "http.shutdown_grace_secs",
         a.shutdown_grace != b.shutdown_grace,
     );
     check(
+        &mut out,
         "http.allow_remote_admin",
         a.allow_remote_admin != b.allow_remote_admin,
     );
+    let http_named = out.len() > named;
+    check(&mut out, "http", a != b && !http_named);
+    check(&mut out, "ledger", running.ledger != file.ledger);
+    check(&mut out, "economics", running.economics != file.economics);
     match (&running.power, &file.power) {
-        (Some(a), Some(b)) => check("power.admin_token", a.admin_token != b.admin_token),
-        (None, Some(_)) => check("power (the [power] section was added)", true),
-        (Some(_), None) => check("power (the [power] section was removed)", true),
+        (Some(a), Some(b)) => check(
+            &mut out,
+            "power.admin_token",
+            a.admin_token != b.admin_token,
+        ),
+        (None, Some(_)) => check(&mut out, "power (the [power] section was added)", true),
+        (Some(_), None) => check(&mut out, "power (the [power] section was removed)", true),
         (None, None) => {}
     }
     out

@@ -361,3 +361,24 @@ fn the_commented_ledger_section_of_the_default_file_validates() {
     );
     assert_eq!((ledger.retention_days, ledger.flush.as_secs()), (400, 60));
 }
+
+#[test]
+fn a_reload_names_settings_read_only_at_start_even_without_their_own_line() {
+    let running = Config::from_toml(MINIMAL).unwrap();
+    let with = |extra: &str| {
+        Config::from_toml(&MINIMAL.replace(
+            "account = \"site\"",
+            &format!("account = \"site\"\n{extra}"),
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        restart_needed(&running, &with("upstream_shares_per_sec = 2")),
+        ["proxy.upstream_shares_per_sec"]
+    );
+    let ledger = Config::from_toml(&format!(
+        "{MINIMAL}\n[ledger]\npath = \"/tmp/hashgate-reload-test.sqlite\"\n"
+    ))
+    .unwrap();
+    assert_eq!(restart_needed(&running, &ledger), ["ledger"]);
+}
