@@ -308,10 +308,7 @@ impl Controller {
         at: Instant,
         watts: f64,
     ) -> Result<(), ControlError> {
-        let c = self.container_mut(container)?;
-        if c.meter.is_none_or(|(prev, _)| prev <= at) {
-            c.meter = Some((at, watts));
-        }
+        keep_newer(&mut self.container_mut(container)?.meter, at, watts);
         Ok(())
     }
 
@@ -325,10 +322,7 @@ impl Controller {
         at: Instant,
         watts: f64,
     ) -> Result<(), ControlError> {
-        let c = self.container_mut(container)?;
-        if c.it_meter.is_none_or(|(prev, _)| prev <= at) {
-            c.it_meter = Some((at, watts));
-        }
+        keep_newer(&mut self.container_mut(container)?.it_meter, at, watts);
         Ok(())
     }
 
@@ -517,3 +511,11 @@ impl Controller {
 
 #[cfg(test)]
 mod tests;
+
+/// Stores a meter reading unless a newer one is already held (readings can arrive out of
+/// order when a slow poll finishes after a faster one).
+fn keep_newer(slot: &mut Option<(Instant, f64)>, at: Instant, watts: f64) {
+    if slot.is_none_or(|(prev, _)| prev <= at) {
+        *slot = Some((at, watts));
+    }
+}
