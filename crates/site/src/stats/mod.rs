@@ -19,4 +19,4 @@ pub(crate) use registry::{Departed, DepartedWorker, UpstreamStats};
 /// Whether the per-share `record*` calls keep figures: `false` only in a build with the
 /// `stats-off` feature, a measurement switch for the before/after cost of stats on the
 /// submit hot path (`docs/BENCHES.md`). Never for a site: every miner figure stays 0.
-pub(crate) const RECORDING: bool = !cfg!(feature = "stats-off");
+const RECORDING: bool = !cfg!(feature = "stats-off");
