@@ -2,10 +2,12 @@
 //! stack written by others (issue #13).
 //!
 //! `tools/modbus/serve.py` serves, through pymodbus' own server and datastore, the values
-//! a real Eastron SDM630, Schneider PM5300 and Acrel DTSD1352 would hold, placed from each
-//! maker's register numbers and numbering as written below (not from hashgate's maps), plus
-//! a word-swapped custom point and an 8-relay coil module. hashgate must read the right
-//! watts from each map and switch and read back the right coils.
+//! a real Eastron SDM630 and Schneider PM5300 would hold, placed from each maker's register
+//! numbers and numbering as written below (not from hashgate's maps); an integer meter in
+//! the layout of an Acrel DTSD1352 (no Acrel map is shipped, so a site writes it as its own
+//! map, as `config/power-example.toml` does); a word-swapped custom point and an 8-relay
+//! coil module. hashgate must read the right watts from each map and switch and read back
+//! the right coils.
 //!
 //! Ignored by `cargo test` (it needs Python with pymodbus). `.ci/run` installs pymodbus in
 //! a venv and runs it:
@@ -82,7 +84,8 @@ fn spec(port: u16) -> serde_json::Value {
                 p("holding", 3058, "one_based", "f32", "big", 4.25),
                 p("holding", 2700, "one_based", "f32", "big", 98765.5),
             ]},
-            // Acrel DTSD1352: holding, hex from 0, secondary-side W (i32) and 0.01 kWh (u32).
+            // An Acrel DTSD1352's layout: holding, hex from 0, secondary-side W (i32) and
+            // 0.01 kWh (u32).
             {"unit": 3, "points": [
                 p("holding", 0x016A, "zero_based", "i32", "big", 4321.0),
                 p("holding", 0x0164, "zero_based", "i32", "big", 1440.0),
@@ -106,6 +109,18 @@ fn spec(port: u16) -> serde_json::Value {
         ]
     })
 }
+
+/// The IT meter's map in `config/power-example.toml`.
+const ACREL_MAP: &str = r#"
+addressing = "zero_based"
+power = { function = "holding", address = 0x016A, data_type = "i32", unit = "w" }
+phases = [
+  { function = "holding", address = 0x0164, data_type = "i32", unit = "w" },
+  { function = "holding", address = 0x0166, data_type = "i32", unit = "w" },
+  { function = "holding", address = 0x0168, data_type = "i32", unit = "w" },
+]
+energy = { function = "holding", address = 0x000A, data_type = "u32", scale = 0.01, unit = "kwh" }
+"#;
 
 fn start() -> Option<Server> {
     let Ok(python) = std::env::var(PYMODBUS_VAR) else {
@@ -180,8 +195,10 @@ async fn shipped_meter_maps_read_the_right_watts_from_pymodbus() {
     assert_eq!(pm.phase_watts, Some([4000.0, 4250.0, 4250.0]));
     assert_eq!(pm.energy_wh, Some(98_765_500.0));
 
-    // Secondary-side figures behind a 400/5 A CT: ratio 80.
-    let acrel = read_meter(&mut c, &MeterModel::AcrelDtsd1352.map(3), 80.0)
+    // Secondary-side figures behind a 400/5 A CT: ratio 80, through the site's own map as
+    // config/power-example.toml writes it.
+    let acrel_map: MeterMapRaw = toml::from_str(ACREL_MAP).unwrap();
+    let acrel = read_meter(&mut c, &acrel_map.validate(3).unwrap(), 80.0)
         .await
         .unwrap();
     assert_eq!(acrel.watts, 4321.0 * 80.0);
@@ -211,7 +228,7 @@ async fn shipped_meter_maps_read_the_right_watts_from_pymodbus() {
         !matches!(&words, Ok(w) if hashgate_site::modbus::decode(w, DataType::F32, Default::default()) == Ok(12.5)),
         "{words:?}"
     );
-    println!("pymodbus interop: SDM630 {sdm:?}; PM5000 {pm:?}; DTSD1352 {acrel:?}");
+    println!("pymodbus interop: SDM630 {sdm:?}; PM5000 {pm:?}; Acrel layout {acrel:?}");
 }
 
 #[tokio::test]
@@ -289,8 +306,8 @@ async fn climate_sensors_and_relays_from_the_config_on_pymodbus() {
 }
 
 /// PUE from real Modbus reads: a site whose container has its feed meter (the PM5000 on
-/// unit 2, 12.5 kW) and its IT meter (the DTSD1352 on unit 3, 4321 W secondary behind a
-/// 2:1 ratio) served by pymodbus reports facility over IT in `/api/v1/power`, with both
+/// unit 2, 12.5 kW) and its IT meter (the Acrel layout on unit 3 through the site's own map,
+/// 4321 W secondary behind a 2:1 ratio) served by pymodbus reports facility over IT in `/api/v1/power`, with both
 /// inputs named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Python with pymodbus: set HASHGATE_PYMODBUS (run by .ci/run)"]
@@ -300,8 +317,9 @@ async fn a_site_reports_pue_from_feed_and_it_meters_on_pymodbus() {
     let container = format!(
         "budget_kw = 30.0\n\
          [containers.meter]\nkind = \"modbus\"\naddress = \"{0}\"\nunit_id = 2\nmodel = \"schneider_pm5000\"\nmax_age_secs = 5\n\
-         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{0}\"\nunit_id = 3\nmodel = \"acrel_dtsd1352\"\nratio = 2\nmax_age_secs = 5",
-        server.addr
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{0}\"\nunit_id = 3\nratio = 2\nmax_age_secs = 5\n\
+         [containers.it_meter.map]\n{1}",
+        server.addr, ACREL_MAP
     );
     let miners = vec![def(
         "m1",

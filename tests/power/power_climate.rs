@@ -49,6 +49,18 @@ async fn climate_site_with(
     bank.set_value(&inlet(), inlet_c);
     bank.set_value(&humidity(), 40.0);
     let device = modbus::spawn(bank).await.expect("bind device");
+    let site = climate_site_on(&device, temp_limit, token, None).await;
+    (site, device)
+}
+
+/// A site on an existing device (so a second boot finds the relays as the first left
+/// them), with a ledger file when given.
+async fn climate_site_on(
+    device: &SimModbusDevice,
+    temp_limit: &str,
+    token: Option<&str>,
+    ledger: Option<&std::path::Path>,
+) -> GatedSite {
     let container = format!(
         "budget_kw = 20\nmin_dwell_secs = 1\nwake_stagger_secs = 1\n{temp_limit}\n\
          [containers.climate]\ndevice = \"{}\"\nband_low_c = 24\nband_high_c = 29\n\
@@ -67,8 +79,22 @@ async fn climate_site_with(
         def("b", Family::Luxos, 3200.0, 100.0),
     ];
     let head = "[controller]\nsleep_confirm_timeout_secs = 5\nwake_ramp_secs = 1\n";
-    let site = start_site(head, &container, &miners, TICK, token).await;
-    (site, device)
+    match ledger {
+        None => start_site(head, &container, &miners, TICK, token).await,
+        Some(path) => {
+            crate::support::power_driver::start_site_full(
+                head,
+                &container,
+                &miners,
+                TICK,
+                token,
+                None,
+                None,
+                Some(path),
+            )
+            .await
+        }
+    }
 }
 
 fn coils(device: &SimModbusDevice) -> Vec<bool> {
@@ -289,4 +315,72 @@ async fn the_admin_api_overrides_a_fan_bank_with_the_token() {
         "{view}"
     );
     site.stop().await;
+}
+
+/// Fan run hours survive a restart through the ledger: the second boot's controller is
+/// seeded with the first boot's hours, so its first cold tick stops the bank that ran
+/// longest (from zero every bank would tie, and the tie stops the last bank in wiring
+/// order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_run_hours_survive_a_restart_through_the_ledger() {
+    let dir = std::env::temp_dir().join(format!("hashgate-climate-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("ledger.sqlite");
+    let bank = RegisterBank::new();
+    bank.add_coils(1, 0, 4);
+    bank.set_value(&inlet(), 26.0);
+    bank.set_value(&humidity(), 40.0);
+    let device = modbus::spawn(bank).await.expect("bind device");
+
+    // Boot 1: only fan1 runs (the others forced off) for about two seconds.
+    let site = climate_site_on(&device, "", None, Some(&path)).await;
+    for fan in ["fan2", "fan3"] {
+        site.handle
+            .set_climate_override("c1", fan, Override::Off)
+            .expect("override");
+    }
+    wait_for("fan1 alone", LIMIT, || async {
+        coils(&device)[..3] == [true, false, false]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    site.stop().await;
+    let runs = hashgate_site::ledger::Reader::open(&path)
+        .expect("open ledger")
+        .device_runs()
+        .expect("device runs");
+    let recorded = |device: &str| -> f64 {
+        runs.iter()
+            .find(|r| &*r.container == "c1" && &*r.device == device)
+            .unwrap_or_else(|| panic!("{device} not recorded: {runs:?}"))
+            .run_secs
+    };
+    let (fan1, fan2) = (recorded("fan1"), recorded("fan2"));
+    assert!(
+        fan1 >= 1.5 && fan2 < fan1 - 1.0,
+        "fan1 {fan1} s, fan2 {fan2} s"
+    );
+
+    // Boot 2, same ledger, cold: every bank starts on, and the first step down stops fan1.
+    device.bank.set_value(&inlet(), 20.0);
+    let site = climate_site_on(&device, "", None, Some(&path)).await;
+    wait_for("one bank stopped", LIMIT, || async {
+        site.handle.status().containers[0]
+            .climate
+            .as_ref()
+            .is_some_and(|k| k.fans_running == 2)
+    })
+    .await;
+    let status = site.handle.status();
+    let k = status.containers[0].climate.as_ref().expect("climate");
+    let on: Vec<bool> = k.fans.iter().map(|f| f.on).collect();
+    assert_eq!(on, [false, true, true], "{:?}", k.fans);
+    assert!(
+        k.fans[0].run_hours * 3600.0 >= fan1,
+        "fan1 restarted from zero: {:?}",
+        k.fans
+    );
+    site.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

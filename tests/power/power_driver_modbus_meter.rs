@@ -12,6 +12,25 @@ use hashgate_site::power::api::Family;
 /// Fans, pumps and PDU losses the miners' own telemetry never shows, W.
 const AUX_WATTS: f64 = 1500.0;
 
+/// The IT meter's map as a site writes it for a meter hashgate ships no map for: total
+/// power as a secondary-side i32 in holding register 0x016A (an Acrel DTSD1352's layout).
+const IT_MAP: &str = "[containers.it_meter.map]\naddressing = \"zero_based\"\n\
+     power = { function = \"holding\", address = 0x016A, data_type = \"i32\", unit = \"w\" }\n";
+
+/// The point `IT_MAP`'s power is read from, for the simulated meter at unit 5.
+fn it_power() -> hashgate_site::modbus::Point {
+    use hashgate_site::modbus::{DataType, Function, Point, Unit, WordOrder};
+    Point {
+        function: Function::Holding,
+        unit_id: 5,
+        address: 0x016A,
+        data_type: DataType::I32,
+        word_order: WordOrder::Big,
+        scale: 1.0,
+        unit: Unit::W,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modbus_meter_drives_the_load_and_a_silent_one_falls_back_to_miners() {
     let device = spawn(RegisterBank::new()).await.expect("modbus device");
@@ -86,23 +105,22 @@ async fn modbus_meter_drives_the_load_and_a_silent_one_falls_back_to_miners() {
     site.stop().await;
 }
 
-/// PUE from real Modbus reads: the feed meter (an SDM630) over the IT meter (an Acrel
-/// DTSD1352 reporting secondary-side watts behind a 2:1 ratio), each on its own simulated
+/// PUE from real Modbus reads: the feed meter (an SDM630) over the IT meter (a site's own
+/// map, secondary-side watts behind a 2:1 ratio), each on its own simulated
 /// gateway; a silent IT meter makes PUE unknown with the reason, never a stale number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pue_comes_from_the_feed_and_it_meters_and_is_unknown_without_one() {
     let feed = spawn(RegisterBank::new()).await.expect("feed gateway");
     let it = spawn(RegisterBank::new()).await.expect("it gateway");
     let feed_map = MeterModel::EastronSdm630.map(3);
-    let it_map = MeterModel::AcrelDtsd1352.map(5);
     feed.bank.set_value(&feed_map.power, 6600.0);
     // 3000 W on the secondary side, × ratio 2 = 6000 W of IT load.
-    it.bank.set_value(&it_map.power, 3000.0);
+    it.bank.set_value(&it_power(), 3000.0);
     let head = "";
     let container = format!(
         "budget_kw = 20.0\n\
          [containers.meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 3\nmodel = \"eastron_sdm630\"\nmax_age_secs = 1\n\
-         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 5\nmodel = \"acrel_dtsd1352\"\nratio = 2\nmax_age_secs = 1",
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 5\nratio = 2\nmax_age_secs = 1\n{IT_MAP}",
         feed.addr, it.addr
     );
     let miners = vec![def("m1", Family::Luxos, 3000.0, 120.0)];
@@ -190,7 +208,7 @@ async fn pue_without_meters_is_it_plus_auxiliary() {
 }
 
 /// The ledger takes a container's energy from its Modbus meters and its climate control:
-/// feed energy from the SDM630's own reading, IT energy from the DTSD1352 on the PDUs, and
+/// feed energy from the SDM630's own reading, IT energy from the meter on the PDUs, and
 /// fan and pump energy from the banks the climate control runs (never NULL beside it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_integrates_modbus_feed_and_it_meters_and_fan_energy() {
@@ -200,8 +218,7 @@ async fn the_ledger_integrates_modbus_feed_and_it_meters_and_fan_energy() {
     let it = spawn(RegisterBank::new()).await.expect("it gateway");
     feed.bank
         .set_value(&MeterModel::EastronSdm630.map(3).power, 6600.0);
-    it.bank
-        .set_value(&MeterModel::AcrelDtsd1352.map(5).power, 3000.0);
+    it.bank.set_value(&it_power(), 3000.0);
     let climate = RegisterBank::new();
     climate.add_coils(1, 0, 2);
     let inlet = Point {
@@ -218,7 +235,7 @@ async fn the_ledger_integrates_modbus_feed_and_it_meters_and_fan_energy() {
     let container = format!(
         "budget_kw = 20.0\n\
          [containers.meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 3\nmodel = \"eastron_sdm630\"\nmax_age_secs = 5\n\
-         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 5\nmodel = \"acrel_dtsd1352\"\nratio = 2\nmax_age_secs = 5\n\
+         [containers.it_meter]\nkind = \"modbus\"\naddress = \"{}\"\nunit_id = 5\nratio = 2\nmax_age_secs = 5\n{IT_MAP}\
          [containers.climate]\ndevice = \"{}\"\nband_low_c = 24\nband_high_c = 29\n\
          inlet = {{ address = 0, type = \"i16\", scale = 0.1 }}\n\
          fans = [ {{ name = \"fan1\", watts = 1100, coil = 0 }}, {{ name = \"fan2\", watts = 1100, coil = 1 }} ]\n",

@@ -40,7 +40,8 @@ fn example_inventory_validates_with_the_documented_figures() {
         it.map(|m| (m.model, m.map.power.unit_id)),
         Some((Some(MeterModel::EastronSdm630), 2))
     );
-    // c02: a Schneider feed meter and an Acrel IT meter behind 400/5 A CTs, over Modbus.
+    // c02: a Schneider feed meter and an Acrel IT meter behind 400/5 A CTs (the site's own
+    // map: no Acrel map is shipped), over Modbus.
     let c2 = &cfg.containers[1];
     let feed = c2.meter.as_ref().expect("c02 meter");
     assert_eq!(feed.address.to_string(), "10.2.0.10:502");
@@ -55,9 +56,14 @@ fn example_inventory_validates_with_the_documented_figures() {
         .as_ref()
         .and_then(|m| m.modbus.as_ref())
         .expect("c02 it meter");
+    assert_eq!((it.model, it.ratio), (None, 80.0));
     assert_eq!(
-        (it.model, it.ratio),
-        (Some(MeterModel::AcrelDtsd1352), 80.0)
+        (it.map.power.address, it.map.power.data_type),
+        (0x016A, hashgate_site::modbus::DataType::I32)
+    );
+    assert_eq!(
+        it.map.energy.map(|e| (e.address, e.scale)),
+        Some((0x000A, 0.01))
     );
 
     let families: Vec<Family> = cfg.miners.iter().map(|m| m.family).collect();

@@ -156,7 +156,7 @@ struct Device {
     on: bool,
     /// Last switch; `None` before the first, so min times do not hold a fresh start.
     since: Option<Instant>,
-    /// Running time accumulated by this process.
+    /// Running time: what the ledger recorded before this process, plus this process's.
     run: Duration,
     mode: Override,
 }
@@ -222,7 +222,7 @@ pub struct FanReport {
     pub on: bool,
     /// Manual override in force.
     pub mode: Override,
-    /// Running time counted by this process, hours.
+    /// Running time, hours: this process's, plus earlier runs' when a ledger keeps them.
     pub run_hours: f64,
 }
 
@@ -233,7 +233,7 @@ pub struct PumpReport {
     pub on: bool,
     /// Manual override in force.
     pub mode: Override,
-    /// Running time counted by this process, hours.
+    /// Running time, hours: this process's, plus earlier runs' when a ledger keeps them.
     pub run_hours: f64,
 }
 
@@ -364,6 +364,45 @@ impl Climate {
             .get(container)
             .and_then(|&i| self.containers.get_mut(i))
             .ok_or_else(|| ClimateError::UnknownContainer(container.to_owned()))
+    }
+
+    /// Adds running time counted before this process (the ledger's record) to a fan bank
+    /// (by name) or the pump (`"pump"`), so rotation by run hours goes on from where the
+    /// last run left it. Call before the first tick; a negative or non-finite figure is
+    /// ignored.
+    ///
+    /// # Errors
+    /// [`ClimateError::UnknownContainer`], [`ClimateError::UnknownDevice`] (a bank renamed
+    /// or removed since it was recorded).
+    pub fn add_prior_run(
+        &mut self,
+        container: &str,
+        device: &str,
+        run: f64,
+    ) -> Result<(), ClimateError> {
+        let c = self.runtime(container)?;
+        let unknown = || ClimateError::UnknownDevice {
+            container: container.to_owned(),
+            device: device.to_owned(),
+        };
+        let slot = if device == "pump" {
+            if c.spec.pump.is_none() {
+                return Err(unknown());
+            }
+            &mut c.pump
+        } else {
+            let i = c
+                .spec
+                .fans
+                .iter()
+                .position(|f| &*f.name == device)
+                .ok_or_else(unknown)?;
+            c.fans.get_mut(i).ok_or_else(unknown)?
+        };
+        if let Ok(prior) = Duration::try_from_secs_f64(run) {
+            slot.run += prior;
+        }
+        Ok(())
     }
 
     /// Records one sensor poll taken at `at`. Implausible values are dropped (the sensor

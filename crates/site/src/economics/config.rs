@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::cost::{Tariff, TariffPeriod, Weekdays};
+use super::cost::{LocalTime, Tariff, TariffPeriod, Weekdays};
 use crate::config::ConfigError;
 
 /// `[economics]` as written.
@@ -39,8 +39,12 @@ pub struct EconomicsConfigRaw {
     pub min_dwell_secs: Option<f64>,
     /// Whether the rule acts (false: figures only), default true.
     pub curtail: Option<bool>,
-    /// Local time offset for the tariff schedules, hours from UTC, default 0.
+    /// Local time offset for the tariff schedules, hours from UTC, default 0; excludes
+    /// `timezone`.
     pub utc_offset_hours: Option<f64>,
+    /// IANA time zone of the tariff schedules (`Europe/Berlin`), daylight saving included;
+    /// excludes `utc_offset_hours`.
+    pub timezone: Option<String>,
     /// `[[economics.tariffs]]`.
     #[serde(default)]
     pub tariffs: Vec<TariffRaw>,
@@ -242,11 +246,30 @@ impl EconomicsConfigRaw {
             hysteresis,
             min_dwell: duration("min_dwell_secs", self.min_dwell_secs, 900.0)?,
         };
-        let offset_hours = self.utc_offset_hours.unwrap_or(0.0);
-        if !(offset_hours.is_finite() && (-14.0..=14.0).contains(&offset_hours)) {
-            return Err(invalid("utc_offset_hours", "must be from -14 to 14"));
-        }
-        let utc_offset_minutes = (offset_hours * 60.0).round() as i32;
+        let local = match (&self.timezone, self.utc_offset_hours) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "timezone",
+                    "give timezone or utc_offset_hours, not both",
+                ));
+            }
+            (Some(name), None) => match jiff::tz::TimeZone::get(name) {
+                Ok(tz) => LocalTime::Zone(tz),
+                Err(_) => {
+                    return Err(invalid(
+                        "timezone",
+                        format!("{name:?} is not an IANA time zone (e.g. \"Europe/Berlin\")"),
+                    ));
+                }
+            },
+            (None, offset_hours) => {
+                let offset_hours = offset_hours.unwrap_or(0.0);
+                if !(offset_hours.is_finite() && (-14.0..=14.0).contains(&offset_hours)) {
+                    return Err(invalid("utc_offset_hours", "must be from -14 to 14"));
+                }
+                LocalTime::Fixed((offset_hours * 60.0).round() as i32)
+            }
+        };
         let mut tariffs = Vec::with_capacity(self.tariffs.len());
         let mut defaults = 0;
         for (i, t) in self.tariffs.iter().enumerate() {
@@ -321,7 +344,7 @@ impl EconomicsConfigRaw {
                     name: Arc::from(t.name.as_str()),
                     base_per_kwh: t.per_kwh,
                     periods,
-                    utc_offset_minutes,
+                    local: local.clone(),
                 },
                 t.containers.clone(),
             ));
@@ -384,7 +407,7 @@ mod tests {
         assert_eq!(c.tariff_for("c1").map(|t| &*t.name), Some("grid"));
         assert_eq!(c.tariff_for("c2").map(|t| &*t.name), Some("solar"));
         let grid = c.tariff_for("c1").unwrap();
-        assert_eq!(grid.utc_offset_minutes, 60);
+        assert_eq!(grid.local, LocalTime::Fixed(60));
         assert_eq!(grid.periods[0].from_minute, 17 * 60);
         assert!(grid.periods[0].days.contains(1) && !grid.periods[0].days.contains(2));
         assert_eq!(c.rule.map(|r| r.min_dwell), Some(Duration::from_secs(900)));
@@ -424,5 +447,25 @@ mod tests {
             ),
             "economics.tariffs[1].containers"
         );
+        assert_eq!(
+            field("price = 1\ntimezone = \"Mars/Olympus\""),
+            "economics.timezone"
+        );
+        assert_eq!(
+            field("price = 1\ntimezone = \"Europe/Berlin\"\nutc_offset_hours = 1"),
+            "economics.timezone"
+        );
+    }
+
+    #[test]
+    fn a_timezone_is_looked_up_in_the_bundled_database() {
+        let c = parse(
+            "price = 1\ntimezone = \"Europe/Berlin\"\n[[tariffs]]\nname = \"g\"\nper_kwh = 1",
+        )
+        .unwrap();
+        let grid = c.tariff_for("c1").unwrap();
+        assert_eq!(grid.local.label(), "Europe/Berlin");
+        // 2025-07-16 12:00 UTC: CEST, two hours ahead.
+        assert_eq!(grid.local.offset_secs(1_752_667_200), 7200);
     }
 }

@@ -92,8 +92,50 @@ pub struct Tariff {
     pub base_per_kwh: f64,
     /// Periods in config order.
     pub periods: Vec<TariffPeriod>,
-    /// Local time offset from UTC, minutes (the schedule is in the site's local time).
-    pub utc_offset_minutes: i32,
+    /// The site's local time, in which the schedule is written.
+    pub local: LocalTime,
+}
+
+/// The local time a tariff schedule is written in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalTime {
+    /// A fixed offset from UTC, minutes (`utc_offset_hours`): no daylight saving.
+    Fixed(i32),
+    /// An IANA zone (`timezone = "Europe/Berlin"`): the offset in force at each instant,
+    /// from the tz database compiled into the binary.
+    Zone(jiff::tz::TimeZone),
+}
+
+impl LocalTime {
+    /// UTC as a fixed offset.
+    pub const UTC: LocalTime = LocalTime::Fixed(0);
+
+    /// Seconds to add to `unix_secs` for the local wall clock at that instant. A zone's
+    /// offset is the one in force then, so in a spring-forward gap the clock jumps past
+    /// the skipped hour and in a fall-back fold the repeated hour is walked twice.
+    pub fn offset_secs(&self, unix_secs: i64) -> i64 {
+        match self {
+            LocalTime::Fixed(minutes) => i64::from(*minutes) * 60,
+            LocalTime::Zone(tz) => match jiff::Timestamp::from_second(unix_secs) {
+                Ok(ts) => i64::from(tz.to_offset(ts).seconds()),
+                // Outside jiff's range (years ±9999): no real clock reads that; take UTC
+                // rather than fail a price lookup.
+                Err(_) => 0,
+            },
+        }
+    }
+
+    /// How the config wrote it, for the API: the zone's name or `UTC+01:00`.
+    pub fn label(&self) -> String {
+        match self {
+            LocalTime::Fixed(minutes) => {
+                let sign = if *minutes < 0 { '-' } else { '+' };
+                let m = minutes.unsigned_abs();
+                format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+            }
+            LocalTime::Zone(tz) => tz.iana_name().unwrap_or("?").to_owned(),
+        }
+    }
 }
 
 /// The price a tariff charges at one moment.
@@ -108,7 +150,7 @@ pub struct TariffNow {
 impl Tariff {
     /// The price at `unix_secs` (seconds since 1970-01-01 UTC).
     pub fn at(&self, unix_secs: i64) -> TariffNow {
-        let local = unix_secs + i64::from(self.utc_offset_minutes) * 60;
+        let local = unix_secs + self.local.offset_secs(unix_secs);
         let day_index = local.div_euclid(86_400);
         let minute = (local.rem_euclid(86_400) / 60) as u16;
         // 1970-01-01 was a Thursday (3 with Monday = 0).
@@ -204,7 +246,7 @@ mod tests {
                     per_kwh: 0.03,
                 },
             ],
-            utc_offset_minutes: 0,
+            local: LocalTime::UTC,
         }
     }
 
@@ -228,7 +270,7 @@ mod tests {
         assert_eq!(at(h(1, 6, 0)).per_kwh, 0.05);
         // A local offset moves the schedule: 16:00 UTC is 17:00 at UTC+1.
         let plus_one = Tariff {
-            utc_offset_minutes: 60,
+            local: LocalTime::Fixed(60),
             ..tariff()
         };
         assert_eq!(plus_one.at(h(0, 16, 0)).per_kwh, 0.20);
@@ -236,5 +278,84 @@ mod tests {
         // Before 1970 the arithmetic still lands on the right weekday (1969-12-31 was a
         // Wednesday).
         assert_eq!(at(-86_400 + 18 * 3600).per_kwh, 0.20);
+    }
+
+    fn berlin() -> Tariff {
+        let tz = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        Tariff {
+            local: LocalTime::Zone(tz),
+            ..tariff()
+        }
+    }
+
+    /// Seconds since 1970 of a UTC wall time.
+    fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8) -> i64 {
+        jiff::tz::TimeZone::UTC
+            .to_timestamp(jiff::civil::date(y, mo, d).at(h, mi, 0, 0))
+            .unwrap()
+            .as_second()
+    }
+
+    #[test]
+    fn a_zone_keeps_the_peak_at_local_time_in_winter_and_summer() {
+        let t = berlin();
+        // Wednesday 2025-01-15, CET = UTC+1: the 17:00 local peak starts at 16:00 UTC.
+        assert_eq!(t.at(utc(2025, 1, 15, 15, 59)).per_kwh, 0.05);
+        assert_eq!(t.at(utc(2025, 1, 15, 16, 0)).per_kwh, 0.20);
+        assert_eq!(t.at(utc(2025, 1, 15, 19, 59)).per_kwh, 0.20);
+        assert_eq!(t.at(utc(2025, 1, 15, 20, 0)).per_kwh, 0.05);
+        // Wednesday 2025-07-16, CEST = UTC+2: the same peak starts at 15:00 UTC.
+        assert_eq!(t.at(utc(2025, 7, 16, 14, 59)).per_kwh, 0.05);
+        assert_eq!(t.at(utc(2025, 7, 16, 15, 0)).per_kwh, 0.20);
+        assert_eq!(t.at(utc(2025, 7, 16, 18, 59)).per_kwh, 0.20);
+        assert_eq!(t.at(utc(2025, 7, 16, 19, 0)).per_kwh, 0.05);
+        // A fixed UTC+1 is an hour late all summer: that is what the zone fixes.
+        let fixed = Tariff {
+            local: LocalTime::Fixed(60),
+            ..tariff()
+        };
+        assert_eq!(fixed.at(utc(2025, 7, 16, 15, 0)).per_kwh, 0.05);
+        assert_eq!(t.local.label(), "Europe/Berlin");
+        assert_eq!(fixed.local.label(), "UTC+01:00");
+        assert_eq!(LocalTime::Fixed(-330).label(), "UTC-05:30");
+    }
+
+    #[test]
+    fn skipped_and_repeated_hours() {
+        // Periods on the hour the clocks change: 02:00-03:00 local, every day.
+        let two_to_three = Tariff {
+            periods: vec![TariffPeriod {
+                name: "two".into(),
+                days: Weekdays::ALL,
+                from_minute: 2 * 60,
+                to_minute: 3 * 60,
+                per_kwh: 0.50,
+            }],
+            ..berlin()
+        };
+        // Spring forward, Sunday 2025-03-30: 01:59:59 CET (00:59:59 UTC) is followed by
+        // 03:00 CEST (01:00 UTC). 02:xx never happens, so the period never applies.
+        for minute in 0..120 {
+            let t = utc(2025, 3, 30, 0, 0) + minute * 60;
+            assert_eq!(
+                two_to_three.at(t).per_kwh,
+                0.05,
+                "minute {minute} after 00:00 UTC"
+            );
+        }
+        // Its neighbour hours keep their places: the night period ends at 06:00 CEST.
+        let t = berlin();
+        assert_eq!(t.at(utc(2025, 3, 30, 3, 59)).per_kwh, 0.03);
+        assert_eq!(t.at(utc(2025, 3, 30, 4, 0)).per_kwh, 0.05);
+        // Fall back, Sunday 2025-10-26: 02:00-03:00 local is walked twice, 00:00-01:00 UTC
+        // in CEST and 01:00-02:00 UTC in CET; the period applies both times (two hours).
+        let applies = (0..240)
+            .filter(|m| two_to_three.at(utc(2025, 10, 25, 23, 0) + m * 60).per_kwh == 0.50)
+            .count();
+        assert_eq!(applies, 120);
+        assert_eq!(two_to_three.at(utc(2025, 10, 25, 23, 59)).per_kwh, 0.05);
+        assert_eq!(two_to_three.at(utc(2025, 10, 26, 0, 0)).per_kwh, 0.50);
+        assert_eq!(two_to_three.at(utc(2025, 10, 26, 1, 59)).per_kwh, 0.50);
+        assert_eq!(two_to_three.at(utc(2025, 10, 26, 2, 0)).per_kwh, 0.05);
     }
 }

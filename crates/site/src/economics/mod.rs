@@ -23,8 +23,8 @@ pub use config::{
     EconomicRule, EconomicsConfig, EconomicsConfigRaw, PriceSource, TariffPeriodRaw, TariffRaw,
 };
 pub use cost::{
-    KWH_PER_JTH_DAY, Tariff, TariffNow, TariffPeriod, Weekdays, break_even_tariff, cost_per_th_day,
-    cost_ratio, energy_cost, shutdown_price,
+    KWH_PER_JTH_DAY, LocalTime, Tariff, TariffNow, TariffPeriod, Weekdays, break_even_tariff,
+    cost_per_th_day, cost_ratio, energy_cost, shutdown_price,
 };
 pub use engine::{
     ContainerEconomics, ContainerInput, Economics, EconomicsJson, Evaluation, Hold, MinerEconomics,

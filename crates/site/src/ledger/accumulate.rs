@@ -191,13 +191,27 @@ pub struct Batch {
     pub miners: Vec<(i64, Arc<str>, MinerHour)>,
     /// (hour, container, figures).
     pub containers: Vec<(i64, Arc<str>, ContainerHour)>,
+    /// Lifetime running time of climate devices whose figure changed.
+    pub device_runs: Vec<DeviceRun>,
 }
 
 impl Batch {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.miners.is_empty() && self.containers.is_empty()
+        self.miners.is_empty() && self.containers.is_empty() && self.device_runs.is_empty()
     }
+}
+
+/// A climate device's running time over every boot: what the ledger seeds the climate
+/// controller with at start-up, so rotation by run hours does not restart from zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRun {
+    /// Container name.
+    pub container: Arc<str>,
+    /// Fan bank name, or `pump`.
+    pub device: Arc<str>,
+    /// Running seconds.
+    pub run_secs: f64,
 }
 
 /// This boot's hours, kept until written and no longer reachable by a late reading.
@@ -448,6 +462,7 @@ impl Accumulator {
                 .filter(|(_, r)| r.dirty)
                 .map(|((h, c), r)| (*h, c.clone(), r.clone()))
                 .collect(),
+            device_runs: Vec::new(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The site ledger: per miner per hour share-proven work, shares by outcome, energy and
 //! minutes awake, asleep by reason and unreachable; per container per hour metered energy,
-//! inlet temperature, and (with `[economics]`) revenue and cost. An embedded
+//! inlet temperature, and (with `[economics]`) revenue and cost; and the lifetime run
+//! seconds of each climate device, which seed the climate controller's fan rotation at
+//! start-up. An embedded
 //! SQLite file (`rusqlite`, built in), written once per flush interval off the share path,
 //! read by `hashgate ledger export` and `GET /api/v1/ledger`.
 //!
@@ -32,7 +34,9 @@ pub mod task;
 
 use std::path::PathBuf;
 
-pub use accumulate::{Accumulator, Batch, MinerPhase, Placement, PowerSample, Pricer, SleepReason};
+pub use accumulate::{
+    Accumulator, Batch, DeviceRun, MinerPhase, Placement, PowerSample, Pricer, SleepReason,
+};
 pub use config::{LedgerConfig, LedgerConfigRaw};
 pub use store::{Cell, GroupBy, Reader, Store, Table};
 pub use task::{LedgerHandle, spawn};

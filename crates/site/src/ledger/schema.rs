@@ -51,7 +51,7 @@ pub(crate) const ASLEEP: [&str; 5] = [
 ];
 
 /// The newest schema this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 fn v1() -> String {
     let ints = |cols: &[&str]| {
@@ -115,6 +115,19 @@ fn migrations() -> Vec<(&'static str, String)> {
         (
             "container energy through an IT meter",
             "ALTER TABLE container_hour ADD COLUMN it_meter_kwh REAL;".to_owned(),
+        ),
+        (
+            "climate device run seconds, so fan rotation survives a restart",
+            // Not per boot: the controller is seeded from this row at start-up, so what it
+            // reports is already the lifetime figure and each flush replaces the row.
+            "CREATE TABLE climate_run (
+    container TEXT NOT NULL,
+    device TEXT NOT NULL,
+    run_secs REAL NOT NULL,
+    updated_unix INTEGER NOT NULL,
+    PRIMARY KEY (container, device)
+) WITHOUT ROWID;"
+                .to_owned(),
         ),
     ]
 }

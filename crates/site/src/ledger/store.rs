@@ -2,12 +2,13 @@
 //! status API, `hashgate ledger export`), which WAL lets read while the writer writes.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, ToSql, params};
 use serde::Serialize;
 
 use super::LedgerError;
-use super::accumulate::Batch;
+use super::accumulate::{Batch, DeviceRun};
 use super::schema::{self, ASLEEP, POOL_REJECTED, REJECTED, UNDELIVERED};
 
 /// How long a reader or the writer waits on the other's lock before giving up.
@@ -173,8 +174,36 @@ impl Store {
                 ])?;
             }
         }
+        {
+            // MAX: a row never goes back, even if a seed failed and a device counted from
+            // zero this boot.
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO climate_run (container, device, run_secs, updated_unix)
+                 VALUES (?1, ?2, ?3, unixepoch())
+                 ON CONFLICT (container, device) DO UPDATE SET
+                    run_secs = MAX(run_secs, excluded.run_secs),
+                    updated_unix = excluded.updated_unix",
+            )?;
+            for run in &batch.device_runs {
+                if run.run_secs.is_finite() && run.run_secs >= 0.0 {
+                    stmt.execute(params![
+                        run.container.as_ref(),
+                        run.device.as_ref(),
+                        run.run_secs
+                    ])?;
+                }
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every climate device's recorded running time, to seed the climate controller.
+    ///
+    /// # Errors
+    /// [`LedgerError::Sqlite`].
+    pub fn device_runs(&self) -> Result<Vec<DeviceRun>, LedgerError> {
+        device_runs(&self.conn)
     }
 
     /// Deletes hours that started before `before_unix`; returns how many rows went.
@@ -353,6 +382,20 @@ pub struct Reader {
     conn: Connection,
 }
 
+fn device_runs(conn: &Connection) -> Result<Vec<DeviceRun>, LedgerError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT container, device, run_secs FROM climate_run ORDER BY container, device",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DeviceRun {
+            container: Arc::from(r.get::<_, String>(0)?.as_str()),
+            device: Arc::from(r.get::<_, String>(1)?.as_str()),
+            run_secs: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// `SUM(col) AS col` for each of `cols`.
 fn sums(cols: &[&str]) -> String {
     cols.iter()
@@ -459,6 +502,14 @@ impl Reader {
             });
         }
         Ok(Reader { conn })
+    }
+
+    /// Every climate device's recorded running time (lifetime seconds).
+    ///
+    /// # Errors
+    /// [`LedgerError::Sqlite`].
+    pub fn device_runs(&self) -> Result<Vec<DeviceRun>, LedgerError> {
+        device_runs(&self.conn)
     }
 
     /// Hours starting in `[from, to)` (Unix s; `from` is taken back to its hour's start),

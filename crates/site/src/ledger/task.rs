@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::accumulate::{
-    Accumulator, ContainerReading, MinerPhase, MinerReading, Placement, PowerSample, Pricer,
-    SleepReason, hour_of,
+    Accumulator, ContainerReading, DeviceRun, MinerPhase, MinerReading, Placement, PowerSample,
+    Pricer, SleepReason, hour_of,
 };
 use super::store::Store;
 use super::{LedgerConfig, LedgerError};
@@ -136,15 +136,57 @@ struct PowerReader {
     last_tick: u64,
     seen_decisions_ms: u64,
     reasons: HashMap<String, SleepReason>,
+    /// Per (container, device), the latest lifetime run seconds the climate reported, and
+    /// whether it changed since the last flush.
+    runs: HashMap<(Arc<str>, Arc<str>), (f64, bool)>,
 }
 
 impl PowerReader {
+    /// Remembers each climate device's run seconds (the controller's figure is already
+    /// the lifetime one: it was seeded from the ledger).
+    fn read_runs(&mut self, status: &PowerStatus) {
+        for c in &status.containers {
+            let Some(k) = &c.climate else { continue };
+            let devices = k
+                .fans
+                .iter()
+                .map(|f| (f.name.as_str(), f.run_hours))
+                .chain(k.pump.as_ref().map(|p| ("pump", p.run_hours)));
+            for (device, hours) in devices {
+                let secs = hours * 3600.0;
+                let key = (Arc::from(c.name.as_str()), Arc::from(device));
+                let slot = self.runs.entry(key).or_insert((-1.0, false));
+                if secs > slot.0 {
+                    *slot = (secs, true);
+                }
+            }
+        }
+    }
+
+    /// The device figures changed since the last flush.
+    fn pending_runs(&self) -> Vec<DeviceRun> {
+        self.runs
+            .iter()
+            .filter(|(_, (_, dirty))| *dirty)
+            .map(|((container, device), (secs, _))| DeviceRun {
+                container: container.clone(),
+                device: device.clone(),
+                run_secs: *secs,
+            })
+            .collect()
+    }
+
+    fn runs_written(&mut self) {
+        self.runs.values_mut().for_each(|(_, dirty)| *dirty = false);
+    }
+
     fn read(&mut self, status: &PowerStatus, places: &Placements) -> Option<PowerSample> {
         let at_ms = status.last_tick_unix_ms?;
         if status.ticks == self.last_tick {
             return None;
         }
         self.last_tick = status.ticks;
+        self.read_runs(status);
         for d in &status.recent_decisions {
             if d.at_unix_ms <= self.seen_decisions_ms || d.action != "sleep" {
                 continue;
@@ -280,6 +322,9 @@ pub fn spawn(
     let retention = i64::from(config.retention_days) * 86_400;
     let pruned = store.prune(hour_of(now_ms) - retention)?;
     tracing::info!(path = %config.path.display(), boot = store.boot(), pruned, "ledger open");
+    if let Some((handle, _)) = &power {
+        seed_climate(handle, &store.device_runs()?);
+    }
     let tick = power
         .as_ref()
         .map(|(_, p)| p.driver.tick)
@@ -306,6 +351,24 @@ pub fn spawn(
     };
     let join = tokio::spawn(task.run(tick, rx, stop));
     Ok((handle, join))
+}
+
+/// Gives the climate controller the run seconds earlier boots recorded, before its first
+/// tick. A device no longer configured (renamed, removed) keeps its row and is named in
+/// the log once.
+fn seed_climate(power: &PowerHandle, runs: &[DeviceRun]) {
+    let mut seeded = 0;
+    for run in runs {
+        match power.add_climate_prior_run(&run.container, &run.device, run.run_secs) {
+            Ok(()) => seeded += 1,
+            Err(error) => {
+                tracing::info!(%error, "ledger: a recorded climate device's run hours are not used");
+            }
+        }
+    }
+    if seeded > 0 {
+        tracing::info!(devices = seeded, "ledger: climate run hours restored");
+    }
 }
 
 impl Task {
@@ -365,7 +428,8 @@ impl Task {
                 wall: SystemTime::now(),
             });
         }
-        let batch = self.acc.pending();
+        let mut batch = self.acc.pending();
+        batch.device_runs = self.reader.pending_runs();
         let store = self.store.clone();
         let hour = hour_of(now_ms);
         let prune_before = (hour > self.last_prune_hour)
@@ -384,6 +448,7 @@ impl Task {
         let result = match written {
             Ok(Ok(figures)) => {
                 self.acc.written(now_ms);
+                self.reader.runs_written();
                 if prune_before.is_some() {
                     self.last_prune_hour = hour;
                 }

@@ -527,3 +527,81 @@ fn each_flush_prices_what_the_hour_gained_and_holds_what_cannot_be_priced_yet() 
     // 6 kW for a minute is 0.1 kWh: 0.01 at 0.1 per kWh, priced once.
     assert!((c.cost.unwrap() - 0.01).abs() < 1e-12, "{c:?}");
 }
+
+#[test]
+fn climate_run_hours_survive_a_restart_and_seed_the_rotation() {
+    use crate::climate::{Band, Change, Climate, ClimateSpec, SensorReadings};
+    let (_dir, path) = tmp("climate-run");
+    let run = |device: &str, hours: f64| DeviceRun {
+        container: Arc::from("c1"),
+        device: Arc::from(device),
+        run_secs: hours * 3600.0,
+    };
+    // Boot 1 ran fan1 longest and fan2 least; a later flush of a smaller figure (a seed
+    // that failed) never takes the row back.
+    let mut store = Store::open(&path, H10 / 1000).unwrap();
+    let batch = Batch {
+        device_runs: vec![run("fan1", 10.0), run("fan2", 2.0), run("fan3", 5.0)],
+        ..Batch::default()
+    };
+    assert!(!batch.is_empty());
+    store.write(&batch).unwrap();
+    store
+        .write(&Batch {
+            device_runs: vec![run("fan1", 1.0)],
+            ..Batch::default()
+        })
+        .unwrap();
+    drop(store);
+
+    // Boot 2 reopens the file (the migrations are already applied) and seeds its
+    // controller before the first tick.
+    let store = Store::open(&path, H10 / 1000 + 3600).unwrap();
+    let runs = store.device_runs().unwrap();
+    assert_eq!(
+        runs,
+        vec![run("fan1", 10.0), run("fan2", 2.0), run("fan3", 5.0)]
+    );
+    let mut spec = ClimateSpec::uniform(
+        3,
+        1500.0,
+        Band {
+            low_c: 24.0,
+            high_c: 29.0,
+            hysteresis_c: 0.5,
+        },
+    );
+    spec.fan_min_on = Duration::ZERO;
+    spec.fan_min_off = Duration::ZERO;
+    let mut climate = Climate::new([(Arc::from("c1"), &spec)]);
+    for r in &runs {
+        climate
+            .add_prior_run(&r.container, &r.device, r.run_secs)
+            .unwrap();
+    }
+    assert!(climate.add_prior_run("c1", "fan9", 1.0).is_err());
+    let mut now = std::time::Instant::now();
+    let mut tick = |inlet: f64, now: &mut std::time::Instant| {
+        let readings = SensorReadings {
+            inlet_c: Some(inlet),
+            ..SensorReadings::default()
+        };
+        climate.observe_sensors("c1", *now, readings).unwrap();
+        let report = climate.tick(*now).remove(0);
+        *now += Duration::from_secs(60);
+        report
+    };
+    // Every bank starts on; the first tick reports the restored hours.
+    let first = tick(26.0, &mut now);
+    let hours: Vec<f64> = first.fans.iter().map(|f| f.run_hours).collect();
+    assert!(
+        (hours[0] - 10.0).abs() < 0.01 && (hours[1] - 2.0).abs() < 0.01,
+        "{hours:?}"
+    );
+    // Cold: the most-run banks stop first (fan1, then fan3); from zero hours the tie
+    // would have stopped fan3 first, by wiring order.
+    assert_eq!(tick(20.0, &mut now).changes, vec![Change::FanOff(0)]);
+    assert_eq!(tick(20.0, &mut now).changes, vec![Change::FanOff(2)]);
+    // Hot: the least-run stopped bank starts first (fan3 at 5 h before fan1 at 10 h).
+    assert_eq!(tick(30.0, &mut now).changes, vec![Change::FanOn(2)]);
+}

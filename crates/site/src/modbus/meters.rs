@@ -5,15 +5,22 @@
 //! | model (`model = ...`) | table, type | addressing in the maker's table | total power | phases | import energy | source |
 //! |---|---|---|---|---|---|---|
 //! | `eastron_sdm630` | input (0x04), f32 big-endian | 0-based hex (also printed 1-based as 3xxxx) | 0x0034, W | 0x000C / 0x000E / 0x0010, W | 0x0048, kWh | Eastron "SDM630 Modbus Protocol" (input register table) |
-//! | `acrel_dtsd1352` | holding (0x03), i32 / u32 big-endian | 0-based hex | 0x016A, W × `ratio` | 0x0164 / 0x0166 / 0x0168, W × `ratio` | 0x000A (forward active), 0.01 kWh × `ratio` | Acrel "DTSD1352 Installation and Operation Manual", Modbus-RTU address table |
 //! | `schneider_pm5000` | holding (0x03), f32 big-endian | 1-based register numbers | 3060 → wire 3059, kW | 3054 / 3056 / 3058 → 3053 / 3055 / 3057, kW | 2700 → 2699 "Active Energy Delivered (Into Load)", kWh | Schneider Electric "PM5100 / PM5300 / PM5500 Modbus register list" |
 //!
-//! Acrel's DTSD meters report secondary-side values: the maker's formula is reading ×
-//! PT × CT, so a DTSD1352 behind current transformers needs `ratio = PT × CT` in the
-//! config. SDM630 and PM5000 are configured with their CT ratio on the meter and report
-//! primary values (`ratio = 1`).
+//! SDM630 and PM5000 are configured with their CT ratio on the meter and report primary
+//! values (`ratio = 1`).
+//!
+//! A map is shipped only where the maker's own register table was read. An earlier
+//! `acrel_dtsd1352` map is withdrawn: Acrel's "DTSD1352 Installation and operation
+//! instruction V2.0", §9.1 "Address table", confirms function 03H and the energy registers
+//! (0000H total, 000AH forward active, two registers each), and the ADL3000-E manual of
+//! the same family (§9.1 "ADDR list") gives energy = data × PT × CT × 0.01 kWh; but no
+//! Acrel table for the power registers (0164H-016AH, taken from two third-party drivers)
+//! could be read. The name is refused with a pointer to a site's own map
+//! ([`RETIRED_MODELS`], docs/POWER.md "Acrel meters").
 
 use serde::Deserialize;
+use serde::de::Error as _;
 
 use super::{Addressing, DataType, Function, ModbusClient, ModbusError, Point, Unit, WordOrder};
 
@@ -22,32 +29,53 @@ use super::{Addressing, DataType, Function, ModbusClient, ModbusError, Point, Un
 pub const MAX_PLAUSIBLE_WATTS: f64 = 1e9;
 
 /// A meter model whose register map hashgate ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MeterModel {
     /// Eastron SDM630 (and SDM630MCT): DIN-rail three-phase meter, input registers, f32.
     EastronSdm630,
-    /// Acrel DTSD1352: DIN-rail three-phase meter, holding registers, integers.
-    AcrelDtsd1352,
     /// Schneider Electric PowerLogic PM5000 series (PM5100/PM5300/PM5500), holding, f32.
     SchneiderPm5000,
 }
 
+/// Model names once shipped and withdrawn, with what to write instead: refused with that
+/// message rather than as an unknown name.
+pub const RETIRED_MODELS: [(&str, &str); 1] = [(
+    "acrel_dtsd1352",
+    "the acrel_dtsd1352 map is no longer shipped: its power registers could not be \
+     confirmed from Acrel's own register table; describe the meter with a \
+     [containers.meter.map] (or it_meter.map) read off your meter's manual, see \
+     docs/POWER.md \"Acrel meters\"",
+)];
+
 impl MeterModel {
     /// Every shipped model.
-    pub const ALL: [MeterModel; 3] = [
-        MeterModel::EastronSdm630,
-        MeterModel::AcrelDtsd1352,
-        MeterModel::SchneiderPm5000,
-    ];
+    pub const ALL: [MeterModel; 2] = [MeterModel::EastronSdm630, MeterModel::SchneiderPm5000];
 
     /// The config name (`model = "..."`).
     pub fn label(self) -> &'static str {
         match self {
             MeterModel::EastronSdm630 => "eastron_sdm630",
-            MeterModel::AcrelDtsd1352 => "acrel_dtsd1352",
             MeterModel::SchneiderPm5000 => "schneider_pm5000",
         }
+    }
+
+    /// The model a config name means.
+    ///
+    /// # Errors
+    /// What is wrong with the name: a withdrawn model's message ([`RETIRED_MODELS`]), or
+    /// the list of shipped ones.
+    pub fn from_name(name: &str) -> Result<MeterModel, String> {
+        if let Some(model) = MeterModel::ALL.into_iter().find(|m| m.label() == name) {
+            return Ok(model);
+        }
+        if let Some((_, why)) = RETIRED_MODELS.iter().find(|(n, _)| *n == name) {
+            return Err((*why).to_owned());
+        }
+        let shipped: Vec<&str> = MeterModel::ALL.iter().map(|m| m.label()).collect();
+        Err(format!(
+            "unknown meter model {name:?}: shipped maps are {}, or write a map",
+            shipped.join(", ")
+        ))
     }
 
     /// The model's register map for a meter at `unit_id`.
@@ -71,15 +99,6 @@ impl MeterModel {
                     energy: Some(f(0x0048, Unit::Kwh)),
                 }
             }
-            MeterModel::AcrelDtsd1352 => {
-                let w = |address| p(Function::Holding, address, DataType::I32, 1.0, Unit::W);
-                MeterMap {
-                    addressing: Addressing::ZeroBased,
-                    power: w(0x016A),
-                    phases: Some([w(0x0164), w(0x0166), w(0x0168)]),
-                    energy: Some(p(Function::Holding, 0x000A, DataType::U32, 0.01, Unit::Kwh)),
-                }
-            }
             MeterModel::SchneiderPm5000 => {
                 // The maker's table is 1-based: register 3060 is wire address 3059.
                 let f = |register: u16, unit| {
@@ -93,6 +112,13 @@ impl MeterModel {
                 }
             }
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for MeterModel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        MeterModel::from_name(&name).map_err(D::Error::custom)
     }
 }
 
@@ -322,17 +348,33 @@ mod tests {
         assert_eq!(pm.power.unit, Unit::Kw);
         assert_eq!(pm.energy.map(|p| p.address), Some(2699));
         assert_eq!(pm.addressing, Addressing::OneBased);
-        let acrel = MeterModel::AcrelDtsd1352.map(1);
-        assert_eq!(acrel.power.address, 0x016A);
-        assert_eq!(acrel.power.data_type, DataType::I32);
-        assert_eq!(
-            acrel.energy.map(|p| (p.address, p.scale)),
-            Some((0x0A, 0.01))
-        );
         for model in MeterModel::ALL {
             let map = model.map(1);
             assert!(map.power.unit.is_power(), "{}", model.label());
             assert!(!map.power.function.is_bits(), "{}", model.label());
+        }
+    }
+
+    #[test]
+    fn a_withdrawn_model_is_refused_with_what_to_write_instead() {
+        #[derive(Debug, Deserialize)]
+        struct Meter {
+            #[allow(dead_code)]
+            model: MeterModel,
+        }
+        let err = toml::from_str::<Meter>("model = \"acrel_dtsd1352\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no longer shipped") && err.contains("map"),
+            "{err}"
+        );
+        let err = toml::from_str::<Meter>("model = \"acme\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("eastron_sdm630, schneider_pm5000"), "{err}");
+        for model in MeterModel::ALL {
+            assert_eq!(MeterModel::from_name(model.label()), Ok(model));
         }
     }
 

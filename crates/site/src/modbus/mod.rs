@@ -8,7 +8,7 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `meters.rs` | power meters as register maps: the shipped models (Eastron SDM630, Acrel DTSD1352, Schneider PM5000) with their sources, a site's own map from the config, [`read_meter`] |
+//! | `meters.rs` | power meters as register maps: the shipped models (Eastron SDM630, Schneider PM5000) with their sources, withdrawn names refused with a pointer, a site's own map from the config, [`read_meter`] |
 //! | `client.rs` | [`ModbusClient`]: one TCP connection to a device or gateway, reconnecting; reads of words, bits and [`Point`]s; coil writes with read-back; [`ModbusError`] |
 
 mod client;
@@ -19,5 +19,6 @@ pub use hashgate_protocol::modbus::{
     Addressing, DataType, DecodeError, Function, Point, Unit, WordOrder, decode, encode,
 };
 pub use meters::{
-    MAX_PLAUSIBLE_WATTS, MeterMap, MeterMapRaw, MeterModel, MeterReading, PointRaw, read_meter,
+    MAX_PLAUSIBLE_WATTS, MeterMap, MeterMapRaw, MeterModel, MeterReading, PointRaw, RETIRED_MODELS,
+    read_meter,
 };

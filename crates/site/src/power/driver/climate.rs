@@ -28,7 +28,7 @@ pub struct FanStatus {
     pub on: bool,
     /// `auto`, `on` or `off` (admin override).
     pub mode: &'static str,
-    /// Running hours counted since hashgate started.
+    /// Running hours: since hashgate started, plus earlier runs' when a ledger keeps them.
     pub run_hours: f64,
 }
 
@@ -39,7 +39,7 @@ pub struct PumpStatus {
     pub on: bool,
     /// `auto`, `on` or `off` (admin override).
     pub mode: &'static str,
-    /// Running hours counted since hashgate started.
+    /// Running hours: since hashgate started, plus earlier runs' when a ledger keeps them.
     pub run_hours: f64,
 }
 

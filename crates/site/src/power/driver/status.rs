@@ -521,6 +521,21 @@ impl PowerHandle {
         Ok(())
     }
 
+    /// Adds running time recorded before this process (the ledger's) to a container's fan
+    /// bank or pump, so fan rotation by run hours goes on across a restart; call before
+    /// the driver's first tick.
+    ///
+    /// # Errors
+    /// [`ClimateError::UnknownContainer`], [`ClimateError::UnknownDevice`].
+    pub fn add_climate_prior_run(
+        &self,
+        container: &str,
+        device: &str,
+        run_secs: f64,
+    ) -> Result<(), ClimateError> {
+        lock(&self.shared.climate).add_prior_run(container, device, run_secs)
+    }
+
     /// Sets the container's auxiliary (non-IT: fans, curtain pump) load, W, as its climate
     /// control measures or estimates it; `None` when unknown. PUE uses it when the
     /// container has no feed meter (facility = IT + auxiliary). Takes effect next tick.
