@@ -128,6 +128,18 @@ fn pool_urls_parse() {
     for (text, host, port) in ok {
         let url: PoolUrl = text.parse().unwrap();
         assert_eq!((url.host.as_str(), url.port), (host, port), "{text}");
+        assert!(!url.tls, "{text}");
+    }
+    for tls in [
+        "stratum+ssl://pool.example:443",
+        "stratum+tls://pool.example:443",
+    ] {
+        let url: PoolUrl = tls.parse().unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.tls),
+            ("pool.example", 443, true)
+        );
+        assert_eq!(url.to_string(), "stratum+ssl://pool.example:443");
     }
     assert_eq!(
         "stratum+tcp://[::1]:3333"
@@ -137,7 +149,7 @@ fn pool_urls_parse() {
         "[::1]:3333"
     );
     for bad in [
-        "stratum+ssl://h:1",
+        "http://h:1",
         "h",
         ":3333",
         "h:0",
