@@ -394,3 +394,41 @@ fn a_reload_names_settings_read_only_at_start_even_without_their_own_line() {
     .unwrap();
     assert_eq!(restart_needed(&running, &ledger), ["ledger"]);
 }
+
+#[test]
+fn tls_pool_options_are_checked_and_only_for_tls_pools() {
+    let pool = |lines: &str| format!("[proxy]\naccount = \"site\"\n[[pools]]\n{lines}\n");
+    let cfg = Config::from_toml(&pool("url = \"stratum+ssl://pool.example:443\"")).unwrap();
+    let tls = cfg.pools[0]
+        .tls
+        .as_ref()
+        .expect("a TLS client for a TLS pool");
+    assert_eq!(tls.settings.roots, crate::tls::TlsRoots::Bundled);
+    assert!(Config::from_toml(MINIMAL).unwrap().pools[0].tls.is_none());
+
+    let tcp = "url = \"stratum+tcp://pool.example:3333\"";
+    for field in ["tls_roots = \"both\"", "tls_server_name = \"x\""] {
+        assert_eq!(
+            invalid_field(&pool(&format!("{tcp}\n{field}"))),
+            format!("pools[0].{}", field.split(' ').next().unwrap()),
+        );
+    }
+    let ssl = "url = \"stratum+ssl://pool.example:443\"";
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_roots = \"mozilla\""))),
+        "pools[0].tls_roots"
+    );
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_pin_sha256 = \"abcd\""))),
+        "pools[0].tls_pin_sha256"
+    );
+    let missing = concat!(env!("CARGO_MANIFEST_DIR"), "/no-such-ca.pem");
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_ca_file = \"{missing}\""))),
+        "pools[0].tls_ca_file"
+    );
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_server_name = \"not a name\""))),
+        "pools[0].tls_server_name"
+    );
+}

@@ -172,7 +172,7 @@ async fn connect(
             {
                 // The gauge shows how long ago, so the expiry alert keeps firing.
                 metrics::gauge!(UPSTREAM_TLS_CERT_EXPIRY_SECONDS, "pool" => pool).set(
-                    crate::tls::expiry_days(*not_after, std::time::SystemTime::now()),
+                    crate::tls::expiry_seconds(*not_after, std::time::SystemTime::now()),
                 );
             }
             Err(UpstreamError::Tls { address, source })
