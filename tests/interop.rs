@@ -48,6 +48,8 @@ mod ports;
 mod process;
 #[path = "interop/status.rs"]
 mod status;
+#[path = "interop/stunnel.rs"]
+mod stunnel;
 #[path = "interop/tap.rs"]
 mod tap;
 #[path = "interop/wait.rs"]
@@ -61,3 +63,5 @@ mod scenario_failover;
 mod scenario_sigterm;
 #[path = "interop/scenario_sim_asic.rs"]
 mod scenario_sim_asic;
+#[path = "interop/scenario_tls.rs"]
+mod scenario_tls;

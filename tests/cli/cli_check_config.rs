@@ -123,14 +123,14 @@ fn economics_is_summarised_and_its_errors_name_the_field() {
     std::fs::write(
         &path,
         "[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"stratum+tcp://pool:3333\"\n\
-         [economics]\nprice_url = \"https://prices.example/btc\"\n",
+         [economics]\nprice_url = \"ftp://prices.example/btc\"\n",
     )
     .unwrap();
     let (code, _, stderr) = check_config(&path);
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(code, 64);
     assert!(
-        stderr.contains("economics.price_url") && stderr.contains("https is not supported"),
+        stderr.contains("economics.price_url") && stderr.contains("not an http:// or https:// URL"),
         "{stderr}"
     );
 }

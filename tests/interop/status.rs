@@ -104,6 +104,11 @@ pub fn summary(addr: SocketAddr) -> Result<ShareSummary, StatusError> {
     })
 }
 
+/// Reads `/metrics` (the Prometheus exposition text).
+pub fn metrics(addr: SocketAddr) -> Result<String, StatusError> {
+    get(addr, "/metrics")
+}
+
 /// A plain HTTP/1.0 GET (one request, the server closes), so no client library is needed.
 fn get(addr: SocketAddr, path: &'static str) -> Result<String, StatusError> {
     let io = |source| StatusError::Io { addr, path, source };

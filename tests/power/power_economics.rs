@@ -143,3 +143,41 @@ async fn losing_miner_sleeps_holds_on_a_stale_price_and_wakes_when_it_pays() {
     );
     site.stop().await;
 }
+
+/// An https price source is polled over hashgate's own TLS client: with its CA in
+/// `price_ca_file` the price arrives; without it (bundled roots only) every poll fails and
+/// no price is taken, rather than the check being skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_price_source_is_verified_with_the_configured_ca() {
+    use crate::support::tls::{TestCa, serve_https};
+    use hashgate_site::economics::{EconomicsConfigRaw, PriceBook, run_price_poller};
+    use std::time::Instant;
+
+    let ca = TestCa::new("price");
+    let leaf = ca.leaf(&["localhost"], -1, 90);
+    let addr = serve_https(&leaf, r#"{"btc":{"usd":101000}}"#).await;
+    let book = |ca_line: &str| {
+        let raw: EconomicsConfigRaw = toml::from_str(&format!(
+            "price_url = \"https://localhost:{}/price\"\nprice_pointer = \"/btc/usd\"\n{ca_line}",
+            addr.port()
+        ))
+        .unwrap();
+        Arc::new(PriceBook::new(&raw.validate(&[]).unwrap()))
+    };
+    let trusted = book(&format!("price_ca_file = \"{}\"", ca.file.display()));
+    let untrusted = book("");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(run_price_poller(trusted.clone(), shutdown.clone()));
+    tokio::spawn(run_price_poller(untrusted.clone(), shutdown.clone()));
+    let start = Instant::now();
+    while trusted.reading(Instant::now()).is_none() || untrusted.failures().0 == 0 {
+        assert!(start.elapsed() < LIMIT, "no poll result within {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    assert_eq!(
+        trusted.reading(Instant::now()).map(|r| r.price),
+        Some(101_000.0)
+    );
+    assert_eq!(untrusted.reading(Instant::now()), None);
+}

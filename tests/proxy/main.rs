@@ -1,4 +1,4 @@
-//! The proxy over TCP: miner sessions and limits, the listener, pool connections and failover, end to end against the simulated pool and ASICs, hashrate accuracy.
+//! The proxy over TCP and TLS: miner sessions and limits, the listener, pool connections and failover, end to end against the simulated pool and ASICs, hashrate accuracy.
 //!
 //! One test binary per area (each links the crates once); a module per former test file.
 
@@ -19,3 +19,4 @@ mod proxy_e2e;
 mod sim_pool_asic;
 mod site_shutdown;
 mod upstream_pool;
+mod upstream_tls;

@@ -76,9 +76,11 @@ pub const LEDGER_METRICS: [&str; 3] = [
 
 /// Counters the pool connections record (through the `metrics` recorder, not the scrape-time
 /// render), which the shipped alert rules may use.
-pub const UPSTREAM_RECORDED_METRICS: [&str; 2] = [
+pub const UPSTREAM_RECORDED_METRICS: [&str; 4] = [
     "hashgate_upstream_redirects_refused_total",
     "hashgate_upstream_worker_fallbacks_total",
+    "hashgate_upstream_tls_errors_total",
+    "hashgate_upstream_tls_cert_expiry_seconds",
 ];
 
 /// Series the reload records (SIGHUP, `POST /api/v1/reload`), which alerts may use.
@@ -279,6 +281,17 @@ pub fn populated(max_worker_series: usize) -> Populated {
             "reason" => "unanswered"
         )
         .increment(1);
+        metrics::counter!(
+            hashgate_site::exporter::UPSTREAM_TLS_ERRORS,
+            "pool" => "backup",
+            "kind" => "expired"
+        )
+        .increment(1);
+        metrics::gauge!(
+            hashgate_site::exporter::UPSTREAM_TLS_CERT_EXPIRY_SECONDS,
+            "pool" => "primary"
+        )
+        .set(61.5 * 86_400.0);
     });
     // The recorder must outlive the handle's renders: leak it, it is one per test process.
     Box::leak(Box::new(recorder));

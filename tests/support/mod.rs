@@ -5,3 +5,4 @@ pub mod downstream;
 pub mod fixtures;
 pub mod metrics;
 pub mod power_driver;
+pub mod tls;

@@ -18,6 +18,7 @@
 //! | [`exporter`] | Prometheus `/metrics`: recorder output plus per-miner, per-pool and site series read from [`stats`] at scrape time |
 //! | [`http`] | the status server: `/metrics` and the JSON status API (`/api/v1/...`) |
 //! | [`ratelog`] | rate limiting for repeating warnings, with a count of what was held back |
+//! | [`tls`] | the TLS client side (pools over `stratum+ssl://`, an https price source): roots, CA file, SPKI pin, handshake errors by kind |
 //! | [`site`] | the assembled site (registry, hub, upstream manager, miner listener, power driver, status server) and its shutdown order, as `run`, `demo` and the tests start it |
 
 pub mod climate;
@@ -33,4 +34,5 @@ pub mod power;
 pub mod ratelog;
 pub mod site;
 pub mod stats;
+pub mod tls;
 pub mod upstream;

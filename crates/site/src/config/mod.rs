@@ -112,6 +112,8 @@ pub struct PoolConfig {
     /// redirect anywhere else is refused, since it would carry the account and the site's
     /// shares to a host the operator never chose.
     pub reconnect_hosts: Vec<String>,
+    /// The TLS client for a `stratum+ssl://` pool; none for plain TCP.
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 impl PoolConfig {
@@ -136,6 +138,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("user", &self.user)
             .field("password", &"<redacted>")
             .field("reconnect_hosts", &self.reconnect_hosts)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -1,4 +1,5 @@
-//! `stratum+tcp://host:port` pool addresses.
+//! `stratum+tcp://host:port` and `stratum+ssl://host:port` (or `stratum+tls://`) pool
+//! addresses.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +11,9 @@ pub struct PoolUrl {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Whether the connection is TLS (`stratum+ssl://`, `stratum+tls://`); a
+    /// `client.reconnect` keeps it, so a redirect never downgrades to plain TCP.
+    pub tls: bool,
 }
 
 impl PoolUrl {
@@ -25,7 +29,12 @@ impl PoolUrl {
 
 impl fmt::Display for PoolUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stratum+tcp://{}", self.authority())
+        let scheme = if self.tls {
+            "stratum+ssl"
+        } else {
+            "stratum+tcp"
+        };
+        write!(f, "{scheme}://{}", self.authority())
     }
 }
 
@@ -33,14 +42,16 @@ impl FromStr for PoolUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<PoolUrl, String> {
-        let rest = match s.split_once("://") {
-            Some(("stratum+tcp" | "tcp", rest)) => rest,
+        let (tls, rest) = match s.split_once("://") {
+            Some(("stratum+tcp" | "tcp", rest)) => (false, rest),
+            Some(("stratum+ssl" | "stratum+tls", rest)) => (true, rest),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "scheme {scheme:?} is not supported; use stratum+tcp://host:port"
+                    "scheme {scheme:?} is not supported; use stratum+tcp://host:port, or \
+                     stratum+ssl://host:port for TLS"
                 ));
             }
-            None => s,
+            None => (false, s),
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
@@ -77,6 +88,7 @@ impl FromStr for PoolUrl {
         Ok(PoolUrl {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 }

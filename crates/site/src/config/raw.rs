@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::http::HttpConfigRaw;
 use crate::power::inventory::PowerConfigRaw;
+use crate::tls::{TlsClient, TlsRoots, TlsSettings, TlsSetupError, parse_pin};
 use hashgate_protocol::vardiff::VardiffConfig;
 
 use super::{
@@ -104,6 +105,14 @@ pub struct RawPool {
     pub password: Option<String>,
     /// Hosts besides the pool's own that its `client.reconnect` may send the proxy to.
     pub reconnect_hosts: Option<Vec<String>>,
+    /// TLS trust anchors: `bundled` (default), `system` or `both`.
+    pub tls_roots: Option<String>,
+    /// PEM file of extra TLS trust anchors (a site CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// SHA-256 (hex) of the pool certificate's SubjectPublicKeyInfo.
+    pub tls_pin_sha256: Option<String>,
+    /// Name sent as SNI and checked against the certificate; default the URL host.
+    pub tls_server_name: Option<String>,
 }
 
 /// `[vardiff]` as written.
@@ -284,7 +293,9 @@ impl RawConfig {
                     format!("{name:?} is used twice"),
                 ));
             }
+            let tls = pool_tls(raw, &url, &field)?;
             pools.push(PoolConfig {
+                tls,
                 name,
                 url,
                 user,
@@ -417,4 +428,57 @@ fn secs(field: &str, value: Option<f64>, default: f64) -> Result<Duration, Confi
 fn nonzero(field: &str, value: Option<usize>, default: usize) -> Result<NonZeroUsize, ConfigError> {
     NonZeroUsize::new(value.unwrap_or(default))
         .ok_or_else(|| ConfigError::invalid(field, "must be at least 1"))
+}
+
+/// A pool's TLS client, built now so a bad CA file or pin fails the configuration check;
+/// TLS options on a plain `stratum+tcp://` pool are refused rather than ignored.
+fn pool_tls(
+    raw: &RawPool,
+    url: &PoolUrl,
+    field: &dyn Fn(&str) -> String,
+) -> Result<Option<TlsClient>, ConfigError> {
+    let given = [
+        ("tls_roots", raw.tls_roots.is_some()),
+        ("tls_ca_file", raw.tls_ca_file.is_some()),
+        ("tls_pin_sha256", raw.tls_pin_sha256.is_some()),
+        ("tls_server_name", raw.tls_server_name.is_some()),
+    ];
+    if !url.tls {
+        return match given.iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(ConfigError::invalid(
+                field(name),
+                "only for a TLS pool (url = \"stratum+ssl://host:port\")",
+            )),
+            None => Ok(None),
+        };
+    }
+    let roots = match raw.tls_roots.as_deref() {
+        Some(text) => TlsRoots::parse(text)
+            .map_err(|reason| ConfigError::invalid(field("tls_roots"), reason))?,
+        None => TlsRoots::default(),
+    };
+    let pin_sha256 = raw
+        .tls_pin_sha256
+        .as_deref()
+        .map(parse_pin)
+        .transpose()
+        .map_err(|reason| ConfigError::invalid(field("tls_pin_sha256"), reason))?;
+    let settings = TlsSettings {
+        roots,
+        ca_file: raw.tls_ca_file.clone(),
+        pin_sha256,
+        server_name: raw.tls_server_name.clone(),
+    };
+    let client = TlsClient::new(settings).map_err(|err| {
+        let at = if matches!(err, TlsSetupError::CaFile { .. }) {
+            "tls_ca_file"
+        } else {
+            "tls_roots"
+        };
+        ConfigError::invalid(field(at), err.to_string())
+    })?;
+    client
+        .server_name(&url.host)
+        .map_err(|err| ConfigError::invalid(field("tls_server_name"), err.to_string()))?;
+    Ok(Some(client))
 }

@@ -128,6 +128,18 @@ fn pool_urls_parse() {
     for (text, host, port) in ok {
         let url: PoolUrl = text.parse().unwrap();
         assert_eq!((url.host.as_str(), url.port), (host, port), "{text}");
+        assert!(!url.tls, "{text}");
+    }
+    for tls in [
+        "stratum+ssl://pool.example:443",
+        "stratum+tls://pool.example:443",
+    ] {
+        let url: PoolUrl = tls.parse().unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.tls),
+            ("pool.example", 443, true)
+        );
+        assert_eq!(url.to_string(), "stratum+ssl://pool.example:443");
     }
     assert_eq!(
         "stratum+tcp://[::1]:3333"
@@ -137,7 +149,7 @@ fn pool_urls_parse() {
         "[::1]:3333"
     );
     for bad in [
-        "stratum+ssl://h:1",
+        "http://h:1",
         "h",
         ":3333",
         "h:0",
@@ -381,4 +393,42 @@ fn a_reload_names_settings_read_only_at_start_even_without_their_own_line() {
     ))
     .unwrap();
     assert_eq!(restart_needed(&running, &ledger), ["ledger"]);
+}
+
+#[test]
+fn tls_pool_options_are_checked_and_only_for_tls_pools() {
+    let pool = |lines: &str| format!("[proxy]\naccount = \"site\"\n[[pools]]\n{lines}\n");
+    let cfg = Config::from_toml(&pool("url = \"stratum+ssl://pool.example:443\"")).unwrap();
+    let tls = cfg.pools[0]
+        .tls
+        .as_ref()
+        .expect("a TLS client for a TLS pool");
+    assert_eq!(tls.settings.roots, crate::tls::TlsRoots::Bundled);
+    assert!(Config::from_toml(MINIMAL).unwrap().pools[0].tls.is_none());
+
+    let tcp = "url = \"stratum+tcp://pool.example:3333\"";
+    for field in ["tls_roots = \"both\"", "tls_server_name = \"x\""] {
+        assert_eq!(
+            invalid_field(&pool(&format!("{tcp}\n{field}"))),
+            format!("pools[0].{}", field.split(' ').next().unwrap()),
+        );
+    }
+    let ssl = "url = \"stratum+ssl://pool.example:443\"";
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_roots = \"mozilla\""))),
+        "pools[0].tls_roots"
+    );
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_pin_sha256 = \"abcd\""))),
+        "pools[0].tls_pin_sha256"
+    );
+    let missing = concat!(env!("CARGO_MANIFEST_DIR"), "/no-such-ca.pem");
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_ca_file = \"{missing}\""))),
+        "pools[0].tls_ca_file"
+    );
+    assert_eq!(
+        invalid_field(&pool(&format!("{ssl}\ntls_server_name = \"not a name\""))),
+        "pools[0].tls_server_name"
+    );
 }

@@ -17,8 +17,10 @@ pub struct EconomicsConfigRaw {
     pub currency: Option<String>,
     /// A fixed coin price per BTC; excludes `price_url`.
     pub price: Option<f64>,
-    /// An `http://` URL answering JSON with the price; excludes `price`.
+    /// An `http://` or `https://` URL answering JSON with the price; excludes `price`.
     pub price_url: Option<String>,
+    /// PEM file of extra trust anchors for an https `price_url` (besides the bundled roots).
+    pub price_ca_file: Option<std::path::PathBuf>,
     /// JSON pointer to the price in the reply, e.g. `/bitcoin/usd`.
     pub price_pointer: Option<String>,
     /// Seconds between price polls, default 60.
@@ -96,6 +98,8 @@ pub enum PriceSource {
         pointer: String,
         /// Time between polls.
         poll: Duration,
+        /// The TLS client for an `https://` URL.
+        tls: Option<crate::tls::TlsClient>,
     },
 }
 
@@ -205,19 +209,27 @@ impl EconomicsConfigRaw {
                 PriceSource::Fixed(p)
             }
             (None, Some(url)) => {
-                if url.starts_with("https://") {
-                    // reqwest is built without TLS (no TLS stack in the binary yet).
+                let https = url.starts_with("https://");
+                if !(https || url.starts_with("http://")) || reqwest::Url::parse(url).is_err() {
                     return Err(invalid(
                         "price_url",
-                        format!(
-                            "{url:?}: https is not supported by this build; \
-                             poll an http source (a relay on the site network)"
-                        ),
+                        format!("{url:?} is not an http:// or https:// URL"),
                     ));
                 }
-                if !url.starts_with("http://") || reqwest::Url::parse(url).is_err() {
-                    return Err(invalid("price_url", format!("{url:?} is not an http URL")));
-                }
+                let tls = if https {
+                    let settings = crate::tls::TlsSettings {
+                        ca_file: self.price_ca_file.clone(),
+                        ..crate::tls::TlsSettings::default()
+                    };
+                    Some(
+                        crate::tls::TlsClient::new(settings)
+                            .map_err(|e| invalid("price_ca_file", e.to_string()))?,
+                    )
+                } else if self.price_ca_file.is_some() {
+                    return Err(invalid("price_ca_file", "only for an https:// price_url"));
+                } else {
+                    None
+                };
                 let pointer = self.price_pointer.clone().unwrap_or_default();
                 if !(pointer.is_empty() || pointer.starts_with('/')) {
                     return Err(invalid("price_pointer", "must be empty or start with /"));
@@ -226,6 +238,7 @@ impl EconomicsConfigRaw {
                     url: url.clone(),
                     pointer,
                     poll: duration("price_poll_secs", self.price_poll_secs, 60.0)?,
+                    tls,
                 }
             }
         };
@@ -414,6 +427,14 @@ mod tests {
     }
 
     #[test]
+    fn an_https_price_source_gets_a_tls_client() {
+        let c = parse("price_url = \"https://prices.example/btc\"").unwrap();
+        assert!(matches!(c.price, PriceSource::Http { tls: Some(_), .. }));
+        let c = parse("price_url = \"http://prices.example/btc\"").unwrap();
+        assert!(matches!(c.price, PriceSource::Http { tls: None, .. }));
+    }
+
+    #[test]
     fn bad_fields_are_named() {
         let field = |text: &str| match parse(text) {
             Err(ConfigError::Invalid { field, .. }) => field,
@@ -426,7 +447,18 @@ mod tests {
         );
         assert_eq!(field("price = -1"), "economics.price");
         assert_eq!(field("price_url = \"ftp://x\""), "economics.price_url");
-        assert_eq!(field("price_url = \"https://x/p\""), "economics.price_url");
+        assert_eq!(field("price_url = \"ftp://x/p\""), "economics.price_url");
+        assert_eq!(
+            field("price_url = \"http://x/p\"\nprice_ca_file = \"ca.pem\""),
+            "economics.price_ca_file"
+        );
+        let missing = concat!(env!("CARGO_MANIFEST_DIR"), "/no-such-ca.pem");
+        assert_eq!(
+            field(&format!(
+                "price_url = \"https://x/p\"\nprice_ca_file = \"{missing}\""
+            )),
+            "economics.price_ca_file"
+        );
         assert_eq!(
             field("price = 1\npool_fee_percent = 100"),
             "economics.pool_fee_percent"

@@ -213,16 +213,35 @@ impl PriceBook {
     }
 }
 
+/// The HTTP client for the price source: reqwest over hashgate's own rustls configuration
+/// for https (the same roots and checks as a TLS pool).
+fn price_client(tls: Option<&crate::tls::TlsClient>, poll: Duration) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10).min(poll));
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls(tls.config());
+    }
+    builder.build().unwrap_or_else(|error| {
+        // Only a TLS configuration reqwest cannot take fails here; polls then fail (counted
+        // and logged) rather than the site.
+        tracing::warn!(%error, "cannot build the price source's HTTP client");
+        reqwest::Client::new()
+    })
+}
+
 /// Polls the price source until `shutdown`; returns at once for a fixed price.
 pub async fn run_price_poller(book: std::sync::Arc<PriceBook>, shutdown: CancellationToken) {
-    let PriceSource::Http { url, pointer, poll } = book.source.clone() else {
+    let PriceSource::Http {
+        url,
+        pointer,
+        poll,
+        tls,
+    } = book.source.clone()
+    else {
         return;
     };
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10).min(poll))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+    let http = price_client(tls.as_ref(), poll);
     let mut interval = tokio::time::interval(poll);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -29,6 +29,14 @@ pub const SUBMIT_LATENCY: &str = "hashgate_upstream_submit_latency_seconds";
 /// reason (`refused`, `unanswered`).
 pub const UPSTREAM_WORKER_FALLBACKS: &str = "hashgate_upstream_worker_fallbacks_total";
 
+/// TLS handshakes with a pool that failed, by pool and kind (`expired`, `not_yet_valid`,
+/// `name_mismatch`, `unknown_issuer`, `pin_mismatch`, `handshake_timeout`, `other`).
+pub const UPSTREAM_TLS_ERRORS: &str = "hashgate_upstream_tls_errors_total";
+
+/// Seconds until a TLS pool's leaf certificate expires (negative once it has), by pool, set
+/// at each handshake (seconds, Prometheus' base unit, rather than days).
+pub const UPSTREAM_TLS_CERT_EXPIRY_SECONDS: &str = "hashgate_upstream_tls_cert_expiry_seconds";
+
 /// Buckets of [`SUBMIT_LATENCY`], seconds: a pool on the same continent answers in tens of
 /// milliseconds, one across an ocean in a few hundred; past 10 s it is as good as lost.
 pub const SUBMIT_LATENCY_BUCKETS: [f64; 12] = [
@@ -88,6 +96,15 @@ pub fn describe() {
     describe_counter!(
         UPSTREAM_WORKER_FALLBACKS,
         "Pool connections on which per-miner worker names were given up for the account, by pool and reason."
+    );
+    describe_counter!(
+        UPSTREAM_TLS_ERRORS,
+        "TLS handshakes with a pool that failed, by pool and kind (expired, not_yet_valid, name_mismatch, unknown_issuer, pin_mismatch, handshake_timeout, other); the pool is not used meanwhile."
+    );
+    describe_gauge!(
+        UPSTREAM_TLS_CERT_EXPIRY_SECONDS,
+        Unit::Seconds,
+        "Seconds until the TLS pool's leaf certificate expires (negative once expired), by pool, as of its last handshake."
     );
     describe_counter!(
         "hashgate_channels_closed_total",

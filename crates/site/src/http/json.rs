@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::stats::{
-    DepartedWorker, MinerSnapshot, MinerTotals, PoolReject, Undelivered, UpstreamSnapshot, Window,
+    DepartedWorker, MinerSnapshot, MinerTotals, PoolReject, Transport, Undelivered,
+    UpstreamSnapshot, Window,
 };
 use hashgate_protocol::work::ShareReject;
 
@@ -303,6 +304,24 @@ pub struct PoolJson {
     pub submit_latency: LatencyJson,
     /// The difficulty on each channel's live connection to the pool.
     pub channels: Vec<PoolChannelJson>,
+    /// Whether the pool is reached over TLS (`stratum+ssl://`).
+    pub tls: bool,
+    /// The pool's TLS certificate at the last good handshake; null for plain TCP or
+    /// before the first.
+    pub tls_peer: Option<TlsPeerJson>,
+}
+
+/// A pool's TLS leaf certificate, as the last handshake showed it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TlsPeerJson {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// Days from now until `notAfter` (negative once expired).
+    pub expiry_days: f64,
+    /// SHA-256 (hex) of the SubjectPublicKeyInfo: the value for `tls_pin_sha256`.
+    pub pin_sha256: String,
 }
 
 /// The difficulty of one channel's connection to a pool.
@@ -349,6 +368,16 @@ impl PoolJson {
                     suggested_difficulty: c.suggested,
                 })
                 .collect(),
+            tls: matches!(up.transport, Transport::Tls(_)),
+            tls_peer: match &up.transport {
+                Transport::Tls(Some(peer)) => Some(TlsPeerJson {
+                    subject: peer.subject.clone(),
+                    not_after: peer.not_after,
+                    expiry_days: peer.expiry_days(std::time::SystemTime::now()),
+                    pin_sha256: hex::encode(peer.spki_sha256),
+                }),
+                _ => None,
+            },
         }
     }
 }

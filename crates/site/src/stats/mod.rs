@@ -12,7 +12,7 @@ pub(crate) use miner::{MinerSnapshot, MinerTotals};
 pub mod registry;
 
 pub use registry::{
-    ChannelDifficulty, MinerRegistration, Registry, UpstreamSnapshot, UpstreamState,
+    ChannelDifficulty, MinerRegistration, Registry, Transport, UpstreamSnapshot, UpstreamState,
 };
 pub(crate) use registry::{Departed, DepartedWorker, UpstreamStats};
 

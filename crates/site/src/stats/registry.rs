@@ -50,6 +50,16 @@ impl UpstreamState {
     }
 }
 
+/// How a pool is reached: plain TCP, or TLS with what its last handshake showed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Plain TCP (`stratum+tcp://`).
+    #[default]
+    Plain,
+    /// TLS; the peer's leaf certificate from the last good handshake, none before one.
+    Tls(Option<crate::tls::PeerCert>),
+}
+
 /// Counters of one pool (over all its connections and reconnects).
 #[derive(Debug)]
 pub struct UpstreamStats {
@@ -74,6 +84,8 @@ pub struct UpstreamStats {
     /// The difficulty on each channel's live connection to this pool (a few channels per
     /// site; written on the pool's rare `set_difficulty` and suggestions only).
     channels: Mutex<BTreeMap<usize, ChannelDifficulty>>,
+    /// Plain or TLS, and the peer certificate (written once per connect).
+    transport: Mutex<Transport>,
 }
 
 /// The difficulty of one channel's connection to a pool.
@@ -118,6 +130,8 @@ pub struct UpstreamSnapshot {
     pub submit_latency_avg: Option<Duration>,
     /// Difficulty per channel with a live connection, by channel.
     pub channels: Vec<ChannelDifficulty>,
+    /// Plain or TLS, with the peer's certificate.
+    pub transport: Transport,
 }
 
 /// Weight of a new sample in the latency average: about the last 8 submits.
@@ -141,7 +155,21 @@ impl UpstreamStats {
             latency_last_us: AtomicU64::new(u64::MAX),
             latency_ewma_us: AtomicU64::new(f64::NAN.to_bits()),
             channels: Mutex::new(BTreeMap::new()),
+            transport: Mutex::new(Transport::Plain),
         }
+    }
+
+    /// Records how the pool is reached: at configuration, and after each TLS handshake
+    /// (a failed one keeps the last good certificate on show).
+    pub fn set_transport(&self, transport: Transport) {
+        let mut held = self
+            .transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if transport == Transport::Tls(None) && matches!(*held, Transport::Tls(Some(_))) {
+            return;
+        }
+        *held = transport;
     }
 
     fn channels(&self) -> MutexGuard<'_, BTreeMap<usize, ChannelDifficulty>> {
@@ -290,6 +318,11 @@ impl UpstreamStats {
                     .then(|| Duration::from_secs_f64(us.max(0.0) / 1e6))
             },
             channels: self.channels().values().copied().collect(),
+            transport: self
+                .transport
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 }

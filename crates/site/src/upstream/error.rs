@@ -25,6 +25,15 @@ pub(crate) enum UpstreamError {
         /// How long it waited.
         after: Duration,
     },
+    /// The TLS handshake failed: a bad certificate (expired, wrong name, unknown issuer,
+    /// not the pinned key) or no TLS on the port. Never retried as plain TCP.
+    #[error("TLS to {address}: {source}")]
+    Tls {
+        /// `host:port` tried.
+        address: String,
+        /// What was wrong, and what to do.
+        source: crate::tls::TlsError,
+    },
     /// The pool closed the connection.
     #[error("pool closed the connection")]
     Closed,

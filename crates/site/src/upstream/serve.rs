@@ -13,9 +13,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{PoolConfig, PoolUrl};
 use crate::hub::{Channel, ChannelControl, ChannelHashrate, MinerJob, MinerJobParts};
-use crate::stats::{UpstreamState, UpstreamStats};
+use crate::ratelog::{RateLimitedLog, Verdict};
+use crate::stats::{Transport, UpstreamState, UpstreamStats};
 
 use super::connection::{self, ConnSpec, Ended, Event, PoolWork, now};
+use super::error::UpstreamError;
 use super::failover::{Failover, FailoverDecision, LinkState};
 use super::sizing::{PlanChoice, plan_for};
 use super::{PoolSet, UpstreamContext};
@@ -39,17 +41,29 @@ struct PoolSlot {
     live: Option<Live>,
     /// Where the pool's `client.reconnect` pointed; used for the next attempt only.
     redirect: Option<PoolUrl>,
+    /// A bad certificate fails every retry the same way; one warning a minute says so.
+    tls_log: RateLimitedLog,
 }
+
+/// How often a pool's repeating TLS failure is logged.
+const TLS_LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl PoolSlot {
     fn new(config: &PoolConfig, shared: &UpstreamContext) -> PoolSlot {
         let name: Arc<str> = config.name.as_str().into();
+        let stats = shared.registry.upstream(&name);
+        stats.set_transport(if config.url.tls {
+            Transport::Tls(None)
+        } else {
+            Transport::Plain
+        });
         PoolSlot {
-            stats: shared.registry.upstream(&name),
+            stats,
             name,
             config: config.clone(),
             live: None,
             redirect: None,
+            tls_log: RateLimitedLog::new(TLS_LOG_WINDOW),
         }
     }
 }
@@ -344,7 +358,13 @@ impl ChannelServer {
                 let delay = match end {
                     Ended::Failed(err) => {
                         let delay = self.failover.down(pool, now, rand::random(), None);
-                        tracing::warn!(channel = self.index, pool = %slot.name, error = %err, retry_in = ?delay, "pool connection lost");
+                        if let UpstreamError::Tls { source, .. } = &err {
+                            if let Verdict::Log { suppressed } = slot.tls_log.check(now) {
+                                tracing::warn!(channel = self.index, pool = %slot.name, kind = source.kind(), error = %err, retry_in = ?delay, suppressed, "pool refused over TLS: not used (never as plain TCP) until this is fixed; miners fail over to the next pool");
+                            }
+                        } else {
+                            tracing::warn!(channel = self.index, pool = %slot.name, error = %err, retry_in = ?delay, "pool connection lost");
+                        }
                         delay
                     }
                     Ended::Reconnect { address, wait } => {

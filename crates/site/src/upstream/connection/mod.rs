@@ -5,17 +5,17 @@
 //! or kept for a failover.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::exporter::{UPSTREAM_TLS_CERT_EXPIRY_SECONDS, UPSTREAM_TLS_ERRORS};
 use crate::hub::{UpstreamLink, UpstreamSubmit};
-use crate::stats::Undelivered;
+use crate::stats::{Transport, Undelivered};
 use hashgate_protocol::stratum::{CodecError, Message, ParseError, StratumCodec};
 
 use super::UpstreamContext;
@@ -63,6 +63,13 @@ fn tune_socket(stream: &TcpStream, pool: &str) {
     }
 }
 
+/// The reading half of a pool connection, plain TCP or TLS alike: the loop below does not
+/// care which, so failover, health and shutdown are the same over both.
+type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The writing half of a pool connection.
+type PoolWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// The current time on tokio's clock (pausable in tests) as the `std` instant the pure
 /// modules take.
 pub(super) fn now() -> Instant {
@@ -95,29 +102,88 @@ async fn open(
     shared: &UpstreamContext,
     spec: &ConnSpec,
     cancel: &CancellationToken,
-) -> Result<Option<TcpStream>, UpstreamError> {
-    let address = spec.address.authority();
-    let after = shared.config.failover.silence_timeout;
+) -> Result<Option<(PoolReader, PoolWriter)>, UpstreamError> {
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Ok(None),
-        res = tokio::time::timeout(after, TcpStream::connect(&address)) => match res {
-            Ok(Ok(stream)) => {
-                // Submits are small and latency-sensitive: no Nagle delay.
-                let _ = stream.set_nodelay(true);
-                tune_socket(&stream, &spec.name);
-                Ok(Some(stream))
+        res = connect(spec, shared.config.failover.silence_timeout) => res.map(Some),
+    }
+}
+
+/// TCP connect, then (for a `stratum+ssl://` pool) the TLS handshake, both within `limit`.
+async fn connect(
+    spec: &ConnSpec,
+    limit: Duration,
+) -> Result<(PoolReader, PoolWriter), UpstreamError> {
+    let address = spec.address.authority();
+    let started = tokio::time::Instant::now();
+    let stream = match tokio::time::timeout(limit, TcpStream::connect(&address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => return Err(UpstreamError::Connect { address, source }),
+        Err(_) => {
+            return Err(UpstreamError::ConnectTimeout {
+                address,
+                after: limit,
+            });
+        }
+    };
+    // Submits are small and latency-sensitive: no Nagle delay.
+    let _ = stream.set_nodelay(true);
+    tune_socket(&stream, &spec.name);
+    if !spec.address.tls {
+        spec.stats.set_transport(Transport::Plain);
+        let (reader, writer) = stream.into_split();
+        return Ok((Box::new(reader), Box::new(writer)));
+    }
+    let pool = spec.name.to_string();
+    let Some(client) = spec.config.tls.as_ref() else {
+        // The configuration builds a client for every TLS URL; this guards the invariant
+        // rather than ever falling back to plain TCP.
+        return Err(UpstreamError::Tls {
+            address,
+            source: crate::tls::TlsError::Other {
+                name: spec.address.host.clone(),
+                reason: "no TLS settings for this pool".to_owned(),
+            },
+        });
+    };
+    for kind in crate::tls::TlsError::KINDS {
+        metrics::counter!(UPSTREAM_TLS_ERRORS, "pool" => pool.clone(), "kind" => kind).increment(0);
+    }
+    let left = limit.saturating_sub(started.elapsed());
+    match client.connect(&spec.address.host, stream, left).await {
+        Ok((stream, peer)) => {
+            if let Some(peer) = &peer {
+                metrics::gauge!(UPSTREAM_TLS_CERT_EXPIRY_SECONDS, "pool" => pool).set(
+                    crate::tls::expiry_seconds(peer.not_after, std::time::SystemTime::now()),
+                );
             }
-            Ok(Err(source)) => Err(UpstreamError::Connect { address, source }),
-            Err(_) => Err(UpstreamError::ConnectTimeout { address, after }),
-        },
+            spec.stats.set_transport(Transport::Tls(peer));
+            let (reader, writer) = tokio::io::split(stream);
+            Ok((Box::new(reader), Box::new(writer)))
+        }
+        Err(source) => {
+            metrics::counter!(UPSTREAM_TLS_ERRORS, "pool" => pool.clone(), "kind" => source.kind())
+                .increment(1);
+            if let crate::tls::TlsError::Expired {
+                not_after: Some(not_after),
+                ..
+            } = &source
+            {
+                // The gauge shows how long ago, so the expiry alert keeps firing.
+                metrics::gauge!(UPSTREAM_TLS_CERT_EXPIRY_SECONDS, "pool" => pool).set(
+                    crate::tls::expiry_seconds(*not_after, std::time::SystemTime::now()),
+                );
+            }
+            Err(UpstreamError::Tls { address, source })
+        }
     }
 }
 
 /// Reads the next line; cancel-safe (bytes only leave the socket inside `read_buf`, which
 /// completes or leaves them there).
 async fn read_message(
-    reader: &mut OwnedReadHalf,
+    reader: &mut PoolReader,
     buf: &mut BytesMut,
     codec: &mut StratumCodec,
 ) -> Result<Option<Result<Message, ParseError>>, CodecError> {
@@ -140,10 +206,10 @@ struct Task {
     conn: u64,
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
-    reader: OwnedReadHalf,
+    reader: PoolReader,
     read_buf: BytesMut,
     codec: StratumCodec,
-    writer: OwnedWriteHalf,
+    writer: PoolWriter,
     /// The connection's submit queue.
     submits: mpsc::Receiver<UpstreamSubmit>,
 }
@@ -152,11 +218,10 @@ impl Task {
     fn new(
         shared: Arc<UpstreamContext>,
         spec: ConnSpec,
-        stream: TcpStream,
+        (reader, writer): (PoolReader, PoolWriter),
         events: mpsc::Sender<Event>,
         cancel: CancellationToken,
     ) -> Task {
-        let (reader, writer) = stream.into_split();
         let (tx, submits) = mpsc::channel(SUBMIT_QUEUE);
         let link = UpstreamLink::new(spec.name.clone(), spec.conn, tx)
             .with_hashrate(spec.hashrate.clone());
@@ -218,7 +283,12 @@ impl Task {
         if !out.is_empty() {
             let limit = self.shared.config.failover.silence_timeout;
             match tokio::time::timeout(limit, self.writer.write_all(&out)).await {
-                Ok(Ok(())) => {}
+                // A TLS writer may hold the last record until flushed; for TCP it is free.
+                Ok(Ok(())) => {
+                    if let Err(err) = self.writer.flush().await {
+                        return Err(CodecError::Io(err).into());
+                    }
+                }
                 Ok(Err(err)) => return Err(CodecError::Io(err).into()),
                 Err(_) => return Err(UpstreamError::WriteStalled(limit).into()),
             }
