@@ -530,3 +530,36 @@ fn a_reload_names_each_listener_added_removed_or_changed() {
     // From the implicit listener to explicit ones: the new ports are named.
     assert_eq!(restart_needed(&with(""), &with(a)), ["listeners.a"]);
 }
+
+#[test]
+fn the_commented_two_port_example_of_the_default_file_validates() {
+    let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| *l == "# [[listeners]]")
+        .expect("the default file shows [[listeners]]");
+    let len = lines[first..]
+        .iter()
+        .position(|l| !l.starts_with("# "))
+        .expect("the example ends");
+    let example: Vec<&str> = lines[first..first + len].iter().map(|l| &l[2..]).collect();
+    // With [[listeners]] the file leaves proxy.listen out.
+    let text: String = lines[..first]
+        .iter()
+        .filter(|l| !l.starts_with("listen = "))
+        .chain(example.iter())
+        .chain(lines[first + len..].iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = Config::from_toml(&text).expect("the [[listeners]] example must validate");
+    let l = cfg.listeners();
+    assert_eq!(l.len(), 2);
+    assert_eq!((&*l[0].name, l[0].listen.port()), ("home", 3333));
+    assert_eq!((&*l[1].name, l[1].listen.port()), ("s21", 3334));
+    assert_eq!(
+        (l[0].initial_difficulty, l[1].initial_difficulty),
+        (512.0, 262144.0)
+    );
+    assert!(l[1].tls.is_some() && l[0].tls.is_none());
+}
