@@ -125,8 +125,8 @@ pub(super) fn validate(
     if proxy_listen_written {
         return Err(ConfigError::invalid(
             "proxy.listen",
-            "is not used when [[listeners]] are given: remove it, or add it as a \
-             [[listeners]] entry (name = \"default\")",
+            "is not used when [[listeners]] are given: remove it (and `run --listen`), or add \
+             it as a [[listeners]] entry (name = \"default\")",
         ));
     }
     let mut out: Vec<ListenerConfig> = Vec::with_capacity(raw.len());
