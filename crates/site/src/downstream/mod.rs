@@ -10,7 +10,7 @@
 //! | `replies` | encoding the proxy's answers and notifications |
 //! | `worker` | checking a miner's worker name and splitting it into parts ([`crate::hub::MinerWorker`]) |
 //! | `settings` | the session settings of each listener, derived from the configuration |
-//! | `tls` | Stratum over TLS for a listener (`tokio-rustls`), and [`MinerIo`](tls::MinerIo), the socket interface a connection is served through |
+//! | `tls` | Stratum over TLS for a listener (`tokio-rustls`), and `MinerIo`, the socket interface a connection is served through |
 //! | `end` | [`SessionEnd`]: why a connection closed |
 //! | `harness` (tests) | the session in memory: a real hub, a fake pool link, a clock the test moves |
 //! | `session_tests` (tests) | the session's rules in simulated time, one concern per file |
