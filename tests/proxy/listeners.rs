@@ -300,3 +300,54 @@ async fn a_tls_port_whose_files_do_not_load_fails_at_bind_naming_the_listener() 
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_burst_larger_than_one_tls_read_is_answered_in_full() {
+    // 700 submits in one write: more plaintext than one read drains from rustls (64 KiB),
+    // so the connection reads it in several slices and answers every line in order.
+    let (cert, key, der) = certificate("burst");
+    let h = Harness::start(tls_config(&cert, &key)).await;
+    h.publish(false, Target::MAX);
+    let secure = port(&h, "secure").clone();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(secure.addr)
+        .await
+        .expect("connect");
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let mut miner = Miner::over(stream);
+    let setup = miner.setup("site.burst", true).await;
+    let job = setup.job_id.expect("job");
+    let width = setup.extranonce2_size as usize * 2;
+    const BURST: u64 = 700;
+    let mut lines = String::new();
+    for n in 0..BURST {
+        lines.push_str(
+            &json!({
+                "id": 1000 + n,
+                "method": "mining.submit",
+                "params": ["site.burst", job, format!("{n:0width$x}"), "65000000", format!("{n:08x}")]
+            })
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    assert!(lines.len() > 64 * 1024, "{} bytes", lines.len());
+    assert!(miner.send_bytes(lines.as_bytes()).await);
+    for n in 0..BURST {
+        let answer = miner.recv().await;
+        assert_eq!(answer["id"], json!(1000 + n), "{answer}");
+        assert_eq!(answer["result"], json!(true), "{answer}");
+    }
+    h.shutdown.cancel();
+}
