@@ -119,10 +119,22 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 ),
                 None => String::new(),
             };
+            // One listener reads as before; several are named with their addresses.
+            let listen = if cfg.listeners.is_empty() {
+                cfg.proxy.listen.to_string()
+            } else {
+                cfg.listeners
+                    .iter()
+                    .map(|l| {
+                        let tls = if l.tls.is_some() { " tls" } else { "" };
+                        format!("{} {}{tls}", l.name, l.listen)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             println!(
-                "{}: ok (listen {}, {} pool(s): {}; {power}{economics}{ledger})",
+                "{}: ok (listen {listen}, {} pool(s): {}; {power}{economics}{ledger})",
                 file.display(),
-                cfg.proxy.listen,
                 cfg.pools.len(),
                 cfg.pools
                     .iter()

@@ -70,6 +70,20 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     say(&format!("hashgate: miners connect to {}", site.miner_addr));
+    if site.listeners.len() > 1 || site.listeners.iter().any(|l| l.tls) {
+        for l in &site.listeners {
+            let tls = if l.tls { " (TLS)" } else { "" };
+            say(&format!(
+                "hashgate: listener {} on {}{tls}: difficulty {} (range {}..={}), at most {} connections",
+                l.name,
+                l.addr,
+                l.initial_difficulty,
+                l.min_difficulty,
+                l.max_difficulty,
+                l.max_connections
+            ));
+        }
+    }
     if let Some(http_addr) = site.http_addr {
         say(&format!(
             "hashgate: metrics on http://{http_addr}/metrics, status API on http://{http_addr}/api/v1/summary"

@@ -134,3 +134,38 @@ fn economics_is_summarised_and_its_errors_name_the_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn listeners_are_named_with_their_addresses_and_a_proxy_listen_beside_them_is_refused() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cc-listeners");
+    std::fs::create_dir_all(&dir).unwrap();
+    let listeners = "[[listeners]]\nname = \"home\"\nlisten = \"0.0.0.0:3333\"\n\
+                     [[listeners]]\nname = \"s21\"\nlisten = \"0.0.0.0:3334\"\n\
+                     tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        format!("[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"pool:3333\"\n{listeners}"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(&good);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("listen home 0.0.0.0:3333, s21 0.0.0.0:3334 tls,"),
+        "{stdout}"
+    );
+    let both = dir.join("both.toml");
+    std::fs::write(
+        &both,
+        format!(
+            "[proxy]\naccount = \"a\"\nlisten = \"0.0.0.0:3333\"\n[[pools]]\nurl = \"pool:3333\"\n{listeners}"
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(&both);
+    assert_eq!(code, 64);
+    assert!(
+        stderr.contains("proxy.listen") && stderr.contains("[[listeners]]"),
+        "{stderr}"
+    );
+}

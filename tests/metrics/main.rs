@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_listeners;
 mod api_site;
 mod api_status;
 mod ledger_reconcile;

@@ -14,6 +14,7 @@ mod downstream_limits;
 mod downstream_listen;
 mod downstream_session;
 mod hashrate_accuracy;
+mod listeners;
 mod pool_reload;
 mod proxy_e2e;
 mod sim_pool_asic;

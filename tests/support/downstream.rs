@@ -10,13 +10,12 @@ use hashgate_protocol::extranonce::{ExtranoncePlan, SplitLimits, choose_split};
 use hashgate_protocol::stratum::Notify;
 use hashgate_protocol::work::Target;
 use hashgate_site::config::Config;
-use hashgate_site::downstream::{Listener, ListenerCounters};
+use hashgate_site::downstream::{Listener, ListenerCounters, ListenerStatus};
 use hashgate_site::hub::{Channel, Hub, MinerJob, MinerJobParts, UpstreamLink, UpstreamSubmit};
 use hashgate_site::stats::Registry;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +51,8 @@ pub struct Harness {
     pub plan: ExtranoncePlan,
     /// Accept-loop counters.
     pub counters: Arc<ListenerCounters>,
+    /// Every listener's bound address, settings and counters.
+    pub listeners: Vec<Arc<ListenerStatus>>,
     /// The accept loop.
     pub task: JoinHandle<std::io::Result<()>>,
     /// Kept so the hub can announce channels.
@@ -99,6 +100,7 @@ impl Harness {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let counters = listener.counters();
+        let listeners = listener.statuses();
         let task = tokio::spawn(listener.run());
         let (tx, submits) = mpsc::channel(1024);
         Harness {
@@ -110,6 +112,7 @@ impl Harness {
             link: UpstreamLink::new("pool".into(), 1, tx),
             plan: plan(),
             counters,
+            listeners,
             task,
             _channels: channels,
         }
@@ -185,25 +188,30 @@ pub struct Setup {
     pub job_id: Option<String>,
 }
 
-/// A miner speaking line-level JSON over real TCP.
+/// A miner speaking line-level JSON over real TCP (or TLS over it).
 pub struct Miner {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
     next_id: u64,
 }
 
 impl Miner {
+    /// A miner over an established stream (a TLS client stream, say).
+    pub fn over<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) -> Miner {
+        let (r, w) = tokio::io::split(stream);
+        Miner {
+            reader: BufReader::new(Box::new(r)),
+            writer: Box::new(w),
+            next_id: 1,
+        }
+    }
+
     pub async fn connect(addr: SocketAddr) -> Miner {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
             .await
             .expect("connect in time")
             .expect("connect");
-        let (r, w) = stream.into_split();
-        Miner {
-            reader: BufReader::new(r),
-            writer: w,
-            next_id: 1,
-        }
+        Miner::over(stream)
     }
 
     /// Connects from a chosen loopback source address (127.0.0.x), as a second host would.
@@ -216,12 +224,7 @@ impl Miner {
             .await
             .expect("connect in time")
             .expect("connect");
-        let (r, w) = stream.into_split();
-        Miner {
-            reader: BufReader::new(r),
-            writer: w,
-            next_id: 1,
-        }
+        Miner::over(stream)
     }
 
     /// Sends one raw line (a newline is added).

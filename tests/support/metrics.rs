@@ -296,8 +296,19 @@ pub fn populated(max_worker_series: usize) -> Populated {
     // The recorder must outlive the handle's renders: leak it, it is one per test process.
     Box::leak(Box::new(recorder));
 
+    // One miner listener, so its families have samples (counters at zero).
+    let config = hashgate_site::config::Config::from_toml(
+        "[proxy]\naccount = \"a\"\n[[pools]]\nurl = \"h:1\"\n\
+         [[listeners]]\nname = \"home\"\nlisten = \"127.0.0.1:3333\"\nmax_connections = 100\n",
+    )
+    .expect("listener config");
+    let listener = hashgate_site::downstream::ListenerStatus::new(
+        &config.listeners()[0],
+        "127.0.0.1:3333".parse().expect("addr"),
+    );
     let exporter = Exporter::new(registry.clone(), max_worker_series)
         .with_hub(hub)
+        .with_listeners(vec![Arc::new(listener)])
         .with_prometheus(handle);
     Populated {
         exporter: Arc::new(exporter),

@@ -35,6 +35,10 @@ pub struct LoadgenArgs {
         conflicts_with = "sim_pool"
     )]
     pub target: Option<String>,
+    /// More ports of the same proxy (its `[[listeners]]`), `host:port`, repeatable:
+    /// connections go to `--target` and these in turn.
+    #[arg(long, requires = "target")]
+    pub also_target: Vec<String>,
     /// Start a simulated pool in this process on 127.0.0.1:0 (difficulty 1e-10) and
     /// target it directly.
     #[arg(long)]
@@ -161,8 +165,14 @@ impl LoadgenArgs {
             None => SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         // The binary's plain run reports progress each second; `compare` stays quiet.
+        let also_targets = self
+            .also_target
+            .iter()
+            .map(|t| resolve(t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let config = LoadConfig {
             target_pid: self.target_pid,
+            also_targets,
             progress: true,
             ..self.load.to_config(target)?
         };

@@ -9,6 +9,9 @@ use std::time::Duration;
 pub struct LoadConfig {
     /// The SV1 endpoint under test: a proxy or a pool.
     pub target: SocketAddr,
+    /// More ports of the same proxy (its `[[listeners]]`): connection `i` goes to entry
+    /// `i mod (1 + n)` of `target` followed by these.
+    pub also_targets: Vec<SocketAddr>,
     /// Miner connections to open and hold.
     pub connections: NonZeroUsize,
     /// Total shares per second over all connections.
@@ -51,6 +54,7 @@ impl LoadConfig {
     pub fn new(target: SocketAddr) -> Self {
         LoadConfig {
             target,
+            also_targets: Vec::new(),
             connections: NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN),
             rate: 1000.0,
             duration: Duration::from_secs(10),
@@ -92,8 +96,10 @@ impl LoadConfig {
             return Err(LoadError::ZeroDuration);
         }
         if self.source_ips > 0 {
-            if !self.target.ip().is_loopback() || !self.target.is_ipv4() {
-                return Err(LoadError::SourceIpsNeedLoopback(self.target));
+            for target in std::iter::once(&self.target).chain(&self.also_targets) {
+                if !target.ip().is_loopback() || !target.is_ipv4() {
+                    return Err(LoadError::SourceIpsNeedLoopback(*target));
+                }
             }
             if self.source_ips > 254 {
                 return Err(LoadError::TooManySourceIps(self.source_ips));
@@ -103,6 +109,14 @@ impl LoadConfig {
             return Err(LoadError::EmptyWorkerPrefix);
         }
         Ok(())
+    }
+
+    /// Where connection `index` connects: the targets in turn.
+    pub fn target_for(&self, index: usize) -> SocketAddr {
+        match index % (1 + self.also_targets.len()) {
+            0 => self.target,
+            i => self.also_targets.get(i - 1).copied().unwrap_or(self.target),
+        }
     }
 
     /// The source address of connection `index`, when spreading.
@@ -208,6 +222,27 @@ mod tests {
         assert!(matches!(
             many.validate(),
             Err(LoadError::TooManySourceIps(255))
+        ));
+    }
+
+    #[test]
+    fn connections_take_the_targets_in_turn() {
+        let other = SocketAddr::from(([127, 0, 0, 1], 3334));
+        let c = LoadConfig {
+            also_targets: vec![other],
+            ..cfg()
+        };
+        let ports: Vec<u16> = (0..4).map(|i| c.target_for(i).port()).collect();
+        assert_eq!(ports, [3333, 3334, 3333, 3334]);
+        assert_eq!(cfg().target_for(7).port(), 3333);
+        let remote = LoadConfig {
+            source_ips: 2,
+            also_targets: vec![SocketAddr::from(([10, 0, 0, 1], 3334))],
+            ..cfg()
+        };
+        assert!(matches!(
+            remote.validate(),
+            Err(LoadError::SourceIpsNeedLoopback(_))
         ));
     }
 

@@ -28,7 +28,7 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ReloadReport, restart_needed};
-use crate::downstream::{Listener, ListenerCounters};
+use crate::downstream::{Listener, ListenerCounters, ListenerStatus};
 use crate::economics::{Economics, run_price_poller};
 use crate::exporter::Exporter;
 use crate::http::HttpState;
@@ -143,6 +143,12 @@ pub enum SiteError {
         /// What binding said.
         source: io::Error,
     },
+    /// A `[[listeners]]` entry could not be bound (the error names which one).
+    #[error("listeners: cannot listen for miners: {source}")]
+    Listeners {
+        /// What binding said, naming the listener.
+        source: io::Error,
+    },
     /// The status server could not be bound.
     #[error("http.listen: cannot start the status server on {addr}: {source}")]
     Http {
@@ -193,8 +199,12 @@ pub enum Phase {
 /// A running site.
 #[derive(Debug)]
 pub struct Site {
-    /// Where miners connect (the real port when configured with port 0).
+    /// Where miners connect: the first listener's address (the real port when
+    /// configured with port 0).
     pub miner_addr: SocketAddr,
+    /// Every listener with its bound address, settings and counters, in configuration
+    /// order.
+    pub listeners: Vec<Arc<ListenerStatus>>,
     /// Where `/metrics`, `/api/v1` and the admin routes answer; `None` without HTTP.
     pub http_addr: Option<SocketAddr>,
     /// Where the admin routes answer when `http.admin_listen` gives them a listener of
@@ -377,9 +387,15 @@ impl Site {
         // The ledger writes its last flush once the pools' verdicts are in.
         let ledger_stop = CancellationToken::new();
 
-        let listener_error = |source| SiteError::Listener {
-            addr: config.proxy.listen,
-            source,
+        let listener_error = |source| {
+            if config.listeners.is_empty() {
+                SiteError::Listener {
+                    addr: config.proxy.listen,
+                    source,
+                }
+            } else {
+                SiteError::Listeners { source }
+            }
         };
         let listener = Listener::bind(
             &config,
@@ -454,6 +470,7 @@ impl Site {
             None => (None, None),
         };
         let counters = listener.counters();
+        let listeners = listener.statuses();
         let (upstream_task, pool_reload) = crate::upstream::spawn_reloadable(
             config.clone(),
             hub.clone(),
@@ -504,7 +521,8 @@ impl Site {
         let (http_addr, http_task) = match http_listener {
             Some((bound, addr)) => {
                 let mut exporter = Exporter::new(registry.clone(), config.http.max_worker_series)
-                    .with_hub(hub.clone());
+                    .with_hub(hub.clone())
+                    .with_listeners(listeners.clone());
                 if let Some(handle) = prometheus {
                     exporter = exporter.with_prometheus(handle);
                 }
@@ -560,6 +578,7 @@ impl Site {
         Ok(Site {
             reload: Reloader(reload),
             miner_addr,
+            listeners,
             http_addr,
             admin_addr,
             registry,

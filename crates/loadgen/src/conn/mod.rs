@@ -214,7 +214,7 @@ pub(crate) async fn run(
         let connected = tokio::select! {
             biased;
             () = cancel.cancelled() => return outcome,
-            c = tokio::time::timeout_at(deadline.into(), connect(source, shared.config.target)) => c,
+            c = tokio::time::timeout_at(deadline.into(), connect(source, shared.config.target_for(index))) => c,
         };
         let stream = match connected {
             Ok(Ok(stream)) => stream,

@@ -236,3 +236,41 @@ async fn reconnect_storm_sets_every_connection_up_again() {
     assert_eq!(pool.connections_total, 200);
     assert_eq!(pool.accepted, report.shares.accepted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_spread_over_a_proxys_listeners() {
+    use std::sync::Arc;
+
+    use hashgate_lab::sim::pool::SimPool;
+    use hashgate_site::config::Config;
+    use hashgate_site::site::{Site, SiteOptions};
+
+    let pool = SimPool::start(loadgen::sim_pool_config(None))
+        .await
+        .expect("pool");
+    let d = loadgen::LOADGEN_DIFFICULTY;
+    let site = Site::start(SiteOptions::new(Arc::new(
+        Config::from_toml(&format!(
+            "[proxy]\naccount = \"loadgen\"\n[[pools]]\nurl = \"stratum+tcp://{}\"\n\
+             [[listeners]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n\
+             min_difficulty = {d:e}\nmax_difficulty = {d:e}\n\
+             [[listeners]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\n\
+             min_difficulty = {d:e}\nmax_difficulty = {d:e}\n",
+            pool.addr()
+        ))
+        .expect("config"),
+    )))
+    .await
+    .expect("site");
+    let cfg = LoadConfig {
+        target: site.listeners[0].addr,
+        also_targets: vec![site.listeners[1].addr],
+        ..config(10, 100.0, 500)
+    };
+    let report = bounded(60, loadgen::run(cfg)).await.expect("load run");
+    assert_every_share_accepted(&report, 10, &report);
+    let accepted: Vec<u64> = site.listeners.iter().map(|l| l.accepted()).collect();
+    assert_eq!(accepted, [5, 5], "{report}");
+    site.begin_shutdown();
+    pool.shutdown().await;
+}

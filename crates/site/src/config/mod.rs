@@ -6,6 +6,7 @@
 
 mod duration;
 mod error;
+mod listeners;
 mod pool_url;
 mod raw;
 mod reload;
@@ -22,6 +23,7 @@ pub use hashgate_protocol::vardiff::VardiffConfig;
 
 pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
+pub use listeners::{ListenerConfig, ListenerTls, RawListener};
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
 pub use reload::{ReloadReport, restart_needed};
@@ -31,6 +33,9 @@ pub use reload::{ReloadReport, restart_needed};
 pub struct Config {
     /// Miner-facing listener and session limits.
     pub proxy: ProxyConfig,
+    /// `[[listeners]]` as written; empty when the file has none (see
+    /// [`Config::listeners`] for the ports actually opened).
+    pub listeners: Vec<ListenerConfig>,
     /// Upstream pools in failover order (the first is preferred).
     pub pools: Vec<PoolConfig>,
     /// Per-miner difficulty targeting.

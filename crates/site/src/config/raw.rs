@@ -26,6 +26,10 @@ pub struct RawConfig {
     /// `[[pools]]`, in failover order.
     #[serde(default)]
     pub pools: Vec<RawPool>,
+    /// `[[listeners]]`: miner ports with settings of their own (none: one port from
+    /// `[proxy]` and `[vardiff]`).
+    #[serde(default)]
+    pub listeners: Vec<super::listeners::RawListener>,
     /// `[vardiff]`
     #[serde(default)]
     pub vardiff: RawVardiff,
@@ -374,8 +378,20 @@ impl RawConfig {
             None => None,
         };
 
+        let listeners = super::listeners::validate(
+            &self.listeners,
+            p.listen.is_some(),
+            &super::listeners::ListenerDefaults {
+                min_difficulty: vardiff.min_difficulty,
+                max_difficulty: vardiff.max_difficulty,
+                initial_difficulty: proxy.initial_difficulty,
+                max_connections: proxy.max_connections,
+            },
+        )?;
+
         Ok(Config {
             proxy,
+            listeners,
             pools,
             vardiff,
             failover,
@@ -407,7 +423,7 @@ fn seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f
     }
 }
 
-fn positive(field: &str, value: f64) -> Result<(), ConfigError> {
+pub(super) fn positive(field: &str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {

@@ -124,6 +124,16 @@ pub fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
     let proxy_named = out.len() > named;
     check(&mut out, "proxy", a != b && !proxy_named);
     check(&mut out, "vardiff", running.vardiff != file.vardiff);
+    // Each port is bound once with its settings in every session's `Arc`; a port that
+    // was added, removed or changed is named as `listeners.<name>`.
+    for l in &running.listeners {
+        let kept = file.listeners.iter().any(|f| f == l);
+        check(&mut out, &format!("listeners.{}", l.name), !kept);
+    }
+    for l in &file.listeners {
+        let new = !running.listeners.iter().any(|r| r.name == l.name);
+        check(&mut out, &format!("listeners.{}", l.name), new);
+    }
     let (a, b) = (&running.failover, &file.failover);
     check(
         &mut out,

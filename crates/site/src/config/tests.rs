@@ -432,3 +432,184 @@ fn tls_pool_options_are_checked_and_only_for_tls_pools() {
         "pools[0].tls_server_name"
     );
 }
+
+const POOL: &str =
+    "[proxy]\naccount = \"site\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\n";
+
+#[test]
+fn without_listeners_the_proxy_listen_is_the_one_default_listener() {
+    let cfg = Config::from_toml(&format!(
+        "{POOL}[vardiff]\nmin_difficulty = 8\nmax_difficulty = 4096\n"
+    ))
+    .unwrap();
+    assert!(cfg.listeners.is_empty());
+    let listeners = cfg.listeners();
+    assert_eq!(listeners.len(), 1);
+    let l = &listeners[0];
+    assert_eq!(&*l.name, "default");
+    assert_eq!(l.listen, cfg.proxy.listen);
+    assert_eq!((l.min_difficulty, l.max_difficulty), (8.0, 4096.0));
+    // proxy.initial_difficulty's default 1,024 is inside the range; a start outside
+    // moves into it, as it always did.
+    assert_eq!(l.initial_difficulty, 1024.0);
+    assert_eq!(l.max_connections, cfg.proxy.max_connections);
+    assert_eq!((l.pool_group.clone(), l.tls.clone()), (None, None));
+    let low = Config::from_toml(
+        "[proxy]\naccount = \"s\"\ninitial_difficulty = 1\n[[pools]]\nurl = \"h:1\"\n[vardiff]\nmin_difficulty = 8\n",
+    )
+    .unwrap();
+    assert_eq!(low.listeners()[0].initial_difficulty, 8.0);
+}
+
+#[test]
+fn listeners_take_their_own_settings_and_fall_back_to_the_site_ones() {
+    let cfg = Config::from_toml(
+        "[proxy]\naccount = \"s\"\nmax_connections = 500\ninitial_difficulty = 64\n\
+         [[pools]]\nurl = \"h:1\"\n[vardiff]\nmin_difficulty = 1\nmax_difficulty = 1000000\n\
+         [[listeners]]\nname = \"home\"\nlisten = \"0.0.0.0:3333\"\nmin_difficulty = 16\nmax_difficulty = 4096\ninitial_difficulty = 256\nmax_connections = 100\n\
+         [[listeners]]\nname = \"s21\"\nlisten = \"0.0.0.0:3334\"\nmin_difficulty = 65536\npool_group = \"fleet\"\n\
+         [[listeners]]\nname = \"tls\"\nlisten = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
+         [[listeners]]\nname = \"tls2\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let l = cfg.listeners();
+    assert_eq!(l.len(), 4);
+    assert_eq!(
+        (
+            l[0].min_difficulty,
+            l[0].max_difficulty,
+            l[0].initial_difficulty,
+            l[0].max_connections.get()
+        ),
+        (16.0, 4096.0, 256.0, 100)
+    );
+    // Unset fields come from [vardiff] and [proxy]; the site start moves into the range.
+    assert_eq!(
+        (
+            l[1].min_difficulty,
+            l[1].max_difficulty,
+            l[1].initial_difficulty,
+            l[1].max_connections.get()
+        ),
+        (65536.0, 1_000_000.0, 65536.0, 500)
+    );
+    assert_eq!(l[1].pool_group.as_deref(), Some("fleet"));
+    assert_eq!(
+        l[2].tls,
+        Some(ListenerTls {
+            cert: "c.pem".into(),
+            key: "k.pem".into()
+        })
+    );
+    // Two listeners on port 0 are two free ports, not a clash.
+    assert_eq!(l[3].listen.port(), 0);
+}
+
+#[test]
+fn bad_listeners_are_named() {
+    let one = |body: &str| {
+        format!("{POOL}[[listeners]]\nname = \"a\"\nlisten = \"127.0.0.1:3333\"\n{body}")
+    };
+    let cases = [
+        (
+            format!("{POOL}[[listeners]]\nlisten = \"127.0.0.1:1\"\n"),
+            "listeners[0].name",
+        ),
+        (
+            format!("{POOL}[[listeners]]\nname = \"a b\"\nlisten = \"127.0.0.1:1\"\n"),
+            "listeners[0].name",
+        ),
+        (
+            format!("{POOL}[[listeners]]\nname = \"a\"\n"),
+            "listeners[0].listen",
+        ),
+        (
+            one("[[listeners]]\nname = \"a\"\nlisten = \"127.0.0.1:2\"\n"),
+            "listeners[1].name",
+        ),
+        (
+            one("[[listeners]]\nname = \"b\"\nlisten = \"0.0.0.0:3333\"\n"),
+            "listeners[1].listen",
+        ),
+        (
+            one("min_difficulty = 10\nmax_difficulty = 5\n"),
+            "listeners[0].min_difficulty",
+        ),
+        (one("max_difficulty = -1\n"), "listeners[0].max_difficulty"),
+        (
+            one("min_difficulty = 10\ninitial_difficulty = 5\n"),
+            "listeners[0].initial_difficulty",
+        ),
+        (one("max_connections = 0\n"), "listeners[0].max_connections"),
+        (one("pool_group = \" \"\n"), "listeners[0].pool_group"),
+        (one("tls_cert = \"c.pem\"\n"), "listeners[0].tls_key"),
+        (one("tls_key = \"k.pem\"\n"), "listeners[0].tls_cert"),
+        (
+            String::from(
+                "[proxy]\naccount = \"s\"\nlisten = \"0.0.0.0:3333\"\n[[pools]]\nurl = \"h:1\"\n\
+                 [[listeners]]\nname = \"a\"\nlisten = \"127.0.0.1:3334\"\n",
+            ),
+            "proxy.listen",
+        ),
+    ];
+    for (text, field) in cases {
+        assert_eq!(invalid_field(&text), field, "{text}");
+    }
+    // Different addresses on one port are different sockets.
+    Config::from_toml(&one(
+        "[[listeners]]\nname = \"b\"\nlisten = \"127.0.0.2:3333\"\n",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn a_reload_names_each_listener_added_removed_or_changed() {
+    let with = |listeners: &str| Config::from_toml(&format!("{POOL}{listeners}")).unwrap();
+    let a = "[[listeners]]\nname = \"a\"\nlisten = \"127.0.0.1:3333\"\n";
+    let b = "[[listeners]]\nname = \"b\"\nlisten = \"127.0.0.1:3334\"\n";
+    let b_changed =
+        "[[listeners]]\nname = \"b\"\nlisten = \"127.0.0.1:3334\"\nmax_difficulty = 9\n";
+    let c = "[[listeners]]\nname = \"c\"\nlisten = \"127.0.0.1:3335\"\n";
+    let running = with(&format!("{a}{b}"));
+    assert!(restart_needed(&running, &with(&format!("{a}{b}"))).is_empty());
+    assert_eq!(
+        restart_needed(&running, &with(&format!("{a}{b_changed}{c}"))),
+        ["listeners.b", "listeners.c"]
+    );
+    assert_eq!(restart_needed(&running, &with(a)), ["listeners.b"]);
+    // From the implicit listener to explicit ones: the new ports are named.
+    assert_eq!(restart_needed(&with(""), &with(a)), ["listeners.a"]);
+}
+
+#[test]
+fn the_commented_two_port_example_of_the_default_file_validates() {
+    let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| *l == "# [[listeners]]")
+        .expect("the default file shows [[listeners]]");
+    let len = lines[first..]
+        .iter()
+        .position(|l| !l.starts_with("# "))
+        .expect("the example ends");
+    let example: Vec<&str> = lines[first..first + len].iter().map(|l| &l[2..]).collect();
+    // With [[listeners]] the file leaves proxy.listen out.
+    let text: String = lines[..first]
+        .iter()
+        .filter(|l| !l.starts_with("listen = "))
+        .chain(example.iter())
+        .chain(lines[first + len..].iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = Config::from_toml(&text).expect("the [[listeners]] example must validate");
+    let l = cfg.listeners();
+    assert_eq!(l.len(), 2);
+    assert_eq!((&*l[0].name, l[0].listen.port()), ("home", 3333));
+    assert_eq!((&*l[1].name, l[1].listen.port()), ("s21", 3334));
+    assert_eq!(
+        (l[0].initial_difficulty, l[1].initial_difficulty),
+        (512.0, 262144.0)
+    );
+    assert!(l[1].tls.is_some() && l[0].tls.is_none());
+}

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +34,7 @@ use super::end::SessionEnd;
 use super::outbox::Outbox;
 use super::session::{Effect, MinerSession};
 use super::settings::Settings;
+use super::tls::MinerIo;
 
 /// Bytes read per readiness event: a few submits or one notify-sized line.
 const READ_CHUNK: usize = 4096;
@@ -67,8 +67,8 @@ struct Feeds {
 }
 
 /// Serves one miner until it leaves, misbehaves or the proxy shuts down.
-pub(super) async fn serve(
-    stream: TcpStream,
+pub(super) async fn serve<S: MinerIo>(
+    stream: S,
     peer: SocketAddr,
     admitted: (Unauthorized, Duration),
     shared: Arc<SessionContext>,
@@ -112,9 +112,10 @@ pub(super) async fn serve(
 }
 
 /// One connection's state beside the session logic.
-struct Connection {
-    /// The miner's socket, read and written through readiness, so no half is split off.
-    stream: TcpStream,
+struct Connection<S> {
+    /// The miner's socket (or TLS over it), read and written through readiness, so no
+    /// half is split off.
+    stream: S,
     /// Lines waiting to be written.
     out: Outbox,
     /// Line framing with the hard length cap.
@@ -141,7 +142,7 @@ struct Connection {
     cancel: CancellationToken,
 }
 
-impl Connection {
+impl<S: MinerIo> Connection<S> {
     /// Runs until the connection ends; `Err` carries why.
     async fn run(&mut self) -> Result<(), SessionEnd> {
         let timer = sleep_until(self.setup_deadline);
@@ -149,6 +150,7 @@ impl Connection {
         loop {
             self.flush()?;
             if self.out.is_empty()
+                && !self.stream.has_pending_write()
                 && let Some((end, _)) = self.closing.take()
             {
                 return Err(end);
@@ -166,7 +168,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Err(SessionEnd::Shutdown),
-                ready = self.stream.writable(), if !self.out.is_empty() => ready?,
+                ready = self.stream.writable(), if !self.out.is_empty() || self.stream.has_pending_write() => ready?,
                 ready = self.stream.readable(), if reading => {
                     ready?;
                     self.read().await?;
@@ -332,6 +334,9 @@ impl Connection {
             };
             self.out.advance(written);
         }
+        if self.stream.has_pending_write() {
+            self.stream.try_flush_pending()?;
+        }
         Ok(())
     }
 }
@@ -363,6 +368,7 @@ async fn next_control(
 mod tests {
     use super::*;
     use crate::stats::MinerStats;
+    use tokio::net::TcpStream;
 
     /// The state a connection keeps for its whole life: the task's future (which holds
     /// the session inline) and the miner's counters on the heap. Byte buffers are not

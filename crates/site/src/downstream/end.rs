@@ -44,6 +44,10 @@ pub(crate) enum SessionEnd {
     /// The miner was told to reconnect (sizes changed and it cannot take set_extranonce).
     #[error("miner told to reconnect")]
     Reconnected,
+    /// The TLS handshake of a TLS listener failed or did not finish in time (a miner
+    /// speaking plain Stratum to a TLS port ends here).
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
     /// Reading or writing the socket failed.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
@@ -51,7 +55,7 @@ pub(crate) enum SessionEnd {
 
 impl SessionEnd {
     /// Every label, in [`SessionEnd::index`] order.
-    pub(crate) const LABELS: [&'static str; 11] = [
+    pub(crate) const LABELS: [&'static str; 12] = [
         "peer_closed",
         "shutdown",
         "setup_timeout",
@@ -63,6 +67,7 @@ impl SessionEnd {
         "full",
         "reconnected",
         "io",
+        "tls",
     ];
 
     /// Position of this reason in [`SessionEnd::LABELS`].
@@ -79,6 +84,7 @@ impl SessionEnd {
             SessionEnd::Full(_) => 8,
             SessionEnd::Reconnected => 9,
             SessionEnd::Io(_) => 10,
+            SessionEnd::Tls(_) => 11,
         }
     }
 

@@ -1,5 +1,15 @@
 //! The accept loops: one task per miner under a connection cap, stopped by shutdown.
 //!
+//! # Several listeners
+//!
+//! Each `[[listeners]]` entry (or the one implicit listener of `[proxy]`) is a port with
+//! its own session settings (difficulty range, starting difficulty, pool group), its own
+//! connection cap and, optionally, TLS. The site's cap (`proxy.max_connections`), the
+//! budget of unauthorized connections, the counters and shutdown are shared by all of
+//! them: a connection takes a place under its listener's cap first, then under the
+//! site's. Each listener keeps its own books ([`ListenerStatus`]) for the API and
+//! `/metrics`; per-share counters carry no listener label.
+//!
 //! # Several listening sockets
 //!
 //! After a proxy restart or a network blip every miner of the site connects within a
@@ -9,8 +19,8 @@
 //! 7 s). So the listener opens enough sockets on the same address with `SO_REUSEPORT`
 //! that their queues together hold [`proxy.max_connections`](crate::config::ProxyConfig)
 //! pending connections ([`sockets_for`]); the kernel spreads connections over them by
-//! address hash, and each has its own accept task. The connection cap (one semaphore),
-//! the counters and shutdown are shared by all of them.
+//! address hash, and each has its own accept task. The connection caps, the counters and
+//! shutdown are shared by all of them.
 //!
 //! `SO_REUSEPORT` would also let a second process of the same user bind the same port
 //! and silently take a share of the miners; [`Listener::bind`] therefore refuses to
@@ -32,15 +42,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{Config, ListenerConfig};
 use crate::hub::Hub;
 use crate::ratelog::{RateLimitedLog, Verdict};
 use crate::stats::Registry;
 
-use super::admission::{Admission, AdmissionLimits};
+use tokio_rustls::TlsAcceptor;
+
+use super::admission::{Admission, AdmissionLimits, Unauthorized};
 use super::connection::{SessionContext, serve};
 use super::end::SessionEnd;
 use super::settings::Settings;
+use super::tls::{self, TlsIo};
 
 /// Pending connections asked for on each listening socket. The kernel caps it at
 /// `net.core.somaxconn` (4,096 by default since Linux 5.4), so a site that raises that
@@ -142,30 +155,125 @@ impl ListenerCounters {
     }
 }
 
-/// What every accept loop shares.
+/// Why a connection on a listener was closed before it became a session, in the order
+/// of [`ListenerStatus::refused`] (`hashgate_listener_refused_total{reason}`).
+pub const REFUSAL_LABELS: [&str; 5] = [
+    "max_connections",
+    "site_max_connections",
+    "unauthorized_per_source",
+    "unauthorized_total",
+    "tls_handshake",
+];
+
+/// One listener's settings and books, for `/api/v1/listeners` and `/metrics`.
+#[derive(Debug)]
+pub struct ListenerStatus {
+    /// The listener's name (`listener` label).
+    pub name: Arc<str>,
+    /// Where it is bound (the real port when configured with port 0).
+    pub addr: SocketAddr,
+    /// Whether miners speak Stratum over TLS here.
+    pub tls: bool,
+    /// Vardiff floor of its miners.
+    pub min_difficulty: f64,
+    /// Vardiff ceiling of its miners.
+    pub max_difficulty: f64,
+    /// The difficulty its miners start at.
+    pub initial_difficulty: f64,
+    /// Its connection cap.
+    pub max_connections: usize,
+    /// The pool group its miners are routed to.
+    pub pool_group: Option<Arc<str>>,
+    /// Connections open now (handshaking, subscribed or authorized).
+    open: AtomicU64,
+    /// Connections given a session.
+    accepted: AtomicU64,
+    /// Connections closed before a session, in [`REFUSAL_LABELS`] order.
+    refused: [AtomicU64; REFUSAL_LABELS.len()],
+}
+
+impl ListenerStatus {
+    /// Empty books for `config` bound at `addr`.
+    pub fn new(config: &ListenerConfig, addr: SocketAddr) -> ListenerStatus {
+        ListenerStatus {
+            name: config.name.clone(),
+            addr,
+            tls: config.tls.is_some(),
+            min_difficulty: config.min_difficulty,
+            max_difficulty: config.max_difficulty,
+            initial_difficulty: config.initial_difficulty,
+            max_connections: config.max_connections.get(),
+            pool_group: config.pool_group.clone(),
+            open: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: Default::default(),
+        }
+    }
+
+    /// Connections open on this listener now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted on this listener so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed before a session for the reason with this label (see
+    /// [`REFUSAL_LABELS`]).
+    pub fn refused(&self, label: &str) -> u64 {
+        REFUSAL_LABELS
+            .iter()
+            .position(|l| *l == label)
+            .and_then(|i| self.refused.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Counts a refusal by its label's position.
+    fn count_refusal(&self, label: &str) {
+        if let Some(cell) = REFUSAL_LABELS
+            .iter()
+            .position(|l| *l == label)
+            .and_then(|i| self.refused.get(i))
+        {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What every accept loop of one listener shares.
 #[derive(Debug)]
 struct Acceptor {
-    /// What every session shares.
+    /// What every session of this listener shares (its settings among them).
     shared: Arc<SessionContext>,
     /// Cancelled to stop accepting and end every session.
     shutdown: CancellationToken,
-    /// Every session task, so shutdown can wait for them.
+    /// Every session task of the site, so shutdown can wait for them.
     tracker: TaskTracker,
-    /// One permit per live session: the connection cap, over all sockets.
+    /// One permit per live session: the site's connection cap, over every listener.
     permits: Arc<Semaphore>,
-    /// The smaller budget of connections that have not authorized yet.
+    /// One permit per live session of this listener: its own cap.
+    port_permits: Arc<Semaphore>,
+    /// The site's smaller budget of connections that have not authorized yet.
     admission: Arc<Admission>,
-    /// Accept-loop counters.
+    /// The site's accept-loop counters.
     counters: Arc<ListenerCounters>,
+    /// This listener's settings and counters.
+    status: Arc<ListenerStatus>,
+    /// The TLS server side, on a TLS listener.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Gates the warning for a refused connection: a flood of them is one line a window.
     refusal_log: RateLimitedLog,
+    /// Gates the warning for a failed TLS handshake (a plain miner retrying on the port).
+    tls_log: RateLimitedLog,
     /// Gates the error for descriptor exhaustion, which otherwise repeats every backoff.
     exhausted_log: RateLimitedLog,
 }
 
-/// The miner-facing listener, bound and ready to [`run`](Listener::run).
+/// One bound listener: its sockets and what their accept loops share.
 #[derive(Debug)]
-pub struct Listener {
+struct Port {
     /// The bound sockets, all on the same address; never empty.
     listeners: Vec<TcpListener>,
     /// The address they are bound to (the real port when configured with port 0).
@@ -174,9 +282,20 @@ pub struct Listener {
     acceptor: Arc<Acceptor>,
 }
 
+/// The miner-facing listeners, bound and ready to [`run`](Listener::run).
+#[derive(Debug)]
+pub struct Listener {
+    /// Every listener of the configuration, in its order; never empty.
+    ports: Vec<Port>,
+    /// Every session of every listener.
+    tracker: TaskTracker,
+    /// The site's counters.
+    counters: Arc<ListenerCounters>,
+}
+
 impl Listener {
-    /// Binds `config.proxy.listen` with as many sockets as [`sockets_for`] the connection
-    /// cap and the kernel's queue limit.
+    /// Binds every listener of the configuration ([`Config::listeners`]), each with as
+    /// many sockets as [`sockets_for`] its connection cap and the kernel's queue limit.
     ///
     /// # Errors
     /// As [`Listener::bind_sockets`].
@@ -186,36 +305,51 @@ impl Listener {
         registry: Arc<Registry>,
         shutdown: CancellationToken,
     ) -> io::Result<Listener> {
-        let max = config.proxy.max_connections.get();
         let queue = somaxconn().clamp(1, LISTEN_BACKLOG);
-        let sockets = sockets_for(max, queue);
-        let held = sockets.saturating_mul(queue as usize);
-        if held < max {
-            tracing::warn!(
-                somaxconn = queue,
-                sockets,
-                max_connections = max,
-                "the accept queues hold {held} pending miners, fewer than max_connections: \
-                 in a reconnect storm the rest wait for SYN retries; raise net.core.somaxconn"
+        let wanted: Vec<usize> = config
+            .listeners()
+            .iter()
+            .map(|l| {
+                let max = l.max_connections.get().min(config.proxy.max_connections.get());
+                let sockets = sockets_for(max, queue);
+                let held = sockets.saturating_mul(queue as usize);
+                if held < max {
+                    tracing::warn!(
+                        listener = %l.name,
+                        somaxconn = queue,
+                        sockets,
+                        max_connections = max,
+                        "the accept queues hold {held} pending miners, fewer than max_connections: \
+                         in a reconnect storm the rest wait for SYN retries; raise net.core.somaxconn"
+                    );
+                }
+                sockets
+            })
+            .collect();
+        let listener = Listener::bind_each(config, hub, registry, shutdown, |i| {
+            wanted.get(i).copied().unwrap_or(1)
+        })?;
+        for port in &listener.ports {
+            tracing::info!(
+                listener = %port.acceptor.status.name,
+                addr = %port.addr,
+                tls = port.acceptor.tls.is_some(),
+                sockets = port.listeners.len(),
+                queue_each = queue,
+                "miner listener bound"
             );
         }
-        let listener = Listener::bind_sockets(config, hub, registry, shutdown, sockets)?;
-        tracing::info!(
-            addr = %listener.addr,
-            sockets,
-            queue_each = queue,
-            "miner listener bound"
-        );
         Ok(listener)
     }
 
-    /// Binds `config.proxy.listen` with `sockets` listening sockets (at least one), each
-    /// with a backlog of [`LISTEN_BACKLOG`].
+    /// Binds every listener of the configuration with `sockets` listening sockets each
+    /// (at least one), each with a backlog of [`LISTEN_BACKLOG`].
     ///
     /// # Errors
-    /// The bind error (address in use, permission); `AddrInUse` when another process
-    /// already accepts connections on the address; `InvalidInput` for a vardiff
-    /// configuration the sessions could not use.
+    /// The bind error (address in use, permission), naming the listener when the file
+    /// has `[[listeners]]`; `AddrInUse` when another process already accepts connections
+    /// on an address; `InvalidInput` for a vardiff configuration the sessions could not
+    /// use or TLS files that do not make a certificate and key.
     pub fn bind_sockets(
         config: &Config,
         hub: Arc<Hub>,
@@ -223,78 +357,140 @@ impl Listener {
         shutdown: CancellationToken,
         sockets: usize,
     ) -> io::Result<Listener> {
-        let settings = Settings::from_config(config);
-        settings
-            .vardiff
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        refuse_if_taken(config.proxy.listen)?;
-        let first = listen(config.proxy.listen)?;
-        // Port 0 picks a port for the first socket; the others must join that one.
-        let addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..sockets.max(1) {
-            listeners.push(listen(addr)?);
+        Listener::bind_each(config, hub, registry, shutdown, |_| sockets)
+    }
+
+    fn bind_each(
+        config: &Config,
+        hub: Arc<Hub>,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+        sockets: impl Fn(usize) -> usize,
+    ) -> io::Result<Listener> {
+        let tracker = TaskTracker::new();
+        let counters = Arc::new(ListenerCounters::default());
+        let permits = Arc::new(Semaphore::new(config.proxy.max_connections.get()));
+        let admission = Admission::new(AdmissionLimits {
+            per_source: config.proxy.max_unauthorized_per_source.get(),
+            total: config.proxy.max_unauthorized.get(),
+            setup_timeout: config.proxy.setup_timeout,
+            setup_timeout_under_pressure: config.proxy.setup_timeout_under_pressure,
+        });
+        let named = !config.listeners.is_empty();
+        let mut ports = Vec::new();
+        for (i, l) in config.listeners().iter().enumerate() {
+            // A file with `[[listeners]]` is told which entry failed; one without keeps
+            // the error as it always read (the site names `proxy.listen`).
+            let name_error = |e: io::Error| {
+                if named {
+                    io::Error::new(
+                        e.kind(),
+                        format!("listeners[{i}] ({:?}, {}): {e}", l.name, l.listen),
+                    )
+                } else {
+                    e
+                }
+            };
+            let settings = Settings::for_listener(config, l);
+            settings
+                .vardiff
+                .validate()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+                .map_err(name_error)?;
+            let tls = match &l.tls {
+                Some(files) => Some(tls::server_config(files).map_err(|e| {
+                    name_error(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("tls: {e}"),
+                    ))
+                })?),
+                None => None,
+            };
+            refuse_if_taken(l.listen).map_err(name_error)?;
+            let first = listen(l.listen).map_err(name_error)?;
+            // Port 0 picks a port for the first socket; the others must join that one.
+            let addr = first.local_addr()?;
+            let mut listeners = vec![first];
+            for _ in 1..sockets(i).max(1) {
+                listeners.push(listen(addr).map_err(name_error)?);
+            }
+            ports.push(Port {
+                listeners,
+                addr,
+                acceptor: Arc::new(Acceptor {
+                    shared: Arc::new(SessionContext {
+                        settings: Arc::new(settings),
+                        hub: hub.clone(),
+                        registry: registry.clone(),
+                    }),
+                    shutdown: shutdown.clone(),
+                    tracker: tracker.clone(),
+                    permits: permits.clone(),
+                    port_permits: Arc::new(Semaphore::new(l.max_connections.get())),
+                    admission: admission.clone(),
+                    counters: counters.clone(),
+                    status: Arc::new(ListenerStatus::new(l, addr)),
+                    tls,
+                    refusal_log: RateLimitedLog::default(),
+                    tls_log: RateLimitedLog::default(),
+                    exhausted_log: RateLimitedLog::default(),
+                }),
+            });
         }
         Ok(Listener {
-            listeners,
-            addr,
-            acceptor: Arc::new(Acceptor {
-                shared: Arc::new(SessionContext {
-                    settings: Arc::new(settings),
-                    hub,
-                    registry,
-                }),
-                shutdown,
-                tracker: TaskTracker::new(),
-                permits: Arc::new(Semaphore::new(config.proxy.max_connections.get())),
-                admission: Admission::new(AdmissionLimits {
-                    per_source: config.proxy.max_unauthorized_per_source.get(),
-                    total: config.proxy.max_unauthorized.get(),
-                    setup_timeout: config.proxy.setup_timeout,
-                    setup_timeout_under_pressure: config.proxy.setup_timeout_under_pressure,
-                }),
-                counters: Arc::new(ListenerCounters::default()),
-                refusal_log: RateLimitedLog::default(),
-                exhausted_log: RateLimitedLog::default(),
-            }),
+            ports,
+            tracker,
+            counters,
         })
     }
 
-    /// The bound address (the real port when bound to port 0).
+    /// The first listener's bound address (the real port when bound to port 0).
     ///
     /// # Errors
-    /// None today; kept fallible as [`TcpListener::local_addr`] is.
+    /// `NotFound` if there were no listener, which [`Config::listeners`] rules out.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.addr)
+        self.ports
+            .first()
+            .map(|p| p.addr)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no miner listener"))
     }
 
-    /// Listening sockets bound on the address.
+    /// Listening sockets bound on the first listener's address.
     pub fn sockets(&self) -> usize {
-        self.listeners.len()
+        self.ports.first().map_or(0, |p| p.listeners.len())
     }
 
-    /// The accept-loop counters.
+    /// The site's accept-loop counters, over every listener.
     pub fn counters(&self) -> Arc<ListenerCounters> {
-        self.acceptor.counters.clone()
+        self.counters.clone()
     }
 
-    /// Accepts miners on every socket until shutdown, then waits (up to a grace period)
-    /// for every session.
+    /// Every listener's settings, bound address and counters, in configuration order.
+    pub fn statuses(&self) -> Vec<Arc<ListenerStatus>> {
+        self.ports
+            .iter()
+            .map(|p| p.acceptor.status.clone())
+            .collect()
+    }
+
+    /// Accepts miners on every socket of every listener until shutdown, then waits (up
+    /// to a grace period) for every session.
     ///
     /// # Errors
     /// None today: accept errors are counted and logged, and the loops go on.
     pub async fn run(self) -> io::Result<()> {
         let mut loops = JoinSet::new();
-        for listener in self.listeners {
-            loops.spawn(self.acceptor.clone().accept_loop(listener));
+        for port in self.ports {
+            for listener in port.listeners {
+                loops.spawn(port.acceptor.clone().accept_loop(listener));
+            }
         }
         while let Some(done) = loops.join_next().await {
             if let Err(error) = done {
                 tracing::error!(%error, "an accept loop failed");
             }
         }
-        let tracker = &self.acceptor.tracker;
+        let tracker = &self.tracker;
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await
@@ -365,56 +561,128 @@ impl Acceptor {
         }
     }
 
-    fn start_session(&self, stream: TcpStream, peer: SocketAddr) {
+    fn start_session(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        // The listener's own cap first: a full port refuses although the site has room.
+        let Ok(port_permit) = self.port_permits.clone().try_acquire_owned() else {
+            self.refuse(peer, "max_connections", "listener_max_connections");
+            return;
+        };
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            // Refused cleanly: dropping the stream closes it; nothing else is touched.
-            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("hashgate_downstream_refused_total", "reason" => "max_connections")
-                .increment(1);
-            if let Verdict::Log { suppressed } = self.refusal_log.check_now() {
-                tracing::warn!(%peer, suppressed, "connection cap reached; miner refused");
-            }
+            self.refuse(peer, "site_max_connections", "max_connections");
             return;
         };
         let admitted = match self.admission.admit(peer.ip()) {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("hashgate_downstream_refused_total", "reason" => refusal.label())
-                    .increment(1);
-                if let Verdict::Log { suppressed } = self.refusal_log.check_now() {
-                    tracing::warn!(%peer, reason = refusal.label(), suppressed, "budget of unauthorized connections reached; connection refused");
-                }
+                self.refuse(peer, refusal.label(), refusal.label());
                 return;
             }
         };
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        self.status.accepted.fetch_add(1, Ordering::Relaxed);
         // Open connections are `hashgate_miners_connected`, from the registry.
         self.counters.open.fetch_add(1, Ordering::Relaxed);
+        self.status.open.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("hashgate_downstream_accepted_total").increment(1);
         // Stratum lines are small and latency matters more than packet count.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         tracing::debug!(%peer, "miner connected");
-        let span = tracing::info_span!("miner", %peer, worker = tracing::field::Empty);
-        // The root token itself, not a child per session: nothing cancels one session
-        // alone, and a child node is ~140 bytes per miner.
-        let serving = serve(
-            stream,
-            peer,
-            admitted,
-            self.shared.clone(),
-            self.shutdown.clone(),
+        let span = tracing::info_span!(
+            "miner",
+            %peer,
+            listener = %self.status.name,
+            worker = tracing::field::Empty
         );
+        let permits = [permit, port_permit];
+        match &self.tls {
+            None => {
+                // The root token itself, not a child per session: nothing cancels one
+                // session alone, and a child node is ~140 bytes per miner.
+                let serving = serve(
+                    stream,
+                    peer,
+                    admitted,
+                    self.shared.clone(),
+                    self.shutdown.clone(),
+                );
+                self.spawn(serving, permits, span);
+            }
+            Some(tls) => {
+                let acceptor = TlsAcceptor::from(tls.clone());
+                let serving = self.clone().serve_tls(acceptor, stream, peer, admitted);
+                self.spawn(serving, permits, span);
+            }
+        }
+    }
+
+    fn spawn<F>(&self, serving: F, permits: [OwnedSemaphorePermit; 2], span: tracing::Span)
+    where
+        F: Future<Output = SessionEnd> + Send + 'static,
+    {
         self.tracker.spawn(
             SessionTask {
                 serving,
                 counters: self.counters.clone(),
-                permit: Some(permit),
+                status: self.status.clone(),
+                permits: Some(permits),
             }
             .instrument(span),
         );
+    }
+
+    /// The TLS handshake within the setup deadline, then the session over TLS.
+    async fn serve_tls(
+        self: Arc<Self>,
+        tls: TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+        admitted: (Unauthorized, Duration),
+    ) -> SessionEnd {
+        let (unauthorized, setup_timeout) = admitted;
+        let start = tokio::time::Instant::now();
+        let handshake = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => return SessionEnd::Shutdown,
+            done = tokio::time::timeout(setup_timeout, tls.accept(stream)) => done,
+        };
+        let reason = match handshake {
+            Ok(Ok(stream)) => {
+                // The handshake spent part of the setup deadline.
+                let left = setup_timeout.saturating_sub(start.elapsed());
+                return serve(
+                    TlsIo::new(stream),
+                    peer,
+                    (unauthorized, left),
+                    self.shared.clone(),
+                    self.shutdown.clone(),
+                )
+                .await;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "not finished within the setup timeout".to_owned(),
+        };
+        self.status.count_refusal("tls_handshake");
+        metrics::counter!("hashgate_downstream_refused_total", "reason" => "tls_handshake")
+            .increment(1);
+        if let Verdict::Log { suppressed } = self.tls_log.check_now() {
+            tracing::warn!(%peer, suppressed, %reason, "TLS handshake failed (a miner speaking plain Stratum to a TLS port?); connection closed");
+        }
+        SessionEnd::Tls(reason)
+    }
+
+    /// Closes a connection that gets no session, counted on the listener by
+    /// `port_reason` and for the site by `site_reason`.
+    fn refuse(&self, peer: SocketAddr, port_reason: &'static str, site_reason: &'static str) {
+        // Dropping the stream closes it; nothing else is touched.
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        self.status.count_refusal(port_reason);
+        metrics::counter!("hashgate_downstream_refused_total", "reason" => site_reason)
+            .increment(1);
+        if let Verdict::Log { suppressed } = self.refusal_log.check_now() {
+            tracing::warn!(%peer, listener = %self.status.name, reason = port_reason, suppressed, "miner connection refused");
+        }
     }
 
     async fn accept_failed(&self, error: &io::Error) {
@@ -447,8 +715,10 @@ pin_project_lite::pin_project! {
         #[pin]
         serving: F,
         counters: Arc<ListenerCounters>,
-        // Released when the session ends, freeing a place under the connection cap.
-        permit: Option<OwnedSemaphorePermit>,
+        status: Arc<ListenerStatus>,
+        // Released when the session ends, freeing its place under the site's cap and
+        // under its listener's.
+        permits: Option<[OwnedSemaphorePermit; 2]>,
     }
 }
 
@@ -459,7 +729,8 @@ impl<F: Future<Output = SessionEnd>> Future for SessionTask<F> {
         let this = self.project();
         let end = ready!(this.serving.poll(cx));
         this.counters.session_ended(&end);
-        drop(this.permit.take());
+        this.status.open.fetch_sub(1, Ordering::Relaxed);
+        drop(this.permits.take());
         Poll::Ready(())
     }
 }
@@ -481,15 +752,18 @@ mod tests {
     async fn descriptor_exhaustion_pauses_accepts_and_other_errors_do_not() {
         let l = listener(CancellationToken::new());
         let start = tokio::time::Instant::now();
-        l.acceptor
+        l.ports[0]
+            .acceptor
             .accept_failed(&io::Error::from_raw_os_error(EMFILE))
             .await;
         assert_eq!(start.elapsed(), EMFILE_BACKOFF);
-        l.acceptor
+        l.ports[0]
+            .acceptor
             .accept_failed(&io::Error::from_raw_os_error(ENFILE))
             .await;
         assert_eq!(start.elapsed(), EMFILE_BACKOFF * 2);
-        l.acceptor
+        l.ports[0]
+            .acceptor
             .accept_failed(&io::Error::from(io::ErrorKind::ConnectionAborted))
             .await;
         assert_eq!(start.elapsed(), EMFILE_BACKOFF * 2);
@@ -502,7 +776,8 @@ mod tests {
         let l = listener(shutdown.clone());
         shutdown.cancel();
         let start = tokio::time::Instant::now();
-        l.acceptor
+        l.ports[0]
+            .acceptor
             .accept_failed(&io::Error::from_raw_os_error(EMFILE))
             .await;
         assert_eq!(start.elapsed(), Duration::ZERO);

@@ -385,6 +385,13 @@ impl MinerSession {
             return Ok(());
         };
         tracing::Span::current().record("worker", authorize.user.as_str());
+        // The listener's pool group (`listeners[].pool_group`) is known here: routing the
+        // miner to that group's pools belongs at this point once pool groups exist.
+        tracing::debug!(
+            listener = %self.settings.listener,
+            pool_group = self.settings.listener_group.as_deref().unwrap_or("-"),
+            "miner authorized"
+        );
         self.record_identity(&sub);
         self.registration = Some(self.registry.add_miner(self.stats.clone()));
         let current = sub.channel.current();

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use std::sync::Arc;
+
+use crate::config::{Config, ListenerConfig};
 use hashgate_protocol::vardiff::VardiffConfig;
 
 /// The session limits and policies, shared by every session through an `Arc`.
@@ -21,14 +23,34 @@ pub(crate) struct Settings {
     /// Difficulty a miner starts at, already inside the vardiff bounds.
     pub initial_difficulty: f64,
     /// Per-miner vardiff tuning: the configured interval and bounds, defaults for the rest.
-    pub vardiff: std::sync::Arc<VardiffConfig>,
+    pub vardiff: Arc<VardiffConfig>,
+    /// The listener the miner connected to, for logs and the API.
+    pub listener: Arc<str>,
+    /// The pool group the listener routes its miners to (`None`: the site's pools); read
+    /// where a miner is authorized.
+    pub listener_group: Option<Arc<str>>,
 }
 
 impl Settings {
-    /// Derives the session settings from a validated configuration.
+    /// The session settings of the configuration's first listener (the implicit
+    /// `default` one when the file has no `[[listeners]]`).
+    #[cfg(test)]
     pub(crate) fn from_config(config: &Config) -> Settings {
+        match config.listeners.first() {
+            Some(listener) => Settings::for_listener(config, listener),
+            None => Settings::for_listener(config, &config.implicit_listener()),
+        }
+    }
+
+    /// The session settings of miners on `listener`: the site's limits with the port's
+    /// difficulty range, starting difficulty and pool group.
+    pub(crate) fn for_listener(config: &Config, listener: &ListenerConfig) -> Settings {
         let p = &config.proxy;
-        let vardiff = std::sync::Arc::new(config.vardiff.clone());
+        let vardiff = Arc::new(VardiffConfig {
+            min_difficulty: listener.min_difficulty,
+            max_difficulty: listener.max_difficulty,
+            ..config.vardiff.clone()
+        });
         Settings {
             setup_timeout: p.setup_timeout,
             idle_timeout: p.idle_timeout,
@@ -36,10 +58,12 @@ impl Settings {
             outbound_queue: p.outbound_queue.get(),
             // Saturate: a window beyond u32 seconds (136 years) means "no limit".
             ntime_window_secs: u32::try_from(p.ntime_window.as_secs()).unwrap_or(u32::MAX),
-            initial_difficulty: p
+            initial_difficulty: listener
                 .initial_difficulty
                 .clamp(vardiff.min_difficulty, vardiff.max_difficulty),
             vardiff,
+            listener: listener.name.clone(),
+            listener_group: listener.pool_group.clone(),
         }
     }
 }

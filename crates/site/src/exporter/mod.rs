@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::downstream::ListenerStatus;
 use crate::hub::Hub;
 use crate::stats::Registry;
 
@@ -300,6 +301,9 @@ pub struct Exporter {
     registry: Arc<Registry>,
     /// For extranonce space used per channel; absent in tests without a proxy.
     hub: Option<Arc<Hub>>,
+    /// The miner listeners, for their connections and refusals; empty in tests without a
+    /// proxy.
+    listeners: Vec<Arc<ListenerStatus>>,
     /// The installed recorder's handle; absent when nothing records through `metrics`.
     prometheus: Option<PrometheusHandle>,
     /// Which worker names own a series; shared by every scrape.
@@ -314,6 +318,7 @@ impl Exporter {
         Exporter {
             registry,
             hub: None,
+            listeners: Vec::new(),
             prometheus: None,
             slots: Mutex::new(SeriesSlots::new(max_worker_series)),
         }
@@ -323,6 +328,17 @@ impl Exporter {
     pub fn with_hub(mut self, hub: Arc<Hub>) -> Exporter {
         self.hub = Some(hub);
         self
+    }
+
+    /// Adds the miner listeners, for their series and `/api/v1/listeners`.
+    pub fn with_listeners(mut self, listeners: Vec<Arc<ListenerStatus>>) -> Exporter {
+        self.listeners = listeners;
+        self
+    }
+
+    /// The miner listeners, in configuration order.
+    pub fn listeners(&self) -> &[Arc<ListenerStatus>] {
+        &self.listeners
     }
 
     /// Adds the recorder whose output leads each scrape.
@@ -381,6 +397,7 @@ impl Exporter {
                 slots: &slots,
                 upstreams: &self.registry.upstreams(),
                 channels: &channels,
+                listeners: &self.listeners,
             },
         )
     }

@@ -18,6 +18,8 @@ pub(super) struct Inputs<'a> {
     pub upstreams: &'a [UpstreamSnapshot],
     /// (channel index, (prefixes in use, capacity)).
     pub channels: &'a [(usize, (u32, u32))],
+    /// The miner listeners.
+    pub listeners: &'a [std::sync::Arc<crate::downstream::ListenerStatus>],
 }
 
 const STATES: [UpstreamState; 5] = [
@@ -46,6 +48,7 @@ pub(super) fn render(head: String, inputs: &Inputs<'_>) -> String {
     worker_counters(&mut w, inputs.rows);
     upstreams(&mut w, inputs.upstreams);
     channels(&mut w, inputs.channels);
+    listeners(&mut w, inputs.listeners);
     super::process::render(&mut w);
     w.finish()
 }
@@ -422,5 +425,54 @@ fn channels(w: &mut TextWriter, channels: &[(usize, (u32, u32))]) {
             &[("channel", &index.to_string())],
             f64::from(*capacity),
         );
+    }
+}
+
+fn listeners(w: &mut TextWriter, listeners: &[std::sync::Arc<crate::downstream::ListenerStatus>]) {
+    const CONNECTIONS: &str = "hashgate_listener_connections";
+    const ACCEPTED: &str = "hashgate_listener_accepted_total";
+    const REFUSED: &str = "hashgate_listener_refused_total";
+    const MAX: &str = "hashgate_listener_max_connections";
+    w.family(
+        CONNECTIONS,
+        Kind::Gauge,
+        "Miner connections open now on a listener (TLS handshaking, subscribed or authorized).",
+    );
+    for l in listeners {
+        w.sample(CONNECTIONS, &[("listener", &l.name)], count(l.open()));
+    }
+    w.family(
+        MAX,
+        Kind::Gauge,
+        "A listener's connection cap (listeners[].max_connections; proxy.max_connections still caps the site).",
+    );
+    for l in listeners {
+        w.sample(
+            MAX,
+            &[("listener", &l.name)],
+            count(l.max_connections as u64),
+        );
+    }
+    w.family(
+        ACCEPTED,
+        Kind::Counter,
+        "Connections a listener gave a session.",
+    );
+    for l in listeners {
+        w.sample(ACCEPTED, &[("listener", &l.name)], count(l.accepted()));
+    }
+    w.family(
+        REFUSED,
+        Kind::Counter,
+        "Connections a listener closed without a session, by reason (its own cap, the site's cap, the unauthorized budget, a failed TLS handshake).",
+    );
+    for l in listeners {
+        for reason in crate::downstream::REFUSAL_LABELS {
+            w.sample(
+                REFUSED,
+                &[("listener", &l.name), ("reason", reason)],
+                count(l.refused(reason)),
+            );
+        }
     }
 }

@@ -15,8 +15,8 @@ use crate::stats::{MinerSnapshot, MinerTotals};
 use super::HttpState;
 use super::error::ApiError;
 use super::json::{
-    ChannelJson, DepartedJson, MinerCountsJson, MinerJson, MinerState, PoolJson, PoolStateJson,
-    PoolsJson, SharesJson, SummaryJson, WorkerJson, sum_rates,
+    ChannelJson, DepartedJson, ListenerJson, ListenersJson, MinerCountsJson, MinerJson, MinerState,
+    PoolJson, PoolStateJson, PoolsJson, SharesJson, SummaryJson, WorkerJson, sum_rates,
 };
 use super::query::MinerQueryRaw;
 
@@ -197,6 +197,16 @@ pub(super) async fn pools(State(state): State<HttpState>) -> Json<PoolsJson> {
         })
         .unwrap_or_default();
     Json(PoolsJson { pools, channels })
+}
+
+pub(super) async fn listeners(State(state): State<HttpState>) -> Json<ListenersJson> {
+    let listeners = state
+        .exporter()
+        .listeners()
+        .iter()
+        .map(|l| ListenerJson::of(l))
+        .collect();
+    Json(ListenersJson { listeners })
 }
 
 /// Any path no route serves: 404 with `{"error": …}`, naming a missing `[power]` section

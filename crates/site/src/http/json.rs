@@ -518,3 +518,59 @@ mod tests {
         assert_eq!(sum["1h"], None);
     }
 }
+
+/// `GET /api/v1/listeners`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenersJson {
+    /// Every miner listener, in configuration order.
+    pub listeners: Vec<ListenerJson>,
+}
+
+/// One miner listener: its settings and connection counts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenerJson {
+    /// Its name (`listener` metric label).
+    pub name: String,
+    /// The bound address.
+    pub listen: String,
+    /// Whether miners speak Stratum over TLS here.
+    pub tls: bool,
+    /// Vardiff floor.
+    pub min_difficulty: f64,
+    /// Vardiff ceiling.
+    pub max_difficulty: f64,
+    /// Difficulty a new miner starts at.
+    pub initial_difficulty: f64,
+    /// The listener's connection cap.
+    pub max_connections: usize,
+    /// The pool group its miners are routed to, if any.
+    pub pool_group: Option<String>,
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections given a session so far.
+    pub accepted: u64,
+    /// Connections closed without a session, by reason (zero counts included).
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl ListenerJson {
+    /// The JSON of one listener's status.
+    pub fn of(l: &crate::downstream::ListenerStatus) -> ListenerJson {
+        ListenerJson {
+            name: l.name.to_string(),
+            listen: l.addr.to_string(),
+            tls: l.tls,
+            min_difficulty: l.min_difficulty,
+            max_difficulty: l.max_difficulty,
+            initial_difficulty: l.initial_difficulty,
+            max_connections: l.max_connections,
+            pool_group: l.pool_group.as_deref().map(str::to_owned),
+            connections: l.open(),
+            accepted: l.accepted(),
+            refused: crate::downstream::REFUSAL_LABELS
+                .iter()
+                .map(|r| (*r, l.refused(r)))
+                .collect(),
+        }
+    }
+}

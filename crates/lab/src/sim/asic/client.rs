@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::session::{Connection, Outcome};
-use super::{AsicState, SimAsicConfig, lock};
+use super::{AsicState, SimAsicConfig, SimAsicTls, lock};
 
 /// Runs the miner until cancelled: connect, serve, reconnect with back-off.
 pub(super) async fn run(config: SimAsicConfig, shared: Arc<AsicState>, cancel: CancellationToken) {
@@ -24,6 +25,23 @@ pub(super) async fn run(config: SimAsicConfig, shared: Arc<AsicState>, cancel: C
         match connect {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                let stream: Box<dyn Stream> = match &config.tls {
+                    None => Box::new(stream),
+                    Some(tls) => match tls_connect(tls, stream, config.connect_timeout).await {
+                        Ok(stream) => Box::new(stream),
+                        Err(error) => {
+                            tracing::debug!(worker = %config.worker, %server, %error, "sim asic TLS handshake failed");
+                            lock(&shared.stats).connect_failures += 1;
+                            tokio::select! {
+                                biased;
+                                () = cancel.cancelled() => return,
+                                () = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(config.reconnect_backoff_max);
+                            continue;
+                        }
+                    },
+                };
                 {
                     let mut s = lock(&shared.stats);
                     s.connects += 1;
@@ -77,6 +95,25 @@ pub(super) async fn run(config: SimAsicConfig, shared: Arc<AsicState>, cancel: C
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(config.reconnect_backoff_max);
+    }
+}
+
+/// A byte stream to the proxy: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin> Stream for S {}
+
+/// The TLS handshake as a miner, within `limit`.
+async fn tls_connect(
+    tls: &SimAsicTls,
+    stream: TcpStream,
+    limit: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+    match tokio::time::timeout(limit, connector.connect(tls.server_name.clone(), stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("not done within {limit:?}")),
     }
 }
 

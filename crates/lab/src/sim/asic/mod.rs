@@ -59,8 +59,19 @@ pub struct SimAsicConfig {
     pub reconnect_backoff: Duration,
     /// Longest reconnect delay.
     pub reconnect_backoff_max: Duration,
-    /// How long a connect may take.
+    /// How long a connect (and a TLS handshake) may take.
     pub connect_timeout: Duration,
+    /// Speak Stratum over TLS (to a TLS listener of the proxy); `None`: plain TCP.
+    pub tls: Option<SimAsicTls>,
+}
+
+/// The client side of TLS for a simulated ASIC.
+#[derive(Debug, Clone)]
+pub struct SimAsicTls {
+    /// Trust roots and protocol settings.
+    pub client: Arc<rustls::ClientConfig>,
+    /// The name the proxy's certificate must carry.
+    pub server_name: rustls::pki_types::ServerName<'static>,
 }
 
 impl SimAsicConfig {
@@ -81,6 +92,7 @@ impl SimAsicConfig {
             reconnect_backoff: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }

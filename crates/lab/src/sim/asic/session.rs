@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -125,8 +124,11 @@ impl<'a> Connection<'a> {
         }
     }
 
-    pub(super) async fn serve(mut self, stream: TcpStream, cancel: &CancellationToken) -> Outcome {
-        let (mut rd, mut wr) = stream.into_split();
+    pub(super) async fn serve<S>(mut self, stream: S, cancel: &CancellationToken) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let mut codec = StratumCodec::default();
         let mut inbuf = BytesMut::with_capacity(4096);
         let mut out = BytesMut::new();

@@ -322,3 +322,49 @@ fn a_share_under_a_retarget_alias_counts_once_for_its_job() {
     assert_eq!(code(&again), Some(22), "{again}");
     assert_eq!(h.snapshot().totals.accepted, 1);
 }
+
+/// A harness configuration whose one listener narrows the site's wide range to
+/// `[START / 2, START * 2]`.
+fn narrow_listener() -> crate::config::Config {
+    let text = format!(
+        "[proxy]\naccount = \"site\"\n[[pools]]\nurl = \"stratum+tcp://127.0.0.1:1\"\n\
+         [vardiff]\nmin_difficulty = {:e}\nmax_difficulty = {:e}\n\
+         [[listeners]]\nname = \"home\"\nlisten = \"127.0.0.1:0\"\n\
+         min_difficulty = {:e}\nmax_difficulty = {:e}\ninitial_difficulty = {START:e}\n",
+        2f64.powi(-40),
+        2f64.powi(40),
+        START / 2.0,
+        START * 2.0,
+    );
+    crate::config::Config::from_toml(&text).expect("valid")
+}
+
+#[test]
+fn vardiff_raises_only_to_the_listeners_ceiling() {
+    let mut h = Harness::new(&narrow_listener());
+    let job = h.publish(true, Target::ZERO).id.to_string();
+    h.setup("rig1");
+    assert_eq!(h.miner.difficulty, Some(START), "the listener's start");
+    // A flood asks for 4× (as above, where the site's range allows it); the port stops it
+    // at its ceiling.
+    flood(&mut h, &job);
+    h.publish(false, Target::ZERO);
+    assert_eq!(
+        h.drain_methods(),
+        ["mining.set_difficulty", "mining.notify"]
+    );
+    assert_eq!(h.miner.difficulty, Some(START * 2.0));
+}
+
+#[test]
+fn a_silent_miner_is_probed_down_only_to_the_listeners_floor() {
+    let mut h = Harness::new(&narrow_listener());
+    h.publish(true, Target::ZERO);
+    h.setup("rig1");
+    for _ in 0..8 {
+        let tick = h.next_tick().expect("a tick is due");
+        h.advance_to(tick);
+        h.drain();
+    }
+    assert_eq!(h.miner.difficulty, Some(START / 2.0));
+}
