@@ -9,6 +9,7 @@ mod error;
 mod pool_url;
 mod raw;
 mod reload;
+mod sv2_key;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -25,6 +26,7 @@ pub use error::ConfigError;
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
 pub use reload::{ReloadReport, restart_needed};
+pub(crate) use sv2_key::AuthorityKey;
 
 /// A validated hashgate configuration.
 #[derive(Debug, Clone)]

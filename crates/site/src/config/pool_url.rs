@@ -1,7 +1,9 @@
-//! `stratum+tcp://host:port` pool addresses.
+//! `stratum+tcp://host:port` and `stratum2+tcp://host:port/<authority key>` pool addresses.
 
 use std::fmt;
 use std::str::FromStr;
+
+use super::sv2_key::AuthorityKey;
 
 /// A pool's host and port; the host is resolved at connect time, so DNS changes are followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +12,9 @@ pub struct PoolUrl {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// A Stratum V2 pool and the authority key its Noise certificate must be signed with;
+    /// none for Stratum V1.
+    pub sv2: Option<AuthorityKey>,
 }
 
 impl PoolUrl {
@@ -25,7 +30,10 @@ impl PoolUrl {
 
 impl fmt::Display for PoolUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stratum+tcp://{}", self.authority())
+        match &self.sv2 {
+            None => write!(f, "stratum+tcp://{}", self.authority()),
+            Some(key) => write!(f, "stratum2+tcp://{}/{key}", self.authority()),
+        }
     }
 }
 
@@ -33,11 +41,26 @@ impl FromStr for PoolUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<PoolUrl, String> {
+        let mut sv2 = None;
         let rest = match s.split_once("://") {
             Some(("stratum+tcp" | "tcp", rest)) => rest,
+            Some(("stratum2+tcp", rest)) => {
+                let (rest, key) = rest.split_once('/').ok_or_else(|| {
+                    format!(
+                        "{s:?}: a Stratum V2 pool needs its authority public key after the port \
+                         (stratum2+tcp://host:port/<base58check key>)"
+                    )
+                })?;
+                sv2 = Some(
+                    key.trim_end_matches('/')
+                        .parse::<AuthorityKey>()
+                        .map_err(|err| format!("{s:?}: authority key: {err}"))?,
+                );
+                rest
+            }
             Some((scheme, _)) => {
                 return Err(format!(
-                    "scheme {scheme:?} is not supported; use stratum+tcp://host:port"
+                    "scheme {scheme:?} is not supported; use stratum+tcp://host:port or stratum2+tcp://host:port/<authority key>"
                 ));
             }
             None => s,
@@ -77,6 +100,7 @@ impl FromStr for PoolUrl {
         Ok(PoolUrl {
             host: host.to_owned(),
             port,
+            sv2,
         })
     }
 }

@@ -77,6 +77,9 @@ pub(super) async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) {
+    if let Some(key) = spec.address.sv2.clone() {
+        return super::sv2::run(shared, spec, key, events, cancel).await;
+    }
     let (pool, conn) = (spec.pool, spec.conn);
     let end = match open(&shared, &spec, &cancel).await {
         Ok(Some(stream)) => {
@@ -91,7 +94,8 @@ pub(super) async fn run(
     let _ = events.send(Event::Ended { pool, conn, end }).await;
 }
 
-async fn open(
+/// Connects within the silence timeout (or not at all, when cancelled first).
+pub(super) async fn open(
     shared: &UpstreamContext,
     spec: &ConnSpec,
     cancel: &CancellationToken,

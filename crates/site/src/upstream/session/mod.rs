@@ -478,6 +478,7 @@ impl PoolSession {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| self.spec.address.host.clone()),
             port: port.filter(|&p| p != 0).unwrap_or(self.spec.address.port),
+            sv2: None,
         };
         if !self.spec.config.may_redirect_to(&address.host) {
             metrics::counter!(
