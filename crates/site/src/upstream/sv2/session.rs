@@ -48,9 +48,14 @@ const MAX_PENDING: usize = 16_384;
 /// would count it lost.
 const BATCH_ACK_WAIT: Duration = Duration::from_secs(300);
 
-/// The hashrate announced when opening a channel whose miners have not yet proven one:
-/// low, so the pool's first target is easy and its own vardiff raises it.
-const DEFAULT_NOMINAL_HASHRATE: f32 = 1.0e9;
+/// The hashrate announced for a channel whose miners have not yet proven one: one miner
+/// at the proxy's starting difficulty sending a share every vardiff interval. The pool
+/// sets its first target from it (so every share of such a miner is forwarded) and its
+/// own vardiff follows the channel from there.
+pub(super) fn first_nominal_hashrate(initial_difficulty: f64, target_interval: Duration) -> f32 {
+    let interval = target_interval.as_secs_f64().max(0.001);
+    (initial_difficulty * 4_294_967_296.0 / interval) as f32
+}
 
 /// Request id of the one channel a connection opens.
 const OPEN_REQUEST_ID: u32 = 1;
@@ -205,11 +210,15 @@ impl Sv2Session {
             port: self.spec.address.port,
         });
         self.health.sent_request(now);
-        let nominal = self
-            .spec
-            .hashrate
-            .rate(now)
-            .map_or(DEFAULT_NOMINAL_HASHRATE, |h| h as f32);
+        let nominal = self.spec.hashrate.rate(now).map_or_else(
+            || {
+                first_nominal_hashrate(
+                    self.shared.config.proxy.initial_difficulty,
+                    self.shared.config.vardiff.target_interval,
+                )
+            },
+            |h| h as f32,
+        );
         self.out.push(ToPool::OpenChannel {
             request_id: OPEN_REQUEST_ID,
             user: self.spec.config.user.clone(),

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{BIP320_MASK, Sv2Session, share_version, stratum_prevhash};
+use super::session::{
+    BIP320_MASK, Sv2Session, first_nominal_hashrate, share_version, stratum_prevhash,
+};
 use super::wire::{FromPool, Job, Share, ToPool};
 use crate::config::Config;
 use crate::hub::{ChannelHashrate, Hub, MinerWorker, UpstreamLink, UpstreamSubmit};
@@ -435,6 +437,15 @@ fn a_pool_that_never_sets_up_is_given_up() {
         end,
         Ended::Failed(UpstreamError::Unanswered(_) | UpstreamError::SetupTimeout(_))
     ));
+}
+
+#[test]
+fn a_new_channel_announces_one_miner_at_the_starting_difficulty() {
+    // 1,024 every 5 s is 0.88 TH/s; a CPU miner's 0.001 every 5 s is 0.86 MH/s.
+    let asic = first_nominal_hashrate(1024.0, Duration::from_secs(5));
+    assert!((asic / 8.796e11 - 1.0).abs() < 1e-3, "{asic}");
+    let cpu = first_nominal_hashrate(0.001, Duration::from_secs(5));
+    assert!((cpu / 8.59e5 - 1.0).abs() < 1e-2, "{cpu}");
 }
 
 #[test]
