@@ -328,7 +328,9 @@ impl Sv2Session {
                 self.jobs
                     .retain(|&id, job| id == job_id || job.min_ntime.is_none());
                 self.job_order.retain(|id| self.jobs.contains_key(id));
-                if self.jobs.contains_key(&job_id) {
+                if let Some(job) = self.jobs.get_mut(&job_id) {
+                    // Now a job of this block: the next block's prevhash drops it.
+                    job.min_ntime = Some(min_ntime);
                     self.current = Some(job_id);
                     self.hand_over(true);
                 } else {

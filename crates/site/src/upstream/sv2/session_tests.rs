@@ -278,6 +278,11 @@ fn a_job_for_the_current_block_is_new_work_without_clean() {
     let works = h.works();
     let last = works.last().unwrap();
     assert!(last.clean && last.notify.job_id == "3");
+    assert_eq!(last.notify.ntime, 1_700_000_600);
+    // A share for the last block's job is stale: not sent, counted as the pool would.
+    h.submit("1", None, 9);
+    assert!(h.shares().is_empty());
+    assert_eq!(h.miner.totals().pool_rejected[0], 1, "stale");
 }
 
 #[test]
