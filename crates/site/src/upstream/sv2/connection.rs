@@ -322,6 +322,7 @@ impl Task {
                     Frame::Setup(f) => encoder.encode_transport(f, state),
                     Frame::Open(f) => encoder.encode_transport(f, state),
                     Frame::Submit(f) => encoder.encode_transport(f, state),
+                    Frame::Update(f) => encoder.encode_transport(f, state),
                 }
                 .map_err(|err| wire::WireError::Encode {
                     what: "frame",

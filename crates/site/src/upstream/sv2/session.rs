@@ -57,6 +57,11 @@ pub(super) fn first_nominal_hashrate(initial_difficulty: f64, target_interval: D
     (initial_difficulty * 4_294_967_296.0 / interval) as f32
 }
 
+/// The channel's hashrate is announced again (`UpdateChannel`) when the share-proven rate
+/// has moved this many times from the last announcement, either way: the pool sets the
+/// target from it, and small moves are noise of the meter.
+const ANNOUNCE_FACTOR: f64 = 2.0;
+
 /// Request id of the one channel a connection opens.
 const OPEN_REQUEST_ID: u32 = 1;
 
@@ -138,6 +143,8 @@ pub(in super::super) struct Sv2Session {
     /// The job handed over last, re-sent when the target or extranonce changes.
     current: Option<u32>,
     ready: bool,
+    /// The hashrate last announced to the pool (opening the channel, `UpdateChannel`).
+    announced: f64,
     next_sequence: u32,
     pending: Pending,
     latency: metrics::Histogram,
@@ -180,6 +187,7 @@ impl Sv2Session {
             prev: None,
             current: None,
             ready: false,
+            announced: 0.0,
             next_sequence: 0,
             pending: Pending::default(),
             latency,
@@ -219,6 +227,7 @@ impl Sv2Session {
             },
             |h| h as f32,
         );
+        self.announced = f64::from(nominal);
         self.out.push(ToPool::OpenChannel {
             request_id: OPEN_REQUEST_ID,
             user: self.spec.config.user.clone(),
@@ -622,6 +631,7 @@ impl Sv2Session {
         if !self.ready && self.health.awake_for(now) >= setup {
             return Err(UpstreamError::SetupTimeout(setup).into());
         }
+        self.announce_hashrate(now);
         let wait = self
             .shared
             .config
@@ -639,6 +649,28 @@ impl Sv2Session {
             HealthCheck::Unanswered(after) => Err(UpstreamError::Unanswered(after).into()),
             HealthCheck::NoNewJob(after) => Err(UpstreamError::NoNewJob(after).into()),
         }
+    }
+
+    /// `UpdateChannel` once the channel's share-proven hashrate has moved
+    /// [`ANNOUNCE_FACTOR`] from what the pool was told (SV2's counterpart of the SV1
+    /// difficulty suggestion: the pool's target follows it).
+    fn announce_hashrate(&mut self, now: Instant) {
+        let (Some(channel), Some(rate)) = (&self.channel, self.spec.hashrate.rate(now)) else {
+            return;
+        };
+        if rate <= 0.0 {
+            return;
+        }
+        let ratio = rate / self.announced.max(f64::MIN_POSITIVE);
+        if (1.0 / ANNOUNCE_FACTOR..=ANNOUNCE_FACTOR).contains(&ratio) {
+            return;
+        }
+        tracing::info!(pool = %self.spec.name, hashrate = rate, announced = self.announced, "announcing the channel's hashrate to the SV2 pool");
+        self.out.push(ToPool::Update {
+            channel_id: channel.id,
+            nominal_hash_rate: rate as f32,
+        });
+        self.announced = rate;
     }
 
     pub(in super::super) fn undelivered(&self, share: &UpstreamSubmit, reason: Undelivered) {

@@ -32,6 +32,7 @@ struct Harness {
     sent: Vec<ToPool>,
     events: Vec<SessionEvent>,
     miner: Arc<MinerStats>,
+    hashrate: Arc<ChannelHashrate>,
     _submits: mpsc::Receiver<UpstreamSubmit>,
 }
 
@@ -67,7 +68,7 @@ impl Harness {
             pools,
         });
         let (tx, submits) = mpsc::channel(16);
-        let link = UpstreamLink::new(name, 1, tx).with_hashrate(hashrate);
+        let link = UpstreamLink::new(name, 1, tx).with_hashrate(hashrate.clone());
         let mut session = Sv2Session::new(shared, spec, link, t0);
         session.start(t0);
         let mut h = Harness {
@@ -77,6 +78,7 @@ impl Harness {
             sent: Vec::new(),
             events: Vec::new(),
             miner: Arc::new(MinerStats::new(t0, SystemTime::now(), 1.0)),
+            hashrate,
             _submits: submits,
         };
         h.collect();
@@ -451,6 +453,50 @@ fn a_new_channel_announces_one_miner_at_the_starting_difficulty() {
     assert!((asic / 8.796e11 - 1.0).abs() < 1e-3, "{asic}");
     let cpu = first_nominal_hashrate(0.001, Duration::from_secs(5));
     assert!((cpu / 8.59e5 - 1.0).abs() < 1e-2, "{cpu}");
+}
+
+#[test]
+fn the_channels_hashrate_is_announced_when_it_moves_twofold() {
+    let mut h = Harness::new();
+    h.ready();
+    let updates = |h: &Harness| -> Vec<f32> {
+        h.sent
+            .iter()
+            .filter_map(|m| match m {
+                ToPool::Update {
+                    nominal_hash_rate, ..
+                } => Some(*nominal_hash_rate),
+                _ => None,
+            })
+            .collect()
+    };
+    // The channel opened announcing one miner at 1,024 every 5 s (0.88 TH/s); the miners
+    // prove 100 diff-1 shares a tick, 1,000 a second: 4.3 TH/s, about 5 times that.
+    let mut job = 100;
+    let mut mine = |h: &mut Harness, to_ms: u64, per_tick: f64| {
+        while h.now.duration_since(h.t0) < Duration::from_millis(to_ms) {
+            h.hashrate.record(h.now, per_tick);
+            let ms = u64::try_from(h.now.duration_since(h.t0).as_millis()).unwrap();
+            if ms % 20_000 == 0 {
+                job += 1;
+                h.pool(FromPool::Job(job_for(job))).unwrap();
+            }
+            h.run_to(ms + 100).unwrap();
+        }
+    };
+    mine(&mut h, 14_000, 100.0);
+    assert!(updates(&h).is_empty(), "no rate in the meter's first 15 s");
+    mine(&mut h, 20_000, 100.0);
+    let sent = updates(&h);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!((sent[0] / 4.295e12 - 1.0).abs() < 0.1, "{sent:?}");
+    // Steady: nothing more.
+    mine(&mut h, 60_000, 100.0);
+    assert_eq!(updates(&h).len(), 1);
+}
+
+fn job_for(id: u32) -> Job {
+    job(id, Some(1_700_000_000 + id), true)
 }
 
 #[test]

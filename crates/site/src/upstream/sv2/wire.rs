@@ -15,10 +15,10 @@ use mining_sv2::{
     MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL,
     MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS, MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR,
     MESSAGE_TYPE_SET_EXTRANONCE_PREFIX, MESSAGE_TYPE_SET_TARGET, MESSAGE_TYPE_SUBMIT_SHARES_ERROR,
-    MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED, MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, NewExtendedMiningJob,
-    OpenExtendedMiningChannel, OpenExtendedMiningChannelSuccess, OpenMiningChannelError,
-    SetExtranoncePrefix, SetNewPrevHash, SetTarget, SubmitSharesError, SubmitSharesExtended,
-    SubmitSharesSuccess,
+    MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED, MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS,
+    MESSAGE_TYPE_UPDATE_CHANNEL, NewExtendedMiningJob, OpenExtendedMiningChannel,
+    OpenExtendedMiningChannelSuccess, OpenMiningChannelError, SetExtranoncePrefix, SetNewPrevHash,
+    SetTarget, SubmitSharesError, SubmitSharesExtended, SubmitSharesSuccess, UpdateChannel,
 };
 
 /// The mining protocol's `SetupConnection` flag asking for version rolling (BIP320 bits).
@@ -47,6 +47,13 @@ pub(super) enum ToPool {
     },
     /// `SubmitSharesExtended`.
     Submit(Share),
+    /// `UpdateChannel`: the channel's hashrate has moved.
+    Update {
+        /// The channel.
+        channel_id: u32,
+        /// Its share-proven hashrate.
+        nominal_hash_rate: f32,
+    },
 }
 
 /// One share in SV2 terms.
@@ -284,6 +291,23 @@ where
                 "SubmitSharesExtended",
             )?))
         }
+        ToPool::Update {
+            channel_id,
+            nominal_hash_rate,
+        } => {
+            let max = [0xffu8; 32];
+            let update = UpdateChannel {
+                channel_id: *channel_id,
+                nominal_hash_rate: *nominal_hash_rate,
+                maximum_target: U256::from(&max),
+            };
+            sink(Frame::Update(frame(
+                update,
+                MESSAGE_TYPE_UPDATE_CHANNEL,
+                true,
+                "UpdateChannel",
+            )?))
+        }
     }
 }
 
@@ -295,6 +319,8 @@ pub(super) enum Frame<'a> {
     Open(MessageFrame<OpenExtendedMiningChannel<'a>>),
     /// `SubmitSharesExtended`.
     Submit(MessageFrame<SubmitSharesExtended<'a>>),
+    /// `UpdateChannel`.
+    Update(MessageFrame<UpdateChannel<'a>>),
 }
 
 fn frame<T: binary_sv2::Serialize + binary_sv2::GetSize>(
@@ -544,12 +570,17 @@ mod tests {
                 version: 5,
                 extranonce: vec![0; 8],
             }),
+            ToPool::Update {
+                channel_id: 1,
+                nominal_hash_rate: 1e12,
+            },
         ] {
             encode(&message, |frame| {
                 kinds.push(match frame {
                     Frame::Setup(f) => f.header().msg_type(),
                     Frame::Open(f) => f.header().msg_type(),
                     Frame::Submit(f) => f.header().msg_type(),
+                    Frame::Update(f) => f.header().msg_type(),
                 });
                 Ok(())
             })
@@ -560,7 +591,8 @@ mod tests {
             [
                 MESSAGE_TYPE_SETUP_CONNECTION,
                 MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL,
-                MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED
+                MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED,
+                MESSAGE_TYPE_UPDATE_CHANNEL
             ]
         );
         let long = ToPool::OpenChannel {
