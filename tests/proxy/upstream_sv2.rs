@@ -76,11 +76,10 @@ async fn an_sv2_pool_gets_valid_rolled_shares_and_its_batched_acknowledgements_a
         "every forwarded share meets the SV2 pool's target"
     );
     assert_eq!(snap.rejected.iter().sum::<u64>(), 0);
-    assert_eq!(
-        pool.stats().channels(),
-        1,
-        "one extended channel for one hashgate channel"
-    );
+    // One channel per connection; a loaded machine may have reconnected once (a handshake
+    // past the silence timeout), so not necessarily one in all.
+    assert!(pool.stats().channels() >= 1);
+    assert!(pool.stats().channels() <= pool.stats().handshakes());
     assert!(
         snap.accepted <= pool.stats().accepted(),
         "credited {} of {} the pool accepted: never more",
