@@ -41,6 +41,21 @@ pub fn start(
     account: &str,
     lifetime: Duration,
 ) -> Hashgate {
+    let urls: Vec<String> = pools
+        .iter()
+        .map(|port| format!("stratum+tcp://127.0.0.1:{port}"))
+        .collect();
+    start_urls(dir, config_toml, &urls, account, lifetime)
+}
+
+/// [`start`] with the pools as URLs (a Stratum V2 pool's carries its authority key).
+pub fn start_urls(
+    dir: &Path,
+    config_toml: &str,
+    pools: &[String],
+    account: &str,
+    lifetime: Duration,
+) -> Hashgate {
     let config = dir.join("hashgate.toml");
     std::fs::write(&config, config_toml).expect("hashgate.toml");
     let log = dir.join("hashgate.log");
@@ -48,11 +63,8 @@ pub fn start(
         .args(["run".as_ref(), "--config".as_ref(), config.as_os_str()])
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .args(["--user", account]);
-    for port in pools {
-        spawn = spawn.args([
-            "--pool".to_owned(),
-            format!("stratum+tcp://127.0.0.1:{port}"),
-        ]);
+    for url in pools {
+        spawn = spawn.args(["--pool", url.as_str()]);
     }
     let mut proc = spawn
         // Fixed here so the caller's environment cannot change what the log scraper reads.

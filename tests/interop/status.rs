@@ -110,7 +110,7 @@ pub fn metrics(addr: SocketAddr) -> Result<String, StatusError> {
 }
 
 /// A plain HTTP/1.0 GET (one request, the server closes), so no client library is needed.
-fn get(addr: SocketAddr, path: &'static str) -> Result<String, StatusError> {
+pub fn get(addr: SocketAddr, path: &'static str) -> Result<String, StatusError> {
     let io = |source| StatusError::Io { addr, path, source };
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(io)?;
     stream

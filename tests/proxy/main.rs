@@ -20,4 +20,5 @@ mod proxy_e2e;
 mod sim_pool_asic;
 mod site_shutdown;
 mod upstream_pool;
+mod upstream_sv2;
 mod upstream_tls;

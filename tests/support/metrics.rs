@@ -76,8 +76,9 @@ pub const LEDGER_METRICS: [&str; 3] = [
 
 /// Counters the pool connections record (through the `metrics` recorder, not the scrape-time
 /// render), which the shipped alert rules may use.
-pub const UPSTREAM_RECORDED_METRICS: [&str; 4] = [
+pub const UPSTREAM_RECORDED_METRICS: [&str; 5] = [
     "hashgate_upstream_redirects_refused_total",
+    "hashgate_upstream_sv2_handshake_failures_total",
     "hashgate_upstream_worker_fallbacks_total",
     "hashgate_upstream_tls_errors_total",
     "hashgate_upstream_tls_cert_expiry_seconds",
@@ -275,6 +276,11 @@ pub fn populated(max_worker_series: usize) -> Populated {
         metrics::histogram!(hashgate_site::exporter::SUBMIT_LATENCY, "pool" => "primary")
             .record(0.042);
         metrics::counter!("hashgate_downstream_malformed_total").increment(1);
+        metrics::counter!(
+            hashgate_site::exporter::UPSTREAM_SV2_HANDSHAKE_FAILURES,
+            "pool" => "primary"
+        )
+        .increment(1);
         metrics::counter!(
             hashgate_site::exporter::UPSTREAM_WORKER_FALLBACKS,
             "pool" => "primary",

@@ -12,4 +12,5 @@ pub mod asic;
 pub mod mgmt;
 pub mod modbus;
 pub mod pool;
+pub mod sv2_pool;
 pub mod thermal;

@@ -10,6 +10,7 @@ mod listeners;
 mod pool_url;
 mod raw;
 mod reload;
+mod sv2_key;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -27,6 +28,7 @@ pub use listeners::{ListenerConfig, ListenerTls, RawListener};
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
 pub use reload::{ReloadReport, restart_needed};
+pub(crate) use sv2_key::AuthorityKey;
 
 /// A validated hashgate configuration.
 #[derive(Debug, Clone)]

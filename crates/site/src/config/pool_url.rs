@@ -1,8 +1,10 @@
-//! `stratum+tcp://host:port` and `stratum+ssl://host:port` (or `stratum+tls://`) pool
-//! addresses.
+//! `stratum+tcp://host:port`, `stratum+ssl://host:port` (or `stratum+tls://`) and
+//! `stratum2+tcp://host:port/<authority key>` pool addresses.
 
 use std::fmt;
 use std::str::FromStr;
+
+use super::sv2_key::AuthorityKey;
 
 /// A pool's host and port; the host is resolved at connect time, so DNS changes are followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,9 @@ pub struct PoolUrl {
     /// Whether the connection is TLS (`stratum+ssl://`, `stratum+tls://`); a
     /// `client.reconnect` keeps it, so a redirect never downgrades to plain TCP.
     pub tls: bool,
+    /// A Stratum V2 pool and the authority key its Noise certificate must be signed with;
+    /// none for Stratum V1.
+    pub sv2: Option<AuthorityKey>,
 }
 
 impl PoolUrl {
@@ -34,7 +39,10 @@ impl fmt::Display for PoolUrl {
         } else {
             "stratum+tcp"
         };
-        write!(f, "{scheme}://{}", self.authority())
+        match &self.sv2 {
+            None => write!(f, "{scheme}://{}", self.authority()),
+            Some(key) => write!(f, "stratum2+tcp://{}/{key}", self.authority()),
+        }
     }
 }
 
@@ -42,13 +50,29 @@ impl FromStr for PoolUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<PoolUrl, String> {
+        let mut sv2 = None;
         let (tls, rest) = match s.split_once("://") {
             Some(("stratum+tcp" | "tcp", rest)) => (false, rest),
             Some(("stratum+ssl" | "stratum+tls", rest)) => (true, rest),
+            Some(("stratum2+tcp", rest)) => {
+                let (rest, key) = rest.split_once('/').ok_or_else(|| {
+                    format!(
+                        "{s:?}: a Stratum V2 pool needs its authority public key after the port \
+                         (stratum2+tcp://host:port/<base58check key>)"
+                    )
+                })?;
+                sv2 = Some(
+                    key.trim_end_matches('/')
+                        .parse::<AuthorityKey>()
+                        .map_err(|err| format!("{s:?}: authority key: {err}"))?,
+                );
+                (false, rest)
+            }
             Some((scheme, _)) => {
                 return Err(format!(
-                    "scheme {scheme:?} is not supported; use stratum+tcp://host:port, or \
-                     stratum+ssl://host:port for TLS"
+                    "scheme {scheme:?} is not supported; use stratum+tcp://host:port, \
+                     stratum+ssl://host:port for TLS, or stratum2+tcp://host:port/<authority key> \
+                     for Stratum V2"
                 ));
             }
             None => (false, s),
@@ -89,6 +113,7 @@ impl FromStr for PoolUrl {
             host: host.to_owned(),
             port,
             tls,
+            sv2,
         })
     }
 }

@@ -167,6 +167,41 @@ fn pool_urls_parse() {
 }
 
 #[test]
+fn sv2_pool_urls_carry_the_authority_key() {
+    let key = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+    let text = format!("stratum2+tcp://127.0.0.1:34254/{key}");
+    let url: PoolUrl = text.parse().unwrap();
+    assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 34254));
+    assert_eq!(
+        url.sv2.as_ref().map(ToString::to_string).as_deref(),
+        Some(key)
+    );
+    assert_eq!(url.to_string(), text, "shown as written");
+    assert!(
+        "stratum+tcp://127.0.0.1:3333"
+            .parse::<PoolUrl>()
+            .unwrap()
+            .sv2
+            .is_none()
+    );
+    for (bad, why) in [
+        ("stratum2+tcp://127.0.0.1:34254", "authority public key"),
+        ("stratum2+tcp://127.0.0.1:34254/", "empty"),
+        (
+            "stratum2+tcp://127.0.0.1:34254/9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH7",
+            "checksum",
+        ),
+        (
+            "stratum2+tcp://127.0.0.1/9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72",
+            "port",
+        ),
+    ] {
+        let err = bad.parse::<PoolUrl>().expect_err(bad);
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn power_section_is_validated_with_the_rest() {
     let power = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

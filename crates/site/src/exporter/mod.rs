@@ -38,6 +38,10 @@ pub const UPSTREAM_TLS_ERRORS: &str = "hashgate_upstream_tls_errors_total";
 /// at each handshake (seconds, Prometheus' base unit, rather than days).
 pub const UPSTREAM_TLS_CERT_EXPIRY_SECONDS: &str = "hashgate_upstream_tls_cert_expiry_seconds";
 
+/// Stratum V2 pool connections whose Noise handshake failed (a wrong authority key, a pool
+/// that does not speak SV2, no answer in time), by pool.
+pub const UPSTREAM_SV2_HANDSHAKE_FAILURES: &str = "hashgate_upstream_sv2_handshake_failures_total";
+
 /// Buckets of [`SUBMIT_LATENCY`], seconds: a pool on the same continent answers in tens of
 /// milliseconds, one across an ocean in a few hundred; past 10 s it is as good as lost.
 pub const SUBMIT_LATENCY_BUCKETS: [f64; 12] = [
@@ -93,6 +97,10 @@ pub fn describe() {
     describe_counter!(
         "hashgate_upstream_redirects_refused_total",
         "client.reconnect requests to a host other than the pool's own or its reconnect_hosts, refused, by pool."
+    );
+    describe_counter!(
+        UPSTREAM_SV2_HANDSHAKE_FAILURES,
+        "Stratum V2 pool connections whose Noise handshake failed (wrong authority key, not an SV2 pool, no answer), by pool."
     );
     describe_counter!(
         UPSTREAM_WORKER_FALLBACKS,

@@ -69,4 +69,26 @@ pub(crate) enum UpstreamError {
     /// The pool's extranonce sizes cannot be split for miners.
     #[error("pool extranonce cannot be used: {0}")]
     Extranonce(#[from] ExtranonceError),
+    /// The SV2 pool's Noise handshake failed: most often its certificate is not signed by
+    /// the authority key in the pool URL (a wrong key, or not that pool).
+    #[error(
+        "SV2 handshake with {address} failed: {reason} (check the authority key in the pool URL)"
+    )]
+    Sv2Handshake {
+        /// `host:port` tried.
+        address: String,
+        /// What the Noise layer said.
+        reason: String,
+    },
+    /// The SV2 pool refused the connection setup, the channel, or closed the channel.
+    #[error("SV2 pool refused {what}: {code}")]
+    Sv2Refused {
+        /// Which step.
+        what: &'static str,
+        /// The pool's error code.
+        code: String,
+    },
+    /// An SV2 frame could not be decrypted or read; the Noise session cannot go on.
+    #[error("SV2 connection failed: {0}")]
+    Sv2Frame(String),
 }

@@ -13,6 +13,7 @@
 //! | `serve.rs` | one channel: connections per pool, publishing, switching | spawns connections |
 //! | `connection/` | the socket task of one pool connection: connect, a thin loop feeding its [`PoolSession`](session) lines, shares and ticks, writing what it encoded, the shutdown grace | TCP |
 //! | `session/` | `PoolSession`, the pool side of one SV1 connection without I/O: handshake, jobs, difficulty and suggestions, health verdicts, redirects (`mod.rs`); shares out, verdicts back, per-miner names, final accounting (`submit.rs`); tested in simulated time (`session_tests/`) | no |
+//! | `sv2/` | Stratum V2 pools: the Noise connection and a sans-I/O session producing the same work and taking the same shares as the SV1 one | TCP (`connection.rs`) |
 //! | `suggest.rs` | which difficulty to suggest to a pool ([`Suggester`](suggest)) | no |
 //! | `event.rs` | what a connection hands its channel server: work, how it ended | no |
 //! | `failover.rs` | which pool is active, which to connect or close ([`Failover`]) | no |
@@ -34,6 +35,7 @@ mod serve;
 mod session;
 mod sizing;
 mod suggest;
+mod sv2;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -47,6 +47,15 @@ impl Pending {
         self.entries.remove(&id)
     }
 
+    /// Takes every share sent under an id up to and including `last`, oldest first: what
+    /// one SV2 batch acknowledgement covers.
+    pub fn take_through(&mut self, last: u64) -> Vec<InFlight> {
+        let rest = self.entries.split_off(&last.saturating_add(1));
+        std::mem::replace(&mut self.entries, rest)
+            .into_values()
+            .collect()
+    }
+
     /// Does not count a stall of the proxy's own task, ending at `now`, against the pool:
     /// every share's timeout restarts that much later (no later than `now`).
     pub fn excuse(&mut self, stall: Duration, now: Instant) {

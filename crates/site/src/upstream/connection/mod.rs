@@ -65,10 +65,10 @@ fn tune_socket(stream: &TcpStream, pool: &str) {
 
 /// The reading half of a pool connection, plain TCP or TLS alike: the loop below does not
 /// care which, so failover, health and shutdown are the same over both.
-type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
+pub(super) type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
 
 /// The writing half of a pool connection.
-type PoolWriter = Box<dyn AsyncWrite + Send + Unpin>;
+pub(super) type PoolWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// The current time on tokio's clock (pausable in tests) as the `std` instant the pure
 /// modules take.
@@ -84,6 +84,9 @@ pub(super) async fn run(
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 ) {
+    if let Some(key) = spec.address.sv2.clone() {
+        return super::sv2::run(shared, spec, key, events, cancel).await;
+    }
     let (pool, conn) = (spec.pool, spec.conn);
     let end = match open(&shared, &spec, &cancel).await {
         Ok(Some(stream)) => {
@@ -98,7 +101,8 @@ pub(super) async fn run(
     let _ = events.send(Event::Ended { pool, conn, end }).await;
 }
 
-async fn open(
+/// Connects within the silence timeout (or not at all, when cancelled first).
+pub(super) async fn open(
     shared: &UpstreamContext,
     spec: &ConnSpec,
     cancel: &CancellationToken,

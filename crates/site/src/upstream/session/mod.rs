@@ -479,6 +479,7 @@ impl PoolSession {
                 .unwrap_or_else(|| self.spec.address.host.clone()),
             port: port.filter(|&p| p != 0).unwrap_or(self.spec.address.port),
             tls: self.spec.address.tls,
+            sv2: None,
         };
         if !self.spec.config.may_redirect_to(&address.host) {
             metrics::counter!(
