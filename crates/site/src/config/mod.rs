@@ -9,6 +9,7 @@ mod error;
 mod pool_url;
 mod raw;
 mod reload;
+mod split;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -25,6 +26,9 @@ pub use error::ConfigError;
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
 pub use reload::{ReloadReport, restart_needed};
+pub use split::{
+    MAX_POOL_GROUPS, PoolGroup, RawPoolGroup, RawRoute, RawSplit, Route, SplitConfig, WorkerPattern,
+};
 
 /// A validated hashgate configuration.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Upstream pools in failover order (the first is preferred).
     pub pools: Vec<PoolConfig>,
+    /// Pool groups, their weights, worker routes and the balancer's pace.
+    pub split: SplitConfig,
     /// Per-miner difficulty targeting.
     pub vardiff: VardiffConfig,
     /// How fast a dead or silent pool is left and retried.

@@ -382,3 +382,116 @@ fn a_reload_names_settings_read_only_at_start_even_without_their_own_line() {
     .unwrap();
     assert_eq!(restart_needed(&running, &ledger), ["ledger"]);
 }
+
+const TWO_GROUPS: &str = r#"
+[proxy]
+account = "site"
+[[pools]]
+name = "a1"
+url = "stratum+tcp://127.0.0.1:3333"
+[[pools]]
+name = "a2"
+url = "stratum+tcp://127.0.0.1:3334"
+[[pools]]
+name = "b1"
+url = "stratum+tcp://127.0.0.1:3335"
+[[pool_groups]]
+name = "main"
+weight = 70
+pools = ["a2", "a1"]
+[[pool_groups]]
+name = "second"
+weight = 30
+pools = ["b1"]
+[[routes]]
+worker = "acme.*"
+group = "second"
+[split]
+min_move_interval_secs = "1m"
+"#;
+
+#[test]
+fn pool_groups_routes_and_split_validate() {
+    let cfg = Config::from_toml(TWO_GROUPS).unwrap();
+    let split = &cfg.split;
+    assert_eq!(split.groups.len(), 2);
+    assert_eq!(&*split.groups[0].name, "main");
+    assert_eq!(split.groups[0].weight, 70.0);
+    // The group's own failover order, not the [[pools]] order.
+    let order: Vec<_> = split.groups[0]
+        .pools_of(&cfg.pools)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(order, ["a2", "a1"]);
+    assert_eq!(split.route_of("acme.rig7"), Some(1));
+    assert_eq!(split.route_of("site.rig7"), None);
+    assert_eq!(split.min_move_interval, Duration::from_secs(60));
+    assert_eq!(split.rebalance_interval, Duration::from_secs(10));
+}
+
+#[test]
+fn without_pool_groups_every_pool_is_one_group() {
+    let cfg = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(cfg.split.groups.len(), 1);
+    assert_eq!(&*cfg.split.groups[0].name, "default");
+    assert_eq!(cfg.split.groups[0].pools, None);
+    assert_eq!(cfg.split.min_move_interval, Duration::from_secs(300));
+}
+
+#[test]
+fn bad_pool_groups_name_the_field() {
+    let bad = |from: &str, to: &str| invalid_field(&TWO_GROUPS.replacen(from, to, 1));
+    assert_eq!(
+        bad("pools = [\"b1\"]", "pools = [\"nope\"]"),
+        "pool_groups[1].pools"
+    );
+    assert_eq!(
+        bad("pools = [\"b1\"]", "pools = [\"a1\"]"),
+        "pool_groups[1].pools"
+    );
+    assert_eq!(
+        bad("pools = [\"b1\"]", "pools = []"),
+        "pool_groups[1].pools"
+    );
+    assert_eq!(bad("weight = 30", "weight = 0"), "pool_groups[1].weight");
+    assert_eq!(bad("weight = 30", "weight = -3"), "pool_groups[1].weight");
+    assert_eq!(
+        bad("name = \"second\"", "name = \"main\""),
+        "pool_groups[1].name"
+    );
+    assert_eq!(
+        bad("group = \"second\"", "group = \"third\""),
+        "routes[0].group"
+    );
+    assert_eq!(
+        bad("worker = \"acme.*\"", "worker = \"\""),
+        "routes[0].worker"
+    );
+    // A pool left out of every group would never be used.
+    assert_eq!(
+        bad("pools = [\"a2\", \"a1\"]", "pools = [\"a2\"]"),
+        "pool_groups"
+    );
+    let msg = Config::from_toml(&TWO_GROUPS.replacen("pools = [\"b1\"]", "pools = [\"a1\"]", 1))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("already in group \"main\""), "{msg}");
+}
+
+#[test]
+fn reload_names_group_changes_and_applies_membership() {
+    let running = Config::from_toml(TWO_GROUPS).unwrap();
+    let weights = Config::from_toml(&TWO_GROUPS.replacen("weight = 30", "weight = 40", 1)).unwrap();
+    assert_eq!(restart_needed(&running, &weights), ["pool_groups"]);
+    let routes = Config::from_toml(&TWO_GROUPS.replacen("acme.*", "acme-*", 1)).unwrap();
+    assert_eq!(restart_needed(&running, &routes), ["routes"]);
+    // Moving a pool between groups is a pool reload, not a restart.
+    let moved = Config::from_toml(
+        &TWO_GROUPS
+            .replacen("pools = [\"a2\", \"a1\"]", "pools = [\"a2\"]", 1)
+            .replacen("pools = [\"b1\"]", "pools = [\"b1\", \"a1\"]", 1),
+    )
+    .unwrap();
+    assert!(restart_needed(&running, &moved).is_empty());
+}
