@@ -32,5 +32,6 @@ pub mod modbus;
 pub mod power;
 pub mod ratelog;
 pub mod site;
+pub mod split;
 pub mod stats;
 pub mod upstream;

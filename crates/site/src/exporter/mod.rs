@@ -364,6 +364,11 @@ impl Exporter {
                 slots: &slots,
                 upstreams: &self.registry.upstreams(),
                 channels: &channels,
+                groups: &self
+                    .hub
+                    .as_ref()
+                    .map(|hub| hub.split().status())
+                    .unwrap_or_default(),
             },
         )
     }
