@@ -138,17 +138,38 @@ impl SplitBook {
     }
 
     /// Where a miner that has just authorized as `worker` starts; see [`initial_group`].
+    ///
+    /// The achieved shares it compares are the balancer's last figures plus the miners
+    /// placed since: each counts as the average miner (by count while no hashrate is
+    /// proven yet), so a burst of miners arriving between two balancer runs is spread
+    /// over the groups instead of all joining the one that was furthest behind.
     pub fn place(&self, worker: &str, listener_group: Option<usize>) -> Placement {
-        let status = self.lock_status();
-        let achieved: Vec<f64> = status.iter().map(|s| s.achieved_ratio).collect();
-        drop(status);
-        initial_group(
+        let mut status = self.lock_status();
+        let total_rate: f64 = status.iter().map(|s| s.hashrate).sum();
+        let total_miners: usize = status.iter().map(|s| s.miners).sum();
+        let by_rate = total_rate > 0.0 && total_miners > 0;
+        let amount = |s: &GroupStatus| {
+            if by_rate { s.hashrate } else { s.miners as f64 }
+        };
+        let sum: f64 = status.iter().map(amount).sum();
+        let achieved: Vec<f64> = status
+            .iter()
+            .map(|s| if sum > 0.0 { amount(s) / sum } else { 0.0 })
+            .collect();
+        let placement = initial_group(
             worker,
             listener_group,
             &self.config,
             &self.readiness(),
             &achieved,
-        )
+        );
+        if let Some(s) = status.get_mut(placement.group) {
+            s.miners += 1;
+            if by_rate {
+                s.hashrate += total_rate / total_miners as f64;
+            }
+        }
+        placement
     }
 
     /// Figures before the balancer has measured anything: configured targets, nothing achieved.
@@ -329,5 +350,36 @@ mod tests {
                 home: Some(1)
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::*;
+    use crate::config::PoolGroup;
+
+    #[test]
+    fn a_burst_of_new_miners_is_spread_by_weight() {
+        let mut c = SplitConfig::single();
+        c.groups = vec![
+            PoolGroup {
+                name: "main".into(),
+                weight: 70.0,
+                pools: Some(vec!["a".into()]),
+            },
+            PoolGroup {
+                name: "second".into(),
+                weight: 30.0,
+                pools: Some(vec!["b".into()]),
+            },
+        ];
+        let book = SplitBook::new(c);
+        book.set_ready(0, true);
+        book.set_ready(1, true);
+        let groups: Vec<usize> = (0..10)
+            .map(|i| book.place(&format!("s.m{i}"), None).group)
+            .collect();
+        let second = groups.iter().filter(|g| **g == 1).count();
+        assert_eq!(second, 3, "{groups:?}");
     }
 }
