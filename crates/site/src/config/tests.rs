@@ -494,4 +494,21 @@ fn reload_names_group_changes_and_applies_membership() {
     )
     .unwrap();
     assert!(restart_needed(&running, &moved).is_empty());
+    let (old, new) = (
+        crate::upstream::PoolSet::of(&running),
+        crate::upstream::PoolSet::of(&moved),
+    );
+    assert_eq!(old.describe_change(&new), ["pool group membership"]);
+    // Each group's channel servers take their slice of the pool list, in the group's order.
+    let names = |set: &crate::upstream::PoolSet, g: usize| {
+        set.group_pools(g)
+            .into_iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&old, 0), ["a2", "a1"]);
+    assert_eq!(names(&old, 1), ["b1"]);
+    assert_eq!(names(&new, 0), ["a2"]);
+    assert_eq!(names(&new, 1), ["b1", "a1"]);
+    assert!(names(&new, 2).is_empty());
 }

@@ -123,11 +123,17 @@ impl SplitBook {
             .map_or(0, |m| m.load(Ordering::Relaxed))
     }
 
-    /// The latest figures, one per group in configured order.
+    /// The latest figures, one per group in configured order: hashrates and miners as
+    /// of the balancer's last run; state, target and moves as of now (a group that just
+    /// lost its last pool says so at once).
     pub fn status(&self) -> Vec<GroupStatus> {
         let mut status = self.lock_status().clone();
+        let ready = self.readiness();
+        let targets = target_ratios(&self.weights(), &ready);
         for (g, s) in status.iter_mut().enumerate() {
             s.moves = self.moves(g);
+            s.state = state_label(ready.get(g).copied().unwrap_or(false));
+            s.target_ratio = targets.get(g).copied().unwrap_or(0.0);
         }
         status
     }
