@@ -5,6 +5,14 @@ use std::time::{Duration, Instant};
 
 use crate::hub::target_ratios;
 
+/// Least reduction of the total error, as a fraction of the moved miner's hashrate, for
+/// a rebalancing move. Any real reduction is worth a move, even of a miner bigger than the
+/// error (the interop stage's cpuminer, 77 % of the fleet, sat in a 30 % group because an
+/// earlier rule asked for half the miner's hashrate); but a move that only swaps the
+/// error's sign would be undone by the next measurement's noise, so it must gain a tenth
+/// of the miner.
+const MIN_GAIN: f64 = 0.1;
+
 /// A miner as the balancer sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MinerView {
@@ -64,9 +72,9 @@ pub fn group_hashrates(miners: &[MinerView], groups: usize) -> Vec<f64> {
 /// 3. Then, greedily, the movable miner (unpinned, with a proven hashrate, not moved in
 ///    the last `min_move_interval`) whose move from the group furthest above its target
 ///    to the group furthest below most reduces the total error, as long as that reduces
-///    it by at least half the miner's hashrate. The groups then end within one such
-///    miner's hashrate of their targets (the last half-miner is left: moving it would
-///    only swap the error's sign, and the measurements' noise would swap it back).
+///    it by more than a tenth of the miner's hashrate ([`MIN_GAIN`]). The groups then end
+///    within about half such a miner's hashrate of their targets (a move that would only
+///    swap the error's sign is left: the measurements' noise would swap it back).
 ///
 /// Targets are `weight / sum of the ready groups' weights` of the total hashrate; a group
 /// without a ready pool has target 0 (it donates its share to the others).
@@ -160,7 +168,7 @@ pub fn plan(
             .enumerate()
             .filter(|(i, m)| m.group == over && movable(m, moved.get(*i).copied().unwrap_or(true)))
             .map(|(i, m)| (i, gain(m.hashrate), m.hashrate))
-            .filter(|(_, g, h)| *g >= h / 2.0 && *g > 0.0)
+            .filter(|(_, g, h)| *g > h * MIN_GAIN)
             .max_by(|a, b| a.1.total_cmp(&b.1));
         let Some((i, _, h)) = best else { break };
         let Some(m) = placed.get_mut(i) else { break };
