@@ -79,7 +79,7 @@ static ALLOCATOR: Counting = Counting;
 /// all on the harness's one channel (its 1-byte prefixes serve 256 miners).
 const MINERS: usize = 250;
 
-/// Heap bytes the proxy may keep per idle miner (3,464 measured in a debug build, where
+/// Heap bytes the proxy may keep per idle miner (3,519 measured in a debug build, where
 /// futures are a little larger than in release; see docs/BENCHES.md for the RSS per idle
 /// miner in release with 10,000 of them).
 const BOUND: isize = 3_600;

@@ -63,5 +63,7 @@ mod scenario_failover;
 mod scenario_sigterm;
 #[path = "interop/scenario_sim_asic.rs"]
 mod scenario_sim_asic;
+#[path = "interop/scenario_split.rs"]
+mod scenario_split;
 #[path = "interop/scenario_tls.rs"]
 mod scenario_tls;

@@ -83,7 +83,7 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         "{output}"
     );
     assert!(
-        output.contains("pool backup"),
+        output.contains("backup ok"),
         "miners were moved to the backup pool:\n{output}"
     );
     // Events fire at their time, not on the next status tick (1 s apart here); each names
@@ -103,6 +103,17 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         );
     }
     assert!(output.contains("pool primary goes down"), "{output}");
+    // Two pool groups at 70/30: the split is printed as the run goes and, at the end, from
+    // the work each simulated pool accepted. Ten equal miners (some asleep at times) in a
+    // short run: within two miners of the target.
+    assert!(output.contains("split: main "), "{output}");
+    assert_eq!(summary.split.len(), 2, "{output}");
+    assert_eq!(summary.split[0].name, "main");
+    assert!(
+        (summary.split[0].achieved - 0.7).abs() < 0.2,
+        "main got {:.3} of the work:\n{output}",
+        summary.split[0].achieved
+    );
     // The ledger's file is named at the start, and what it holds for the container at the
     // end: every share the proxy accepted (the demo ran one boot; the summary counts the
     // connections still open, the ledger also those that left).

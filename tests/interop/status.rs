@@ -127,3 +127,44 @@ pub fn get(addr: SocketAddr, path: &'static str) -> Result<String, StatusError> 
     }
     Ok(body.to_owned())
 }
+
+/// Reads `/api/v1/pool_groups`: each group's name, target and achieved share and moves.
+pub fn pool_groups(addr: SocketAddr) -> Result<Vec<(String, f64, f64, u64)>, StatusError> {
+    let body = get(addr, "/api/v1/pool_groups")?;
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| StatusError::Shape(format!("{e}: {body}")))?;
+    let groups = v["groups"]
+        .as_array()
+        .ok_or_else(|| StatusError::Shape(format!("no groups in {body}")))?;
+    Ok(groups
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap_or("").to_owned(),
+                g["target_ratio"].as_f64().unwrap_or(f64::NAN),
+                g["achieved_ratio"].as_f64().unwrap_or(f64::NAN),
+                g["moves"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+/// Reads `/api/v1/miners`: each connected miner's 5-minute share-proven hashrate, H/s
+/// (0 while it has none).
+pub fn miner_hashrates(addr: SocketAddr) -> Result<Vec<(String, f64)>, StatusError> {
+    let body = get(addr, "/api/v1/miners?limit=1000")?;
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| StatusError::Shape(format!("{e}: {body}")))?;
+    let miners = v["miners"]
+        .as_array()
+        .ok_or_else(|| StatusError::Shape(format!("no miners in {body}")))?;
+    Ok(miners
+        .iter()
+        .map(|m| {
+            (
+                m["worker"].as_str().unwrap_or("").to_owned(),
+                m["hashrate"]["5m"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect())
+}

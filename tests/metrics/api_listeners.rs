@@ -41,6 +41,7 @@ async fn each_listener_reports_its_own_port_settings_and_miners() {
          min_difficulty = {HOME}\nmax_difficulty = {HOME}\nmax_connections = 5\n\
          [[listeners]]\nname = \"fleet\"\nlisten = \"127.0.0.1:0\"\n\
          min_difficulty = {FLEET}\nmax_difficulty = {FLEET}\npool_group = \"s21\"\n\
+         [[pool_groups]]\nname = \"s21\"\npools = [\"main\"]\n\
          [[listeners]]\nname = \"secure\"\nlisten = \"127.0.0.1:0\"\n\
          min_difficulty = {HOME}\nmax_difficulty = {HOME}\n\
          tls_cert = \"{}\"\ntls_key = \"{}\"\n",

@@ -70,6 +70,8 @@ fn dashboard_parses_and_queries_only_exported_metrics() {
         "hashgate_miner_power_state",
         "hashgate_miner_alarm",
         "hashgate_miner_power_info",
+        "hashgate_pool_group_hashrate_ratio",
+        "hashgate_pool_group_hashrate_target_ratio",
     ] {
         assert!(
             names.iter().any(|n| n == needed),

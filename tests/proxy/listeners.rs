@@ -44,6 +44,9 @@ min_difficulty = 1e-4
 max_difficulty = 1.0
 initial_difficulty = 1e-3
 pool_group = "s21"
+[[pool_groups]]
+name = "s21"
+pools = ["pool0"]
 "#
     ))
     .expect("valid config")

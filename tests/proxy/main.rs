@@ -16,6 +16,7 @@ mod downstream_session;
 mod hashrate_accuracy;
 mod listeners;
 mod pool_reload;
+mod pool_split;
 mod proxy_e2e;
 mod sim_pool_asic;
 mod site_shutdown;

@@ -61,6 +61,23 @@ pub enum LoadgenCommand {
     /// `hashgate run` child process mining on that pool; print both side by side with the
     /// proxy's added latency, CPU and memory per connection.
     Compare(Box<CompareArgs>),
+    /// Run the load through an in-process hashgate with two pool groups (a simulated pool
+    /// each) and report the split of the work the pools accepted against the weights.
+    Split(Box<SplitArgs>),
+}
+
+/// `hashgate-loadgen split`.
+#[derive(Debug, Clone, Args)]
+pub struct SplitArgs {
+    /// The load.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Weights of the groups `main` and `second`, e.g. `70,30`.
+    #[arg(long, value_delimiter = ',', default_values_t = [70.0, 30.0])]
+    pub weights: Vec<f64>,
+    /// Shortest time between two moves of one miner by the balancer, e.g. `5s`.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub min_move: Duration,
 }
 
 /// `hashgate-loadgen compare`.
@@ -240,8 +257,10 @@ fn print_report<R: Serialize + fmt::Display>(report: &R, json: bool) -> anyhow::
 /// # Errors
 /// Bad arguments, a target that cannot be reached at all, or a failed simulated pool.
 pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
-    if let Some(LoadgenCommand::Compare(compare)) = args.command {
-        return run_compare(*compare);
+    match args.command {
+        Some(LoadgenCommand::Compare(compare)) => return run_compare(*compare),
+        Some(LoadgenCommand::Split(split)) => return run_split(*split),
+        None => {}
     }
     let config = args.to_config()?;
     match procfs::raise_nofile_limit() {
@@ -274,6 +293,27 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     })?;
     print_report(&report, args.load.json)?;
     if report.connections.ready == 0 {
+        bail!("no connection was set up");
+    }
+    Ok(())
+}
+
+/// Runs `hashgate-loadgen split` and prints the load's report and the split.
+///
+/// # Errors
+/// Bad arguments or weights, a proxy or pool that does not start, no connection set up.
+fn run_split(args: SplitArgs) -> anyhow::Result<()> {
+    let load = args.load.to_config(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let [main, second] = args.weights[..] else {
+        bail!("--weights takes two numbers, e.g. 70,30");
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let report = runtime.block_on(super::split::run_split(load, (main, second), args.min_move))?;
+    print_report(&report, args.load.json)?;
+    if report.load.connections.ready == 0 {
         bail!("no connection was set up");
     }
     Ok(())
@@ -346,8 +386,25 @@ mod tests {
             .expect("parses");
         match cli.loadgen.command {
             Some(LoadgenCommand::Compare(c)) => *c,
-            None => panic!("no compare subcommand in {args:?}"),
+            _ => panic!("no compare subcommand in {args:?}"),
         }
+    }
+
+    #[test]
+    fn split_takes_weights_and_a_move_interval() {
+        let cli = Cli::try_parse_from(["loadgen", "split", "-n", "50", "--weights", "60,40"])
+            .expect("parses");
+        let Some(LoadgenCommand::Split(s)) = cli.loadgen.command else {
+            panic!("no split subcommand");
+        };
+        assert_eq!(s.weights, [60.0, 40.0]);
+        assert_eq!(s.min_move, Duration::from_secs(5));
+        assert_eq!(s.load.connections.get(), 50);
+        let default = Cli::try_parse_from(["loadgen", "split"]).expect("parses");
+        let Some(LoadgenCommand::Split(d)) = default.loadgen.command else {
+            panic!("no split subcommand");
+        };
+        assert_eq!(d.weights, [70.0, 30.0]);
     }
 
     #[test]

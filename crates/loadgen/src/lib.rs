@@ -51,6 +51,7 @@ pub mod procfs;
 mod proxy_child;
 mod report;
 mod shares;
+pub mod split;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -33,6 +33,7 @@ pub mod modbus;
 pub mod power;
 pub mod ratelog;
 pub mod site;
+pub mod split;
 pub mod stats;
 pub mod tls;
 pub mod upstream;

@@ -378,7 +378,10 @@ impl Site {
             source,
         } = options;
         let registry = Registry::new();
-        let (hub, channels) = Hub::new(max_channels(&config));
+        let (hub, channels) = Hub::with_split(
+            max_channels(&config),
+            crate::hub::SplitBook::new(config.split.clone()),
+        );
         let shutdown = CancellationToken::new();
         // The listener and the driver stop the instant shutdown begins; the upstream and
         // the status server only when the sequence reaches them.
@@ -478,6 +481,13 @@ impl Site {
             registry.clone(),
             upstream_stop.clone(),
         );
+        // Moving miners is pointless once they are being closed: the balancer stops with
+        // the listener, and holds nothing that needs draining.
+        drop(crate::split::spawn(
+            hub.clone(),
+            registry.clone(),
+            shutdown.child_token(),
+        ));
         let accept_task = tokio::spawn(listener.run());
         let (power, power_task) = match driver {
             Some((driver, handle)) => {

@@ -9,7 +9,7 @@ pub use run::{
     DemoError, DemoOptions, DemoSummary, Event, EventKind, default_events, run, temp_ledger_path,
 };
 pub use sim_site::{SimMiner, SimSite};
-pub use status::{climate_line, format_hashrate, status_line};
+pub use status::{GroupSplit, climate_line, format_hashrate, status_line};
 
 /// The demo's site configuration (see `config/demo.toml`).
 pub const DEMO_TOML: &str = include_str!("../../../../config/demo.toml");

@@ -171,6 +171,9 @@ pub struct DemoSummary {
     pub max_fans: usize,
     /// The curtain pump was on at some status line.
     pub pump_seen: bool,
+    /// Each pool group's share of the work the simulated pools accepted over the run
+    /// (empty with one group).
+    pub split: Vec<status::GroupSplit>,
 }
 
 fn fans_running(status: &PowerStatus, container: &str) -> usize {
@@ -203,6 +206,7 @@ pub async fn run(
         });
     }
     let config = raw.validate()?;
+    let (split_config, pool_configs) = (config.split.clone(), config.pools.clone());
     // The simulators' own clients: a simulated stock Antminer takes its web writes on a
     // port of its own, which an inventory address cannot name.
     let clients = match &config.power {
@@ -216,6 +220,7 @@ pub async fn run(
     )
     .await?;
     let registry = site.registry.clone();
+    let hub = site.hub.clone();
     let power = site.power.clone();
     let economics = site.economics.clone();
     print(format!(
@@ -310,6 +315,9 @@ pub async fn run(
             status.as_ref(),
             Instant::now(),
         ));
+        if let Some(line) = status::split_line(&hub.split().status()) {
+            print(line);
+        }
         if let Some(status) = &status {
             let now = Instant::now();
             for (name, air) in &sim.containers {
@@ -357,6 +365,10 @@ pub async fn run(
         }
     }
     let stopped = site.shutdown().await;
+    if split_config.groups.len() > 1 {
+        summary.split = pool_split(&sim, &split_config, &pool_configs);
+        print(status::final_split_line(&summary.split));
+    }
     for pool in &sim.pools {
         pool.shutdown().await;
     }
@@ -377,6 +389,48 @@ pub async fn run(
     }
     stopped?;
     Ok(summary)
+}
+
+/// Each group's share of the work (credited difficulty) its simulated pools accepted.
+fn pool_split(
+    sim: &SimSite,
+    split: &hashgate_site::config::SplitConfig,
+    pools: &[hashgate_site::config::PoolConfig],
+) -> Vec<status::GroupSplit> {
+    let work_of = |name: &str| -> f64 {
+        sim.pool_names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| sim.pools.get(i))
+            .map_or(0.0, |p| {
+                p.stats()
+                    .workers
+                    .values()
+                    .map(|w| w.accepted_difficulty)
+                    .sum()
+            })
+    };
+    let work: Vec<f64> = split
+        .groups
+        .iter()
+        .map(|g| g.pools_of(pools).iter().map(|p| work_of(&p.name)).sum())
+        .collect();
+    let total_work: f64 = work.iter().sum();
+    let total_weight: f64 = split.groups.iter().map(|g| g.weight).sum();
+    split
+        .groups
+        .iter()
+        .zip(&work)
+        .map(|(g, w)| status::GroupSplit {
+            name: g.name.to_string(),
+            target: g.weight / total_weight,
+            achieved: if total_work > 0.0 {
+                w / total_work
+            } else {
+                0.0
+            },
+        })
+        .collect()
 }
 
 /// One line per container of what this run's ledger holds (written at shutdown), or why it

@@ -55,7 +55,7 @@ pub fn status_line(
     // Fits 120 columns with one container and a short pool name: a status line that wraps
     // is unreadable scrolling by.
     let mut line = format!(
-        "[{:>4}s] {:>2} miners {:>10} | ok {:>5} rej {:>2} | pool {} ok {:>5} rej {:>2} undeliv {:>2}",
+        "[{:>4}s] {:>2} miners {:>10} | ok {:>5} rej {:>2} | pool {} ok {:>5} rej {:>2} undel {:>2}",
         elapsed.as_secs(),
         miners.len(),
         hashrate,
@@ -279,4 +279,63 @@ mod tests {
         assert_eq!(format_hashrate(104e12), "104.0 TH/s");
         assert_eq!(format_hashrate(2.5e21), "2500.0 EH/s");
     }
+}
+
+/// The split between pool groups as the balancer last measured it, e.g.
+/// `         split: main 71.3 % (target 70 %) | second 28.7 % (target 30 %, donating)`;
+/// `None` on a site with one group.
+pub(super) fn split_line(groups: &[hashgate_site::hub::GroupStatus]) -> Option<String> {
+    if groups.len() < 2 {
+        return None;
+    }
+    // Before any hashrate is proven there is no share to show, only where miners are.
+    let proven = groups.iter().any(|g| g.hashrate > 0.0);
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let achieved = if proven {
+                format!("{:.1} %", g.achieved_ratio * 100.0)
+            } else {
+                "warming up".to_owned()
+            };
+            format!(
+                "{} {achieved} (target {:.0} %{}, {} miners)",
+                g.name,
+                g.target_ratio * 100.0,
+                if g.state == "ready" { "" } else { ", donating" },
+                g.miners
+            )
+        })
+        .collect();
+    Some(format!("         split: {}", parts.join(" | ")))
+}
+
+/// One group's share of the work its pools accepted over the whole run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSplit {
+    /// The group's name.
+    pub name: String,
+    /// Its configured share: weight over all weights.
+    pub target: f64,
+    /// Its pools' accepted work over all pools' accepted work.
+    pub achieved: f64,
+}
+
+/// The closing split line from the pools' own counts.
+pub(super) fn final_split_line(split: &[GroupSplit]) -> String {
+    let parts: Vec<String> = split
+        .iter()
+        .map(|g| {
+            format!(
+                "{} {:.1} % (target {:.0} %)",
+                g.name,
+                g.achieved * 100.0,
+                g.target * 100.0
+            )
+        })
+        .collect();
+    format!(
+        "hashgate demo: split of the work the pools accepted: {}",
+        parts.join(" | ")
+    )
 }

@@ -8,6 +8,7 @@
 mod aiostratum;
 mod compare;
 mod sim_pool;
+mod split;
 mod support;
 
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ mod pool_url;
 mod raw;
 mod reload;
 mod sv2_key;
+mod split;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -29,6 +30,9 @@ pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
 pub use reload::{ReloadReport, restart_needed};
 pub(crate) use sv2_key::AuthorityKey;
+pub use split::{
+    MAX_POOL_GROUPS, PoolGroup, RawPoolGroup, RawRoute, RawSplit, Route, SplitConfig, WorkerPattern,
+};
 
 /// A validated hashgate configuration.
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Upstream pools in failover order (the first is preferred).
     pub pools: Vec<PoolConfig>,
+    /// Pool groups, their weights, worker routes and the balancer's pace.
+    pub split: SplitConfig,
     /// Per-miner difficulty targeting.
     pub vardiff: VardiffConfig,
     /// How fast a dead or silent pool is left and retried.

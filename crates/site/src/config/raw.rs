@@ -50,6 +50,16 @@ pub struct RawConfig {
     /// (optional: without it no miner is slept for economic reasons).
     #[serde(default)]
     pub economics: Option<crate::economics::EconomicsConfigRaw>,
+    /// `[[pool_groups]]`: groups of pools sharing the hashrate by weight (optional: without
+    /// them every pool is in one group).
+    #[serde(default)]
+    pub pool_groups: Vec<super::split::RawPoolGroup>,
+    /// `[[routes]]`: worker-name patterns pinned to a pool group.
+    #[serde(default)]
+    pub routes: Vec<super::split::RawRoute>,
+    /// `[split]`: the balancer's pace.
+    #[serde(default)]
+    pub split: super::split::RawSplit,
 }
 
 /// `[proxy]` as written.
@@ -389,9 +399,13 @@ impl RawConfig {
             },
         )?;
 
+        let split = super::split::validate(&self.pool_groups, &self.routes, &self.split, &pools)?;
+        super::split::check_listener_groups(&listeners, &split)?;
+
         Ok(Config {
             proxy,
             listeners,
+            split,
             pools,
             vardiff,
             failover,
@@ -405,7 +419,9 @@ impl RawConfig {
 
 /// A `*_secs` field: a number of seconds (`10`, `0.25`) or a duration string in the syntax
 /// of the command-line flags (`"10s"`, `"250ms"`, `"2m"`).
-fn seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+pub(super) fn seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<f64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Seconds {
@@ -434,7 +450,7 @@ pub(super) fn positive(field: &str, value: f64) -> Result<(), ConfigError> {
     }
 }
 
-fn secs(field: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+pub(super) fn secs(field: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
     let value = value.unwrap_or(default);
     positive(field, value)?;
     Duration::try_from_secs_f64(value)

@@ -196,6 +196,32 @@ pub fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
     );
     let http_named = out.len() > named;
     check(&mut out, "http", a != b && !http_named);
+    // Group membership is reloaded with the pools (`upstream::PoolSet`); the groups
+    // themselves, their weights and the routes are fixed for the balancer and every
+    // channel's connections at start.
+    let shape = |c: &Config| {
+        c.split
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), g.weight, g.pools.is_some()))
+            .collect::<Vec<_>>()
+    };
+    check(&mut out, "pool_groups", shape(running) != shape(file));
+    check(
+        &mut out,
+        "routes",
+        running.split.routes != file.split.routes,
+    );
+    check(
+        &mut out,
+        "split.min_move_interval_secs",
+        running.split.min_move_interval != file.split.min_move_interval,
+    );
+    check(
+        &mut out,
+        "split.rebalance_interval_secs",
+        running.split.rebalance_interval != file.split.rebalance_interval,
+    );
     check(&mut out, "ledger", running.ledger != file.ledger);
     check(&mut out, "economics", running.economics != file.economics);
     match (&running.power, &file.power) {

@@ -503,6 +503,7 @@ fn listeners_take_their_own_settings_and_fall_back_to_the_site_ones() {
          [[pools]]\nurl = \"h:1\"\n[vardiff]\nmin_difficulty = 1\nmax_difficulty = 1000000\n\
          [[listeners]]\nname = \"home\"\nlisten = \"0.0.0.0:3333\"\nmin_difficulty = 16\nmax_difficulty = 4096\ninitial_difficulty = 256\nmax_connections = 100\n\
          [[listeners]]\nname = \"s21\"\nlisten = \"0.0.0.0:3334\"\nmin_difficulty = 65536\npool_group = \"fleet\"\n\
+         [[pool_groups]]\nname = \"fleet\"\npools = [\"pool0\"]\n\
          [[listeners]]\nname = \"tls\"\nlisten = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
          [[listeners]]\nname = \"tls2\"\nlisten = \"127.0.0.1:0\"\n",
     )
@@ -637,6 +638,8 @@ fn the_commented_two_port_example_of_the_default_file_validates() {
         .copied()
         .collect::<Vec<_>>()
         .join("\n");
+    // The s21 port names the group "main" of the (separately commented) split example.
+    let text = format!("{text}\n[[pool_groups]]\nname = \"main\"\npools = [\"primary\", \"backup\"]\n");
     let cfg = Config::from_toml(&text).expect("the [[listeners]] example must validate");
     let l = cfg.listeners();
     assert_eq!(l.len(), 2);
@@ -647,4 +650,159 @@ fn the_commented_two_port_example_of_the_default_file_validates() {
         (512.0, 262144.0)
     );
     assert!(l[1].tls.is_some() && l[0].tls.is_none());
+    assert_eq!(l[1].pool_group.as_deref(), Some("main"));
+}
+
+const TWO_GROUPS: &str = r#"
+[proxy]
+account = "site"
+[[pools]]
+name = "a1"
+url = "stratum+tcp://127.0.0.1:3333"
+[[pools]]
+name = "a2"
+url = "stratum+tcp://127.0.0.1:3334"
+[[pools]]
+name = "b1"
+url = "stratum+tcp://127.0.0.1:3335"
+[[pool_groups]]
+name = "main"
+weight = 70
+pools = ["a2", "a1"]
+[[pool_groups]]
+name = "second"
+weight = 30
+pools = ["b1"]
+[[routes]]
+worker = "acme.*"
+group = "second"
+[split]
+min_move_interval_secs = "1m"
+"#;
+
+#[test]
+fn pool_groups_routes_and_split_validate() {
+    let cfg = Config::from_toml(TWO_GROUPS).unwrap();
+    let split = &cfg.split;
+    assert_eq!(split.groups.len(), 2);
+    assert_eq!(&*split.groups[0].name, "main");
+    assert_eq!(split.groups[0].weight, 70.0);
+    // The group's own failover order, not the [[pools]] order.
+    let order: Vec<_> = split.groups[0]
+        .pools_of(&cfg.pools)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(order, ["a2", "a1"]);
+    assert_eq!(split.route_of("acme.rig7"), Some(1));
+    assert_eq!(split.route_of("site.rig7"), None);
+    assert_eq!(split.min_move_interval, Duration::from_secs(60));
+    assert_eq!(split.rebalance_interval, Duration::from_secs(10));
+}
+
+#[test]
+fn without_pool_groups_every_pool_is_one_group() {
+    let cfg = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(cfg.split.groups.len(), 1);
+    assert_eq!(&*cfg.split.groups[0].name, "default");
+    assert_eq!(cfg.split.groups[0].pools, None);
+    assert_eq!(cfg.split.min_move_interval, Duration::from_secs(300));
+}
+
+#[test]
+fn bad_pool_groups_name_the_field() {
+    let bad = |from: &str, to: &str| invalid_field(&TWO_GROUPS.replacen(from, to, 1));
+    assert_eq!(
+        bad("pools = [\"b1\"]", "pools = [\"nope\"]"),
+        "pool_groups[1].pools"
+    );
+    assert_eq!(
+        bad("pools = [\"b1\"]", "pools = [\"a1\"]"),
+        "pool_groups[1].pools"
+    );
+    assert_eq!(
+        bad("pools = [\"b1\"]", "pools = []"),
+        "pool_groups[1].pools"
+    );
+    assert_eq!(bad("weight = 30", "weight = 0"), "pool_groups[1].weight");
+    assert_eq!(bad("weight = 30", "weight = -3"), "pool_groups[1].weight");
+    assert_eq!(
+        bad("name = \"second\"", "name = \"main\""),
+        "pool_groups[1].name"
+    );
+    assert_eq!(
+        bad("group = \"second\"", "group = \"third\""),
+        "routes[0].group"
+    );
+    assert_eq!(
+        bad("worker = \"acme.*\"", "worker = \"\""),
+        "routes[0].worker"
+    );
+    // A pool left out of every group would never be used.
+    assert_eq!(
+        bad("pools = [\"a2\", \"a1\"]", "pools = [\"a2\"]"),
+        "pool_groups"
+    );
+    let msg = Config::from_toml(&TWO_GROUPS.replacen("pools = [\"b1\"]", "pools = [\"a1\"]", 1))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("already in group \"main\""), "{msg}");
+}
+
+#[test]
+fn reload_names_group_changes_and_applies_membership() {
+    let running = Config::from_toml(TWO_GROUPS).unwrap();
+    let weights = Config::from_toml(&TWO_GROUPS.replacen("weight = 30", "weight = 40", 1)).unwrap();
+    assert_eq!(restart_needed(&running, &weights), ["pool_groups"]);
+    let routes = Config::from_toml(&TWO_GROUPS.replacen("acme.*", "acme-*", 1)).unwrap();
+    assert_eq!(restart_needed(&running, &routes), ["routes"]);
+    // Moving a pool between groups is a pool reload, not a restart.
+    let moved = Config::from_toml(
+        &TWO_GROUPS
+            .replacen("pools = [\"a2\", \"a1\"]", "pools = [\"a2\"]", 1)
+            .replacen("pools = [\"b1\"]", "pools = [\"b1\", \"a1\"]", 1),
+    )
+    .unwrap();
+    assert!(restart_needed(&running, &moved).is_empty());
+    let (old, new) = (
+        crate::upstream::PoolSet::of(&running),
+        crate::upstream::PoolSet::of(&moved),
+    );
+    assert_eq!(old.describe_change(&new), ["pool group membership"]);
+    // Each group's channel servers take their slice of the pool list, in the group's order.
+    let names = |set: &crate::upstream::PoolSet, g: usize| {
+        set.group_pools(g)
+            .into_iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&old, 0), ["a2", "a1"]);
+    assert_eq!(names(&old, 1), ["b1"]);
+    assert_eq!(names(&new, 0), ["a2"]);
+    assert_eq!(names(&new, 1), ["b1", "a1"]);
+    assert!(names(&new, 2).is_empty());
+}
+
+#[test]
+fn a_listener_pool_group_must_name_a_group() {
+    let with = |groups: &str, group: &str| {
+        format!(
+            "[proxy]\naccount = \"s\"\n[[pools]]\nname = \"a\"\nurl = \"h:1\"\n{groups}\
+             [[listeners]]\nname = \"home\"\nlisten = \"127.0.0.1:0\"\n\
+             [[listeners]]\nname = \"fleet\"\nlisten = \"127.0.0.1:0\"\npool_group = \"{group}\"\n"
+        )
+    };
+    // Without [[pool_groups]] the one group is "default".
+    assert!(Config::from_toml(&with("", "default")).is_ok());
+    assert_eq!(invalid_field(&with("", "main")), "listeners[1].pool_group");
+    let groups = "[[pool_groups]]\nname = \"main\"\npools = [\"a\"]\n";
+    let cfg = Config::from_toml(&with(groups, "main")).unwrap();
+    assert_eq!(cfg.split.group_index("main"), Some(0));
+    match Config::from_toml(&with(groups, "mian")) {
+        Err(ConfigError::Invalid { field, reason }) => {
+            assert_eq!(field, "listeners[1].pool_group");
+            assert!(reason.contains("\"mian\"") && reason.contains("main"), "{reason}");
+        }
+        other => panic!("expected an invalid-field error, got {other:?}"),
+    }
 }

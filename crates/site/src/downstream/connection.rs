@@ -64,6 +64,8 @@ struct Feeds {
     work: Option<watch::Receiver<Option<Arc<MinerJob>>>>,
     /// The channel's control messages.
     control: Option<broadcast::Receiver<ChannelControl>>,
+    /// The channel both come from.
+    channel: Option<Arc<crate::hub::Channel>>,
 }
 
 /// Serves one miner until it leaves, misbehaves or the proxy shuts down.
@@ -305,8 +307,18 @@ impl<S: MinerIo> Connection<S> {
         match effect {
             Effect::None => {}
             Effect::Channel(channel) => {
-                self.feeds.work = Some(channel.watch());
-                self.feeds.control = Some(channel.control());
+                self.feeds.work = Some(channel.watch_group(self.session.group()));
+                // A move or an authorize keeps the channel: its control stream (and what
+                // is queued on it) stays as it is.
+                let same = self
+                    .feeds
+                    .channel
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, &channel));
+                if !same {
+                    self.feeds.control = Some(channel.control());
+                    self.feeds.channel = Some(channel);
+                }
             }
             Effect::Close(end) => {
                 if self.closing.is_none() {

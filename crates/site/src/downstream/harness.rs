@@ -97,9 +97,14 @@ pub(super) struct FakePool {
 impl FakePool {
     /// A pool whose submit queue holds `capacity` shares.
     pub(super) fn new(capacity: usize) -> FakePool {
+        FakePool::named("pool", 1, capacity)
+    }
+
+    /// A pool of another name and connection number (a second group's pool).
+    pub(super) fn named(name: &str, connection: u64, capacity: usize) -> FakePool {
         let (tx, submits) = mpsc::channel(capacity.max(1));
         FakePool {
-            link: UpstreamLink::new("pool".into(), 1, tx),
+            link: UpstreamLink::new(name.into(), connection, tx),
             submits,
         }
     }
@@ -198,7 +203,20 @@ impl Harness {
 
     /// A session on a hub no pool has connected to yet.
     pub(super) fn without_pool(config: &Config) -> Harness {
-        let (hub, new_channels) = Hub::new(4);
+        Harness::on_hub(config, Hub::new(4))
+    }
+
+    /// A session on a hub serving the pool groups of `split`, the first pool connected.
+    pub(super) fn with_split(config: &Config, split: crate::hub::SplitBook) -> Harness {
+        let h = Harness::on_hub(config, Hub::with_split(4, split));
+        h.hub.set_sizes(&h.plan);
+        h
+    }
+
+    fn on_hub(
+        config: &Config,
+        (hub, new_channels): (Arc<Hub>, mpsc::Receiver<Arc<Channel>>),
+    ) -> Harness {
         let registry = Registry::new();
         let t0 = Instant::now();
         let wall0 = SystemTime::now();
@@ -390,6 +408,42 @@ impl Harness {
         job
     }
 
+    /// Publishes a job of [`plan`] on channel 0 for pool group `group`, carrying `pool`'s
+    /// link (each group's jobs come from its own pool connection).
+    pub(super) fn publish_for_group(
+        &mut self,
+        group: usize,
+        pool: &FakePool,
+        clean_jobs: bool,
+    ) -> Arc<MinerJob> {
+        let channel = self.hub.channels().into_iter().next().expect("channel 0");
+        let notify = Notify {
+            job_id: format!("group{group}-job"),
+            prevhash: [7; 32],
+            coinb1: vec![1, 0, 0, 0, 1, 2, 3, group as u8],
+            coinb2: vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+            merkle_branch: vec![[9; 32], [10; 32]],
+            version: 0x2000_0000,
+            nbits: 0x1d00_ffff,
+            ntime: NTIME,
+            clean_jobs,
+        };
+        let parts = MinerJobParts {
+            notify: &notify,
+            pool_extranonce1: &POOL_E1,
+            plan: self.plan,
+            upstream_target: Target::MAX,
+            version_mask: POOL_MASK,
+            link: pool.link.clone(),
+            clean_jobs,
+        };
+        let job = Arc::new(MinerJob::build(self.hub.job_ids.next(), parts, self.now).expect("job"));
+        self.jobs.insert(job.id.to_string(), job.clone());
+        channel.publish_to(group, job.clone());
+        self.pump();
+        job
+    }
+
     /// Sends a control message to every miner of channel 0.
     pub(super) fn broadcast(&mut self, control: ChannelControl) {
         let channel = self.hub.channels().into_iter().next().expect("channel 0");
@@ -531,7 +585,7 @@ impl Harness {
             Ok(Effect::None) => {}
             Ok(Effect::Channel(channel)) => {
                 self.feeds = Some(Feeds {
-                    work: channel.watch(),
+                    work: channel.watch_group(self.session.group()),
                     control: channel.control(),
                 });
             }

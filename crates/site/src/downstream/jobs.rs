@@ -55,6 +55,12 @@ pub(super) fn base_id(id: &str) -> &str {
 /// The `mining.notify` line of `job` under the alias `<id>.<n>`, `clean_jobs` false (the
 /// work is the same; nothing in flight is lost).
 pub(super) fn realias(job: &MinerJob, n: u32) -> Option<bytes::Bytes> {
+    renotify(job, Some(n), false)
+}
+
+/// The `mining.notify` line of `job` with `clean_jobs` set as given, under its own id or
+/// the alias `<id>.<n>`.
+pub(super) fn renotify(job: &MinerJob, alias: Option<u32>, clean: bool) -> Option<bytes::Bytes> {
     use hashgate_protocol::stratum::{Message, Method, Request};
     let Ok(Message::Request(Request {
         id,
@@ -63,8 +69,11 @@ pub(super) fn realias(job: &MinerJob, n: u32) -> Option<bytes::Bytes> {
     else {
         return None;
     };
-    notify.job_id = format!("{}.{n}", job.id);
-    notify.clean_jobs = false;
+    notify.job_id = match alias {
+        Some(n) => format!("{}.{n}", job.id),
+        None => job.id.to_string(),
+    };
+    notify.clean_jobs = clean;
     Some(
         Message::Request(Request {
             id,
@@ -97,6 +106,19 @@ impl JobList {
         if job.clean_jobs() {
             self.entries.clear();
         }
+        if self.entries.len() >= KEPT_JOBS {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(Entry {
+            job,
+            seen: HashSet::default(),
+        });
+    }
+
+    /// Adds a job without voiding earlier ones whatever its `clean_jobs`: after a move
+    /// to another pool group, shares still in flight for the old group's jobs are valid
+    /// and go to the pool that issued them.
+    pub(super) fn push_keeping(&mut self, job: Arc<MinerJob>) {
         if self.entries.len() >= KEPT_JOBS {
             self.entries.pop_front();
         }

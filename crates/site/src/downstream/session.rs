@@ -35,7 +35,7 @@ use hashgate_protocol::work::{Difficulty, ShareReject, SubmitPolicy, Target, val
 
 use super::agent::kept_user_agent;
 use super::end::SessionEnd;
-use super::jobs::{JobList, realias};
+use super::jobs::{JobList, realias, renotify};
 use super::outbox::Outbox;
 use super::replies;
 use super::settings::Settings;
@@ -145,6 +145,9 @@ pub(super) struct MinerSession {
     malformed_in_row: u32,
     /// When vardiff is next polled if no job comes first.
     next_poll: Instant,
+    /// The pool group whose jobs the miner is sent (as booked in `stats` at the last
+    /// authorize or `Regroup`).
+    group: usize,
 }
 
 impl MinerSession {
@@ -177,6 +180,7 @@ impl MinerSession {
             vardiff,
             previous: None,
             realiased: 0,
+            group: 0,
             announced: None,
             jobs: JobList::default(),
             stats,
@@ -284,10 +288,7 @@ impl MinerSession {
                 }
                 self.subscribe(id, out)
             }
-            Method::Authorize(authorize) => {
-                self.authorize(id, &authorize, now, out)?;
-                Ok(Effect::None)
-            }
+            Method::Authorize(authorize) => self.authorize(id, &authorize, now, out),
             Method::Configure(configure) => {
                 self.configure(id, &configure, out)?;
                 Ok(Effect::None)
@@ -355,22 +356,27 @@ impl MinerSession {
         authorize: &Authorize,
         now: Instant,
         out: &mut Outbox,
-    ) -> Result<(), SessionEnd> {
+    ) -> Result<Effect, SessionEnd> {
         if !self.is_subscribed() {
             let reason = ShareReject::NotSubscribed;
-            return out.push(replies::refused(id, reason.code().into(), reason.reason()));
+            out.push(replies::refused(id, reason.code().into(), reason.reason()))?;
+            return Ok(Effect::None);
         }
         let worker = match miner_worker(&authorize.user) {
             Ok(worker) => worker,
-            Err(error) => return out.push(replies::refused(id, 20, &error.to_string())),
+            Err(error) => {
+                out.push(replies::refused(id, 20, &error.to_string()))?;
+                return Ok(Effect::None);
+            }
         };
         if !self.workers.iter().any(|w| w.id.name() == authorize.user) {
             if self.workers.len() >= MAX_WORKERS_PER_CONNECTION {
-                return out.push(replies::refused(
+                out.push(replies::refused(
                     id,
                     20,
                     "Too many workers on one connection",
-                ));
+                ))?;
+                return Ok(Effect::None);
             }
             // Nearly every miner authorizes one worker: room for exactly that, not the
             // four a first push would reserve (96 bytes per idle miner).
@@ -382,25 +388,69 @@ impl MinerSession {
         let Phase::Subscribed(sub) = phase else {
             // Already authorized (another worker on the same connection): nothing to start.
             self.phase = phase;
-            return Ok(());
+            return Ok(Effect::None);
         };
         tracing::Span::current().record("worker", authorize.user.as_str());
-        // The listener's pool group (`listeners[].pool_group`) is known here: routing the
-        // miner to that group's pools belongs at this point once pool groups exist.
+        self.record_identity(&sub);
+        // The pool group is chosen once, at the first worker: the listener's own group
+        // (`listeners[].pool_group`) pins the miner there, else a route by worker name,
+        // else the balancer.
+        let placement = self
+            .hub
+            .split()
+            .place(&authorize.user, self.settings.listener_group);
         tracing::debug!(
             listener = %self.settings.listener,
-            pool_group = self.settings.listener_group.as_deref().unwrap_or("-"),
+            group = placement.group,
             "miner authorized"
         );
-        self.record_identity(&sub);
+        self.stats.place(placement.group, placement.home);
+        self.group = placement.group;
         self.registration = Some(self.registry.add_miner(self.stats.clone()));
-        let current = sub.channel.current();
+        let current = sub.channel.current_of(self.group);
+        let channel = sub.channel.clone();
         self.phase = Phase::Authorized(sub);
         self.send_difficulty(now, out)?;
         if let Some(job) = current {
             self.push_job(job, now, out)?;
         }
-        Ok(())
+        // The connection watches the group's feed from now on.
+        Ok(Effect::Channel(channel))
+    }
+
+    /// The pool group whose jobs the miner is sent.
+    pub(super) fn group(&self) -> usize {
+        self.group
+    }
+
+    /// Follows a move by the balancer: when the group booked in the miner's stats is not
+    /// the one it works for, it is sent that group's latest job with `clean_jobs`, so it
+    /// drops the old work at once (no reconnect: its prefix serves every group). Jobs
+    /// already sent stay valid for the shares in flight, which go to the pool that
+    /// issued them.
+    fn regroup(&mut self, now: Instant, out: &mut Outbox) -> Result<Effect, SessionEnd> {
+        let target = self.stats.group();
+        let Phase::Authorized(sub) = &self.phase else {
+            return Ok(Effect::None);
+        };
+        if target == self.group || target >= sub.channel.group_count() {
+            return Ok(Effect::None);
+        }
+        let channel = sub.channel.clone();
+        self.group = target;
+        if let Some(job) = channel.current_of(target) {
+            let fits = job.plan.prefix_len() == sub.sizes.prefix_len
+                && job.plan.miner_extranonce2_size() == sub.sizes.extranonce2_size;
+            if fits {
+                if self.vardiff.pending().is_some() {
+                    self.send_difficulty(now, out)?;
+                }
+                let line = renotify(&job, None, true).unwrap_or_else(|| job.notify_line.clone());
+                out.push(line)?;
+                self.jobs.push_keeping(job);
+            }
+        }
+        Ok(Effect::Channel(channel))
     }
 
     /// Publishes who the miner is: its first worker, address, agent and current prefix.
@@ -648,6 +698,7 @@ impl MinerSession {
     ) -> Result<Effect, SessionEnd> {
         match control {
             ChannelControl::Resize(_) => self.resize(now, out),
+            ChannelControl::Regroup => self.regroup(now, out),
             ChannelControl::VersionMask(pool_mask) => {
                 if let Some(asked) = self.requested_mask {
                     let granted = asked & PROXY_VERSION_MASK & pool_mask;
@@ -689,7 +740,7 @@ impl MinerSession {
             lease.prefix().as_bytes(),
             sizes.extranonce2_size,
         ))?;
-        let current = channel.current();
+        let current = channel.current_of(self.group);
         match &mut self.phase {
             Phase::Connected => {}
             Phase::Subscribed(sub) | Phase::Authorized(sub) => {

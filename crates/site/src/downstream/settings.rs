@@ -26,9 +26,9 @@ pub(crate) struct Settings {
     pub vardiff: Arc<VardiffConfig>,
     /// The listener the miner connected to, for logs and the API.
     pub listener: Arc<str>,
-    /// The pool group the listener routes its miners to (`None`: the site's pools); read
-    /// where a miner is authorized.
-    pub listener_group: Option<Arc<str>>,
+    /// The pool group the listener routes its miners to (`None`: the balancer places
+    /// them), by its index in `config.split.groups` (checked at load time).
+    pub listener_group: Option<usize>,
 }
 
 impl Settings {
@@ -63,7 +63,10 @@ impl Settings {
                 .clamp(vardiff.min_difficulty, vardiff.max_difficulty),
             vardiff,
             listener: listener.name.clone(),
-            listener_group: listener.pool_group.clone(),
+            listener_group: listener
+                .pool_group
+                .as_deref()
+                .and_then(|name| config.split.group_index(name)),
         }
     }
 }

@@ -406,6 +406,11 @@ impl Exporter {
                 upstreams: &self.registry.upstreams(),
                 channels: &channels,
                 listeners: &self.listeners,
+                groups: &self
+                    .hub
+                    .as_ref()
+                    .map(|hub| hub.split().status())
+                    .unwrap_or_default(),
             },
         )
     }

@@ -20,6 +20,8 @@ pub(super) struct Inputs<'a> {
     pub channels: &'a [(usize, (u32, u32))],
     /// The miner listeners.
     pub listeners: &'a [std::sync::Arc<crate::downstream::ListenerStatus>],
+    /// The pool groups' balancer figures (none without a hub).
+    pub groups: &'a [crate::hub::GroupStatus],
 }
 
 const STATES: [UpstreamState; 5] = [
@@ -49,6 +51,7 @@ pub(super) fn render(head: String, inputs: &Inputs<'_>) -> String {
     upstreams(&mut w, inputs.upstreams);
     channels(&mut w, inputs.channels);
     listeners(&mut w, inputs.listeners);
+    pool_groups(&mut w, inputs.groups);
     super::process::render(&mut w);
     w.finish()
 }
@@ -473,6 +476,54 @@ fn listeners(w: &mut TextWriter, listeners: &[std::sync::Arc<crate::downstream::
                 &[("listener", &l.name), ("reason", reason)],
                 count(l.refused(reason)),
             );
+        }
+    }
+}
+
+fn pool_groups(w: &mut TextWriter, groups: &[crate::hub::GroupStatus]) {
+    type Figure = fn(&crate::hub::GroupStatus) -> f64;
+    let families: [(&str, Kind, &str, Figure); 6] = [
+        (
+            "hashgate_pool_group_hashrate_target_ratio",
+            Kind::Gauge,
+            "Share of the site's hashrate a pool group should get: its weight over the ready groups' weights (0 while it has no ready pool).",
+            |g| g.target_ratio,
+        ),
+        (
+            "hashgate_pool_group_hashrate_ratio",
+            Kind::Gauge,
+            "Share of the site's share-proven hashrate (5-minute rates) working for a pool group, at the balancer's last run.",
+            |g| g.achieved_ratio,
+        ),
+        (
+            "hashgate_pool_group_hashrate_hashes_per_second",
+            Kind::Gauge,
+            "Share-proven hashrate of the miners working for a pool group, at the balancer's last run.",
+            |g| g.hashrate,
+        ),
+        (
+            "hashgate_pool_group_miners",
+            Kind::Gauge,
+            "Miners working for a pool group, at the balancer's last run.",
+            |g| g.miners as f64,
+        ),
+        (
+            "hashgate_pool_group_ready",
+            Kind::Gauge,
+            "1 while a pool group has an active pool; 0 while it donates its share to the other groups.",
+            |g| if g.state == "ready" { 1.0 } else { 0.0 },
+        ),
+        (
+            "hashgate_pool_group_moves_total",
+            Kind::Counter,
+            "Miners moved into a pool group by the balancer (rebalancing, failover of a group without pools, return home).",
+            |g| count(g.moves),
+        ),
+    ];
+    for (name, kind, help, figure) in families {
+        w.family(name, kind, help);
+        for g in groups {
+            w.sample(name, &[("group", &g.name)], figure(g));
         }
     }
 }

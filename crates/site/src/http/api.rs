@@ -16,7 +16,8 @@ use super::HttpState;
 use super::error::ApiError;
 use super::json::{
     ChannelJson, DepartedJson, ListenerJson, ListenersJson, MinerCountsJson, MinerJson, MinerState,
-    PoolJson, PoolStateJson, PoolsJson, SharesJson, SummaryJson, WorkerJson, sum_rates,
+    PoolGroupsJson, PoolJson, PoolStateJson, PoolsJson, RouteJson, SharesJson, SummaryJson,
+    WorkerJson, sum_rates,
 };
 use super::query::MinerQueryRaw;
 
@@ -196,7 +197,45 @@ pub(super) async fn pools(State(state): State<HttpState>) -> Json<PoolsJson> {
                 .collect()
         })
         .unwrap_or_default();
-    Json(PoolsJson { pools, channels })
+    let pool_groups = exporter
+        .hub()
+        .map(|hub| hub.split().status())
+        .unwrap_or_default();
+    Json(PoolsJson {
+        pools,
+        channels,
+        pool_groups,
+    })
+}
+
+pub(super) async fn pool_groups(State(state): State<HttpState>) -> Json<PoolGroupsJson> {
+    let exporter = state.exporter();
+    let Some(hub) = exporter.hub() else {
+        return Json(PoolGroupsJson {
+            groups: Vec::new(),
+            routes: Vec::new(),
+            min_move_interval_secs: 0.0,
+        });
+    };
+    let book = hub.split();
+    let config = book.config();
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| RouteJson {
+            worker: r.worker.as_str().to_owned(),
+            group: config
+                .groups
+                .get(r.group)
+                .map(|g| g.name.to_string())
+                .unwrap_or_default(),
+        })
+        .collect();
+    Json(PoolGroupsJson {
+        groups: book.status(),
+        routes,
+        min_move_interval_secs: config.min_move_interval.as_secs_f64(),
+    })
 }
 
 pub(super) async fn listeners(State(state): State<HttpState>) -> Json<ListenersJson> {

@@ -400,6 +400,29 @@ pub struct PoolsJson {
     pub pools: Vec<PoolJson>,
     /// Every upstream channel.
     pub channels: Vec<ChannelJson>,
+    /// The pool groups: target and achieved share, state (as `/api/v1/pool_groups`).
+    pub pool_groups: Vec<crate::hub::GroupStatus>,
+}
+
+/// `GET /api/v1/pool_groups`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolGroupsJson {
+    /// Every group in configured order: weight, state (`ready`/`donating`), target and
+    /// achieved share of the site's share-proven hashrate, miners, moves.
+    pub groups: Vec<crate::hub::GroupStatus>,
+    /// Worker-name routes, first match wins.
+    pub routes: Vec<RouteJson>,
+    /// Shortest time between two balancer moves of one miner, seconds.
+    pub min_move_interval_secs: f64,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteJson {
+    /// The worker-name pattern.
+    pub worker: String,
+    /// The group its miners are pinned to.
+    pub group: String,
 }
 
 /// Miner counts by state.

@@ -170,6 +170,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/miners/{worker}", get(api::worker))
         .route("/api/v1/pools", get(api::pools))
         .route("/api/v1/listeners", get(api::listeners))
+        .route("/api/v1/pool_groups", get(api::pool_groups))
         .route("/api/v1/ledger", get(api::ledger))
         .fallback(api::not_found)
         .with_state(state)

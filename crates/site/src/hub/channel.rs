@@ -21,6 +21,10 @@ pub enum ChannelControl {
     Resize(MinerSizes),
     /// The pool's version-rolling mask changed: forward `mining.set_version_mask`.
     VersionMask(u32),
+    /// The balancer moved some of the channel's miners to another pool group: each miner
+    /// compares its group with the one booked in its stats and, when they differ, takes
+    /// the new group's job with `clean_jobs`.
+    Regroup,
 }
 
 /// Control messages buffered per miner; they are rare (a pool change), so a miner that
@@ -43,21 +47,51 @@ pub(crate) const JOB_FEEDS: usize = 256;
 /// A job slot: the latest job, shared by the miners that watch it.
 type JobSlot = watch::Sender<Option<Arc<MinerJob>>>;
 
-/// An upstream "slot": up to 256^k miners served by one connection to the active pool.
+/// One pool group's work on a channel: the latest job and the miners' feeds.
 #[derive(Debug)]
-pub struct Channel {
-    /// Position in the hub, also the upstream connection slot that serves it.
-    index: usize,
-    /// Prefix leases; replaced when the miner sizes change.
-    prefixes: RwLock<Arc<PrefixPool>>,
-    /// Latest job as published: what a newly authorized miner starts on, and what the
-    /// fan-out task hands on to the feeds.
+struct GroupWork {
+    /// Latest job as published: what a newly authorized (or moved) miner starts on, and
+    /// what the fan-out task hands on to the feeds.
     work: JobSlot,
     /// The miners' job feeds ([`JOB_FEEDS`]); each is a `watch`, so a slow miner skips
     /// straight to the newest job instead of queueing old ones.
     feeds: Arc<[JobSlot]>,
     /// Feed of the next miner to watch, round robin.
     next_feed: AtomicUsize,
+    /// Whether the group has an active pool on this channel (its server says so).
+    ready: AtomicBool,
+    /// Whether a `clean_jobs` job was published since prefixes were last released.
+    clean_since_release: AtomicBool,
+}
+
+impl GroupWork {
+    fn new(fanout_task: bool) -> GroupWork {
+        let (work, _) = watch::channel(None);
+        let feeds: Arc<[JobSlot]> = (0..JOB_FEEDS).map(|_| watch::channel(None).0).collect();
+        if fanout_task && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(fan_out(work.subscribe(), Arc::clone(&feeds)));
+        }
+        GroupWork {
+            work,
+            feeds,
+            next_feed: AtomicUsize::new(0),
+            ready: AtomicBool::new(false),
+            clean_since_release: AtomicBool::new(false),
+        }
+    }
+}
+
+/// An upstream "slot": up to 256^k miners served by one connection per pool group to
+/// that group's active pool.
+#[derive(Debug)]
+pub struct Channel {
+    /// Position in the hub, also the upstream connection slot that serves it.
+    index: usize,
+    /// Prefix leases; replaced when the miner sizes change.
+    prefixes: RwLock<Arc<PrefixPool>>,
+    /// Work per pool group (one entry on a site without groups). Every group's jobs carry
+    /// the same miner prefixes, so a miner moves between groups on new work alone.
+    groups: Box<[GroupWork]>,
     /// Whether a fan-out task moves jobs from `work` to the feeds; without a runtime
     /// (plain unit tests) `publish` fills every feed itself.
     fanout_task: bool,
@@ -75,23 +109,21 @@ pub struct Channel {
 impl Channel {
     /// A channel with a fresh prefix pool of `sizes.prefix_len` bytes. Inside a tokio
     /// runtime it starts its fan-out task, which ends when the channel is dropped.
+    #[cfg(test)]
     pub(crate) fn new(index: usize, prefixes: Arc<PrefixPool>) -> Channel {
-        let (work, _) = watch::channel(None);
+        Channel::with_groups(index, prefixes, 1)
+    }
+
+    /// A channel serving `groups` pool groups (at least one).
+    pub(crate) fn with_groups(index: usize, prefixes: Arc<PrefixPool>, groups: usize) -> Channel {
         let (control, _) = broadcast::channel(CONTROL_BACKLOG);
-        let feeds: Arc<[JobSlot]> = (0..JOB_FEEDS).map(|_| watch::channel(None).0).collect();
-        let fanout_task = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(fan_out(work.subscribe(), Arc::clone(&feeds)));
-                true
-            }
-            Err(_) => false,
-        };
+        let fanout_task = tokio::runtime::Handle::try_current().is_ok();
         Channel {
             index,
             prefixes: RwLock::new(prefixes),
-            work,
-            feeds,
-            next_feed: AtomicUsize::new(0),
+            groups: (0..groups.max(1))
+                .map(|_| GroupWork::new(fanout_task))
+                .collect(),
             fanout_task,
             control,
             closing: AtomicBool::new(false),
@@ -162,37 +194,96 @@ impl Channel {
         }
     }
 
-    /// Publishes a new job to every miner of the channel: [`Channel::current`] at once,
-    /// the miners' feeds one slice after another (see [`JOB_FEEDS`]).
+    /// Publishes a new job to every miner of group 0 (the only group of a site without
+    /// pool groups).
     pub fn publish(&self, job: Arc<MinerJob>) {
-        if job.clean_jobs()
-            && let Ok(pool) = self.prefixes.read()
-        {
-            // Every earlier job is stale now, so prefixes of departed miners can be reused.
-            pool.jobs_went_stale();
+        self.publish_to(0, job);
+    }
+
+    /// Publishes a new job to the miners of `group`: [`Channel::current_of`] at once, the
+    /// miners' feeds one slice after another (see [`JOB_FEEDS`]).
+    pub fn publish_to(&self, group: usize, job: Arc<MinerJob>) {
+        let Some(slot) = self.groups.get(group) else {
+            return;
+        };
+        if job.clean_jobs() {
+            slot.clean_since_release.store(true, Ordering::SeqCst);
+            self.release_if_all_clean();
         }
         if self.fanout_task {
-            self.work.send_replace(Some(job));
+            slot.work.send_replace(Some(job));
         } else {
-            for feed in self.feeds.iter() {
+            for feed in slot.feeds.iter() {
                 feed.send_replace(Some(job.clone()));
             }
-            self.work.send_replace(Some(job));
+            slot.work.send_replace(Some(job));
         }
     }
 
-    /// The latest job, if any.
-    pub fn current(&self) -> Option<Arc<MinerJob>> {
-        self.work.borrow().clone()
+    /// Departed miners' prefixes may be reused once every job they could have worked on
+    /// is stale: every group that has work has published `clean_jobs` since the last
+    /// release (a miner may have worked any group's jobs).
+    fn release_if_all_clean(&self) {
+        let all_clean = self
+            .groups
+            .iter()
+            .all(|g| g.clean_since_release.load(Ordering::SeqCst) || g.work.borrow().is_none());
+        if !all_clean {
+            return;
+        }
+        for g in self.groups.iter() {
+            g.clean_since_release.store(false, Ordering::SeqCst);
+        }
+        if let Ok(pool) = self.prefixes.read() {
+            pool.jobs_went_stale();
+        }
     }
 
-    /// A receiver that wakes on every new job (one of the channel's feeds). Its first
-    /// value may trail [`Channel::current`] for the few milliseconds a fan-out takes.
+    /// The latest job of group 0, if any.
+    pub fn current(&self) -> Option<Arc<MinerJob>> {
+        self.current_of(0)
+    }
+
+    /// The latest job of `group`, if any.
+    pub fn current_of(&self, group: usize) -> Option<Arc<MinerJob>> {
+        self.groups.get(group)?.work.borrow().clone()
+    }
+
+    /// How many pool groups the channel serves.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Books whether `group` has an active pool on this channel.
+    pub fn set_ready(&self, group: usize, ready: bool) {
+        if let Some(slot) = self.groups.get(group) {
+            slot.ready.store(ready, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `group` has an active pool on this channel.
+    pub fn is_ready(&self, group: usize) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|g| g.ready.load(Ordering::Relaxed))
+    }
+
+    /// A receiver of group 0's jobs.
     pub fn watch(&self) -> watch::Receiver<Option<Arc<MinerJob>>> {
-        let n = self.next_feed.fetch_add(1, Ordering::Relaxed) % self.feeds.len().max(1);
-        match self.feeds.get(n) {
+        self.watch_group(0)
+    }
+
+    /// A receiver that wakes on every new job of `group` (one of its feeds). Its first
+    /// value may trail [`Channel::current_of`] for the few milliseconds a fan-out takes.
+    pub fn watch_group(&self, group: usize) -> watch::Receiver<Option<Arc<MinerJob>>> {
+        let slot = self.groups.get(group).or_else(|| self.groups.first());
+        let Some(slot) = slot else {
+            return watch::channel(None).1;
+        };
+        let n = slot.next_feed.fetch_add(1, Ordering::Relaxed) % slot.feeds.len().max(1);
+        match slot.feeds.get(n) {
             Some(feed) => feed.subscribe(),
-            None => self.work.subscribe(),
+            None => slot.work.subscribe(),
         }
     }
 

@@ -9,6 +9,7 @@ use hashgate_protocol::extranonce::{ExtranoncePlan, PrefixLease, PrefixPool};
 
 use super::channel::Channel;
 use super::job::JobIds;
+use super::split::SplitBook;
 
 /// The extranonce sizes every miner is given: its extranonce1 is a `prefix_len`-byte prefix,
 /// and it rolls `extranonce2_size` bytes of its own.
@@ -66,12 +67,22 @@ pub struct Hub {
     max_channels: usize,
     /// Proxy-wide job ids.
     pub job_ids: JobIds,
+    /// The pool groups: every channel serves each of them.
+    split: SplitBook,
 }
 
 impl Hub {
     /// A hub with no channels yet; the receiver yields each channel the upstream side must
     /// serve (the first is opened when the miner sizes are first known).
     pub fn new(max_channels: usize) -> (Arc<Hub>, mpsc::Receiver<Arc<Channel>>) {
+        Hub::with_split(max_channels, SplitBook::single())
+    }
+
+    /// [`Hub::new`] for a site with pool groups: each channel serves every group of `split`.
+    pub fn with_split(
+        max_channels: usize,
+        split: SplitBook,
+    ) -> (Arc<Hub>, mpsc::Receiver<Arc<Channel>>) {
         let (plan, _) = watch::channel(None);
         let (new_channels, rx) = mpsc::channel(NEW_CHANNEL_BACKLOG);
         let hub = Hub {
@@ -80,6 +91,7 @@ impl Hub {
             new_channels,
             max_channels: max_channels.max(1),
             job_ids: JobIds::default(),
+            split,
         };
         let hub = Arc::new(hub);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -113,6 +125,11 @@ impl Hub {
             metrics::counter!("hashgate_channels_closed_total").increment(1);
         }
         closed
+    }
+
+    /// The pool groups, their readiness and the balancer's figures.
+    pub fn split(&self) -> &SplitBook {
+        &self.split
     }
 
     /// The sizes miners get now, if known.
@@ -168,7 +185,11 @@ impl Hub {
             .zip(channels.iter())
             .find(|(slot, c)| c.index() != *slot)
             .map_or(channels.len(), |(slot, _)| slot);
-        let channel = Arc::new(Channel::new(index, PrefixPool::for_plan(plan)));
+        let channel = Arc::new(Channel::with_groups(
+            index,
+            PrefixPool::for_plan(plan),
+            self.split.len(),
+        ));
         channels.insert(index, channel.clone());
         if self.new_channels.try_send(channel.clone()).is_err() {
             tracing::error!(

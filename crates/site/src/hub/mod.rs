@@ -14,6 +14,7 @@ mod channel;
 mod channels;
 mod job;
 mod link;
+mod split;
 
 pub use channel::Channel;
 pub(crate) use channels::JoinError;
@@ -22,6 +23,7 @@ pub use job::{MinerJob, MinerJobParts};
 pub use link::{ChannelHashrate, MinerWorker, UpstreamLink, UpstreamSubmit};
 
 pub use channel::ChannelControl;
+pub use split::{GroupStatus, Placement, SplitBook, initial_group, state_label, target_ratios};
 
 #[cfg(test)]
 mod tests;

@@ -218,7 +218,21 @@ pub struct MinerStats {
     last_share_ms: AtomicU64,
     connected_since: SystemTime,
     hashrate: Mutex<HashrateMeter>,
+    /// The miner's pool group, packed in one word (it is read by the balancer and the
+    /// exporter, written at authorize and by the balancer): bits 0–7 the group it works
+    /// for, bits 8–15 its home group (`0xff`: none, the balancer may move it), bits 16–63
+    /// when the balancer last moved it, milliseconds after [`placement_epoch`] plus one
+    /// (0: never).
+    placement: AtomicU64,
 }
+
+/// The instant move times are counted from: the first time anyone asked.
+fn placement_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+const NO_HOME: u64 = 0xff;
 
 fn add_f64(cell: &AtomicU64, value: f64) {
     // Single writer (the session task); relaxed load + store keeps the hot path lock-free.
@@ -250,7 +264,41 @@ impl MinerStats {
             last_share_ms: AtomicU64::new(0),
             connected_since: wall,
             hashrate: Mutex::new(HashrateMeter::new(now)),
+            placement: AtomicU64::new(NO_HOME << 8),
         }
+    }
+
+    /// Sets the miner's group and home group at authorize (not counted as a move).
+    pub fn place(&self, group: usize, home: Option<usize>) {
+        let home = home.map_or(NO_HOME, |h| (h as u64) & 0xff);
+        self.placement
+            .store(((group as u64) & 0xff) | (home << 8), Ordering::Relaxed);
+    }
+
+    /// Moves the miner to `group` at `now` (the balancer); its session follows on the
+    /// channel's `Regroup`.
+    pub fn move_to(&self, group: usize, now: Instant) {
+        let old = self.placement.load(Ordering::Relaxed);
+        let ms = now.saturating_duration_since(placement_epoch()).as_millis() as u64 + 1;
+        let word = ((group as u64) & 0xff) | (old & 0xff00) | (ms << 16);
+        self.placement.store(word, Ordering::Relaxed);
+    }
+
+    /// The pool group the miner works for.
+    pub fn group(&self) -> usize {
+        (self.placement.load(Ordering::Relaxed) & 0xff) as usize
+    }
+
+    /// The group a route or listener pins it to, if any.
+    pub fn home(&self) -> Option<usize> {
+        let home = (self.placement.load(Ordering::Relaxed) >> 8) & 0xff;
+        (home != NO_HOME).then_some(home as usize)
+    }
+
+    /// When the balancer last moved it.
+    pub fn last_moved(&self) -> Option<Instant> {
+        let ms = self.placement.load(Ordering::Relaxed) >> 16;
+        (ms > 0).then(|| placement_epoch() + std::time::Duration::from_millis(ms - 1))
     }
 
     /// Records who the miner is (at authorize).

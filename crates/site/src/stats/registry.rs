@@ -438,6 +438,15 @@ impl Registry {
         self.miners.len()
     }
 
+    /// The live counters of every connected miner (session id, stats), for the pool-group
+    /// balancer, which reads and moves them.
+    pub fn live_miners(&self) -> Vec<(u64, Arc<MinerStats>)> {
+        self.miners
+            .iter()
+            .map(|entry| (*entry.key(), entry.value().clone()))
+            .collect()
+    }
+
     /// Snapshots of every connected miner (session id, snapshot).
     pub fn miners(&self, now: Instant) -> Vec<(u64, MinerSnapshot)> {
         self.miners

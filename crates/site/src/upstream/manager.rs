@@ -85,10 +85,15 @@ impl PoolReload {
 
 async fn run(shared: Arc<UpstreamContext>, mut channels: mpsc::Receiver<Arc<Channel>>) {
     let tracker = TaskTracker::new();
+    let groups = shared.hub.split().len();
     // Slot 0 starts before its channel exists: its connections are what learn the sizes.
-    let (first_tx, first_rx) = mpsc::channel(1);
-    tracker.spawn(ChannelServer::new(shared.clone(), 0, first_rx).run());
-    let mut first = Some(first_tx);
+    let mut first_txs = Vec::with_capacity(groups);
+    for group in 0..groups {
+        let (first_tx, first_rx) = mpsc::channel(1);
+        tracker.spawn(ChannelServer::new(shared.clone(), 0, group, first_rx).run());
+        first_txs.push(first_tx);
+    }
+    let mut first = Some(first_txs);
     let shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -96,16 +101,18 @@ async fn run(shared: Arc<UpstreamContext>, mut channels: mpsc::Receiver<Arc<Chan
             _ = shutdown.cancelled() => break,
             channel = channels.recv() => match channel {
                 Some(channel) if channel.index() == 0 => {
-                    if let Some(tx) = first.take() {
-                        let _ = tx.send(channel).await;
+                    for tx in first.take().into_iter().flatten() {
+                        let _ = tx.send(channel.clone()).await;
                     }
                 }
                 Some(channel) => {
                     tracing::info!(channel = channel.index(), "serving a new channel");
-                    let (tx, rx) = mpsc::channel(1);
                     let index = channel.index();
-                    let _ = tx.send(channel).await;
-                    tracker.spawn(ChannelServer::new(shared.clone(), index, rx).run());
+                    for group in 0..groups {
+                        let (tx, rx) = mpsc::channel(1);
+                        let _ = tx.send(channel.clone()).await;
+                        tracker.spawn(ChannelServer::new(shared.clone(), index, group, rx).run());
+                    }
                 }
                 // The hub is gone; the channels already served go on until shutdown.
                 None => {

@@ -86,6 +86,8 @@ struct UpstreamContext {
 pub struct PoolSet {
     /// Pools in failover order.
     pub pools: Vec<PoolConfig>,
+    /// Each pool group's pools, by name in the group's failover order (`None`: every pool).
+    pub groups: Vec<Option<Vec<String>>>,
     /// First reconnect delay.
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
@@ -99,9 +101,27 @@ impl PoolSet {
     pub fn of(config: &Config) -> PoolSet {
         PoolSet {
             pools: config.pools.clone(),
+            groups: config
+                .split
+                .groups
+                .iter()
+                .map(|g| g.pools.clone())
+                .collect(),
             reconnect_min: config.failover.reconnect_min,
             reconnect_max: config.failover.reconnect_max,
             failback_after: config.failover.failback_after,
+        }
+    }
+
+    /// The pools of group `group`, in its failover order.
+    pub fn group_pools(&self, group: usize) -> Vec<PoolConfig> {
+        match self.groups.get(group) {
+            Some(Some(names)) => names
+                .iter()
+                .filter_map(|n| self.pools.iter().find(|p| p.name == *n).cloned())
+                .collect(),
+            Some(None) => self.pools.clone(),
+            None => Vec::new(),
         }
     }
 
@@ -125,6 +145,9 @@ impl PoolSet {
         let (old_order, new_order) = (names(self), names(new));
         if out.is_empty() && old_order != new_order {
             out.push(format!("pool order now {}", new_order.join(", ")));
+        }
+        if self.groups != new.groups {
+            out.push("pool group membership".to_owned());
         }
         if (self.reconnect_min, self.reconnect_max, self.failback_after)
             != (new.reconnect_min, new.reconnect_max, new.failback_after)

@@ -84,6 +84,8 @@ pub(super) struct ChannelServer {
     shared: Arc<UpstreamContext>,
     /// The channel's slot number (its `Channel` may not exist yet for slot 0).
     index: usize,
+    /// The pool group this server connects and publishes for (0 on a site without groups).
+    group: usize,
     /// The hub's channel, once it has been opened.
     channel: Option<Arc<Channel>>,
     /// Delivers the channel (slot 0 starts before the first pool fixes the sizes).
@@ -112,18 +114,19 @@ impl ChannelServer {
     pub(super) fn new(
         shared: Arc<UpstreamContext>,
         index: usize,
+        group: usize,
         channel_rx: mpsc::Receiver<Arc<Channel>>,
     ) -> ChannelServer {
         let mut pool_set = shared.pools.subscribe();
         let set = pool_set.borrow_and_update().clone();
+        let group_pools = set.group_pools(group);
         let failover = Failover::new(
-            set.pools.len(),
+            group_pools.len(),
             set.reconnect_min,
             set.reconnect_max,
             set.failback_after,
         );
-        let pools = set
-            .pools
+        let pools = group_pools
             .iter()
             .map(|p| PoolSlot::new(p, &shared))
             .collect();
@@ -133,6 +136,7 @@ impl ChannelServer {
             cancel: shared.shutdown.child_token(),
             shared,
             index,
+            group,
             channel: None,
             channel_rx,
             failover,
@@ -165,6 +169,7 @@ impl ChannelServer {
                 // connections the way shutdown does.
                 () = closed(self.channel.as_deref()) => break,
                 Some(channel) = self.channel_rx.recv(), if self.channel.is_none() => {
+                    channel.set_ready(self.group, self.failover.active().is_some());
                     self.channel = Some(channel);
                     if let Some(active) = self.failover.active() {
                         self.publish_latest(active, true, now);
@@ -241,6 +246,11 @@ impl ChannelServer {
     /// Takes a reloaded pool list: kept pools keep their slot and connection, the rest
     /// are closed; the next decision switches, connects and closes as the new list wants.
     fn reload(&mut self, set: &PoolSet) {
+        let mine = PoolSet {
+            pools: set.group_pools(self.group),
+            ..set.clone()
+        };
+        let set = &mine;
         let mut old: Vec<Option<PoolSlot>> = std::mem::take(&mut self.pools)
             .into_iter()
             .map(Some)
@@ -431,7 +441,7 @@ impl ChannelServer {
                     channel.broadcast(ChannelControl::VersionMask(work.version_mask));
                 }
                 self.published_mask = Some(work.version_mask);
-                channel.publish(Arc::new(job));
+                channel.publish_to(self.group, Arc::new(job));
             }
             Err(err) => {
                 tracing::warn!(channel = self.index, pool = pool, job = %work.notify.job_id, error = %err, "pool sent a job that cannot be used");
@@ -481,11 +491,17 @@ impl ChannelServer {
         }
     }
 
-    /// Pool states are per pool, not per channel: channel 0 (always present) reports them.
+    /// Pool states are per pool, not per channel: channel 0 (always present) reports them,
+    /// and whether its group can take miners.
     fn report_states(&self) {
+        let ready = self.failover.active().is_some();
+        if let Some(channel) = &self.channel {
+            channel.set_ready(self.group, ready);
+        }
         if self.index != 0 {
             return;
         }
+        self.shared.hub.split().set_ready(self.group, ready);
         let active = self.failover.active();
         for (i, slot) in self.pools.iter().enumerate() {
             let state = match self.failover.state(i) {

@@ -7,4 +7,5 @@ mod first_share;
 mod resize;
 mod setup;
 mod shares;
+mod split;
 mod version;
