@@ -215,7 +215,11 @@ async fn a_listener_pool_group_pins_its_miners_against_the_weights() {
         "the hosted port's three miners work for their group: {status:?}"
     );
     assert_eq!(status[0].miners, 1, "{status:?}");
-    assert_eq!(hub.split().moves(1), 0, "nothing was moved into the pinned group");
+    assert_eq!(
+        hub.split().moves(1),
+        0,
+        "nothing was moved into the pinned group"
+    );
     let share = (b1 - b0) / ((a1 - a0) + (b1 - b0));
     // Three of four equal miners: 75 % of the work, against the 1 % the weights give.
     assert!(share > 0.5, "the second group got {share:.3} of the work");

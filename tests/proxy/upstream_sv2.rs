@@ -117,3 +117,73 @@ async fn a_pool_whose_certificate_another_key_signed_is_refused() {
     assert_eq!(snap.submitted, 0);
     site.shutdown().await.unwrap();
 }
+
+/// An SV2 pool is a pool like any other in a weighted group: with an SV1 pool in one group
+/// and the SV2 pool in the other, both get work from the same miners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sv2_pool_takes_its_share_of_a_weighted_split_beside_an_sv1_pool() {
+    let sv2 = SimSv2Pool::start(SimSv2PoolConfig {
+        difficulty: DIFFICULTY,
+        batch: 1,
+    })
+    .await
+    .unwrap();
+    let sv1 = hashgate_lab::sim::pool::SimPool::start(hashgate_lab::sim::pool::SimPoolConfig {
+        name: "sv1".into(),
+        difficulty: DIFFICULTY,
+        job_interval: Some(Duration::from_secs(2)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\naccount = \"site\"\ninitial_difficulty = {DIFFICULTY}\n\
+         upstream_shares_per_sec = 0\n\
+         [vardiff]\nmin_difficulty = {DIFFICULTY}\nmax_difficulty = {DIFFICULTY}\n\
+         [failover]\nreconnect_min_secs = 0.2\nreconnect_max_secs = 0.5\n\
+         [[pools]]\nname = \"v1\"\nurl = \"stratum+tcp://{}\"\n\
+         [[pools]]\nname = \"v2\"\nurl = \"{}\"\n\
+         [[pool_groups]]\nname = \"main\"\npools = [\"v1\"]\n\
+         [[pool_groups]]\nname = \"second\"\npools = [\"v2\"]\n\
+         [split]\nmin_move_interval_secs = 1\nrebalance_interval_secs = 1\n",
+        sv1.addr(),
+        sv2.url()
+    );
+    let config = Arc::new(RawConfig::parse(&text).unwrap().validate().unwrap());
+    let site = Site::start(SiteOptions::new(config).without_http())
+        .await
+        .unwrap();
+    let asics: Vec<SimAsic> = (0..4)
+        .map(|i| {
+            let mut cfg = SimAsicConfig::new(site.miner_addr, format!("site.m{i}"));
+            cfg.hashrate = 20_000.0;
+            SimAsic::start(cfg)
+        })
+        .collect();
+    let sv1_accepted = || {
+        sv1.stats()
+            .workers
+            .values()
+            .map(|w| w.accepted)
+            .sum::<u64>()
+    };
+    wait_until(
+        "both groups' pools to accept shares",
+        Duration::from_secs(60),
+        || sv2.stats().accepted() >= 5 && sv1_accepted() >= 5,
+    )
+    .await;
+    let status = site.hub.split().status();
+    assert!(
+        status.iter().all(|g| g.state == "ready"),
+        "both groups have an active pool: {status:?}"
+    );
+    for asic in &asics {
+        asic.stop().await;
+    }
+    assert_eq!(sv2.stats().rejected(), 0);
+    tokio::time::timeout(Duration::from_secs(15), site.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+}

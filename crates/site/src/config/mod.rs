@@ -10,8 +10,8 @@ mod listeners;
 mod pool_url;
 mod raw;
 mod reload;
-mod sv2_key;
 mod split;
+mod sv2_key;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -29,10 +29,10 @@ pub use listeners::{ListenerConfig, ListenerTls, RawListener};
 pub(crate) use pool_url::PoolUrl;
 pub use raw::{RawConfig, RawPool};
 pub use reload::{ReloadReport, restart_needed};
-pub(crate) use sv2_key::AuthorityKey;
 pub use split::{
     MAX_POOL_GROUPS, PoolGroup, RawPoolGroup, RawRoute, RawSplit, Route, SplitConfig, WorkerPattern,
 };
+pub(crate) use sv2_key::AuthorityKey;
 
 /// A validated hashgate configuration.
 #[derive(Debug, Clone)]

@@ -639,7 +639,8 @@ fn the_commented_two_port_example_of_the_default_file_validates() {
         .collect::<Vec<_>>()
         .join("\n");
     // The s21 port names the group "main" of the (separately commented) split example.
-    let text = format!("{text}\n[[pool_groups]]\nname = \"main\"\npools = [\"primary\", \"backup\"]\n");
+    let text =
+        format!("{text}\n[[pool_groups]]\nname = \"main\"\npools = [\"primary\", \"backup\"]\n");
     let cfg = Config::from_toml(&text).expect("the [[listeners]] example must validate");
     let l = cfg.listeners();
     assert_eq!(l.len(), 2);
@@ -801,7 +802,10 @@ fn a_listener_pool_group_must_name_a_group() {
     match Config::from_toml(&with(groups, "mian")) {
         Err(ConfigError::Invalid { field, reason }) => {
             assert_eq!(field, "listeners[1].pool_group");
-            assert!(reason.contains("\"mian\"") && reason.contains("main"), "{reason}");
+            assert!(
+                reason.contains("\"mian\"") && reason.contains("main"),
+                "{reason}"
+            );
         }
         other => panic!("expected an invalid-field error, got {other:?}"),
     }
