@@ -11,6 +11,8 @@ use hashgate_site::config::{Config, RawConfig};
 use hashgate_site::site::{Site, SiteOptions};
 use serde_json::Value;
 
+use crate::support::wait::wait_until;
+
 /// One share per ~430 hashes: a 400 H/s simulated ASIC sends about one share a second.
 const DIFFICULTY: f64 = 1e-7;
 const MINERS: usize = 12;
@@ -24,17 +26,6 @@ fn config(pool: &SimPool) -> Arc<Config> {
         pool.addr()
     );
     Arc::new(RawConfig::parse(&text).unwrap().validate().unwrap())
-}
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn get_json(client: &reqwest::Client, url: String) -> Value {

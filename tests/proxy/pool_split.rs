@@ -4,12 +4,14 @@
 //! donates its share and gets it back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashgate_lab::sim::asic::{SimAsic, SimAsicConfig};
 use hashgate_lab::sim::pool::{PoolFault, SimPool, SimPoolConfig};
 use hashgate_site::config::{Config, RawConfig};
 use hashgate_site::site::{Site, SiteOptions};
+
+use crate::support::wait::wait_until;
 
 /// Miner and pool difficulty: every share a miner finds is also a pool share.
 const DIFFICULTY: f64 = 1e-7;
@@ -56,17 +58,6 @@ fn work(pool: &SimPool) -> f64 {
         .values()
         .map(|w| w.accepted_difficulty)
         .sum()
-}
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

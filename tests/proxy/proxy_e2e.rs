@@ -12,6 +12,8 @@ use hashgate_site::config::{Config, RawConfig};
 use hashgate_site::site::{Site, SiteOptions};
 use hashgate_site::stats::Registry;
 
+use crate::support::wait::wait_until;
+
 /// Miner and pool difficulty: one share per ~430 hashes, so a 400 H/s simulated ASIC sends
 /// about one share a second and every share also meets the pool's target.
 const DIFFICULTY: f64 = 1e-7;
@@ -77,17 +79,6 @@ impl Fleet {
     }
     fn rejected(&self) -> u64 {
         self.asics.iter().map(|a| a.stats().rejected).sum()
-    }
-}
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

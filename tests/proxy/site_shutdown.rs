@@ -12,21 +12,12 @@ use hashgate_site::power::api::Family;
 use hashgate_site::site::{Phase, Site, SiteOptions};
 use hashgate_site::stats::{Registry, Undelivered, UpstreamSnapshot};
 
+use crate::support::wait::wait_until;
+
 /// One share per ~430 hashes: a 400 H/s simulated ASIC sends about one share a second.
 const DIFFICULTY: f64 = 1e-7;
 /// How long the drain holds a share the pool never answers.
 const SUBMIT_TIMEOUT_SECS: u64 = 3;
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn upstream(registry: &Registry) -> UpstreamSnapshot {
     registry.upstreams().into_iter().next().expect("one pool")

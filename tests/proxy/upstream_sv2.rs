@@ -4,12 +4,14 @@
 //! every share from SV2's own fields. The real `pool_sv2` is in `tests/interop_sv2.rs`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashgate_lab::sim::asic::{SimAsic, SimAsicConfig};
 use hashgate_lab::sim::sv2_pool::{SimSv2Pool, SimSv2PoolConfig};
 use hashgate_site::config::{Config, RawConfig};
 use hashgate_site::site::{Site, SiteOptions};
+
+use crate::support::wait::wait_until;
 
 const DIFFICULTY: f64 = 1e-6;
 
@@ -21,17 +23,6 @@ fn config(url: &str) -> Arc<Config> {
          [[pools]]\nname = \"p0\"\nurl = \"{url}\"\n"
     );
     Arc::new(RawConfig::parse(&text).unwrap().validate().unwrap())
-}
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashgate_lab::sim::asic::{SimAsic, SimAsicConfig};
 use hashgate_lab::sim::pool::{SimPool, SimPoolConfig};
@@ -17,6 +17,8 @@ use hashgate_site::stats::{Transport, UpstreamState};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::support::tls::{Leaf, Terminator, TestCa, self_signed};
+
+use crate::support::wait::wait_until;
 
 const DIFFICULTY: f64 = 1e-7;
 
@@ -75,17 +77,6 @@ fn miners(proxy: std::net::SocketAddr, n: usize) -> Vec<SimAsic> {
             SimAsic::start(cfg)
         })
         .collect()
-}
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

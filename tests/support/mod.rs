@@ -6,3 +6,4 @@ pub mod fixtures;
 pub mod metrics;
 pub mod power_driver;
 pub mod tls;
+pub mod wait;
