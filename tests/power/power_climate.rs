@@ -296,15 +296,24 @@ async fn the_admin_api_overrides_a_fan_bank_with_the_token() {
         200
     );
     wait_for("fan3 forced off", LIMIT, || async { !coils(&device)[2] }).await;
-    let view: serde_json::Value = http
-        .get(format!("{base}/api/v1/power"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
-    let fan3 = &view["containers"][0]["climate"]["fans"][2];
+    // The relay is switched inside the tick and the view is published at its end, so a
+    // read right after the coil moved may still show the tick before.
+    let fan3 = || async {
+        let view: serde_json::Value = http
+            .get(format!("{base}/api/v1/power"))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        view["containers"][0]["climate"]["fans"][2].clone()
+    };
+    wait_for("the view to show fan3 forced off", LIMIT, || async {
+        fan3().await["mode"] == "off"
+    })
+    .await;
+    let fan3 = fan3().await;
     assert_eq!(
         (
             fan3["name"].as_str(),
@@ -312,7 +321,7 @@ async fn the_admin_api_overrides_a_fan_bank_with_the_token() {
             fan3["on"].as_bool()
         ),
         (Some("fan3"), Some("off"), Some(false)),
-        "{view}"
+        "{fan3}"
     );
     site.stop().await;
 }
