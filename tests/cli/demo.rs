@@ -103,16 +103,29 @@ async fn demo_gates_power_and_mines_through_a_pool_outage() {
         );
     }
     assert!(output.contains("pool primary goes down"), "{output}");
-    // Two pool groups at 70/30: the split is printed as the run goes and, at the end, from
-    // the work each simulated pool accepted. Ten equal miners (some asleep at times) in a
-    // short run: within two miners of the target.
+    // Two pool groups at 70/30: the split is printed as the run goes (the balancer's
+    // share-proven figures) and, at the end, from the work each simulated pool accepted
+    // since the balancer's first figures. Ten equal miners, some asleep at times, in a
+    // short run: the balancer's last figures within 1.5 miners of the target; the pools'
+    // count over a few seconds is Poisson-noisy, so it only has to show both groups
+    // working.
     assert!(output.contains("split: main "), "{output}");
+    assert!(
+        output.contains("hashgate demo: split of the work the pools accepted from "),
+        "{output}"
+    );
     assert_eq!(summary.split.len(), 2, "{output}");
     assert_eq!(summary.split[0].name, "main");
     assert!(
-        (summary.split[0].achieved - 0.7).abs() < 0.2,
-        "main got {:.3} of the work:\n{output}",
-        summary.split[0].achieved
+        summary.split.iter().all(|g| g.achieved > 0.0),
+        "both groups' pools accepted work: {:?}\n{output}",
+        summary.split
+    );
+    assert_eq!(summary.balancer_split.len(), 2, "{output}");
+    assert!(
+        (summary.balancer_split[0].achieved - 0.7).abs() < 0.15,
+        "the balancer left main at {:.3}:\n{output}",
+        summary.balancer_split[0].achieved
     );
     // The ledger's file is named at the start, and what it holds for the container at the
     // end: every share the proxy accepted (the demo ran one boot; the summary counts the

@@ -171,9 +171,13 @@ pub struct DemoSummary {
     pub max_fans: usize,
     /// The curtain pump was on at some status line.
     pub pump_seen: bool,
-    /// Each pool group's share of the work the simulated pools accepted over the run
-    /// (empty with one group).
+    /// Each pool group's share of the work the simulated pools accepted from the
+    /// balancer's first figures to the end (the whole run if it never had any; empty with
+    /// one group).
     pub split: Vec<status::GroupSplit>,
+    /// Each pool group's share of the share-proven hashrate at the balancer's last run
+    /// (empty with one group, or before any hashrate was proven).
+    pub balancer_split: Vec<status::GroupSplit>,
 }
 
 fn fans_running(status: &PowerStatus, container: &str) -> usize {
@@ -262,6 +266,9 @@ pub async fn run(
     let mut last_budgets: Vec<f64> = Vec::new();
     let mut ticker = tokio::time::interval(options.status_interval);
     ticker.tick().await;
+    // The pools' work when the balancer first had figures: before that, miners sit where
+    // they were placed by count, and sleeping ones skew a short run's totals.
+    let mut split_baseline: Option<(Duration, Vec<f64>)> = None;
     loop {
         // Events fire at their own time, not on the next status tick (up to an interval
         // late): a status line follows on the tick as usual.
@@ -315,8 +322,22 @@ pub async fn run(
             status.as_ref(),
             Instant::now(),
         ));
-        if let Some(line) = status::split_line(&hub.split().status()) {
+        let groups = hub.split().status();
+        if let Some(line) = status::split_line(&groups) {
             print(line);
+        }
+        if groups.len() > 1 && groups.iter().any(|g| g.hashrate > 0.0) {
+            if split_baseline.is_none() {
+                split_baseline = Some((elapsed, group_work(&sim, &split_config, &pool_configs)));
+            }
+            summary.balancer_split = groups
+                .iter()
+                .map(|g| status::GroupSplit {
+                    name: g.name.clone(),
+                    target: g.target_ratio,
+                    achieved: g.achieved_ratio,
+                })
+                .collect();
         }
         if let Some(status) = &status {
             let now = Instant::now();
@@ -366,8 +387,17 @@ pub async fn run(
     }
     let stopped = site.shutdown().await;
     if split_config.groups.len() > 1 {
-        summary.split = pool_split(&sim, &split_config, &pool_configs);
-        print(status::final_split_line(&summary.split));
+        let (since, baseline) = match split_baseline {
+            Some((at, work)) => (Some(at), work),
+            None => (None, vec![0.0; split_config.groups.len()]),
+        };
+        let work: Vec<f64> = group_work(&sim, &split_config, &pool_configs)
+            .iter()
+            .zip(&baseline)
+            .map(|(now, then)| now - then)
+            .collect();
+        summary.split = pool_split(&work, &split_config);
+        print(status::final_split_line(&summary.split, since));
     }
     for pool in &sim.pools {
         pool.shutdown().await;
@@ -391,12 +421,12 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Each group's share of the work (credited difficulty) its simulated pools accepted.
-fn pool_split(
+/// Work (credited difficulty) each group's simulated pools have accepted so far.
+fn group_work(
     sim: &SimSite,
     split: &hashgate_site::config::SplitConfig,
     pools: &[hashgate_site::config::PoolConfig],
-) -> Vec<status::GroupSplit> {
+) -> Vec<f64> {
     let work_of = |name: &str| -> f64 {
         sim.pool_names
             .iter()
@@ -410,17 +440,21 @@ fn pool_split(
                     .sum()
             })
     };
-    let work: Vec<f64> = split
+    split
         .groups
         .iter()
         .map(|g| g.pools_of(pools).iter().map(|p| work_of(&p.name)).sum())
-        .collect();
+        .collect()
+}
+
+/// Each group's share of `work` (one figure per group) against its weight's share.
+fn pool_split(work: &[f64], split: &hashgate_site::config::SplitConfig) -> Vec<status::GroupSplit> {
     let total_work: f64 = work.iter().sum();
     let total_weight: f64 = split.groups.iter().map(|g| g.weight).sum();
     split
         .groups
         .iter()
-        .zip(&work)
+        .zip(work)
         .map(|(g, w)| status::GroupSplit {
             name: g.name.to_string(),
             target: g.weight / total_weight,

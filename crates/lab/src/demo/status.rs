@@ -310,7 +310,7 @@ pub(super) fn split_line(groups: &[hashgate_site::hub::GroupStatus]) -> Option<S
     Some(format!("         split: {}", parts.join(" | ")))
 }
 
-/// One group's share of the work its pools accepted over the whole run.
+/// One group's share of the work (or hashrate) against its target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSplit {
     /// The group's name.
@@ -321,8 +321,9 @@ pub struct GroupSplit {
     pub achieved: f64,
 }
 
-/// The closing split line from the pools' own counts.
-pub(super) fn final_split_line(split: &[GroupSplit]) -> String {
+/// The closing split line from the pools' own counts, since the balancer's first figures
+/// at `since` into the run (`None`: over the whole run).
+pub(super) fn final_split_line(split: &[GroupSplit], since: Option<Duration>) -> String {
     let parts: Vec<String> = split
         .iter()
         .map(|g| {
@@ -334,8 +335,15 @@ pub(super) fn final_split_line(split: &[GroupSplit]) -> String {
             )
         })
         .collect();
+    let window = match since {
+        Some(at) => format!(
+            " from {:.0} s on (the balancer's first figures)",
+            at.as_secs_f64()
+        ),
+        None => " over the whole run (the balancer never had figures)".to_owned(),
+    };
     format!(
-        "hashgate demo: split of the work the pools accepted: {}",
+        "hashgate demo: split of the work the pools accepted{window}: {}",
         parts.join(" | ")
     )
 }
