@@ -111,6 +111,18 @@ pub struct CompareArgs {
     /// /work/venvs/aiostratum/bin/python (docs/LOADGEN.md says how to make it).
     #[arg(long, value_name = "PYTHON")]
     pub aiostratum: Option<PathBuf>,
+    /// hashgate vs SRI's translator_sv2 on one SRI pool_sv2 instead of the sim pool: a
+    /// directory with bin/pool_sv2, bin/sv2-minitp and bin/translator_sv2 (the SV2 peers'
+    /// build.sh DIR). --job-interval becomes the template interval (whole seconds).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["aiostratum", "proxy_binary_b", "skip_direct"])]
+    pub sv2_peers: Option<PathBuf>,
+    /// With --sv2-peers: measure translator_sv2 first, then hashgate.
+    #[arg(long, requires = "sv2_peers")]
+    pub translator_first: bool,
+    /// With --sv2-peers: a new block (chain tip) this often, e.g. `5s` (whole seconds;
+    /// default none). pool_sv2 closes a channel past 72,000 accepted shares in one tip.
+    #[arg(long, value_parser = parse_duration, requires = "sv2_peers")]
+    pub sv2_block_interval: Option<Duration>,
 }
 
 /// The shape of a load, shared by a plain run and `compare`.
@@ -343,6 +355,9 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         proxy_log: args.proxy_log,
         proxy_binary_b: args.proxy_binary_b,
         aiostratum: args.aiostratum,
+        sv2_peers: args.sv2_peers,
+        translator_first: args.translator_first,
+        sv2_block_interval: args.sv2_block_interval,
         ..CompareConfig::new(load, proxy_binary)
     };
     match procfs::raise_nofile_limit() {
@@ -430,6 +445,27 @@ mod tests {
             c.aiostratum.as_deref(),
             Some(std::path::Path::new("/work/venvs/aiostratum/bin/python"))
         );
+    }
+
+    #[test]
+    fn compare_takes_the_sv2_peers_and_the_order() {
+        let c = compare_args(&[
+            "compare",
+            "--sv2-peers",
+            "/p/sv2",
+            "--translator-first",
+            "--sv2-block-interval",
+            "5s",
+        ]);
+        assert_eq!(c.sv2_peers.as_deref(), Some(std::path::Path::new("/p/sv2")));
+        assert!(c.translator_first);
+        assert_eq!(c.sv2_block_interval, Some(Duration::from_secs(5)));
+        let err = Cli::try_parse_from(["loadgen", "compare", "--translator-first"])
+            .expect_err("the order needs the peers");
+        assert!(err.to_string().contains("--sv2-peers"), "{err}");
+        let err = Cli::try_parse_from(["loadgen", "compare", "--sv2-peers", "/p", "--skip-direct"])
+            .expect_err("no direct phase to skip with pool_sv2");
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub use super::compare_report::{
 use super::proxy_child::{
     HASHGATE_ADDR_PREFIX, ProxyChild, ProxyExit, ProxySettings, TempConfig, hashgate_command,
 };
+use super::sv2peers::{
+    self, AUTHORITY_PUBLIC, Sv2Peers, Sv2Pool, TRANSLATOR_MINER_DIFFICULTY,
+    TRANSLATOR_MINER_HASHRATE, TranslatorSettings,
+};
 use super::{LOADGEN_DIFFICULTY, LoadConfig, LoadError, LoadReport, procfs};
 use hashgate_lab::sim::pool::{SimPool, SimPoolConfig};
 
@@ -69,6 +73,16 @@ pub struct CompareConfig {
     pub proxy_binary_b: Option<PathBuf>,
     /// The Python interpreter of an aiostratum-proxy venv, measured in phase (d).
     pub aiostratum: Option<PathBuf>,
+    /// A directory with SRI's `bin/pool_sv2`, `bin/sv2-minitp` and `bin/translator_sv2`:
+    /// hashgate and translator_sv2 side by side on one pool_sv2 instead of the sim pool
+    /// (see [`compare_sv2`]).
+    pub sv2_peers: Option<PathBuf>,
+    /// With `sv2_peers`: measure translator_sv2 before hashgate (to see order effects).
+    pub translator_first: bool,
+    /// With `sv2_peers`: sv2-minitp advances the chain this often (0: never). pool_sv2
+    /// keeps at most 72,000 accepted shares per chain tip for a channel (SRI's dedup
+    /// budget at 60 shares/min) and closes the channel beyond that.
+    pub sv2_block_interval: Option<Duration>,
 }
 
 impl CompareConfig {
@@ -85,6 +99,9 @@ impl CompareConfig {
             proxy_start_timeout: Duration::from_secs(15),
             proxy_binary_b: None,
             aiostratum: None,
+            sv2_peers: None,
+            translator_first: false,
+            sv2_block_interval: None,
         }
     }
 }
@@ -143,6 +160,9 @@ pub enum CompareError {
         /// Its limit.
         max: usize,
     },
+    /// An SV2 peer is missing or could not be given a port.
+    #[error("SV2 peers: {0}")]
+    Sv2Peer(String),
     /// One phase could not run at all (no connection set up, for instance).
     #[error("{phase} phase: {source}")]
     Phase {
@@ -161,6 +181,9 @@ pub enum CompareError {
 /// wrong with single connections or shares is in the report.
 pub async fn compare(config: CompareConfig) -> Result<CompareReport, CompareError> {
     config.load.validate()?;
+    if let Some(dir) = &config.sv2_peers {
+        return compare_sv2(&config, dir).await;
+    }
     let requested = config.load.connections.get();
     if config.aiostratum.is_some() && requested > aiostratum::MAX_WORKERS {
         return Err(CompareError::TooManyForAiostratum {
@@ -261,7 +284,8 @@ async fn with_pool(config: &CompareConfig, pool: &SimPool) -> Result<CompareRepo
 
     Ok(CompareReport {
         pool: pool.addr(),
-        pool_difficulty: config.pool_difficulty,
+        pool_name: "sim pool".into(),
+        pool_difficulty: Some(config.pool_difficulty),
         miner_difficulty: LOADGEN_DIFFICULTY,
         proxy_pid,
         proxy_addr,
@@ -351,7 +375,7 @@ async fn start(
     let (child, files) = match subject {
         Subject::Hashgate { binary, .. } => {
             let settings = ProxySettings {
-                pool: pool.addr(),
+                pool_url: format!("stratum+tcp://{}", pool.addr()),
                 miner_difficulty: LOADGEN_DIFFICULTY,
                 account: "loadgen".into(),
             };
@@ -413,6 +437,20 @@ async fn measure(
     phase: &'static str,
 ) -> Result<Measured, CompareError> {
     let before = pool.stats();
+    let (report, cpu) = measure_with(proxy, load, phase).await?;
+    Ok(Measured {
+        load: report,
+        pool: PoolPhase::between(&before, &pool.stats()),
+        cpu,
+    })
+}
+
+/// Runs the load through `proxy`, with its CPU over the phase split user / kernel.
+async fn measure_with(
+    proxy: &ProxyChild,
+    load: &LoadConfig,
+    phase: &'static str,
+) -> Result<(LoadReport, Option<CpuSplit>), CompareError> {
     let cpu_before = procfs::cpu_split(proxy.pid).ok();
     let report = super::run(LoadConfig {
         target: proxy.miner_addr,
@@ -429,10 +467,191 @@ async fn measure(
         }),
         _ => None,
     };
-    Ok(Measured {
-        load: report,
-        pool: PoolPhase::between(&before, &pool.stats()),
-        cpu,
+    Ok((report, cpu))
+}
+
+/// Hashgate's account on pool_sv2 (its channels' user identity starts with it).
+const SV2_HASHGATE_USER: &str = "hashgate-compare";
+
+/// translator_sv2's user identity on pool_sv2.
+const SV2_TRANSLATOR_USER: &str = "translator-compare";
+
+/// How long a proxy has to open its channel on pool_sv2 after it listens: both open it
+/// at start, and a miner connecting before would time the handshake, not the proxy.
+const SV2_CHANNEL_SETTLE: Duration = Duration::from_secs(2);
+
+/// hashgate and translator_sv2 side by side on one pool_sv2 (fed by sv2-minitp):
+///
+/// ```text
+/// phase (b):  loadgen ──> hashgate run (child) ──SV2──> pool_sv2 <── sv2-minitp
+/// phase (t):  loadgen ──> translator_sv2 (child) ─SV2─> same pool_sv2
+/// ```
+///
+/// There is no direct phase: pool_sv2 speaks no SV1. Both proxies answer a miner's
+/// submit themselves after checking it against the miner's target (neither waits for
+/// the pool), so the answer latency is each proxy's own. Both pin the miners at
+/// [`TRANSLATOR_MINER_DIFFICULTY`]: translator_sv2 with vardiff off and a 1 H/s floor,
+/// hashgate with vardiff min = max. Each forwards only the shares meeting its channel's
+/// pool target; the pool's own counts per proxy are read off its metrics endpoint.
+async fn compare_sv2(config: &CompareConfig, dir: &Path) -> Result<CompareReport, CompareError> {
+    let peers = Sv2Peers::find(dir)?;
+    super::check_files(config.load.connections.get(), 1)?;
+    let template_interval = config.job_interval.map_or(30, |d| d.as_secs().max(1));
+    let block_interval = config.sv2_block_interval.map_or(0, |d| d.as_secs().max(1));
+    let pool = Sv2Pool::start(&peers, template_interval, block_interval).await?;
+    let result = sv2_phases(config, &peers, &pool).await;
+    pool.stop().await;
+    result
+}
+
+async fn sv2_phases(
+    config: &CompareConfig,
+    peers: &Sv2Peers,
+    pool: &Sv2Pool,
+) -> Result<CompareReport, CompareError> {
+    let load = LoadConfig {
+        suggest_difficulty: None,
+        ..config.load.clone()
+    };
+    let (hashgate, translator) = if config.translator_first {
+        let translator = sv2_translator_phase(config, peers, pool, &load).await?;
+        (sv2_hashgate_phase(config, pool, &load).await?, translator)
+    } else {
+        let hashgate = sv2_hashgate_phase(config, pool, &load).await?;
+        (
+            hashgate,
+            sv2_translator_phase(config, peers, pool, &load).await?,
+        )
+    };
+    let other = OtherProxy {
+        kind: ProxyKind::TranslatorSv2,
+        label: "translator_sv2".into(),
+        program: peers.translator.clone(),
+        pid: translator.pid,
+        addr: translator.addr,
+        added_latency: None,
+        versus_hashgate: Ratios::between(&hashgate.measured.load, &translator.measured.load),
+        load: translator.measured.load,
+        pool: translator.measured.pool,
+        cpu: translator.measured.cpu,
+        exit: translator.exit,
+    };
+    Ok(CompareReport {
+        pool: pool.addr,
+        pool_name: "pool_sv2".into(),
+        pool_difficulty: None,
+        miner_difficulty: TRANSLATOR_MINER_DIFFICULTY,
+        proxy_pid: hashgate.pid,
+        proxy_addr: hashgate.addr,
+        direct: None,
+        direct_pool: None,
+        added_latency: None,
+        proxied: hashgate.measured.load,
+        proxied_pool: hashgate.measured.pool,
+        proxy_cpu: hashgate.measured.cpu,
+        proxy_exit: hashgate.exit,
+        others: vec![other],
+    })
+}
+
+/// One SV2 phase's figures and how its proxy ended.
+struct Sv2Phase {
+    measured: Measured,
+    pid: u32,
+    addr: SocketAddr,
+    exit: ProxyExit,
+}
+
+async fn sv2_hashgate_phase(
+    config: &CompareConfig,
+    pool: &Sv2Pool,
+    load: &LoadConfig,
+) -> Result<Sv2Phase, CompareError> {
+    let settings = ProxySettings {
+        pool_url: format!("stratum2+tcp://{}/{AUTHORITY_PUBLIC}", pool.addr),
+        miner_difficulty: TRANSLATOR_MINER_DIFFICULTY,
+        account: SV2_HASHGATE_USER.into(),
+    };
+    let file = TempConfig::write(&settings.toml(), "toml")?;
+    let binary = &config.proxy_binary;
+    let command = hashgate_command(binary, file.path(), &config.proxy_log);
+    let child = ProxyChild::start(
+        command,
+        binary,
+        HASHGATE_ADDR_PREFIX,
+        config.proxy_start_timeout,
+    )
+    .await?;
+    sv2_measure(child, pool, load, SV2_HASHGATE_USER, "through hashgate").await
+}
+
+async fn sv2_translator_phase(
+    config: &CompareConfig,
+    peers: &Sv2Peers,
+    pool: &Sv2Pool,
+    load: &LoadConfig,
+) -> Result<Sv2Phase, CompareError> {
+    let settings = TranslatorSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], sv2peers::free_port()?)),
+        monitoring: SocketAddr::from(([127, 0, 0, 1], sv2peers::free_port()?)),
+        pool: pool.addr,
+        authority: AUTHORITY_PUBLIC.into(),
+        user: SV2_TRANSLATOR_USER.into(),
+        miner_hashrate: TRANSLATOR_MINER_HASHRATE,
+    };
+    let file = TempConfig::write(&settings.toml(), "toml")?;
+    let command = sv2peers::translator_command(&peers.translator, file.path());
+    let child = ProxyChild::start_at(
+        command,
+        &peers.translator,
+        settings.listen,
+        config.proxy_start_timeout,
+    )
+    .await?
+    .stop_with_sigint();
+    sv2_measure(
+        child,
+        pool,
+        load,
+        SV2_TRANSLATOR_USER,
+        "through translator_sv2",
+    )
+    .await
+}
+
+async fn sv2_measure(
+    child: ProxyChild,
+    pool: &Sv2Pool,
+    load: &LoadConfig,
+    user: &str,
+    phase: &'static str,
+) -> Result<Sv2Phase, CompareError> {
+    tokio::time::sleep(SV2_CHANNEL_SETTLE).await;
+    let before = pool.counts(user).await;
+    let measured = measure_with(&child, load, phase).await;
+    // The pool's metrics are a cache refreshed every POOL_METRICS_REFRESH_S, and its
+    // channel's counts vanish with the proxy: read them before the stop.
+    tokio::time::sleep(Duration::from_secs(
+        2 * sv2peers::POOL_METRICS_REFRESH_S + 1,
+    ))
+    .await;
+    let after = pool.counts(user).await;
+    let (pid, addr) = (child.pid, child.miner_addr);
+    let exit = child.stop(STOP_GRACE).await;
+    let (load, cpu) = measured?;
+    Ok(Sv2Phase {
+        measured: Measured {
+            load,
+            pool: PoolPhase {
+                accepted: after.accepted.saturating_sub(before.accepted),
+                rejected: after.rejected.saturating_sub(before.rejected),
+                ..PoolPhase::default()
+            },
+            cpu,
+        },
+        pid,
+        addr,
+        exit,
     })
 }
 

@@ -87,6 +87,8 @@ pub enum ProxyKind {
     Hashgate,
     /// aiostratum-proxy through `tools/aiostratum/run.py`.
     Aiostratum,
+    /// SRI's translator_sv2 (SV1 miners, SV2 pool).
+    TranslatorSv2,
 }
 
 /// One figure of another proxy next to hashgate's.
@@ -183,10 +185,13 @@ pub struct OtherProxy {
 /// Every phase and the proxy processes.
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareReport {
-    /// The simulated pool.
+    /// The pool.
     pub pool: SocketAddr,
-    /// The difficulty it gave the proxy.
-    pub pool_difficulty: f64,
+    /// Which pool: `sim pool` (in this process) or `pool_sv2`.
+    pub pool_name: String,
+    /// The difficulty the sim pool gave the proxy (pool_sv2 sets each channel's target
+    /// itself: none).
+    pub pool_difficulty: Option<f64>,
     /// The miners' difficulty in every phase.
     pub miner_difficulty: f64,
     /// The hashgate proxy child's pid.
@@ -292,11 +297,18 @@ impl fmt::Display for CompareReport {
             "hashgate-loadgen compare: {} connections, {:.0} shares/s for {:.1} s per phase",
             p.connections.requested, p.shares.target_rate, p.shares.duration_s
         )?;
-        writeln!(
-            f,
-            "  sim pool {} (difficulty {:e} to hashgate, miners at {:e}); hashgate pid {} on {}",
-            self.pool, self.pool_difficulty, self.miner_difficulty, self.proxy_pid, self.proxy_addr
-        )?;
+        match self.pool_difficulty {
+            Some(d) => writeln!(
+                f,
+                "  {} {} (difficulty {d:e} to hashgate, miners at {:e}); hashgate pid {} on {}",
+                self.pool_name, self.pool, self.miner_difficulty, self.proxy_pid, self.proxy_addr
+            )?,
+            None => writeln!(
+                f,
+                "  {} {} (sets each channel's target; miners at {:e}); hashgate pid {} on {}",
+                self.pool_name, self.pool, self.miner_difficulty, self.proxy_pid, self.proxy_addr
+            )?,
+        }
         for o in &self.others {
             writeln!(
                 f,

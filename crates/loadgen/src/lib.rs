@@ -15,6 +15,7 @@
 //! | `compare` | [`compare()`]: the same load direct to a simulated pool and through the proxy (and a second build, and aiostratum-proxy), side by side |
 //! | `compare_report` | [`CompareReport`]: the phases side by side, added latency, ratios to hashgate |
 //! | `aiostratum` | aiostratum-proxy's YAML config, its launcher, the command that starts it |
+//! | `sv2peers` | SRI's pool_sv2, sv2-minitp and translator_sv2 for `compare --sv2-peers`: configs, start, the pool's share counts |
 //! | `proxy_child` | a proxy as a child process: temporary config, start, output drained, stop |
 //! | `cli` | [`cli::LoadgenArgs`] and [`cli::run`], the binary's edge |
 //!
@@ -52,6 +53,7 @@ mod proxy_child;
 mod report;
 mod shares;
 pub mod split;
+mod sv2peers;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

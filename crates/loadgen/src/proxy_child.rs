@@ -43,8 +43,9 @@ const TAIL_LINES: usize = 12;
 /// What the proxy is told, written as its config file.
 #[derive(Debug, Clone)]
 pub(crate) struct ProxySettings {
-    /// The pool it mines through.
-    pub pool: SocketAddr,
+    /// The pool it mines through, as a hashgate pool URL (`stratum+tcp://host:port`,
+    /// `stratum2+tcp://host:port/<authority key>`).
+    pub pool_url: String,
     /// Miner difficulty, fixed: initial, vardiff minimum and maximum.
     pub miner_difficulty: f64,
     /// Its site account on the pool.
@@ -65,14 +66,14 @@ impl ProxySettings {
              initial_difficulty = {d:e}\n\
              \n\
              [[pools]]\n\
-             name = \"sim\"\n\
-             url = \"stratum+tcp://{pool}\"\n\
+             name = \"pool\"\n\
+             url = \"{pool_url}\"\n\
              \n\
              [vardiff]\n\
              min_difficulty = {d:e}\n\
              max_difficulty = {d:e}\n",
             account = self.account,
-            pool = self.pool,
+            pool_url = self.pool_url,
         );
         text
     }
@@ -162,6 +163,8 @@ pub(crate) struct ProxyChild {
     pub miner_addr: SocketAddr,
     /// Its stderr's last lines.
     stderr: Arc<Mutex<Tail>>,
+    /// What [`ProxyChild::stop`] sends: SIGTERM unless the program only handles Ctrl-C.
+    stop_signal: rustix::process::Signal,
 }
 
 impl ProxyChild {
@@ -172,26 +175,12 @@ impl ProxyChild {
     /// [`CompareError::Spawn`] when it cannot be started; [`CompareError::ProxyStart`]
     /// when it exits or stays silent for `timeout` before naming its address.
     pub(crate) async fn start(
-        mut command: Command,
+        command: Command,
         program: &Path,
         addr_prefix: &str,
         timeout: Duration,
     ) -> Result<ProxyChild, CompareError> {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| CompareError::Spawn {
-                binary: program.to_owned(),
-                source,
-            })?;
-        let pid = child.id().unwrap_or(0);
-        let stderr = Arc::new(Mutex::new(Tail::default()));
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(drain(err, Some(Arc::clone(&stderr))));
-        }
+        let (mut child, pid, stderr) = spawn(command, program)?;
         let Some(stdout) = child.stdout.take() else {
             let reason = "its stdout was not captured";
             return Err(start_failed(&mut child, &stderr, program, reason).await);
@@ -215,14 +204,62 @@ impl ProxyChild {
             pid,
             miner_addr,
             stderr,
+            stop_signal: rustix::process::Signal::TERM,
         })
     }
 
-    /// Sends SIGTERM (as a service manager does), waits up to `grace` for the exit, then
+    /// Starts `command` like [`ProxyChild::start`] for a proxy that prints no address:
+    /// it was told to listen on `addr`, and is started once a TCP connect there succeeds.
+    ///
+    /// # Errors
+    /// As [`ProxyChild::start`].
+    pub(crate) async fn start_at(
+        command: Command,
+        program: &Path,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<ProxyChild, CompareError> {
+        let (mut child, pid, stderr) = spawn(command, program)?;
+        // Such a proxy (translator_sv2) logs to stdout: its lines join the stderr tail.
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(drain(out, Some(Arc::clone(&stderr))));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                let reason = format!("it exited before listening on {addr}");
+                return Err(start_failed(&mut child, &stderr, program, &reason).await);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let reason = format!("not listening on {addr} within {timeout:?}");
+                return Err(start_failed(&mut child, &stderr, program, &reason).await);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(ProxyChild {
+            child,
+            pid,
+            miner_addr: addr,
+            stderr,
+            stop_signal: rustix::process::Signal::TERM,
+        })
+    }
+
+    /// Stops it with SIGINT instead of SIGTERM: for a program that waits for Ctrl-C
+    /// (translator_sv2 0.6.0) and would otherwise die of SIGTERM without its shutdown.
+    pub(crate) fn stop_with_sigint(mut self) -> Self {
+        self.stop_signal = rustix::process::Signal::INT;
+        self
+    }
+
+    /// Sends SIGTERM (as a service manager does; see [`ProxyChild::stop_with_sigint`]), waits up to `grace` for the exit, then
     /// kills it.
     pub(crate) async fn stop(mut self, grace: Duration) -> ProxyExit {
         let terminated = rustix::process::Pid::from_raw(self.pid as i32)
-            .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM))
+            .map(|pid| rustix::process::kill_process(pid, self.stop_signal))
             .is_some_and(|r| r.is_ok());
         let status = if terminated {
             tokio::time::timeout(grace, self.child.wait()).await.ok()
@@ -240,6 +277,30 @@ impl ProxyChild {
         tokio::time::sleep(Duration::from_millis(50)).await;
         exit_report(graceful, status, &self.stderr)
     }
+}
+
+/// Spawns `command` with stdio piped and killed if dropped; its stderr is drained into
+/// the returned tail.
+fn spawn(
+    mut command: Command,
+    program: &Path,
+) -> Result<(Child, u32, Arc<Mutex<Tail>>), CompareError> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CompareError::Spawn {
+            binary: program.to_owned(),
+            source,
+        })?;
+    let pid = child.id().unwrap_or(0);
+    let stderr = Arc::new(Mutex::new(Tail::default()));
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(drain(err, Some(Arc::clone(&stderr))));
+    }
+    Ok((child, pid, stderr))
 }
 
 fn exit_report(
@@ -331,7 +392,7 @@ mod tests {
     #[test]
     fn the_config_file_is_a_valid_hashgate_config_with_a_fixed_difficulty() {
         let settings = ProxySettings {
-            pool: SocketAddr::from(([127, 0, 0, 1], 40123)),
+            pool_url: "stratum+tcp://127.0.0.1:40123".into(),
             miner_difficulty: 1e-10,
             account: "loadgen".into(),
         };
@@ -345,6 +406,23 @@ mod tests {
         assert_eq!(cfg.pools.len(), 1);
         assert_eq!(cfg.pools[0].url.port, 40123);
         assert_eq!(cfg.proxy.account, "loadgen");
+    }
+
+    #[test]
+    fn an_sv2_pool_url_gives_a_valid_config() {
+        let settings = ProxySettings {
+            pool_url:
+                "stratum2+tcp://127.0.0.1:40124/9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72"
+                    .into(),
+            miner_difficulty: 4.656_541_818_803_816_6e-10,
+            account: "hashgate-compare".into(),
+        };
+        let cfg = hashgate_site::config::RawConfig::parse(&settings.toml())
+            .expect("parses")
+            .validate()
+            .expect("validates");
+        assert_eq!(cfg.pools[0].url.port, 40124);
+        assert_eq!(cfg.vardiff.max_difficulty, 4.656_541_818_803_816_6e-10);
     }
 
     #[test]

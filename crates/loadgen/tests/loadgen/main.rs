@@ -1,5 +1,6 @@
 //! The load generator against the simulated pool, through a `hashgate run` child, through
-//! aiostratum-proxy when its venv exists, and its command line. Counts, not timings.
+//! aiostratum-proxy when its venv exists, beside translator_sv2 on pool_sv2 (ignored: the
+//! peers are outside the repository), and its command line. Counts, not timings.
 
 // The workspace lints hold library code; a test or bench crate exports nothing and
 // unwraps by design (a panic is its failure report).
@@ -10,6 +11,7 @@ mod compare;
 mod sim_pool;
 mod split;
 mod support;
+mod sv2;
 
 use std::path::PathBuf;
 
