@@ -2,8 +2,9 @@
 //! stack written by others (issue #13).
 //!
 //! `tools/modbus/serve.py` serves, through pymodbus' own server and datastore, the values
-//! a real Eastron SDM630 and Schneider PM5300 would hold, placed from each maker's register
-//! numbers and numbering as written below (not from hashgate's maps); an integer meter in
+//! a real Eastron SDM630, Schneider PM5300 and Carlo Gavazzi EM21 would hold, placed from
+//! each maker's register numbers and numbering as written below (not from hashgate's
+//! maps); an integer meter in
 //! the layout of an Acrel DTSD1352 (no Acrel map is shipped, so a site writes it as its own
 //! map, as `config/power-example.toml` does); a word-swapped custom point and an 8-relay
 //! coil module. hashgate must read the right watts from each map and switch and read back
@@ -83,6 +84,15 @@ fn spec(port: u16) -> serde_json::Value {
                 p("holding", 3056, "one_based", "f32", "big", 4.25),
                 p("holding", 3058, "one_based", "f32", "big", 4.25),
                 p("holding", 2700, "one_based", "f32", "big", 98765.5),
+            ]},
+            // Carlo Gavazzi EM21: input registers, hex from 0 (300041 = 0x0028), i32 low word
+            // first, W × 10 and kWh × 10; an exporting phase is negative.
+            {"unit": 6, "points": [
+                p("input", 0x0028, "zero_based", "i32", "little", 1_234_567.0),
+                p("input", 0x0012, "zero_based", "i32", "little", 415_000.0),
+                p("input", 0x0014, "zero_based", "i32", "little", 821_072.0),
+                p("input", 0x0016, "zero_based", "i32", "little", -1505.0),
+                p("input", 0x0034, "zero_based", "i32", "little", 987_654.0),
             ]},
             // An Acrel DTSD1352's layout: holding, hex from 0, secondary-side W (i32) and
             // 0.01 kWh (u32).
@@ -195,6 +205,16 @@ async fn shipped_meter_maps_read_the_right_watts_from_pymodbus() {
     assert_eq!(pm.phase_watts, Some([4000.0, 4250.0, 4250.0]));
     assert_eq!(pm.energy_wh, Some(98_765_500.0));
 
+    let em = read_meter(&mut c, &MeterModel::GavazziEm21.map(6), 1.0)
+        .await
+        .unwrap();
+    assert!(close(em.watts, 123_456.7), "{em:?}");
+    let phases = em.phase_watts.unwrap();
+    for (got, want) in phases.iter().zip([41_500.0, 82_107.2, -150.5]) {
+        assert!(close(*got, want), "{phases:?}");
+    }
+    assert!(close(em.energy_wh.unwrap(), 98_765_400.0), "{em:?}");
+
     // Secondary-side figures behind a 400/5 A CT: ratio 80, through the site's own map as
     // config/power-example.toml writes it.
     let acrel_map: MeterMapRaw = toml::from_str(ACREL_MAP).unwrap();
@@ -228,7 +248,9 @@ async fn shipped_meter_maps_read_the_right_watts_from_pymodbus() {
         !matches!(&words, Ok(w) if hashgate_site::modbus::decode(w, DataType::F32, Default::default()) == Ok(12.5)),
         "{words:?}"
     );
-    println!("pymodbus interop: SDM630 {sdm:?}; PM5000 {pm:?}; Acrel layout {acrel:?}");
+    println!(
+        "pymodbus interop: SDM630 {sdm:?}; PM5000 {pm:?}; EM21 {em:?}; Acrel layout {acrel:?}"
+    );
 }
 
 #[tokio::test]

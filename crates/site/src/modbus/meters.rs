@@ -6,9 +6,12 @@
 //! |---|---|---|---|---|---|---|
 //! | `eastron_sdm630` | input (0x04), f32 big-endian | 0-based hex (also printed 1-based as 3xxxx) | 0x0034, W | 0x000C / 0x000E / 0x0010, W | 0x0048, kWh | Eastron "SDM630 Modbus Protocol" (input register table) |
 //! | `schneider_pm5000` | holding (0x03), f32 big-endian | 1-based register numbers | 3060 → wire 3059, kW | 3054 / 3056 / 3058 → 3053 / 3055 / 3057, kW | 2700 → 2699 "Active Energy Delivered (Into Load)", kWh | Schneider Electric "PM5100 / PM5300 / PM5500 Modbus register list" |
+//! | `gavazzi_em21` | input (0x04; 0x03 reads the same), i32 low word first, × 0.1 | 0-based hex (also printed 1-based as 3xxxx) | 0x0028 "W Σ", W | 0x0012 / 0x0014 / 0x0016, W | 0x0034 "kWh(+) TOT", kWh | Carlo Gavazzi "EM21 Communication Protocol" V1 Rev0, table 2.3-1 |
 //!
 //! SDM630 and PM5000 are configured with their CT ratio on the meter and report primary
-//! values (`ratio = 1`).
+//! values (`ratio = 1`). The EM21 also holds its CT and VT ratios (1003h, 1005h) and, by
+//! the width of its registers, reports primary values: its current is an i32 in mA although
+//! the input stops at 6.5 A, room only a ratio up to 60000 needs (`ratio = 1`).
 //!
 //! A map is shipped only where the maker's own register table was read. An earlier
 //! `acrel_dtsd1352` map is withdrawn: Acrel's "DTSD1352 Installation and operation
@@ -35,6 +38,9 @@ pub enum MeterModel {
     EastronSdm630,
     /// Schneider Electric PowerLogic PM5000 series (PM5100/PM5300/PM5500), holding, f32.
     SchneiderPm5000,
+    /// Carlo Gavazzi EM21: DIN-rail three-phase meter, input registers, i32 in tenths,
+    /// low word first.
+    GavazziEm21,
 }
 
 /// Model names once shipped and withdrawn, with what to write instead: refused with that
@@ -49,13 +55,18 @@ pub const RETIRED_MODELS: [(&str, &str); 1] = [(
 
 impl MeterModel {
     /// Every shipped model.
-    pub const ALL: [MeterModel; 2] = [MeterModel::EastronSdm630, MeterModel::SchneiderPm5000];
+    pub const ALL: [MeterModel; 3] = [
+        MeterModel::EastronSdm630,
+        MeterModel::SchneiderPm5000,
+        MeterModel::GavazziEm21,
+    ];
 
     /// The config name (`model = "..."`).
     pub fn label(self) -> &'static str {
         match self {
             MeterModel::EastronSdm630 => "eastron_sdm630",
             MeterModel::SchneiderPm5000 => "schneider_pm5000",
+            MeterModel::GavazziEm21 => "gavazzi_em21",
         }
     }
 
@@ -109,6 +120,20 @@ impl MeterModel {
                     power: f(3060, Unit::Kw),
                     phases: Some([f(3054, Unit::Kw), f(3056, Unit::Kw), f(3058, Unit::Kw)]),
                     energy: Some(f(2700, Unit::Kwh)),
+                }
+            }
+            MeterModel::GavazziEm21 => {
+                // Carlo Gavazzi's 32-bit integers put the low word first (table 2.1), and
+                // table 2.3-1 weighs power as W × 10 and energy as kWh × 10.
+                let f = |address, unit| Point {
+                    word_order: WordOrder::Little,
+                    ..p(Function::Input, address, DataType::I32, 0.1, unit)
+                };
+                MeterMap {
+                    addressing: Addressing::ZeroBased,
+                    power: f(0x0028, Unit::W),
+                    phases: Some([f(0x0012, Unit::W), f(0x0014, Unit::W), f(0x0016, Unit::W)]),
+                    energy: Some(f(0x0034, Unit::Kwh)),
                 }
             }
         }
@@ -356,6 +381,36 @@ mod tests {
     }
 
     #[test]
+    fn gavazzi_em21_decodes_tenths_low_word_first() {
+        let em = MeterModel::GavazziEm21.map(4);
+        assert_eq!(
+            (em.power.function, em.power.address, em.power.unit_id),
+            (Function::Input, 0x28, 4)
+        );
+        assert_eq!(
+            em.phases.map(|p| p.map(|p| p.address)),
+            Some([0x12, 0x14, 0x16])
+        );
+        assert_eq!(em.energy.map(|p| p.address), Some(0x34));
+        // Tenths times 0.1 is not exact in binary floating point.
+        let near = |got: f64, want: f64| (got - want).abs() <= 1e-9 * want.abs();
+        // 123 456.7 W is 1 234 567 = 0x0012_D687 in W × 10; low word first on the wire.
+        let w = em.power.value_in_base(&[0xD687, 0x0012]).unwrap();
+        assert!(near(w, 123_456.7), "{w}");
+        // High word first would read 0xD687_0012, a large negative number.
+        let swapped = em.power.value_in_base(&[0x0012, 0xD687]).unwrap();
+        assert!(swapped < 0.0, "{swapped}");
+        // Exported power is negative (a two's complement i32): -150.5 W is -1505.
+        let neg = (-1505_i32).cast_unsigned();
+        let words = [(neg & 0xFFFF) as u16, (neg >> 16) as u16];
+        let w = em.power.value_in_base(&words).unwrap();
+        assert!(near(w, -150.5), "{w}");
+        // 98 765.4 kWh is 987 654 = 0x000F_1206 in kWh × 10.
+        let wh = em.energy.unwrap().value_in_base(&[0x1206, 0x000F]).unwrap();
+        assert!(near(wh, 98_765_400.0), "{wh}");
+    }
+
+    #[test]
     fn a_withdrawn_model_is_refused_with_what_to_write_instead() {
         #[derive(Debug, Deserialize)]
         struct Meter {
@@ -372,7 +427,10 @@ mod tests {
         let err = toml::from_str::<Meter>("model = \"acme\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("eastron_sdm630, schneider_pm5000"), "{err}");
+        assert!(
+            err.contains("eastron_sdm630, schneider_pm5000, gavazzi_em21"),
+            "{err}"
+        );
         for model in MeterModel::ALL {
             assert_eq!(MeterModel::from_name(model.label()), Ok(model));
         }

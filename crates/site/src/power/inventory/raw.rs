@@ -122,7 +122,7 @@ pub struct MeterRaw {
     /// Modbus: unit id (slave address) of the meter behind the gateway; default 1.
     pub unit_id: Option<u8>,
     /// Modbus: a shipped meter model (`eastron_sdm630`,
-    /// `schneider_pm5000`); exactly one of `model` and `map`.
+    /// `schneider_pm5000`, `gavazzi_em21`); exactly one of `model` and `map`.
     pub model: Option<MeterModel>,
     /// Modbus: the site's own register map.
     pub map: Option<MeterMapRaw>,
