@@ -517,3 +517,34 @@ fn end_text(end: &Ended) -> String {
         other => format!("{other:?}"),
     }
 }
+
+#[test]
+fn a_reconnect_is_followed_to_the_pools_own_host_with_its_key_and_refused_elsewhere() {
+    let mut h = Harness::new();
+    h.ready();
+    // Another host, not in reconnect_hosts: refused, and the connection goes on.
+    h.pool(FromPool::Reconnect {
+        host: "elsewhere.example".into(),
+        port: 3333,
+    })
+    .expect("a refused redirect does not end the connection");
+    // The pool's own host on another port (an empty host means "mine"): followed at
+    // once, still SV2 and still checked against the configured authority key.
+    let end = h
+        .pool(FromPool::Reconnect {
+            host: String::new(),
+            port: 34255,
+        })
+        .unwrap_err();
+    let Ended::Reconnect { address, wait } = end else {
+        panic!("expected a reconnect, got {end:?}");
+    };
+    assert_eq!((address.host.as_str(), address.port), ("127.0.0.1", 34255));
+    let configured: crate::config::PoolUrl =
+        "stratum2+tcp://127.0.0.1:1/9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72"
+            .parse()
+            .unwrap();
+    assert!(configured.sv2.is_some());
+    assert_eq!(address.sv2, configured.sv2, "the authority key is kept");
+    assert_eq!(wait, Duration::ZERO);
+}
