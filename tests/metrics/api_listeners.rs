@@ -142,6 +142,14 @@ async fn each_listener_reports_its_own_port_settings_and_miners() {
             miner["connections"][0]["difficulty"], difficulty,
             "{worker}: {miner}"
         );
+        // One pool, one group: every miner works for s21; only the fleet port pins it.
+        assert_eq!(miner["connections"][0]["pool_group"], "s21", "{miner}");
+        let home = if worker == "site.fleet" {
+            Value::from("s21")
+        } else {
+            Value::Null
+        };
+        assert_eq!(miner["connections"][0]["home_group"], home, "{miner}");
     }
 
     let metrics = get(&client, format!("{base}/metrics"))

@@ -69,6 +69,16 @@ fn miner_json(
         .map_or(0, |n| n.saturating_sub(1));
     let mut json = MinerJson::of(id, snap, wall, state.inner.silent_after, reconnects);
     json.state = json.state.held_asleep(state.is_asleep(snap));
+    if snap.identity.is_some()
+        && let Some(hub) = state.exporter().hub()
+    {
+        let groups = &hub.split().config().groups;
+        json.pool_group = groups.get(snap.group).map(|g| g.name.to_string());
+        json.home_group = snap
+            .home
+            .and_then(|h| groups.get(h))
+            .map(|g| g.name.to_string());
+    }
     json
 }
 

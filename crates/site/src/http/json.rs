@@ -174,6 +174,12 @@ pub struct MinerJson {
     pub reconnects: u64,
     /// Counters.
     pub shares: SharesJson,
+    /// The pool group it works for now; `null` until authorized (filled by the API from
+    /// the split configuration).
+    pub pool_group: Option<String>,
+    /// The group its listener or a worker route pins it to (`null`: the balancer places
+    /// it); it works elsewhere only while that group has no ready pool.
+    pub home_group: Option<String>,
 }
 
 impl MinerJson {
@@ -205,6 +211,8 @@ impl MinerJson {
             connected_since: unix(snap.connected_since),
             reconnects,
             shares: SharesJson::of(&snap.totals),
+            pool_group: None,
+            home_group: None,
         }
     }
 

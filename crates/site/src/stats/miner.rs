@@ -140,6 +140,11 @@ pub struct MinerSnapshot {
     pub last_share: Option<SystemTime>,
     /// Wall-clock time the connection was accepted.
     pub connected_since: SystemTime,
+    /// The pool group it works for (index into the split configuration; 0 before
+    /// authorize, when it is not yet placed).
+    pub group: usize,
+    /// The group a listener or a route pins it to, if any.
+    pub home: Option<usize>,
 }
 
 /// The monotonic counters of a miner connection, without the gauges: what is kept of a
@@ -433,6 +438,8 @@ impl MinerStats {
             last_share: (last_ms > 0)
                 .then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(last_ms)),
             connected_since: self.connected_since,
+            group: self.group(),
+            home: self.home(),
         }
     }
 }
