@@ -129,17 +129,22 @@ impl Drop for Terminator {
     }
 }
 
+/// A TLS acceptor presenting `leaf` (ring, the default protocol versions).
+fn acceptor(leaf: &Leaf) -> tokio_rustls::TlsAcceptor {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 impl Terminator {
     /// Starts one on 127.0.0.1, port 0, presenting `leaf`.
     pub async fn start(leaf: &Leaf, backend: SocketAddr) -> Terminator {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = acceptor(leaf);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handshakes = Arc::new(AtomicU64::new(0));
@@ -174,14 +179,7 @@ impl Terminator {
 /// `body` as JSON; returns its address.
 pub async fn serve_https(leaf: &Leaf, body: &'static str) -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(leaf.chain.clone(), leaf.key.clone_key())
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = acceptor(leaf);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -366,6 +366,29 @@ impl Climate {
             .ok_or_else(|| ClimateError::UnknownContainer(container.to_owned()))
     }
 
+    /// A container's fan bank by name, or its pump (`"pump"`, when it has one).
+    fn device(&mut self, container: &str, device: &str) -> Result<&mut Device, ClimateError> {
+        let c = self.runtime(container)?;
+        let unknown = || ClimateError::UnknownDevice {
+            container: container.to_owned(),
+            device: device.to_owned(),
+        };
+        if device == "pump" {
+            return if c.spec.pump.is_some() {
+                Ok(&mut c.pump)
+            } else {
+                Err(unknown())
+            };
+        }
+        let i = c
+            .spec
+            .fans
+            .iter()
+            .position(|f| &*f.name == device)
+            .ok_or_else(unknown)?;
+        c.fans.get_mut(i).ok_or_else(unknown)
+    }
+
     /// Adds running time counted before this process (the ledger's record) to a fan bank
     /// (by name) or the pump (`"pump"`), so rotation by run hours goes on from where the
     /// last run left it. Call before the first tick; a negative or non-finite figure is
@@ -380,25 +403,7 @@ impl Climate {
         device: &str,
         run: f64,
     ) -> Result<(), ClimateError> {
-        let c = self.runtime(container)?;
-        let unknown = || ClimateError::UnknownDevice {
-            container: container.to_owned(),
-            device: device.to_owned(),
-        };
-        let slot = if device == "pump" {
-            if c.spec.pump.is_none() {
-                return Err(unknown());
-            }
-            &mut c.pump
-        } else {
-            let i = c
-                .spec
-                .fans
-                .iter()
-                .position(|f| &*f.name == device)
-                .ok_or_else(unknown)?;
-            c.fans.get_mut(i).ok_or_else(unknown)?
-        };
+        let slot = self.device(container, device)?;
         if let Ok(prior) = Duration::try_from_secs_f64(run) {
             slot.run += prior;
         }
@@ -485,27 +490,7 @@ impl Climate {
         device: &str,
         mode: Override,
     ) -> Result<(), ClimateError> {
-        let c = self.runtime(container)?;
-        let unknown = || ClimateError::UnknownDevice {
-            container: container.to_owned(),
-            device: device.to_owned(),
-        };
-        if device == "pump" {
-            if c.spec.pump.is_none() {
-                return Err(unknown());
-            }
-            c.pump.mode = mode;
-            return Ok(());
-        }
-        let i = c
-            .spec
-            .fans
-            .iter()
-            .position(|f| &*f.name == device)
-            .ok_or_else(unknown)?;
-        if let Some(f) = c.fans.get_mut(i) {
-            f.mode = mode;
-        }
+        self.device(container, device)?.mode = mode;
         Ok(())
     }
 

@@ -278,7 +278,7 @@ mod tests {
     use super::*;
     use crate::config::{PoolGroup, Route, WorkerPattern};
 
-    fn two_groups() -> SplitConfig {
+    pub(super) fn two_groups() -> SplitConfig {
         let mut c = SplitConfig::single();
         c.groups = vec![
             PoolGroup {
@@ -362,23 +362,11 @@ mod tests {
 #[cfg(test)]
 mod place_tests {
     use super::*;
-    use crate::config::PoolGroup;
 
     #[test]
     fn a_burst_of_new_miners_is_spread_by_weight() {
-        let mut c = SplitConfig::single();
-        c.groups = vec![
-            PoolGroup {
-                name: "main".into(),
-                weight: 70.0,
-                pools: Some(vec!["a".into()]),
-            },
-            PoolGroup {
-                name: "second".into(),
-                weight: 30.0,
-                pools: Some(vec!["b".into()]),
-            },
-        ];
+        // The shared config's route (acme.*) matches none of these workers.
+        let c = super::tests::two_groups();
         let book = SplitBook::new(c);
         book.set_ready(0, true);
         book.set_ready(1, true);
