@@ -58,8 +58,6 @@ struct GroupWork {
     feeds: Arc<[JobSlot]>,
     /// Feed of the next miner to watch, round robin.
     next_feed: AtomicUsize,
-    /// Whether the group has an active pool on this channel (its server says so).
-    ready: AtomicBool,
     /// Whether a `clean_jobs` job was published since prefixes were last released.
     clean_since_release: AtomicBool,
 }
@@ -75,7 +73,6 @@ impl GroupWork {
             work,
             feeds,
             next_feed: AtomicUsize::new(0),
-            ready: AtomicBool::new(false),
             clean_since_release: AtomicBool::new(false),
         }
     }
@@ -254,20 +251,6 @@ impl Channel {
         self.groups.len()
     }
 
-    /// Books whether `group` has an active pool on this channel.
-    pub fn set_ready(&self, group: usize, ready: bool) {
-        if let Some(slot) = self.groups.get(group) {
-            slot.ready.store(ready, Ordering::Relaxed);
-        }
-    }
-
-    /// Whether `group` has an active pool on this channel.
-    pub fn is_ready(&self, group: usize) -> bool {
-        self.groups
-            .get(group)
-            .is_some_and(|g| g.ready.load(Ordering::Relaxed))
-    }
-
     /// A receiver of group 0's jobs.
     pub fn watch(&self) -> watch::Receiver<Option<Arc<MinerJob>>> {
         self.watch_group(0)
@@ -276,15 +259,10 @@ impl Channel {
     /// A receiver that wakes on every new job of `group` (one of its feeds). Its first
     /// value may trail [`Channel::current_of`] for the few milliseconds a fan-out takes.
     pub fn watch_group(&self, group: usize) -> watch::Receiver<Option<Arc<MinerJob>>> {
-        let slot = self.groups.get(group).or_else(|| self.groups.first());
-        let Some(slot) = slot else {
-            return watch::channel(None).1;
-        };
-        let n = slot.next_feed.fetch_add(1, Ordering::Relaxed) % slot.feeds.len().max(1);
-        match slot.feeds.get(n) {
-            Some(feed) => feed.subscribe(),
-            None => slot.work.subscribe(),
-        }
+        // A channel has at least one group and every group JOB_FEEDS feeds.
+        let slot = &self.groups[group.min(self.groups.len() - 1)];
+        let n = slot.next_feed.fetch_add(1, Ordering::Relaxed) % slot.feeds.len();
+        slot.feeds[n].subscribe()
     }
 
     /// A receiver of control messages.

@@ -73,8 +73,11 @@ pub fn rebalance(hub: &Hub, registry: &Registry, now: Instant) -> Vec<Move> {
     if moves.is_empty() {
         return moves;
     }
+    // One lookup per move, not a scan of every miner: a dead group moves all of its.
+    let by_id: std::collections::HashMap<u64, &crate::stats::MinerStats> =
+        live.iter().map(|(id, stats)| (*id, &**stats)).collect();
     for m in &moves {
-        if let Some((_, stats)) = live.iter().find(|(id, _)| *id == m.id) {
+        if let Some(stats) = by_id.get(&m.id) {
             stats.move_to(m.to, now);
             book.record_move(m.to);
             tracing::debug!(miner = m.id, from = m.from, to = m.to, reason = ?m.reason, "moving miner between pool groups");

@@ -169,7 +169,6 @@ impl ChannelServer {
                 // connections the way shutdown does.
                 () = closed(self.channel.as_deref()) => break,
                 Some(channel) = self.channel_rx.recv(), if self.channel.is_none() => {
-                    channel.set_ready(self.group, self.failover.active().is_some());
                     self.channel = Some(channel);
                     if let Some(active) = self.failover.active() {
                         self.publish_latest(active, true, now);
@@ -494,13 +493,10 @@ impl ChannelServer {
     /// Pool states are per pool, not per channel: channel 0 (always present) reports them,
     /// and whether its group can take miners.
     fn report_states(&self) {
-        let ready = self.failover.active().is_some();
-        if let Some(channel) = &self.channel {
-            channel.set_ready(self.group, ready);
-        }
         if self.index != 0 {
             return;
         }
+        let ready = self.failover.active().is_some();
         self.shared.hub.split().set_ready(self.group, ready);
         let active = self.failover.active();
         for (i, slot) in self.pools.iter().enumerate() {
