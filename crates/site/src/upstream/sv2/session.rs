@@ -54,7 +54,7 @@ const BATCH_ACK_WAIT: Duration = Duration::from_secs(300);
 /// own vardiff follows the channel from there.
 pub(super) fn first_nominal_hashrate(initial_difficulty: f64, target_interval: Duration) -> f32 {
     let interval = target_interval.as_secs_f64().max(0.001);
-    (initial_difficulty * 4_294_967_296.0 / interval) as f32
+    (initial_difficulty * crate::stats::hashrate::HASHES_PER_DIFFICULTY / interval) as f32
 }
 
 /// The channel's hashrate is announced again (`UpdateChannel`) when the share-proven rate

@@ -21,6 +21,9 @@ use mining_sv2::{
     SetTarget, SubmitSharesError, SubmitSharesExtended, SubmitSharesSuccess, UpdateChannel,
 };
 
+/// The easiest target a channel asks for: the pool's own vardiff sets the real one.
+const MAX_TARGET: [u8; 32] = [0xff; 32];
+
 /// The mining protocol's `SetupConnection` flag asking for version rolling (BIP320 bits).
 const REQUIRES_VERSION_ROLLING: u32 = 0b100;
 
@@ -257,13 +260,12 @@ where
             nominal_hash_rate,
             min_extranonce_size,
         } => {
-            let max = [0xffu8; 32];
             let open = OpenExtendedMiningChannel {
                 request_id: *request_id,
                 user_identity: Str0255::try_from(user.as_str())
                     .map_err(enc("OpenExtendedMiningChannel"))?,
                 nominal_hash_rate: *nominal_hash_rate,
-                max_target: U256::from(&max),
+                max_target: U256::from(&MAX_TARGET),
                 min_extranonce_size: *min_extranonce_size,
             };
             sink(Frame::Open(frame(
@@ -295,11 +297,10 @@ where
             channel_id,
             nominal_hash_rate,
         } => {
-            let max = [0xffu8; 32];
             let update = UpdateChannel {
                 channel_id: *channel_id,
                 nominal_hash_rate: *nominal_hash_rate,
-                maximum_target: U256::from(&max),
+                maximum_target: U256::from(&MAX_TARGET),
             };
             sink(Frame::Update(frame(
                 update,
