@@ -126,7 +126,7 @@ impl fmt::Debug for TlsClient {
 }
 
 /// The crypto provider used everywhere (ring: a plain C build, no cmake step).
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -223,22 +223,23 @@ impl ListenerStatus {
     /// Connections closed before a session for the reason with this label (see
     /// [`REFUSAL_LABELS`]).
     pub fn refused(&self, label: &str) -> u64 {
-        REFUSAL_LABELS
-            .iter()
-            .position(|l| *l == label)
-            .and_then(|i| self.refused.get(i))
+        self.refusal_cell(label)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Counts a refusal by its label's position.
     fn count_refusal(&self, label: &str) {
-        if let Some(cell) = REFUSAL_LABELS
+        if let Some(cell) = self.refusal_cell(label) {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counter of the refusal `label` (one of [`REFUSAL_LABELS`]).
+    fn refusal_cell(&self, label: &str) -> Option<&AtomicU64> {
+        REFUSAL_LABELS
             .iter()
             .position(|l| *l == label)
             .and_then(|i| self.refused.get(i))
-        {
-            cell.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -610,6 +611,7 @@ impl Acceptor {
                 self.spawn(serving, permits, span);
             }
             Some(tls) => {
+                // An Arc clone: the server configuration is shared, not rebuilt.
                 let acceptor = TlsAcceptor::from(tls.clone());
                 let serving = self.clone().serve_tls(acceptor, stream, peer, admitted);
                 self.spawn(serving, permits, span);

@@ -79,12 +79,10 @@ pub(super) fn server_config(
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| file_error(&files.key, format!("no PEM private key: {e}")))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
+    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
     Ok(Arc::new(config))
 }
 
