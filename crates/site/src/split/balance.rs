@@ -75,6 +75,13 @@ pub fn group_hashrates(miners: &[MinerView], groups: usize) -> Vec<f64> {
 ///    it by more than a tenth of the miner's hashrate ([`MIN_GAIN`]). The groups then end
 ///    within about half such a miner's hashrate of their targets (a move that would only
 ///    swap the error's sign is left: the measurements' noise would swap it back).
+/// 4. When no single move helps but the groups are still off, a swap: one big miner
+///    crosses to the group below its target and smaller ones come back the other way
+///    (step 3 from there). Single moves cannot leave that state: a big miner sitting in
+///    the small group, with the small miners all in the big one, is too big to move alone
+///    and every small miner moved out of the big group makes it worse (the interop stage's
+///    fleet stuck at 43/57 for a 70/30 target so). The swap is made when it cuts the total
+///    error by more than [`MIN_GAIN`] of all the hashrate it moves.
 ///
 /// Targets are `weight / sum of the ready groups' weights` of the total hashrate; a group
 /// without a ready pool has target 0 (it donates its share to the others).
@@ -91,103 +98,194 @@ pub fn plan(
         // Nowhere to go: miners keep their last work until a pool is back.
         return Vec::new();
     }
-    let targets = target_ratios(weights, ready);
     let total: f64 = miners.iter().map(|m| m.hashrate).sum();
-    let mut placed: Vec<MinerView> = miners.to_vec();
-    let mut achieved = group_hashrates(&placed, groups);
-    let error = |achieved: &[f64], g: usize| {
-        achieved.get(g).copied().unwrap_or(0.0) - targets.get(g).copied().unwrap_or(0.0) * total
+    let mut book = Book {
+        targets: target_ratios(weights, ready)
+            .into_iter()
+            .map(|t| t * total)
+            .collect(),
+        ready: (0..groups).map(is_ready).collect(),
+        achieved: group_hashrates(miners, groups),
+        placed: miners.to_vec(),
+        moved: vec![false; miners.len()],
+        moves: Vec::new(),
+        now,
+        min_move_interval,
     };
-    let mut moves = Vec::new();
-    let mut moved = vec![false; placed.len()];
+    book.fail_over_and_home();
+    book.greedy();
+    book.swap();
+    book.moves
+}
 
-    // 1 and 2: failover and failback, not rate-limited.
-    for (i, m) in placed.iter_mut().enumerate() {
-        let home_ready = m.home.filter(|h| *h < groups && is_ready(*h));
-        let to = if !is_ready(m.group) {
-            home_ready.or_else(|| {
-                (0..groups)
-                    .filter(|g| is_ready(*g))
-                    .min_by(|a, b| error(&achieved, *a).total_cmp(&error(&achieved, *b)))
-            })
-        } else {
-            home_ready.filter(|h| *h != m.group)
-        };
-        let Some(to) = to else { continue };
-        let reason = if is_ready(m.group) {
-            MoveReason::Home
-        } else {
-            MoveReason::Evacuate
-        };
-        if let Some(a) = achieved.get_mut(m.group) {
-            *a -= m.hashrate;
-        }
-        if let Some(a) = achieved.get_mut(to) {
-            *a += m.hashrate;
-        }
-        moves.push(Move {
-            id: m.id,
-            from: m.group,
-            to,
-            reason,
-        });
-        m.group = to;
-        if let Some(flag) = moved.get_mut(i) {
-            *flag = true;
-        }
+/// The balancer's working state: where every miner is as moves are decided.
+#[derive(Debug, Clone)]
+struct Book {
+    /// Each group's target hashrate, H/s.
+    targets: Vec<f64>,
+    ready: Vec<bool>,
+    /// Each group's hashrate with the moves so far, H/s.
+    achieved: Vec<f64>,
+    placed: Vec<MinerView>,
+    /// Miners already moved by this plan (never twice in one).
+    moved: Vec<bool>,
+    moves: Vec<Move>,
+    now: Instant,
+    min_move_interval: Duration,
+}
+
+impl Book {
+    fn is_ready(&self, g: usize) -> bool {
+        self.ready.get(g).copied().unwrap_or(false)
     }
 
-    // 3: rebalance, one miner at a time.
-    let movable = |m: &MinerView, was_moved: bool| {
-        !was_moved
+    /// How far group `g` is above (positive) or below its target, H/s.
+    fn error(&self, g: usize) -> f64 {
+        self.achieved.get(g).copied().unwrap_or(0.0) - self.targets.get(g).copied().unwrap_or(0.0)
+    }
+
+    /// The sum of every group's distance from its target, H/s.
+    fn total_error(&self) -> f64 {
+        (0..self.achieved.len()).map(|g| self.error(g).abs()).sum()
+    }
+
+    /// Hashrate moved by this plan so far, H/s.
+    fn moved_hashrate(&self) -> f64 {
+        self.placed
+            .iter()
+            .zip(&self.moved)
+            .filter(|(_, moved)| **moved)
+            .map(|(m, _)| m.hashrate)
+            .sum()
+    }
+
+    /// The ready groups furthest above and furthest below their targets.
+    fn over_and_under(&self) -> Option<(usize, usize)> {
+        let ready = (0..self.achieved.len()).filter(|g| self.is_ready(*g));
+        let over = ready
+            .clone()
+            .max_by(|a, b| self.error(*a).total_cmp(&self.error(*b)))?;
+        let under = ready.min_by(|a, b| self.error(*a).total_cmp(&self.error(*b)))?;
+        (over != under && self.error(over) > 0.0 && self.error(under) < 0.0)
+            .then_some((over, under))
+    }
+
+    /// Whether miner `i` may be moved by a rebalance now.
+    fn movable(&self, i: usize) -> bool {
+        let Some(m) = self.placed.get(i) else {
+            return false;
+        };
+        !self.moved.get(i).copied().unwrap_or(true)
             && m.home.is_none()
             && m.hashrate > 0.0
             && m.last_moved
-                .is_none_or(|t| now.saturating_duration_since(t) >= min_move_interval)
-    };
-    for _ in 0..placed.len() {
-        let ready_groups = (0..groups).filter(|g| is_ready(*g));
-        let Some(over) = ready_groups
-            .clone()
-            .max_by(|a, b| error(&achieved, *a).total_cmp(&error(&achieved, *b)))
-        else {
-            break;
+                .is_none_or(|t| self.now.saturating_duration_since(t) >= self.min_move_interval)
+    }
+
+    /// Records miner `i`'s move to group `to`.
+    fn shift(&mut self, i: usize, to: usize, reason: MoveReason) {
+        let Some(m) = self.placed.get_mut(i) else {
+            return;
         };
-        let Some(under) =
-            ready_groups.min_by(|a, b| error(&achieved, *a).total_cmp(&error(&achieved, *b)))
-        else {
-            break;
-        };
-        let (e_over, e_under) = (error(&achieved, over), error(&achieved, under));
-        if over == under || e_over <= 0.0 || e_under >= 0.0 {
-            break;
-        }
-        let gain = |h: f64| e_over.abs() + e_under.abs() - (e_over - h).abs() - (e_under + h).abs();
-        let best = placed
-            .iter()
-            .enumerate()
-            .filter(|(i, m)| m.group == over && movable(m, moved.get(*i).copied().unwrap_or(true)))
-            .map(|(i, m)| (i, gain(m.hashrate), m.hashrate))
-            .filter(|(_, g, h)| *g > h * MIN_GAIN)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((i, _, h)) = best else { break };
-        let Some(m) = placed.get_mut(i) else { break };
-        if let Some(a) = achieved.get_mut(over) {
+        let (from, h) = (m.group, m.hashrate);
+        m.group = to;
+        if let Some(a) = self.achieved.get_mut(from) {
             *a -= h;
         }
-        if let Some(a) = achieved.get_mut(under) {
+        if let Some(a) = self.achieved.get_mut(to) {
             *a += h;
         }
-        moves.push(Move {
-            id: m.id,
-            from: over,
-            to: under,
-            reason: MoveReason::Balance,
-        });
-        m.group = under;
-        if let Some(flag) = moved.get_mut(i) {
+        if let Some(flag) = self.moved.get_mut(i) {
             *flag = true;
         }
+        self.moves.push(Move {
+            id: m.id,
+            from,
+            to,
+            reason,
+        });
     }
-    moves
+
+    /// Steps 1 and 2: failover and failback, not rate-limited.
+    fn fail_over_and_home(&mut self) {
+        let groups = self.achieved.len();
+        for i in 0..self.placed.len() {
+            let Some(m) = self.placed.get(i) else { break };
+            let home_ready = m.home.filter(|h| *h < groups && self.is_ready(*h));
+            let to = if !self.is_ready(m.group) {
+                home_ready.or_else(|| {
+                    (0..groups)
+                        .filter(|g| self.is_ready(*g))
+                        .min_by(|a, b| self.error(*a).total_cmp(&self.error(*b)))
+                })
+            } else {
+                home_ready.filter(|h| *h != m.group)
+            };
+            let Some(to) = to else { continue };
+            let reason = if self.is_ready(m.group) {
+                MoveReason::Home
+            } else {
+                MoveReason::Evacuate
+            };
+            self.shift(i, to, reason);
+        }
+    }
+
+    /// Step 3: single moves from the group furthest over to the one furthest under.
+    fn greedy(&mut self) {
+        for _ in 0..self.placed.len() {
+            let Some((over, under)) = self.over_and_under() else {
+                break;
+            };
+            let (e_over, e_under) = (self.error(over), self.error(under));
+            let gain =
+                |h: f64| e_over.abs() + e_under.abs() - (e_over - h).abs() - (e_under + h).abs();
+            let best = (0..self.placed.len())
+                .filter(|i| self.placed.get(*i).is_some_and(|m| m.group == over))
+                .filter(|i| self.movable(*i))
+                .filter_map(|i| Some((i, self.placed.get(i)?.hashrate)))
+                .map(|(i, h)| (i, gain(h), h))
+                .filter(|(_, g, h)| *g > h * MIN_GAIN)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((i, _, _)) = best else { break };
+            self.shift(i, under, MoveReason::Balance);
+        }
+    }
+
+    /// Step 4: one swap, when single moves are stuck; the best of a few candidates.
+    fn swap(&mut self) {
+        /// Candidates tried: the smallest miners too big to move alone, each costing a
+        /// run of step 3, so the balancer stays linear in the fleet.
+        const CANDIDATES: usize = 4;
+        let Some((over, under)) = self.over_and_under() else {
+            return;
+        };
+        let gap = self.error(over).min(-self.error(under));
+        let mut candidates: Vec<(usize, f64)> = (0..self.placed.len())
+            .filter(|i| self.movable(*i))
+            .filter_map(|i| self.placed.get(i).map(|m| (i, m)))
+            .filter(|(_, m)| m.group == over && m.hashrate > gap)
+            .map(|(i, m)| (i, m.hashrate))
+            .collect();
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let before_error = self.total_error();
+        let before_moved = self.moved_hashrate();
+        let best = candidates
+            .into_iter()
+            .take(CANDIDATES)
+            .map(|(i, _)| {
+                let mut trial = self.clone();
+                trial.shift(i, under, MoveReason::Balance);
+                trial.greedy();
+                trial
+            })
+            .filter(|trial| {
+                let gain = before_error - trial.total_error();
+                gain > (trial.moved_hashrate() - before_moved) * MIN_GAIN
+            })
+            .min_by(|a, b| a.total_error().total_cmp(&b.total_error()));
+        if let Some(best) = best {
+            *self = best;
+        }
+    }
 }

@@ -226,3 +226,46 @@ fn a_miner_bigger_than_the_error_still_moves_when_that_helps() {
     let biggest_asic = 1.2e6 / rates.iter().sum::<f64>();
     assert!((share - 0.7).abs() <= biggest_asic, "main at {share:.3}");
 }
+
+#[test]
+fn a_big_miner_in_the_small_group_is_swapped_with_small_ones() {
+    // The interop stage's fleet with cpuminer held to 5.6 MH/s: it sat alone in the 30 %
+    // group with every ASIC in the 70 % one, 43/57, where no single move helps (cpuminer
+    // over makes it 100/0, any ASIC over makes it worse still).
+    let t0 = Instant::now();
+    let mut miners = vec![miner(0, 1, 5.6e6)];
+    miners.extend((1..7).map(|i| miner(i, 0, 0.2e6 * i as f64)));
+    let moves = plan(&miners, &[70.0, 30.0], &[true, true], t0, MIN_MOVE);
+    assert_eq!(
+        moves.first().map(|m| (m.id, m.to, m.reason)),
+        Some((0, 0, MoveReason::Balance)),
+        "{moves:?}"
+    );
+    apply(&mut miners, &moves, t0);
+    let rates = group_hashrates(&miners, 2);
+    let share = rates[0] / rates.iter().sum::<f64>();
+    let smallest_asic = 0.2e6 / rates.iter().sum::<f64>();
+    assert!(
+        (share - 0.7).abs() <= smallest_asic,
+        "main at {share:.3} after {moves:?}"
+    );
+    // Settled: the next plan leaves everyone where they are, even with the interval past.
+    let later = t0 + MIN_MOVE;
+    assert!(plan(&miners, &[70.0, 30.0], &[true, true], later, MIN_MOVE).is_empty());
+}
+
+#[test]
+fn no_swap_while_its_miners_are_inside_the_move_interval() {
+    let t0 = Instant::now();
+    let mut miners = vec![miner(0, 1, 5.6e6)];
+    miners.extend((1..7).map(|i| miner(i, 0, 0.2e6 * i as f64)));
+    miners[0].last_moved = Some(t0);
+    let moves = plan(
+        &miners,
+        &[70.0, 30.0],
+        &[true, true],
+        t0 + MIN_MOVE / 2,
+        MIN_MOVE,
+    );
+    assert!(moves.is_empty(), "{moves:?}");
+}
