@@ -52,6 +52,8 @@ mod status;
 mod stunnel;
 #[path = "interop/tap.rs"]
 mod tap;
+#[path = "interop/throttle.rs"]
+mod throttle;
 #[path = "interop/wait.rs"]
 mod wait;
 

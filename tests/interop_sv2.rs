@@ -45,6 +45,8 @@ mod process;
 mod status;
 #[path = "interop/tap.rs"]
 mod tap;
+#[path = "interop/throttle.rs"]
+mod throttle;
 #[path = "interop/wait.rs"]
 mod wait;
 

@@ -9,6 +9,7 @@ use rustix::process::Signal;
 use crate::cpuminer_log::MinerLog;
 use crate::peers::Peers;
 use crate::process::{Proc, Sink, Spawn};
+use crate::throttle::Throttle;
 
 /// A running cpuminer.
 #[derive(Debug)]
@@ -16,6 +17,7 @@ pub struct Cpuminer {
     /// Its log (stdout and stderr together, with the protocol dump).
     pub log: MinerLog,
     proc: Proc,
+    throttle: Option<Throttle>,
 }
 
 /// Starts cpuminer against `server` as `worker` with one hashing thread (the machine is
@@ -40,13 +42,20 @@ pub fn start(
     Cpuminer {
         log: MinerLog::new(log),
         proc,
+        throttle: None,
     }
 }
 
 impl Cpuminer {
+    /// Holds it to `duty` (0–1) of its free-running rate until it stops.
+    pub fn throttle(&mut self, duty: f64) {
+        self.throttle = Some(Throttle::start(self.proc.pid(), duty));
+    }
+
     /// Stops it (SIGTERM, as an operator would) so its counts stop moving; SIGKILL if it
     /// lingers.
     pub fn stop(&mut self) {
+        self.throttle = None;
         let _ = self.proc.signal(Signal::TERM);
         if self.proc.wait_for_exit(Duration::from_secs(3)).is_none() {
             self.proc.kill();

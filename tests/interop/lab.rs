@@ -11,6 +11,7 @@ use crate::cpuminer::{self, Cpuminer};
 use crate::hashgate_proc::{self, Hashgate};
 use crate::peers::Peers;
 use crate::ports;
+use crate::throttle;
 
 /// Longest life of any process a scenario starts: well past the longest scenario, so
 /// only a test that hangs or dies ever meets it.
@@ -86,5 +87,10 @@ impl Lab {
     pub fn cpuminer(&self, name: &str, server: SocketAddr) -> Cpuminer {
         let worker = format!("{ACCOUNT}.{name}");
         cpuminer::start(&self.peers, &self.dir, name, server, &worker, LIFETIME)
+    }
+
+    /// cpuminer's one-thread rate on this machine now, H/s (its own `--benchmark`).
+    pub fn cpuminer_benchmark(&self) -> Option<f64> {
+        throttle::benchmark(&self.peers.minerd, &self.dir)
     }
 }

@@ -190,6 +190,11 @@ impl Proc {
         self.timeout.stdout.take()
     }
 
+    /// The program's PID (not `timeout`'s).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
     /// Sends `signal` to the program (not to `timeout`).
     pub fn signal(&self, signal: Signal) -> io::Result<()> {
         rustix::process::kill_process(self.pid, signal).map_err(io::Error::from)

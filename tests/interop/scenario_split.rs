@@ -16,23 +16,26 @@ use crate::status;
 /// so a pool's accepted shares times this is the work it got.
 const DIFFICULTY: f64 = 1e-4;
 /// The simulated ASICs' real hash rates, H/s: 4.2 MH/s in all (about 0.7 of a core in a
-/// release build), beside cpuminer's one thread, which is the fleet's big miner (8–12 MH/s
-/// on a shared 2-core machine: a first run with 2.8 MH/s of ASICs measured 82/18, the
-/// best this fleet allowed with cpuminer alone at 80 % of it). Here cpuminer alone is
-/// about the main group's 70 %, and the ASICs are the fine grain around it.
+/// release build), the fine grain of the fleet.
 const ASIC_HASHRATES: [f64; 6] = [200e3, 400e3, 600e3, 800e3, 1_000e3, 1_200e3];
+/// cpuminer's rate, H/s, held there by a duty cycle: the fleet's big miner. Free-running,
+/// one thread does 8–15 MH/s depending on the host (a CI run measured 14.4 MH/s, 77 % of
+/// the fleet, so no split came nearer 70 % than 7.3 points). At 6 MH/s it is some 59 % of
+/// the fleet alone, and 70 % is cpuminer plus about 1.2 MH/s of ASICs, reachable within the
+/// smallest ASIC whether it runs a little faster or slower than this under load. A host
+/// slower than this runs it free, which still leaves 70 % within reach down to ~3 MH/s.
+const CPUMINER_HASHRATE: f64 = 6e6;
 /// Mining before the window: hashrates are proven after 15 s, then the balancer places
 /// miners (it runs every 2 s, each miner moved at most every 20 s here).
 const WARM_UP: Duration = Duration::from_secs(50);
-/// The measuring window: ~15 shares a second at the pools in all.
+/// The measuring window: ~25 shares a second at the pools in all.
 const WINDOW: Duration = Duration::from_secs(60);
 /// Allowed distance of the main group's share of the work from 70 %, in points. The
-/// balancer stops within one miner's hashrate of the target, and the window's Poisson
-/// noise is about 1 point (some 2,000 shares): where cpuminer's own rate puts it alone
-/// just above or below 70 %, the ASICs (up to 1.2 MH/s, 7–9 % of the fleet) fill in, so
-/// the split lands within half the largest ASIC plus the noise, 5–6 points; 8 leaves room
-/// for cpuminer's rate drifting on a loaded machine between two balancer runs.
-const TOLERANCE: f64 = 0.08;
+/// balancer stops within one miner's hashrate of the target, and the fleet can come within
+/// about one point of 70 % (its smallest ASIC is 2 % of it); the window's Poisson noise is
+/// about 1 point (some 1,500 shares), and the rates move between the balancer's runs as
+/// the miners share two cores with the pools and hashgate.
+const TOLERANCE: f64 = 0.05;
 /// Distance allowed beyond the best split the fleet's measured rates allow: the window's
 /// Poisson noise (about 1 point) and the rates moving between the balancer's runs.
 const NOISE: f64 = 0.04;
@@ -48,6 +51,8 @@ const SETTINGS: &str = "[proxy]\nupstream_worker = \"account\"\ninitial_difficul
 #[ignore = "interop: needs the real peers (HASHGATE_PEERS, HASHGATE_PEERS_SRC; run by .ci/run)"]
 fn fleet_split_70_30_between_two_ckpools() {
     let lab = Lab::new("split");
+    // Measured before anything else runs, so it is the host's figure, not the fleet's.
+    let free_running = lab.cpuminer_benchmark();
     let main = lab.ckpool("main", DIFFICULTY);
     let second = lab.ckpool("second", DIFFICULTY);
     let hashgate = lab.hashgate(SETTINGS, &[main.port, second.port]);
@@ -70,6 +75,10 @@ fn fleet_split_70_30_between_two_ckpools() {
             .collect()
     };
     let mut miner = lab.cpuminer("cpu1", hashgate.miner_addr);
+    let duty = free_running.map_or(1.0, |rate| (CPUMINER_HASHRATE / rate).min(1.0));
+    if duty < 1.0 {
+        miner.throttle(duty);
+    }
     std::thread::sleep(WARM_UP);
     let connects_before: u64 = asics.iter().map(|a| a.stats().connects).sum();
     let (m0, s0) = (main.log.counts().accepted, second.log.counts().accepted);
@@ -86,6 +95,12 @@ fn fleet_split_70_30_between_two_ckpools() {
     }
 
     let mut checks = Checks::new("split", lab.dir.clone());
+    checks.note(format!(
+        "cpuminer free-running {}, run at {:.0} % of it for {:.1} MH/s",
+        free_running.map_or("unmeasured".to_owned(), |r| format!("{:.1} MH/s", r / 1e6)),
+        duty * 100.0,
+        free_running.map_or(f64::NAN, |r| r * duty / 1e6)
+    ));
     let (main_work, second_work) = ((m1 - m0) as f64 * DIFFICULTY, (s1 - s0) as f64 * DIFFICULTY);
     let share = main_work / (main_work + second_work);
     checks.note(format!(
