@@ -79,9 +79,10 @@ static ALLOCATOR: Counting = Counting;
 /// all on the harness's one channel (its 1-byte prefixes serve 256 miners).
 const MINERS: usize = 250;
 
-/// Heap bytes the proxy may keep per idle miner (3,519 measured in a debug build, where
-/// futures are a little larger than in release; see docs/BENCHES.md for the RSS per idle
-/// miner in release with 10,000 of them).
+/// Heap bytes the proxy may keep per idle miner (3,581 measured in a debug build, where
+/// futures are a little larger than in release, 62 of them since each kept job records
+/// the difficulty it was sent at; see docs/BENCHES.md for the RSS per idle miner in
+/// release with 10,000 of them).
 const BOUND: isize = 3_600;
 
 /// The setup lines every miner sends at once; the session answers them in order.

@@ -101,8 +101,13 @@ async fn shares_at_the_previous_difficulty_count_for_a_short_grace() {
     assert_eq!(snap.totals.accepted_difficulty, EASY);
 
     tokio::time::sleep(hashgate_site::downstream::RETARGET_GRACE + Duration::from_secs(1)).await;
-    let a = m.submit("rig1", &old, E2, 2).await;
+    // Past the grace, a job sent at the new difficulty wants the new difficulty...
+    let a = m.submit("rig1", &new.id, E2, 2).await;
     assert_eq!(error_code(&a), Some(23), "grace is over: {a}");
+    // ...and the job sent at the old one still takes work at it, as long as it is kept
+    // (a miner may not have left its work: cpuminer keeps it until the pool's next job).
+    let a = m.submit("rig1", &old, E2, 3).await;
+    assert_eq!(a["result"], json!(true), "{a}");
 }
 
 #[tokio::test]

@@ -45,9 +45,16 @@ impl Hasher for ShareHashHasher {
 
 /// The id a job was issued under, for an id the miner was sent it under again: a job
 /// re-sent after a retarget goes out as `<id>.<n>` (proxy ids are hex, so a dot never
-/// occurs in them), because miners such as cpuminer build new work, at the new
-/// difficulty, only when the job id changes. Every alias shares the job's duplicate set,
-/// so one share cannot be credited twice under two names.
+/// occurs in them), because a miner that rebuilds work only on a new job id would
+/// otherwise never take up the new difficulty on a long-lived job. Every alias shares the
+/// job's duplicate set, so one share cannot be credited twice under two names.
+///
+/// A new id is not always enough: cpuminer 2.5 starts the alias's work with its
+/// extranonce2 back at zero, so the header is the same as the one it is hashing and it
+/// carries on with the old work, old target and old id until the pool's next job (seen in
+/// the interop stage: shares under the old id at the old difficulty 11 s after the
+/// retarget). Such shares are judged at the difficulty the old id was sent with
+/// ([`JobList::sent_difficulty`]), as pools do.
 pub(super) fn base_id(id: &str) -> &str {
     id.split_once('.').map_or(id, |(base, _)| base)
 }
@@ -88,6 +95,8 @@ pub(super) fn renotify(job: &MinerJob, alias: Option<u32>, clean: bool) -> Optio
 struct Entry {
     /// The job as sent.
     job: Arc<MinerJob>,
+    /// The miner's difficulty when the job was sent under its own id.
+    difficulty: f64,
     /// Low 64 bits of each accepted share's hash: equal submits hash equal, and distinct
     /// shares collide with probability ~n²/2⁶⁵, so 8 bytes per share suffice.
     seen: HashSet<u64, BuildHasherDefault<ShareHashHasher>>,
@@ -101,29 +110,25 @@ pub(super) struct JobList {
 }
 
 impl JobList {
-    /// Adds a job the miner has just been sent; `clean_jobs` voids every earlier one.
-    pub(super) fn push(&mut self, job: Arc<MinerJob>) {
+    /// Adds a job the miner has just been sent at `difficulty`; `clean_jobs` voids every
+    /// earlier one.
+    pub(super) fn push(&mut self, job: Arc<MinerJob>, difficulty: f64) {
         if job.clean_jobs() {
             self.entries.clear();
         }
-        if self.entries.len() >= KEPT_JOBS {
-            self.entries.pop_front();
-        }
-        self.entries.push_back(Entry {
-            job,
-            seen: HashSet::default(),
-        });
+        self.push_keeping(job, difficulty);
     }
 
     /// Adds a job without voiding earlier ones whatever its `clean_jobs`: after a move
     /// to another pool group, shares still in flight for the old group's jobs are valid
     /// and go to the pool that issued them.
-    pub(super) fn push_keeping(&mut self, job: Arc<MinerJob>) {
+    pub(super) fn push_keeping(&mut self, job: Arc<MinerJob>, difficulty: f64) {
         if self.entries.len() >= KEPT_JOBS {
             self.entries.pop_front();
         }
         self.entries.push_back(Entry {
             job,
+            difficulty,
             seen: HashSet::default(),
         });
     }
@@ -141,6 +146,21 @@ impl JobList {
             .rev()
             .find(|e| &*e.job.id == id)
             .map(|e| &e.job)
+    }
+
+    /// The difficulty the miner was at when it was sent job `id` under that very id:
+    /// shares submitted under it are work on that notify, whatever retarget came since.
+    /// `None` for an alias `<id>.<n>` (sent after a retarget, at the difficulty then
+    /// announced) and for a job no longer kept.
+    pub(super) fn sent_difficulty(&self, id: &str) -> Option<f64> {
+        if id.contains('.') {
+            return None;
+        }
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| &*e.job.id == id)
+            .map(|e| e.difficulty)
     }
 
     /// The newest job sent.
@@ -218,13 +238,13 @@ mod tests {
     #[test]
     fn clean_jobs_voids_earlier_jobs_and_the_list_is_bounded() {
         let mut jobs = JobList::default();
-        jobs.push(job("a", true));
-        jobs.push(job("b", false));
+        jobs.push(job("a", true), 1.0);
+        jobs.push(job("b", false), 1.0);
         assert!(jobs.get("a").is_some() && jobs.get("b").is_some());
-        jobs.push(job("c", true));
+        jobs.push(job("c", true), 1.0);
         assert!(jobs.get("a").is_none() && jobs.get("b").is_none());
         for i in 0..KEPT_JOBS {
-            jobs.push(job(&format!("n{i}"), false));
+            jobs.push(job(&format!("n{i}"), false), 1.0);
         }
         assert!(jobs.get("c").is_none(), "pushed out by newer jobs");
         assert!(jobs.get("n0").is_some());
@@ -238,7 +258,9 @@ mod tests {
         // Eight entries per miner: a 16-byte `RandomState` in each is 128 bytes a miner.
         assert_eq!(
             std::mem::size_of::<Entry>(),
-            std::mem::size_of::<Arc<MinerJob>>() + std::mem::size_of::<HashSet<u64, ()>>()
+            std::mem::size_of::<Arc<MinerJob>>()
+                + std::mem::size_of::<f64>()
+                + std::mem::size_of::<HashSet<u64, ()>>()
         );
         let mut h = ShareHashHasher::default();
         h.write_u64(0x0123_4567_89ab_cdef);
@@ -248,11 +270,28 @@ mod tests {
     #[test]
     fn duplicates_are_per_job() {
         let mut jobs = JobList::default();
-        jobs.push(job("a", true));
-        jobs.push(job("b", false));
+        jobs.push(job("a", true), 1.0);
+        jobs.push(job("b", false), 1.0);
         assert_eq!(jobs.record("a", &hash(1)), Ok(()));
         assert_eq!(jobs.record("a", &hash(1)), Err(ShareReject::Duplicate));
         assert_eq!(jobs.record("b", &hash(1)), Ok(()), "same hash, other job");
         assert_eq!(jobs.record("zz", &hash(2)), Err(ShareReject::Stale));
+    }
+
+    #[test]
+    fn a_job_keeps_the_difficulty_it_was_sent_at_under_its_own_id_only() {
+        let mut jobs = JobList::default();
+        jobs.push(job("a", true), 0.001);
+        jobs.push(job("b", false), 0.004);
+        assert_eq!(jobs.sent_difficulty("a"), Some(0.001));
+        assert_eq!(jobs.sent_difficulty("b"), Some(0.004));
+        assert_eq!(
+            jobs.sent_difficulty("a.1"),
+            None,
+            "an alias is at the newer difficulty"
+        );
+        assert_eq!(jobs.sent_difficulty("zz"), None);
+        jobs.push(job("c", true), 0.002);
+        assert_eq!(jobs.sent_difficulty("a"), None, "voided by clean_jobs");
     }
 }

@@ -447,7 +447,8 @@ impl MinerSession {
                 }
                 let line = renotify(&job, None, true).unwrap_or_else(|| job.notify_line.clone());
                 out.push(line)?;
-                self.jobs.push_keeping(job);
+                let sent = self.announced.unwrap_or(self.vardiff.current());
+                self.jobs.push_keeping(job, sent);
             }
         }
         Ok(Effect::Channel(channel))
@@ -529,7 +530,16 @@ impl MinerSession {
             .previous
             .filter(|(_, at)| now.saturating_duration_since(*at) < RETARGET_GRACE)
             .map(|(d, _)| d);
-        let easiest = previous.map_or(current, |p| p.min(current));
+        // Work on a notify sent before a retarget, under that notify's own id: the miner
+        // may still be on it at the difficulty it was sent with (see `jobs::base_id`).
+        let sent = self
+            .jobs
+            .sent_difficulty(&s.job_id)
+            .filter(|d| *d < current);
+        let easiest = [previous, sent]
+            .into_iter()
+            .flatten()
+            .fold(current, f64::min);
         let policy = SubmitPolicy {
             extranonce2_len: sub.sizes.extranonce2_size,
             version_mask: self.version_mask & job.version_mask,
@@ -549,7 +559,7 @@ impl MinerSession {
             &policy,
         )?;
         // Credit the highest difficulty in force that the share meets.
-        let credited = [Some(current), previous]
+        let credited = [Some(current), previous, sent]
             .into_iter()
             .flatten()
             .filter(|d| share.meets(&target_of(*d)))
@@ -639,7 +649,8 @@ impl MinerSession {
             self.send_difficulty(now, out)?;
         }
         out.push(job.notify_line.clone())?;
-        self.jobs.push(job);
+        let sent = self.announced.unwrap_or(self.vardiff.current());
+        self.jobs.push(job, sent);
         // The tick keeps its own beat: a job does not postpone it, so a silent new miner
         // is probed down every target interval however often jobs come.
         Ok(())
@@ -677,8 +688,10 @@ impl MinerSession {
         }
         if let Some(job) = self.jobs.latest().cloned() {
             self.send_difficulty(now, out)?;
-            // Under a new id: miners that build work only on a new job id (cpuminer)
-            // would otherwise keep hashing at the old difficulty past the grace.
+            // Under a new id: a miner that rebuilds work only on a new job id would
+            // otherwise keep hashing at the old difficulty until the pool's next job.
+            // One that keeps its old work even so (cpuminer, see `jobs::base_id`) is
+            // judged by the difficulty its job id was sent with.
             self.realiased = self.realiased.wrapping_add(1);
             let line = realias(&job, self.realiased).unwrap_or_else(|| job.notify_line.clone());
             out.push(line)?;

@@ -104,6 +104,43 @@ fn shares_at_the_previous_difficulty_count_for_the_grace_after_a_retarget() {
 }
 
 #[test]
+fn work_under_the_id_sent_before_a_retarget_counts_at_its_difficulty_past_the_grace() {
+    // cpuminer 2.5 in the interop stage: after a retarget on the tick, the alias's work
+    // had the same header as its own, so it kept hashing the old id at the old target
+    // until the pool's next job, 11 s and more after the retarget.
+    let mut h = Harness::new(&config());
+    let job = h.publish(true, Target::ZERO).id.to_string();
+    h.setup("rig1");
+    flood(&mut h, &job);
+    let before = h.snapshot().totals.accepted_difficulty;
+    let tick = h.next_tick().expect("authorized: a tick is due");
+    h.advance_to(tick);
+    assert_eq!(
+        h.drain_methods(),
+        ["mining.set_difficulty", "mining.notify"]
+    );
+    let raised = START * 4.0;
+    assert_eq!(h.miner.difficulty, Some(raised));
+    h.advance(RETARGET_GRACE * 3);
+
+    // Under the old id: work at the difficulty that id was sent with, credited at it.
+    let (e2, nonce) = h.find_share(&job, START, raised);
+    assert_eq!(h.submit("rig1", &job, &e2, nonce)["result"], json!(true));
+    assert_eq!(h.snapshot().totals.accepted_difficulty, before + START);
+    // Meeting the new difficulty under the old id is credited at the new one.
+    let (e2, nonce) = h.find_share(&job, raised, f64::MAX);
+    assert_eq!(h.submit("rig1", &job, &e2, nonce)["result"], json!(true));
+    assert_eq!(
+        h.snapshot().totals.accepted_difficulty,
+        before + START + raised
+    );
+    // Under the alias, sent at the new difficulty, the old one is too low.
+    let alias = format!("{job}.1");
+    let (e2, nonce) = h.find_share(&job, START, raised);
+    assert_eq!(code(&h.submit("rig1", &alias, &e2, nonce)), Some(23));
+}
+
+#[test]
 fn a_lowering_retarget_takes_effect_at_once() {
     let mut h = Harness::new(&config());
     let job = h.publish(true, Target::ZERO).id.to_string();
