@@ -306,11 +306,20 @@ fn failover_from_pool_sv2_to_ckpool_and_back_without_a_miner_disconnect() {
     cpu.stop();
     let miner = cpu.log.counts();
     checks.note(format!(
-        "cpuminer: {} yay, {} boo, {} interrupted",
-        miner.yay, miner.boo, miner.interrupted
+        "cpuminer: {} yay, {} boo ({} low difficulty), {} interrupted",
+        miner.yay, miner.boo, miner.low_difficulty, miner.interrupted
     ));
     checks.expect(miner.interrupted == 0, || {
         format!("cpuminer lost its connection {} time(s)", miner.interrupted)
+    });
+    // Stale answers are fair across a failover; a share refused as too easy is not (it was
+    // judged by a difficulty the miner was not working at).
+    checks.expect(miner.low_difficulty == 0, || {
+        format!(
+            "cpuminer was told {} share(s) were below the difficulty:\n{}",
+            miner.low_difficulty,
+            cpu.log.excerpt("\"error\":[23,", 3)
+        )
     });
     checks.expect(restarted.counts().rejected == 0, || {
         "pool_sv2 rejected shares after the failback".to_owned()

@@ -1,5 +1,6 @@
 //! cpuminer's own record: one `accepted: N/M … (yay!!!)` or `(booooo)` line per answered
-//! share, `Stratum connection interrupted` per lost connection.
+//! share, `Stratum connection interrupted` per lost connection, and (with `-P`) every
+//! answer as received.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -21,14 +22,17 @@ pub struct MinerCounts {
     pub submits: usize,
     /// `Stratum connection interrupted` lines.
     pub interrupted: usize,
+    /// Answers refusing a share as below the difficulty (code 23): hashgate judging work
+    /// by a difficulty the miner was not working at.
+    pub low_difficulty: usize,
 }
 
 impl fmt::Display for MinerCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} submitted, {} yay, {} boo, {} connection(s) interrupted",
-            self.submits, self.yay, self.boo, self.interrupted
+            "{} submitted, {} yay, {} boo ({} low difficulty), {} connection(s) interrupted",
+            self.submits, self.yay, self.boo, self.low_difficulty, self.interrupted
         )
     }
 }
@@ -57,6 +61,8 @@ impl MinerLog {
                 c.submits += 1;
             } else if line.contains("Stratum connection interrupted") {
                 c.interrupted += 1;
+            } else if line.contains("] < ") && line.contains("\"error\":[23,") {
+                c.low_difficulty += 1;
             }
         }
         c

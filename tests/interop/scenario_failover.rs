@@ -168,6 +168,13 @@ fn primary_ckpool_killed_and_restarted() {
             miner.log.excerpt("Stratum connection interrupted", 3)
         )
     });
+    checks.expect(m.low_difficulty == 0, || {
+        format!(
+            "cpuminer was told {} share(s) were below the difficulty:\n{}",
+            m.low_difficulty,
+            miner.log.excerpt("\"error\":[23,", 3)
+        )
+    });
     if back.is_some() {
         checks.expect(b.verdicts() == backup_at_return.verdicts(), || {
             format!(

@@ -176,6 +176,12 @@ fn fleet_split_70_30_between_two_ckpools() {
             m.interrupted
         )
     });
+    checks.expect(m.low_difficulty == 0, || {
+        format!(
+            "cpuminer was told {} share(s) were below the difficulty",
+            m.low_difficulty
+        )
+    });
     for (name, pool) in [("main", &main), ("second", &second)] {
         let c = pool.log.counts();
         checks.expect(c.rejected + c.invalid == 0, || {
