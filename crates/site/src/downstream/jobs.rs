@@ -54,7 +54,7 @@ impl Hasher for ShareHashHasher {
 /// carries on with the old work, old target and old id until the pool's next job (seen in
 /// the interop stage: shares under the old id at the old difficulty 11 s after the
 /// retarget). Such shares are judged at the difficulty the old id was sent with
-/// ([`JobList::sent_difficulty`]), as pools do.
+/// ([`JobList::get`]), as pools do.
 pub(super) fn base_id(id: &str) -> &str {
     id.split_once('.').map_or(id, |(base, _)| base)
 }
@@ -138,29 +138,18 @@ impl JobList {
         self.entries.clear();
     }
 
-    /// The job with this id, if the miner may still submit for it.
-    pub(super) fn get(&self, id: &str) -> Option<&Arc<MinerJob>> {
-        let id = base_id(id);
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| &*e.job.id == id)
-            .map(|e| &e.job)
-    }
-
-    /// The difficulty the miner was at when it was sent job `id` under that very id:
-    /// shares submitted under it are work on that notify, whatever retarget came since.
+    /// The job with this id, if the miner may still submit for it, with the difficulty
+    /// the miner was at when it was sent the job under that very id: shares submitted
+    /// under it are work on that notify, whatever retarget came since. The difficulty is
     /// `None` for an alias `<id>.<n>` (sent after a retarget, at the difficulty then
-    /// announced) and for a job no longer kept.
-    pub(super) fn sent_difficulty(&self, id: &str) -> Option<f64> {
-        if id.contains('.') {
-            return None;
-        }
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| &*e.job.id == id)
-            .map(|e| e.difficulty)
+    /// announced).
+    pub(super) fn get(&self, id: &str) -> Option<(&Arc<MinerJob>, Option<f64>)> {
+        let base = base_id(id);
+        let entry = self.entries.iter().rev().find(|e| &*e.job.id == base)?;
+        Some((
+            &entry.job,
+            (base.len() == id.len()).then_some(entry.difficulty),
+        ))
     }
 
     /// The newest job sent.
@@ -283,15 +272,17 @@ mod tests {
         let mut jobs = JobList::default();
         jobs.push(job("a", true), 0.001);
         jobs.push(job("b", false), 0.004);
-        assert_eq!(jobs.sent_difficulty("a"), Some(0.001));
-        assert_eq!(jobs.sent_difficulty("b"), Some(0.004));
+        let sent = |jobs: &JobList, id: &str| jobs.get(id).and_then(|(_, d)| d);
+        assert_eq!(sent(&jobs, "a"), Some(0.001));
+        assert_eq!(sent(&jobs, "b"), Some(0.004));
+        assert!(jobs.get("a.1").is_some());
         assert_eq!(
-            jobs.sent_difficulty("a.1"),
+            sent(&jobs, "a.1"),
             None,
             "an alias is at the newer difficulty"
         );
-        assert_eq!(jobs.sent_difficulty("zz"), None);
+        assert_eq!(sent(&jobs, "zz"), None);
         jobs.push(job("c", true), 0.002);
-        assert_eq!(jobs.sent_difficulty("a"), None, "voided by clean_jobs");
+        assert_eq!(sent(&jobs, "a"), None, "voided by clean_jobs");
     }
 }

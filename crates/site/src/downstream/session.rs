@@ -447,7 +447,7 @@ impl MinerSession {
                 }
                 let line = renotify(&job, None, true).unwrap_or_else(|| job.notify_line.clone());
                 out.push(line)?;
-                let sent = self.announced.unwrap_or(self.vardiff.current());
+                let sent = self.announced_difficulty();
                 self.jobs.push_keeping(job, sent);
             }
         }
@@ -524,18 +524,15 @@ impl MinerSession {
             .iter()
             .find(|w| w.id.name() == s.worker)
             .ok_or(ShareReject::Unauthorized)?;
-        let job = self.jobs.get(&s.job_id).ok_or(ShareReject::Stale)?;
-        let current = self.announced.unwrap_or(self.vardiff.current());
+        let (job, sent) = self.jobs.get(&s.job_id).ok_or(ShareReject::Stale)?;
+        let current = self.announced_difficulty();
         let previous = self
             .previous
             .filter(|(_, at)| now.saturating_duration_since(*at) < RETARGET_GRACE)
             .map(|(d, _)| d);
         // Work on a notify sent before a retarget, under that notify's own id: the miner
         // may still be on it at the difficulty it was sent with (see `jobs::base_id`).
-        let sent = self
-            .jobs
-            .sent_difficulty(&s.job_id)
-            .filter(|d| *d < current);
+        let sent = sent.filter(|d| *d < current);
         let easiest = [previous, sent]
             .into_iter()
             .flatten()
@@ -649,11 +646,16 @@ impl MinerSession {
             self.send_difficulty(now, out)?;
         }
         out.push(job.notify_line.clone())?;
-        let sent = self.announced.unwrap_or(self.vardiff.current());
+        let sent = self.announced_difficulty();
         self.jobs.push(job, sent);
         // The tick keeps its own beat: a job does not postpone it, so a silent new miner
         // is probed down every target interval however often jobs come.
         Ok(())
+    }
+
+    /// The difficulty the miner was last told (the vardiff's before the first).
+    fn announced_difficulty(&self) -> f64 {
+        self.announced.unwrap_or(self.vardiff.current())
     }
 
     /// Sends `mining.set_difficulty` with the pending difficulty (or the current one) and

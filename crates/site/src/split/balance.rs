@@ -240,11 +240,12 @@ impl Book {
             let (e_over, e_under) = (self.error(over), self.error(under));
             let gain =
                 |h: f64| e_over.abs() + e_under.abs() - (e_over - h).abs() - (e_under + h).abs();
-            let best = (0..self.placed.len())
-                .filter(|i| self.placed.get(*i).is_some_and(|m| m.group == over))
-                .filter(|i| self.movable(*i))
-                .filter_map(|i| Some((i, self.placed.get(i)?.hashrate)))
-                .map(|(i, h)| (i, gain(h), h))
+            let best = self
+                .placed
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| m.group == over && self.movable(*i))
+                .map(|(i, m)| (i, gain(m.hashrate), m.hashrate))
                 .filter(|(_, g, h)| *g > h * MIN_GAIN)
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             let Some((i, _, _)) = best else { break };
@@ -261,10 +262,11 @@ impl Book {
             return;
         };
         let gap = self.error(over).min(-self.error(under));
-        let mut candidates: Vec<(usize, f64)> = (0..self.placed.len())
-            .filter(|i| self.movable(*i))
-            .filter_map(|i| self.placed.get(i).map(|m| (i, m)))
-            .filter(|(_, m)| m.group == over && m.hashrate > gap)
+        let mut candidates: Vec<(usize, f64)> = self
+            .placed
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.group == over && m.hashrate > gap && self.movable(*i))
             .map(|(i, m)| (i, m.hashrate))
             .collect();
         candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
